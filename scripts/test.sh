@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then checks format,
+# lints and runs every test. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "test.sh: cargo is not installed; install Rust (1.89 or newer) first" >&2
+  exit 2
+fi
+
+# Third-party Stripe fakes for the conformance tests (npm and PyPI, into .ci-cache/).
+if [ -f scripts/install-peers.sh ]; then
+  bash scripts/install-peers.sh
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets

@@ -1,0 +1,196 @@
+//! The chat model the agent talks to: message types in OpenAI's shape, the `ChatModel` trait,
+//! and its implementations (OpenAI-compatible over HTTP, scripted for tests).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// One tool call the model asked for. `arguments` is the raw text the model wrote, which
+/// may not be JSON at all: the tools layer judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A message of the conversation sent to the model, in OpenAI's chat format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    /// Text; `None` for an assistant message that only calls tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// The speaker's name for user messages from a multi-member room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tool calls of an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn system(text: impl Into<String>) -> ChatMessage {
+        ChatMessage::text(Role::System, text)
+    }
+
+    pub fn user(text: impl Into<String>) -> ChatMessage {
+        ChatMessage::text(Role::User, text)
+    }
+
+    pub fn assistant(text: impl Into<String>) -> ChatMessage {
+        ChatMessage::text(Role::Assistant, text)
+    }
+
+    pub fn tool_result(tool_call_id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: Role::Tool,
+            content: Some(content.into()),
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: Some(tool_call_id.into()),
+        }
+    }
+
+    fn text(role: Role, text: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: Some(text.into()),
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// What one model call is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The whole conversation, system prompt first.
+    pub messages: Vec<ChatMessage>,
+    /// OpenAI `tools` entries (`{"type":"function","function":{...}}`).
+    pub tools: Vec<Value>,
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    ToolCalls,
+    Length,
+    ContentFilter,
+    /// A value this code does not know, kept as sent.
+    Other(String),
+}
+
+/// Tokens counted by the server for one call (zeros when it did not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// The model's answer to one call, already normalised: tool calls always have an id and a
+/// name (an id the server left out is made up as `call_<n>`, so the history stays valid).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// The assistant message to append to the history.
+    pub message: ChatMessage,
+    /// `None` when the server did not say.
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Usage,
+}
+
+/// A piece of a streamed answer, passed on as it arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelDelta {
+    /// More text of the answer.
+    Text(String),
+    /// A tool call began (index in the message, id, name).
+    ToolCallStarted {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// More of a tool call's arguments.
+    ToolCallArguments { index: usize, fragment: String },
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// The server answered an error status (after the implementation's own retries).
+    #[error("the model server answered HTTP {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        /// What `Retry-After` asked, if anything.
+        retry_after: Option<Duration>,
+    },
+    /// No connection, a reset, or a timeout.
+    #[error("the model server could not be reached: {0}")]
+    Transport(String),
+    /// An answer that cannot be used (not JSON, no choices, no message).
+    #[error("the model server gave an unusable answer: {0}")]
+    BadResponse(String),
+    /// The caller gave up (cancellation, deadline).
+    #[error("the model call was cancelled")]
+    Cancelled,
+    /// Setup problem: no key, bad URL, a scripted model with no step left.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ModelError {
+    /// 429, 5xx and transport failures may pass on another try.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ModelError::Status { status, .. } => *status == 429 || *status >= 500,
+            ModelError::Transport(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A chat model with tool calling.
+pub trait ChatModel: Send + Sync {
+    /// The model's name, for logs and usage reports.
+    fn name(&self) -> &str;
+
+    /// One completion. With `deltas`, the implementation streams and sends each piece as it
+    /// arrives; the returned response is the whole message either way.
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deltas: Option<UnboundedSender<ModelDelta>>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+}

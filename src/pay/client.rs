@@ -1,0 +1,463 @@
+//! The HTTP client for the Altan Pay API: one call = one route of the table, with the
+//! envelope, idempotency key, timeout, retries and error mapping in one place.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use super::error::PayError;
+use super::routes::{Method, RouteTable, RouteValues};
+use crate::stripe::ErrorBody;
+
+/// The header Stripe (and the Altan Pay API) read to deduplicate a retried mutation.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// How retries are spaced. Exponential backoff with full jitter: attempt `n` waits a random
+/// time in `[0, min(max_delay, base_delay * 2^n)]`, or what `Retry-After` asks if it is longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included (1 = never retry).
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A `Retry-After` longer than this is not waited for: the call fails as rate limited.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, retry: u32) -> Duration {
+        let cap = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.max_delay);
+        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// Settings of a [`PayClient`].
+#[derive(Debug, Clone)]
+pub struct PayConfig {
+    pub routes: RouteTable,
+    /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
+    pub token: Option<String>,
+    /// Per attempt, from connect to the last byte of the body.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl PayConfig {
+    pub fn new(routes: RouteTable) -> PayConfig {
+        PayConfig {
+            routes,
+            token: None,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// One operation to run against the Altan Pay API.
+#[derive(Debug, Clone)]
+pub struct PayCall<'a> {
+    /// The route table's operation name, e.g. `products.create`.
+    pub operation: &'a str,
+    pub account_id: &'a str,
+    pub stripe_connect_id: Option<&'a str>,
+    /// The object id, for routes that address one object.
+    pub id: Option<&'a str>,
+    /// Stripe parameters (a JSON object).
+    pub params: Value,
+    /// Required for mutations: the same key on a retry means the same Stripe object.
+    pub idempotency_key: Option<String>,
+}
+
+/// A cheap-to-clone client; clones share the connection pool and the Connect id cache.
+#[derive(Clone)]
+pub struct PayClient {
+    http: reqwest::Client,
+    config: Arc<PayConfig>,
+    connect_ids: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl std::fmt::Debug for PayClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayClient")
+            .field("base_url", &self.config.routes.base_url)
+            .field("token", &self.config.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl PayClient {
+    pub fn new(config: PayConfig) -> Result<PayClient, PayError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("altan-pay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PayError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(PayClient {
+            http,
+            config: Arc::new(config),
+            connect_ids: Arc::default(),
+        })
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.config.routes
+    }
+
+    /// The Stripe Connect id of an account, asked once and then remembered.
+    pub async fn stripe_connect_id(&self, account_id: &str) -> Result<String, PayError> {
+        if let Some(id) = self.cached_connect_id(account_id) {
+            return Ok(id);
+        }
+        let body = self
+            .call(PayCall {
+                operation: "account.stripe_connect_id",
+                account_id,
+                stripe_connect_id: None,
+                id: None,
+                params: json!({}),
+                idempotency_key: None,
+            })
+            .await?;
+        let id = body
+            .get("stripe_connect_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| PayError::InvalidResponse {
+                status: 200,
+                detail: "the answer has no `stripe_connect_id` string".into(),
+                excerpt: excerpt(&body.to_string()),
+            })?
+            .to_string();
+        self.remember_connect_id(account_id, &id);
+        Ok(id)
+    }
+
+    pub fn cached_connect_id(&self, account_id: &str) -> Option<String> {
+        self.connect_ids
+            .lock()
+            .ok()
+            .and_then(|m| m.get(account_id).cloned())
+    }
+
+    pub fn remember_connect_id(&self, account_id: &str, connect_id: &str) {
+        if let Ok(mut m) = self.connect_ids.lock() {
+            m.insert(account_id.to_string(), connect_id.to_string());
+        }
+    }
+
+    /// Runs one operation, retrying what is safe to retry, and returns Stripe's JSON.
+    pub async fn call(&self, call: PayCall<'_>) -> Result<Value, PayError> {
+        let route = self
+            .config
+            .routes
+            .get(call.operation)
+            .ok_or_else(|| PayError::Config(format!("no route for `{}`", call.operation)))?;
+        if !call.params.is_object() {
+            return Err(PayError::Config(format!(
+                "parameters for `{}` must be a JSON object",
+                call.operation
+            )));
+        }
+        if route.kind.is_mutation() && call.idempotency_key.is_none() {
+            return Err(PayError::Config(format!(
+                "`{}` changes Stripe and needs an idempotency key",
+                call.operation
+            )));
+        }
+        let path = route.expand(&RouteValues {
+            account_id: Some(call.account_id),
+            id: call.id,
+            stripe_connect_id: call.stripe_connect_id,
+        })?;
+        let url = self.url_with_params(&path, route.method, &call.params);
+        let body = match route.method {
+            Method::Post => Some(json!({ "payload": call.params }).to_string()),
+            Method::Get | Method::Delete => None,
+        };
+        let headers = self.headers(call.idempotency_key.as_deref(), body.is_some())?;
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self
+                .send_once(route.method, &url, &headers, body.clone())
+                .await;
+            let wait = match &outcome {
+                Ok(_) => None,
+                Err(failure) => self.retry_wait(failure, attempt),
+            };
+            match (outcome, wait) {
+                (Ok(value), _) => return Ok(value),
+                (Err(failure), Some(wait)) => {
+                    warn!(operation = call.operation, attempt, ?wait, error = %failure.error, "retrying Altan Pay call");
+                    tokio::time::sleep(wait).await;
+                }
+                (Err(failure), None) => return Err(failure.error.with_attempts(attempt)),
+            }
+        }
+    }
+
+    /// How long to wait before the next attempt, or `None` to give up.
+    /// Every call that reaches here is safe to resend: reads are, and `call` refuses a
+    /// mutation without an idempotency key.
+    fn retry_wait(&self, failure: &Failure, attempt: u32) -> Option<Duration> {
+        let policy = self.config.retry;
+        if attempt >= policy.max_attempts || !failure.error.is_retryable() {
+            return None;
+        }
+        let backoff = policy.backoff(attempt - 1);
+        match failure.retry_after {
+            Some(asked) if asked > policy.max_retry_after => None,
+            Some(asked) => Some(asked.max(backoff)),
+            None => Some(backoff),
+        }
+    }
+
+    fn url_with_params(&self, path: &str, method: Method, params: &Value) -> String {
+        let mut url = format!("{}{}", self.config.routes.base_url, path);
+        if method == Method::Get {
+            let query = super::form::encode(params);
+            if !query.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&query);
+            }
+        }
+        url
+    }
+
+    fn headers(
+        &self,
+        idempotency_key: Option<&str>,
+        json_body: bool,
+    ) -> Result<HeaderMap, PayError> {
+        let mut headers = HeaderMap::new();
+        if json_body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(token) = &self.config.token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                PayError::Config(
+                    "ALTAN_PAY_TOKEN contains characters not allowed in a header".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        if let Some(key) = idempotency_key {
+            let value = HeaderValue::from_str(key).map_err(|_| {
+                PayError::Config("the idempotency key is not a valid header value".into())
+            })?;
+            headers.insert(IDEMPOTENCY_HEADER, value);
+        }
+        Ok(headers)
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<String>,
+    ) -> Result<Value, Failure> {
+        let method = match method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut request = self.http.request(method, url).headers(headers.clone());
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(Failure::transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response.bytes().await.map_err(Failure::transport)?;
+        debug!(%status, bytes = bytes.len(), "Altan Pay answered");
+        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+        if status.is_success() {
+            return match parsed {
+                Ok(value) if value.is_object() => Ok(value),
+                Ok(_) => Err(Failure::plain(PayError::InvalidResponse {
+                    status: status.as_u16(),
+                    detail: "the answer is JSON but not an object".into(),
+                    excerpt: excerpt_bytes(&bytes),
+                })),
+                Err(e) => Err(Failure::plain(PayError::InvalidResponse {
+                    status: status.as_u16(),
+                    detail: format!("the answer is not valid JSON ({e})"),
+                    excerpt: excerpt_bytes(&bytes),
+                })),
+            };
+        }
+        let error = match parsed
+            .ok()
+            .and_then(|v| serde_json::from_value::<ErrorBody>(v).ok())
+        {
+            Some(body) => PayError::Stripe {
+                status: status.as_u16(),
+                error: Box::new(body.error),
+                request_id,
+                attempts: 1,
+            },
+            None => PayError::Http {
+                status: status.as_u16(),
+                excerpt: excerpt_bytes(&bytes),
+                attempts: 1,
+            },
+        };
+        Err(Failure { error, retry_after })
+    }
+}
+
+/// One failed attempt and what the server asked about waiting.
+struct Failure {
+    error: PayError,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn plain(error: PayError) -> Failure {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+
+    fn transport(e: reqwest::Error) -> Failure {
+        let error = if e.is_timeout() {
+            PayError::Timeout { attempts: 1 }
+        } else if e.is_connect() {
+            PayError::Connect {
+                detail: root_cause(&e),
+                attempts: 1,
+            }
+        } else if e.is_body() || e.is_decode() || e.is_request() {
+            // The connection broke while the answer was on its way: same as a lost answer.
+            PayError::Connect {
+                detail: root_cause(&e),
+                attempts: 1,
+            }
+        } else {
+            PayError::Config(format!("the request could not be sent: {}", root_cause(&e)))
+        };
+        Failure::plain(error)
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+const EXCERPT_LEN: usize = 200;
+
+fn excerpt(s: &str) -> String {
+    let mut end = s.len().min(EXCERPT_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < s.len() {
+        format!("{}…", &s[..end])
+    } else {
+        s.to_string()
+    }
+}
+
+fn excerpt_bytes(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "(empty body)".into();
+    }
+    excerpt(&String::from_utf8_lossy(bytes))
+}
+
+/// Whether an HTTP status is worth retrying.
+pub fn is_retryable_status(status: u16) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS.as_u16() || (500..600).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        let policy = RetryPolicy::default();
+        for retry in 0..10 {
+            let cap = policy
+                .base_delay
+                .saturating_mul(2u32.saturating_pow(retry))
+                .min(policy.max_delay);
+            for _ in 0..50 {
+                assert!(policy.backoff(retry) <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn excerpts_cut_on_char_boundaries() {
+        let long = "é".repeat(300);
+        let cut = excerpt(&long);
+        assert!(cut.ends_with('…'));
+        assert!(cut.len() <= EXCERPT_LEN + '…'.len_utf8());
+    }
+}

@@ -1,0 +1,114 @@
+//! What can go wrong on a call to the Altan Pay API, typed so callers can tell a refusal
+//! by Stripe from a transient outage from a configuration mistake.
+
+use crate::stripe::StripeError;
+
+use super::client::is_retryable_status;
+use super::routes::RouteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// Stripe (through the Altan Pay API) answered with its error body.
+    #[error("{} (HTTP {status}{})", describe_stripe(error), attempts_note(*attempts))]
+    Stripe {
+        status: u16,
+        error: Box<StripeError>,
+        /// Stripe's `Request-Id`, for the operator.
+        request_id: Option<String>,
+        attempts: u32,
+    },
+    /// An error status without Stripe's error body (a proxy page, an empty 502...).
+    #[error("the Altan Pay API answered HTTP {status} without a Stripe error body: {excerpt}{}", attempts_note(*attempts))]
+    Http {
+        status: u16,
+        excerpt: String,
+        attempts: u32,
+    },
+    /// No answer within the per-request timeout.
+    #[error("the Altan Pay API did not answer in time{}", attempts_note(*attempts))]
+    Timeout { attempts: u32 },
+    /// The connection could not be made or broke before the whole answer arrived.
+    #[error("could not reach the Altan Pay API: {detail}{}", attempts_note(*attempts))]
+    Connect { detail: String, attempts: u32 },
+    /// A success status with a body that is not a JSON object.
+    #[error(
+        "the Altan Pay API answered HTTP {status} with a body that cannot be used: {detail}; body: {excerpt}"
+    )]
+    InvalidResponse {
+        status: u16,
+        detail: String,
+        excerpt: String,
+    },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A mistake in how the client was set up or called.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn describe_stripe(error: &StripeError) -> String {
+    let mut text = error
+        .message
+        .clone()
+        .unwrap_or_else(|| "Stripe refused the request".to_string());
+    if let Some(code) = &error.code {
+        text.push_str(&format!(" [code: {code}]"));
+    }
+    if let Some(param) = &error.param {
+        text.push_str(&format!(" [param: {param}]"));
+    }
+    text
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+impl PayError {
+    /// Whether another attempt of the same request may succeed: 429, 5xx and lost
+    /// connections. Other 4xx never are: the request itself is wrong.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PayError::Stripe { status, .. } | PayError::Http { status, .. } => {
+                is_retryable_status(*status)
+            }
+            PayError::Timeout { .. } | PayError::Connect { .. } => true,
+            PayError::InvalidResponse { .. } | PayError::Route(_) | PayError::Config(_) => false,
+        }
+    }
+
+    /// Whether Stripe may have applied a mutation even though no success came back.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            PayError::Timeout { .. } | PayError::Connect { .. } => true,
+            PayError::Stripe { status, .. } | PayError::Http { status, .. } => *status >= 500,
+            PayError::InvalidResponse { .. } => true,
+            PayError::Route(_) | PayError::Config(_) => false,
+        }
+    }
+
+    /// The HTTP status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PayError::Stripe { status, .. }
+            | PayError::Http { status, .. }
+            | PayError::InvalidResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn with_attempts(mut self, n: u32) -> PayError {
+        match &mut self {
+            PayError::Stripe { attempts, .. }
+            | PayError::Http { attempts, .. }
+            | PayError::Timeout { attempts }
+            | PayError::Connect { attempts, .. } => *attempts = n,
+            _ => {}
+        }
+        self
+    }
+}

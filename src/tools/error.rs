@@ -1,0 +1,200 @@
+//! Tool failures, split into what the model reads (and can act on) and what the operator
+//! reads (and can debug), with who must act and whether a retry can help in one table.
+
+use serde_json::{Value, json};
+
+use crate::pay::PayError;
+
+/// Why a tool call did not produce a Stripe result. Each code has one row in
+/// [`ErrorCode::disposition`]; nothing else decides retryability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The arguments are wrong (JSON, types, values); nothing was sent.
+    InvalidArguments,
+    /// No account id in the context or the arguments.
+    MissingAccountId,
+    /// The arguments name another account than the trusted context.
+    AccountMismatch,
+    /// A tool name that does not exist.
+    UnknownTool,
+    /// Stripe refused the request as invalid (4xx other than auth, not found, rate limit).
+    StripeInvalidRequest,
+    /// The object does not exist in this Stripe account.
+    NotFound,
+    /// 429, 5xx, timeouts and lost connections, after the client's own retries.
+    Unavailable,
+    /// The Altan Pay API refused the credentials (401/403).
+    NotAuthorized,
+    /// The Altan Pay API answered something that is not a usable result.
+    BadResponse,
+    /// A bug or a setup mistake on our side.
+    Internal,
+}
+
+/// Who has to act on a failure, in pydantic-ai's three kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// The model can fix its call and try again.
+    ModelRetry,
+    /// Report it: the model tells the user (and may try later), the operator is told too.
+    Report,
+    /// A bug: propagate to the operator; the model only says the action failed.
+    Bug,
+}
+
+impl ErrorCode {
+    /// The one table of who acts and whether resending the same call can help.
+    pub fn disposition(self) -> (Disposition, bool) {
+        use Disposition::*;
+        match self {
+            ErrorCode::InvalidArguments => (ModelRetry, false),
+            ErrorCode::MissingAccountId => (ModelRetry, false),
+            ErrorCode::AccountMismatch => (ModelRetry, false),
+            ErrorCode::UnknownTool => (ModelRetry, false),
+            ErrorCode::StripeInvalidRequest => (ModelRetry, false),
+            ErrorCode::NotFound => (ModelRetry, false),
+            ErrorCode::Unavailable => (Report, true),
+            ErrorCode::NotAuthorized => (Report, false),
+            ErrorCode::BadResponse => (Report, false),
+            ErrorCode::Internal => (Bug, false),
+        }
+    }
+}
+
+/// A failed tool call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code:?}: {operator_detail}")]
+pub struct ToolError {
+    pub code: ErrorCode,
+    /// What the model reads: what went wrong and what to do next.
+    pub model_message: String,
+    /// The Stripe parameter at fault, when known.
+    pub param: Option<String>,
+    /// What the operator reads in logs: the full technical story.
+    pub operator_detail: String,
+    /// For mutations: Stripe may have applied the change although no result came back.
+    pub outcome_unknown: bool,
+}
+
+impl ToolError {
+    pub fn new(code: ErrorCode, model_message: impl Into<String>) -> ToolError {
+        let model_message = model_message.into();
+        ToolError {
+            code,
+            operator_detail: model_message.clone(),
+            model_message,
+            param: None,
+            outcome_unknown: false,
+        }
+    }
+
+    pub fn invalid(param: Option<&str>, message: impl Into<String>) -> ToolError {
+        let mut e = ToolError::new(ErrorCode::InvalidArguments, message);
+        e.param = param.map(str::to_string);
+        e
+    }
+
+    pub fn with_operator_detail(mut self, detail: impl Into<String>) -> ToolError {
+        self.operator_detail = detail.into();
+        self
+    }
+
+    /// Maps a failed Altan Pay call; `mutation` tells whether an unknown outcome matters.
+    pub fn from_pay(error: &PayError, mutation: bool) -> ToolError {
+        let detail = error.to_string();
+        let (code, message, param) = match error {
+            PayError::Stripe {
+                status, error: e, ..
+            } => {
+                let stripe_message = e.message.clone().unwrap_or_else(|| "no message".into());
+                match status {
+                    401 | 403 => (
+                        ErrorCode::NotAuthorized,
+                        format!(
+                            "The Altan Pay API refused access ({stripe_message}). Tell the user and @Altan; do not retry."
+                        ),
+                        None,
+                    ),
+                    404 => (
+                        ErrorCode::NotFound,
+                        format!(
+                            "Stripe has no such object: {stripe_message}. Use an id from a Stripe result of this conversation (list the objects to find it)."
+                        ),
+                        e.param.clone(),
+                    ),
+                    s if crate::pay::client::is_retryable_status(*s) => (
+                        ErrorCode::Unavailable,
+                        format!("Stripe is unavailable right now ({stripe_message})."),
+                        None,
+                    ),
+                    _ => (
+                        ErrorCode::StripeInvalidRequest,
+                        format!("Stripe refused the request: {stripe_message}"),
+                        e.param.clone(),
+                    ),
+                }
+            }
+            PayError::Http { status, .. } if (400..500).contains(status) && *status != 429 => (
+                ErrorCode::StripeInvalidRequest,
+                format!("The Altan Pay API refused the request with HTTP {status}."),
+                None,
+            ),
+            PayError::Http { .. } | PayError::Timeout { .. } | PayError::Connect { .. } => (
+                ErrorCode::Unavailable,
+                "The Altan Pay API could not be reached or did not answer in time.".to_string(),
+                None,
+            ),
+            PayError::InvalidResponse { .. } => (
+                ErrorCode::BadResponse,
+                "The Altan Pay API gave an answer that could not be read.".to_string(),
+                None,
+            ),
+            PayError::Route(_) | PayError::Config(_) => (
+                ErrorCode::Internal,
+                "The action could not be sent because of a configuration problem.".to_string(),
+                None,
+            ),
+        };
+        let outcome_unknown = mutation && error.outcome_unknown();
+        let message = if outcome_unknown {
+            format!(
+                "{message} The change may or may not have been applied: list the objects to check before trying again, and tell the user if it is still unclear."
+            )
+        } else if code == ErrorCode::Unavailable {
+            format!("{message} Nothing was changed; try again later or tell the user.")
+        } else {
+            message
+        };
+        ToolError {
+            code,
+            model_message: message,
+            param,
+            operator_detail: detail,
+            outcome_unknown,
+        }
+    }
+
+    /// The JSON the model reads as the tool result.
+    pub fn to_model_json(&self) -> Value {
+        let (disposition, retryable) = self.code.disposition();
+        let mut error = json!({
+            "code": self.code,
+            "message": self.model_message,
+            "next": match disposition {
+                Disposition::ModelRetry => "fix the call and try again",
+                Disposition::Report if retryable => "try again later or tell the user",
+                Disposition::Report => "tell the user",
+                Disposition::Bug => "tell the user the action failed",
+            },
+        });
+        if let Some(param) = &self.param {
+            error["param"] = json!(param);
+        }
+        if self.outcome_unknown {
+            error["outcome_unknown"] = json!(true);
+        }
+        json!({ "error": error })
+    }
+}

@@ -1,0 +1,475 @@
+//! The tools the model calls: typed arguments with JSON schemas, validation before any HTTP,
+//! the Altan Pay call, and a result split into what the model reads and what Stripe changed.
+
+pub mod args;
+pub mod catalog;
+pub mod error;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use tracing::{Instrument, info_span};
+
+use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
+pub use error::{Disposition, ErrorCode, ToolError};
+
+/// Where a tool call comes from and which account it may act for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolContext {
+    /// The conversation (thread) id; part of every idempotency key.
+    pub conversation_id: String,
+    /// The model's id for this tool call; the other part of the idempotency key.
+    pub tool_call_id: String,
+    /// The account id from the trusted request context, if the caller gave one.
+    pub account_id: Option<String>,
+    /// The Stripe Connect id from the trusted request context, if the caller gave one.
+    pub stripe_connect_id: Option<String>,
+}
+
+/// A tool as the model sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDefinition {
+    pub name: &'static str,
+    pub description: String,
+    pub parameters: Value,
+}
+
+impl ToolDefinition {
+    /// OpenAI's `tools[]` entry.
+    pub fn to_openai(&self) -> Value {
+        json!({
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+                "strict": true,
+            }
+        })
+    }
+}
+
+/// A Stripe change made by a tool call: what the sync plan is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub operation: String,
+    pub kind: RouteKind,
+    pub account_id: String,
+    pub stripe_connect_id: Option<String>,
+    /// Stripe's answer: the object after the change, or the deleted tombstone.
+    pub object: Value,
+}
+
+/// The result of one tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    /// What the model reads.
+    pub content: Value,
+    /// Set when Stripe changed.
+    pub effect: Option<Effect>,
+    /// Set when the call failed; `content` then holds the model's view of it.
+    pub error: Option<ToolError>,
+}
+
+impl ToolOutput {
+    pub fn ok(content: Value, effect: Option<Effect>) -> ToolOutput {
+        ToolOutput {
+            content,
+            effect,
+            error: None,
+        }
+    }
+
+    pub fn failed(error: ToolError) -> ToolOutput {
+        ToolOutput {
+            content: error.to_model_json(),
+            effect: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// What tools need to run.
+#[derive(Debug, Clone)]
+pub struct ToolEnv {
+    pub pay: PayClient,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A tool behind dynamic dispatch, as the registry and the engine hold it.
+pub trait Tool: Send + Sync {
+    fn definition(&self) -> &ToolDefinition;
+    fn call<'a>(
+        &'a self,
+        env: &'a ToolEnv,
+        ctx: &'a ToolContext,
+        arguments: &'a str,
+    ) -> BoxFuture<'a, ToolOutput>;
+}
+
+/// A tool that is one Altan Pay route: typed arguments in, Stripe's JSON out.
+pub trait PayTool: Send + Sync + 'static {
+    const NAME: &'static str;
+    /// The arguments; their doc comments are the descriptions the model reads.
+    type Args: DeserializeOwned + Serialize + JsonSchema + Send + Sync;
+    /// Parameters the model might try that Stripe will never take here, with the reason.
+    const REFUSED: &'static [(&'static str, &'static str)] = &[];
+    /// The route operation for these arguments (a `get_*` with an `id` retrieves one object).
+    fn operation(args: &Self::Args) -> &'static str;
+    /// Checks beyond the types; may normalise values (e.g. currency case).
+    fn check(_args: &mut Self::Args) -> Result<(), ToolError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`PayTool`] and holds its definition, built once.
+pub struct PayToolAdapter<T: PayTool> {
+    definition: ToolDefinition,
+    _tool: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: PayTool> Default for PayToolAdapter<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: PayTool> PayToolAdapter<T> {
+    pub fn new() -> Self {
+        let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
+        add_account_id_property(&mut parameters);
+        PayToolAdapter {
+            definition: ToolDefinition {
+                name: T::NAME,
+                description,
+                parameters,
+            },
+            _tool: std::marker::PhantomData,
+        }
+    }
+
+    async fn run(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        arguments: &str,
+    ) -> Result<ToolOutput, ToolError> {
+        let mut raw = parse_arguments(T::NAME, arguments)?;
+        let scope = take_scope(&mut raw)?;
+        for (param, why) in T::REFUSED {
+            if raw.contains_key(*param) {
+                return Err(ToolError::invalid(
+                    Some(param),
+                    format!("`{param}` cannot be used with {}: {why}", T::NAME),
+                ));
+            }
+        }
+        let mut args: T::Args = serde_json::from_value(Value::Object(raw)).map_err(|e| {
+            ToolError::invalid(None, format!("invalid arguments for {}: {e}", T::NAME))
+        })?;
+        T::check(&mut args)?;
+        let operation = T::operation(&args);
+        let route = env.pay.routes().get(operation).ok_or_else(|| {
+            ToolError::new(ErrorCode::Internal, format!("no route for {operation}"))
+        })?;
+        let kind = route.kind;
+        let addresses_one = route.uses("id");
+        let account_id = resolve_account_id(ctx, scope.account_id)?;
+
+        if operation == "account.stripe_connect_id" {
+            let id = resolve_connect_id(env, ctx, &account_id, scope.stripe_connect_id).await?;
+            return Ok(ToolOutput::ok(
+                json!({"account_id": account_id, "stripe_connect_id": id}),
+                None,
+            ));
+        }
+        let connect_id = match route.uses("stripe_connect_id") {
+            true => Some(resolve_connect_id(env, ctx, &account_id, scope.stripe_connect_id).await?),
+            false => None,
+        };
+
+        let mut params = serde_json::to_value(&args).map_err(|e| {
+            ToolError::new(
+                ErrorCode::Internal,
+                format!("cannot encode the arguments: {e}"),
+            )
+        })?;
+        let id = match (addresses_one, params.as_object_mut()) {
+            (true, Some(map)) => map
+                .remove("id")
+                .and_then(|v| v.as_str().map(str::to_string)),
+            _ => None,
+        };
+        let key = kind
+            .is_mutation()
+            .then(|| idempotency_key(&ctx.conversation_id, &ctx.tool_call_id, operation));
+        let result = env
+            .pay
+            .call(PayCall {
+                operation,
+                account_id: &account_id,
+                stripe_connect_id: connect_id.as_deref(),
+                id: id.as_deref(),
+                params,
+                idempotency_key: key,
+            })
+            .await
+            .map_err(|e| ToolError::from_pay(&e, kind.is_mutation()))?;
+
+        let effect = kind.is_mutation().then(|| Effect {
+            operation: operation.to_string(),
+            kind,
+            account_id: account_id.clone(),
+            stripe_connect_id: connect_id.clone(),
+            object: result.clone(),
+        });
+        // A `get_*` tool always answers with a list, also when it fetched one object by id.
+        let content = if T::NAME.starts_with("get_") && operation.ends_with(".retrieve") {
+            json!({"object": "list", "data": [result], "has_more": false})
+        } else {
+            result
+        };
+        Ok(ToolOutput::ok(content, effect))
+    }
+}
+
+impl<T: PayTool> Tool for PayToolAdapter<T> {
+    fn definition(&self) -> &ToolDefinition {
+        &self.definition
+    }
+
+    fn call<'a>(
+        &'a self,
+        env: &'a ToolEnv,
+        ctx: &'a ToolContext,
+        arguments: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
+        Box::pin(
+            async move {
+                match self.run(env, ctx, arguments).await {
+                    Ok(output) => output,
+                    Err(error) => {
+                        tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed");
+                        ToolOutput::failed(error)
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The account id and Connect id the model may pass next to a tool's own arguments.
+#[derive(Debug, Default)]
+struct Scope {
+    account_id: Option<String>,
+    stripe_connect_id: Option<String>,
+}
+
+const ACCOUNT_ID_DOC: &str = "The Altan account id (workspace id). Null to use the account of this conversation. Never guess it: if you don't know it, ask @Altan.";
+
+fn add_account_id_property(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    obj.insert("type".into(), json!("object"));
+    let props = obj
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(props) = props.as_object_mut() {
+        props.insert(
+            "account_id".into(),
+            json!({"type": ["string", "null"], "description": ACCOUNT_ID_DOC}),
+        );
+    }
+    let names: Vec<Value> = obj
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(|k| json!(k)).collect())
+        .unwrap_or_default();
+    obj.insert("required".into(), Value::Array(names));
+    obj.insert("additionalProperties".into(), Value::Bool(false));
+}
+
+fn parse_arguments(tool: &str, arguments: &str) -> Result<Map<String, Value>, ToolError> {
+    let trimmed = arguments.trim();
+    if trimmed.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ToolError::invalid(
+            None,
+            format!(
+                "the arguments of {tool} must be a JSON object, not {}",
+                json_kind(&other)
+            ),
+        )),
+        Err(e) => Err(ToolError::invalid(
+            None,
+            format!("the arguments of {tool} are not valid JSON ({e}); send one JSON object"),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn take_scope(raw: &mut Map<String, Value>) -> Result<Scope, ToolError> {
+    let mut take = |name: &str| -> Result<Option<String>, ToolError> {
+        match raw.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(other) => Err(ToolError::invalid(
+                Some(name),
+                format!(
+                    "`{name}` must be a string or null, not {}",
+                    json_kind(&other)
+                ),
+            )),
+        }
+    };
+    Ok(Scope {
+        account_id: take("account_id")?,
+        stripe_connect_id: take("stripe_connect_id")?,
+    })
+}
+
+/// The trusted context wins; an argument that names another account is refused, never
+/// silently replaced, because it means the model is confused about whom it acts for.
+fn resolve_account_id(ctx: &ToolContext, from_args: Option<String>) -> Result<String, ToolError> {
+    match (&ctx.account_id, from_args) {
+        (Some(trusted), Some(given)) if *trusted != given => Err(ToolError::new(
+            ErrorCode::AccountMismatch,
+            format!(
+                "This conversation acts for account `{trusted}`, not `{given}`. Pass null as account_id."
+            ),
+        )),
+        (Some(trusted), _) => Ok(trusted.clone()),
+        (None, Some(given)) => Ok(given),
+        (None, None) => Err(ToolError::new(
+            ErrorCode::MissingAccountId,
+            "No account id is known for this conversation. Ask @Altan for the account id (workspace id) and do not guess it.",
+        )),
+    }
+}
+
+/// The Connect id comes from the trusted context or the Altan Pay API, never from the model:
+/// a value the model passes is only compared with it.
+async fn resolve_connect_id(
+    env: &ToolEnv,
+    ctx: &ToolContext,
+    account_id: &str,
+    from_args: Option<String>,
+) -> Result<String, ToolError> {
+    let known = match &ctx.stripe_connect_id {
+        Some(id) => id.clone(),
+        None => env
+            .pay
+            .stripe_connect_id(account_id)
+            .await
+            .map_err(|e| ToolError::from_pay(&e, false))?,
+    };
+    match from_args {
+        Some(given) if given != known => Err(ToolError::new(
+            ErrorCode::AccountMismatch,
+            format!(
+                "The Stripe Connect id of account `{account_id}` is `{known}`, not `{given}`. Leave stripe_connect_id out."
+            ),
+        )),
+        _ => Ok(known),
+    }
+}
+
+/// All tools, by name, in a fixed order.
+#[derive(Clone)]
+pub struct ToolSet {
+    tools: Vec<Arc<dyn Tool>>,
+    by_name: HashMap<&'static str, usize>,
+}
+
+impl std::fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.tools.iter().map(|t| t.definition().name))
+            .finish()
+    }
+}
+
+impl ToolSet {
+    pub fn new(tools: Vec<Arc<dyn Tool>>) -> ToolSet {
+        let by_name = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.definition().name, i))
+            .collect();
+        ToolSet { tools, by_name }
+    }
+
+    /// Every Altan Pay tool.
+    pub fn altan_pay() -> ToolSet {
+        ToolSet::new(catalog::all())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tools.iter().map(|t| t.definition().name)
+    }
+
+    pub fn definitions(&self) -> impl Iterator<Item = &ToolDefinition> {
+        self.tools.iter().map(|t| t.definition())
+    }
+
+    /// The `tools` array exactly as sent to the model.
+    pub fn to_openai_json(&self) -> Value {
+        Value::Array(self.definitions().map(ToolDefinition::to_openai).collect())
+    }
+
+    /// `altan-pay tools --json` and tools/schemas.json: the `tools` array, pretty-printed.
+    pub fn to_json_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.to_openai_json()).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Runs a call by tool name; an unknown name is an error the model can act on.
+    pub async fn call(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        name: &str,
+        arguments: &str,
+    ) -> ToolOutput {
+        match self.get(name) {
+            Some(tool) => tool.call(env, ctx, arguments).await,
+            None => ToolOutput::failed(ToolError::new(
+                ErrorCode::UnknownTool,
+                format!(
+                    "There is no tool named `{name}`. Available tools: {}.",
+                    self.names().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+}

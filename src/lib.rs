@@ -3,8 +3,10 @@
 //! Parts (see DESIGN.md): [`stripe`] object types, [`pay`] the Altan Pay API client,
 //! [`tools`] the tools the model calls, [`gateway`] a local Altan Pay API server.
 
+pub mod engine;
 pub mod gateway;
 pub mod model;
 pub mod pay;
+pub mod policy;
 pub mod stripe;
 pub mod tools;

@@ -1,0 +1,393 @@
+//! One turn of the agent as a plain state machine: it says what to do next (call the model,
+//! run tools, stop) and is told what happened; it does no I/O, so it is tested without a network.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::model::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage};
+use crate::tools::{ErrorCode, ToolError, ToolOutput};
+
+/// Bounds on one turn. Whatever the model does, the turn ends within these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Model calls in one turn; the last one is asked for an answer without tools.
+    pub max_model_calls: u32,
+    /// Tool calls in one turn, all tools together.
+    pub max_tool_calls: u32,
+    /// Tool calls the model gets wrong in a row (bad arguments, unknown tool) before the turn
+    /// stops asking it to fix them.
+    pub max_invalid_in_a_row: u32,
+    /// Arguments longer than this are refused unread.
+    pub max_argument_bytes: usize,
+    /// The whole turn, model and tools included.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_model_calls: 12,
+            max_tool_calls: 40,
+            max_invalid_in_a_row: 3,
+            max_argument_bytes: 64 * 1024,
+            deadline: Duration::from_secs(180),
+        }
+    }
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    CallModel(ChatRequest),
+    /// Run these calls (concurrently) and report every result with [`Turn::tool_results`].
+    CallTools(Vec<ToolCall>),
+    Done(TurnEnd),
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEnd {
+    /// The model answered.
+    Answer(String),
+    /// A limit stopped the turn; the text says what was done and why it stopped.
+    Stopped { text: String, reason: StopReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    ModelCallLimit,
+    ToolCallLimit,
+    RepeatedInvalidCalls,
+    RepeatedFailingCall,
+    Deadline,
+    Cancelled,
+    ModelFailed,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::ModelCallLimit => "it reached the limit of model calls for one answer",
+            StopReason::ToolCallLimit => "it reached the limit of tool calls for one answer",
+            StopReason::RepeatedInvalidCalls => {
+                "the model kept sending tool calls that could not be run"
+            }
+            StopReason::RepeatedFailingCall => {
+                "the model kept repeating a call that had already failed"
+            }
+            StopReason::Deadline => "it ran out of time",
+            StopReason::Cancelled => "it was cancelled",
+            StopReason::ModelFailed => "the model could not be reached",
+        }
+    }
+}
+
+/// A tool call the turn decided not to run, with the result the model gets instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub call: ToolCall,
+    pub error: ToolError,
+}
+
+/// The state of one turn.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    messages: Vec<ChatMessage>,
+    tools: Vec<Value>,
+    limits: Limits,
+    model_calls: u32,
+    tool_calls: u32,
+    invalid_in_a_row: u32,
+    /// Calls (name + arguments) that failed, with their error: an identical call is not run again.
+    failed_calls: HashMap<(String, String), ToolError>,
+    /// Usage of each model call, in order.
+    usage: Vec<Usage>,
+    /// Calls the turn refused before running them (repeats, oversized arguments).
+    refused: Vec<Refusal>,
+    /// Tool calls handed to the driver and not yet answered, in the model's order.
+    awaiting: Vec<ToolCall>,
+    ended: Option<TurnEnd>,
+}
+
+impl Turn {
+    /// `messages`: system prompt, context, history and the new room messages.
+    pub fn new(messages: Vec<ChatMessage>, tools: Vec<Value>, limits: Limits) -> Turn {
+        Turn {
+            messages,
+            tools,
+            limits,
+            model_calls: 0,
+            tool_calls: 0,
+            invalid_in_a_row: 0,
+            failed_calls: HashMap::new(),
+            usage: Vec::new(),
+            refused: Vec::new(),
+            awaiting: Vec::new(),
+            ended: None,
+        }
+    }
+
+    /// The first step.
+    pub fn start(&mut self) -> Step {
+        self.call_model()
+    }
+
+    pub fn messages(&self) -> &[ChatMessage] {
+        &self.messages
+    }
+
+    pub fn usage(&self) -> &[Usage] {
+        &self.usage
+    }
+
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn ended(&self) -> Option<&TurnEnd> {
+        self.ended.as_ref()
+    }
+
+    fn call_model(&mut self) -> Step {
+        self.model_calls += 1;
+        // The last allowed call gets no tools, so the model must answer in words.
+        let tools = if self.model_calls >= self.limits.max_model_calls {
+            Vec::new()
+        } else {
+            self.tools.clone()
+        };
+        Step::CallModel(ChatRequest {
+            messages: self.messages.clone(),
+            tools,
+        })
+    }
+
+    /// The model answered.
+    pub fn model_response(&mut self, response: ChatResponse) -> Step {
+        self.usage.push(response.usage);
+        let mut message = response.message;
+        message.role = Role::Assistant;
+        let calls = std::mem::take(&mut message.tool_calls);
+        if calls.is_empty() {
+            let text = message.content.clone().unwrap_or_default();
+            self.messages.push(message);
+            if text.trim().is_empty() {
+                let note = match response.finish_reason {
+                    Some(FinishReason::Length) => {
+                        "The model's answer was cut off before it said anything."
+                    }
+                    Some(FinishReason::ContentFilter) => {
+                        "The model's answer was withheld by its content filter."
+                    }
+                    _ => "The model returned an empty answer.",
+                };
+                return self.finish(TurnEnd::Answer(note.to_string()));
+            }
+            return self.finish(TurnEnd::Answer(text));
+        }
+        if self.model_calls >= self.limits.max_model_calls {
+            // Tools were not offered on this call; a model that calls them anyway is stopped.
+            message.tool_calls = Vec::new();
+            self.messages.push(message);
+            return self.stop(StopReason::ModelCallLimit);
+        }
+        let calls = unique_ids(calls);
+        message.tool_calls = calls.clone();
+        self.messages.push(message);
+
+        let mut to_run = Vec::new();
+        for call in calls {
+            if let Some(refusal) = self.precheck(&call) {
+                self.refused.push(refusal);
+            } else {
+                to_run.push(call.clone());
+            }
+            self.awaiting.push(call);
+        }
+        if self.tool_calls + to_run.len() as u32 > self.limits.max_tool_calls {
+            // Answer every call so the history stays valid, then stop.
+            let calls = std::mem::take(&mut self.awaiting);
+            for call in calls {
+                self.messages.push(ChatMessage::tool_result(
+                    call.id.clone(),
+                    ToolError::new(
+                        ErrorCode::Internal,
+                        "not run: the tool call limit of this answer was reached",
+                    )
+                    .to_model_json()
+                    .to_string(),
+                ));
+            }
+            return self.stop(StopReason::ToolCallLimit);
+        }
+        Step::CallTools(to_run)
+    }
+
+    /// Refuses calls that must not run: repeats of a failed call and oversized arguments.
+    fn precheck(&self, call: &ToolCall) -> Option<Refusal> {
+        if call.arguments.len() > self.limits.max_argument_bytes {
+            return Some(Refusal {
+                call: call.clone(),
+                error: ToolError::invalid(
+                    None,
+                    format!(
+                        "the arguments are {} bytes; at most {} are accepted",
+                        call.arguments.len(),
+                        self.limits.max_argument_bytes
+                    ),
+                ),
+            });
+        }
+        let key = (call.name.clone(), normalise_arguments(&call.arguments));
+        self.failed_calls.get(&key).map(|earlier| Refusal {
+            call: call.clone(),
+            error: ToolError::new(
+                ErrorCode::InvalidArguments,
+                format!(
+                    "this exact call already failed in this answer ({}); do not repeat it: change the arguments, use another tool, or explain the problem to the user",
+                    earlier.model_message
+                ),
+            ),
+        })
+    }
+
+    /// The results of the calls of the last [`Step::CallTools`], by call id, any order.
+    /// Calls the turn refused are answered by the turn itself.
+    pub fn tool_results(&mut self, mut results: HashMap<String, ToolOutput>) -> Step {
+        let awaiting = std::mem::take(&mut self.awaiting);
+        let mut repeated = false;
+        let mut all_invalid = !awaiting.is_empty();
+        for call in &awaiting {
+            let refused = self
+                .refused
+                .iter()
+                .rev()
+                .find(|r| r.call.id == call.id)
+                .cloned();
+            let (content, error) = match (refused, results.remove(&call.id)) {
+                (Some(r), _) => {
+                    repeated |= r
+                        .error
+                        .model_message
+                        .starts_with("this exact call already failed");
+                    (r.error.to_model_json(), Some(r.error))
+                }
+                (None, Some(output)) => {
+                    self.tool_calls += 1;
+                    (output.content, output.error)
+                }
+                (None, None) => {
+                    let e = ToolError::new(ErrorCode::Internal, "the tool did not report a result");
+                    (e.to_model_json(), Some(e))
+                }
+            };
+            match &error {
+                Some(e) => {
+                    let model_fixable = matches!(
+                        e.code,
+                        ErrorCode::InvalidArguments
+                            | ErrorCode::UnknownTool
+                            | ErrorCode::StripeInvalidRequest
+                    );
+                    all_invalid &= model_fixable;
+                    self.failed_calls.insert(
+                        (call.name.clone(), normalise_arguments(&call.arguments)),
+                        e.clone(),
+                    );
+                }
+                None => all_invalid = false,
+            }
+            self.messages.push(ChatMessage::tool_result(
+                call.id.clone(),
+                content.to_string(),
+            ));
+        }
+        if all_invalid {
+            self.invalid_in_a_row += 1;
+        } else {
+            self.invalid_in_a_row = 0;
+        }
+        if self.invalid_in_a_row >= self.limits.max_invalid_in_a_row {
+            return self.stop(if repeated {
+                StopReason::RepeatedFailingCall
+            } else {
+                StopReason::RepeatedInvalidCalls
+            });
+        }
+        if self.model_calls >= self.limits.max_model_calls {
+            return self.stop(StopReason::ModelCallLimit);
+        }
+        self.call_model()
+    }
+
+    /// Ends the turn from outside (deadline, cancellation, a model that cannot be reached).
+    /// Calls still awaiting a result are answered so the history stays valid.
+    pub fn interrupt(&mut self, reason: StopReason) -> TurnEnd {
+        let awaiting = std::mem::take(&mut self.awaiting);
+        for call in awaiting {
+            self.messages.push(ChatMessage::tool_result(
+                call.id,
+                ToolError::new(
+                    ErrorCode::Internal,
+                    format!("not finished: {}", reason.describe()),
+                )
+                .to_model_json()
+                .to_string(),
+            ));
+        }
+        match self.stop(reason) {
+            Step::Done(end) => end,
+            _ => TurnEnd::Stopped {
+                text: String::new(),
+                reason,
+            },
+        }
+    }
+
+    fn stop(&mut self, reason: StopReason) -> Step {
+        let text = format!("I stopped before finishing because {}.", reason.describe());
+        self.finish(TurnEnd::Stopped { text, reason })
+    }
+
+    fn finish(&mut self, end: TurnEnd) -> Step {
+        self.ended = Some(end.clone());
+        Step::Done(end)
+    }
+}
+
+/// Gives every call a distinct, non-empty id (servers sometimes repeat or omit them), so each
+/// tool result answers exactly one call.
+fn unique_ids(calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    let mut seen = std::collections::HashSet::new();
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut call)| {
+            if call.id.trim().is_empty() || !seen.insert(call.id.clone()) {
+                let mut n = i;
+                loop {
+                    let candidate = format!("call_{n}");
+                    if seen.insert(candidate.clone()) {
+                        call.id = candidate;
+                        break;
+                    }
+                    n += 1;
+                }
+            }
+            call
+        })
+        .collect()
+}
+
+/// The same arguments written differently (spacing, key order) are the same call.
+fn normalise_arguments(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| arguments.trim().to_string())
+}

@@ -1,0 +1,508 @@
+//! The spec's rules that code can enforce, checked on every tool call before it runs: ids come
+//! from Stripe or the room, the account id is never invented, updates are verified, destructive calls gated.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::tools::{ErrorCode, ToolError};
+
+/// Argument keys that hold a Stripe object id, at any depth.
+const ID_KEYS: &[&str] = &[
+    "id",
+    "product",
+    "customer",
+    "price",
+    "coupon",
+    "promotion_code",
+    "default_price",
+    "starting_after",
+];
+
+/// The tools that change or remove an existing object; its `id` must be verified first.
+const TARGETS_EXISTING: &[&str] = &[
+    "update_product",
+    "delete_product",
+    "update_price",
+    "update_customer",
+    "delete_customer",
+    "update_subscription",
+    "cancel_subscription",
+    "update_coupon",
+    "delete_coupon",
+    "update_promotion_code",
+];
+
+/// The tools that destroy something; they can be gated behind approval.
+pub const DESTRUCTIVE: &[&str] = &[
+    "delete_product",
+    "delete_customer",
+    "cancel_subscription",
+    "delete_coupon",
+];
+
+/// The `get_*` tool that fetches an object of the tool's kind by id.
+pub fn retrieve_tool_for(tool: &str) -> Option<&'static str> {
+    let kind = tool.split_once('_').map(|(_, rest)| rest)?;
+    Some(match kind {
+        "product" => "get_products",
+        "price" => "get_prices",
+        "customer" => "get_customers",
+        "subscription" => "get_subscriptions",
+        "coupon" => "get_coupons",
+        "promotion_code" => "get_promotion_codes",
+        _ => return None,
+    })
+}
+
+/// How the policy is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Tools that wait for a person's approval before they run (e.g. [`DESTRUCTIVE`]).
+    pub approval_required: BTreeSet<String>,
+}
+
+impl PolicyConfig {
+    /// Every destructive tool needs approval.
+    pub fn gate_destructive() -> PolicyConfig {
+        PolicyConfig {
+            approval_required: DESTRUCTIVE.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Where an id was seen in this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// In a successful tool result: Stripe said it.
+    FromStripe,
+    /// Only in a room message.
+    FromRoom,
+    Never,
+}
+
+/// What this session has seen: ids from Stripe results (with the latest object for each) and
+/// the words of the room's messages. It is the evidence the id rules are checked against.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    objects: HashMap<String, Value>,
+    stripe_ids: HashSet<String>,
+    room_words: HashSet<String>,
+}
+
+impl Provenance {
+    /// Notes the words of a room message (ids and coupon codes are words).
+    pub fn observe_room_text(&mut self, text: &str) {
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            if !word.is_empty() && word.len() <= 255 {
+                self.room_words.insert(word.to_string());
+            }
+        }
+    }
+
+    /// Notes a successful tool result: every object in it and every id it references.
+    pub fn observe_result(&mut self, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(id)) = map.get("id") {
+                    self.stripe_ids.insert(id.clone());
+                    if map.contains_key("object") {
+                        self.objects.insert(id.clone(), value.clone());
+                    }
+                }
+                for (key, v) in map {
+                    match v {
+                        Value::String(s) if ID_KEYS.contains(&key.as_str()) => {
+                            self.stripe_ids.insert(s.clone());
+                        }
+                        Value::String(s) if key == "stripe_connect_id" => {
+                            self.stripe_ids.insert(s.clone());
+                        }
+                        _ => self.observe_result(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.observe_result(v)),
+            _ => {}
+        }
+    }
+
+    pub fn seen(&self, id: &str) -> Seen {
+        if self.stripe_ids.contains(id) {
+            Seen::FromStripe
+        } else if self.room_words.contains(id) {
+            Seen::FromRoom
+        } else {
+            Seen::Never
+        }
+    }
+
+    /// The latest object Stripe returned with this id.
+    pub fn object(&self, id: &str) -> Option<&Value> {
+        self.objects.get(id)
+    }
+
+    fn is_deleted(&self, id: &str) -> bool {
+        self.object(id)
+            .is_some_and(|o| o.get("deleted") == Some(&Value::Bool(true)))
+    }
+
+    /// Ids of the prices of a product that this session has seen.
+    pub fn prices_of_product(&self, product: &str) -> Vec<String> {
+        self.children("price", "product", product)
+    }
+
+    /// Ids of the subscriptions of a customer that this session has seen.
+    pub fn subscriptions_of_customer(&self, customer: &str) -> Vec<String> {
+        self.children("subscription", "customer", customer)
+    }
+
+    fn children(&self, object: &str, parent_key: &str, parent: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| o.get("object").and_then(Value::as_str) == Some(object))
+            .filter(|(_, o)| {
+                let p = o.get(parent_key);
+                p.and_then(Value::as_str) == Some(parent)
+                    || p.and_then(|p| p.get("id")).and_then(Value::as_str) == Some(parent)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// What to do with a tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Run,
+    /// Answer the model with this error instead of running the call.
+    Refuse(ToolError),
+    /// Fetch the object with `tool` and `{"id": id}` first; run the call only if it exists.
+    VerifyFirst {
+        tool: &'static str,
+        id: String,
+    },
+    /// Hold the call until a person approves it.
+    NeedsApproval,
+}
+
+/// What the policy needs to know about the conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct CallScope<'a> {
+    /// The account id from the trusted context.
+    pub trusted_account_id: Option<&'a str>,
+    /// Approvals already given for this call id.
+    pub approved: bool,
+}
+
+/// Checks one tool call. Arguments that are not a JSON object pass through: the tool itself
+/// reports them to the model.
+pub fn check(
+    config: &PolicyConfig,
+    provenance: &Provenance,
+    scope: CallScope<'_>,
+    tool: &str,
+    arguments: &str,
+) -> Verdict {
+    let Ok(Value::Object(args)) = serde_json::from_str::<Value>(arguments) else {
+        return Verdict::Run;
+    };
+
+    if scope.trusted_account_id.is_none()
+        && let Some(Value::String(given)) = args.get("account_id")
+        && !given.trim().is_empty()
+        && provenance.seen(given.trim()) != Seen::FromRoom
+    {
+        return Verdict::Refuse(ToolError::new(
+            ErrorCode::MissingAccountId,
+            format!(
+                "The account id `{given}` does not appear in this conversation, so it cannot be used. Ask @Altan for the account id (workspace id); never guess it."
+            ),
+        ));
+    }
+
+    let mut references = Vec::new();
+    collect_ids(
+        tool,
+        &Value::Object(args.clone()),
+        "",
+        true,
+        &mut references,
+    );
+    for (param, id) in &references {
+        if provenance.seen(id) == Seen::Never {
+            return Verdict::Refuse(ToolError::invalid(
+                Some(param),
+                format!(
+                    "`{param}` `{id}` did not come from a Stripe result or a message of this conversation. Use only ids that Stripe returned: look the object up with the matching get_* tool first."
+                ),
+            ));
+        }
+    }
+
+    if TARGETS_EXISTING.contains(&tool)
+        && let Some(Value::String(id)) = args.get("id")
+    {
+        if provenance.is_deleted(id) {
+            return Verdict::Refuse(ToolError::new(
+                ErrorCode::NotFound,
+                format!("`{id}` was deleted in Stripe; it cannot be changed."),
+            ));
+        }
+        if provenance.seen(id) != Seen::FromStripe
+            && let Some(retrieve) = retrieve_tool_for(tool)
+        {
+            return Verdict::VerifyFirst {
+                tool: retrieve,
+                id: id.clone(),
+            };
+        }
+    }
+
+    if tool == "create_subscription"
+        && let Some(Value::String(customer)) = args.get("customer")
+    {
+        if provenance.is_deleted(customer) {
+            return Verdict::Refuse(ToolError::new(
+                ErrorCode::NotFound,
+                format!("customer `{customer}` was deleted; create a new customer first."),
+            ));
+        }
+        if provenance.seen(customer) != Seen::FromStripe {
+            return Verdict::VerifyFirst {
+                tool: "get_customers",
+                id: customer.clone(),
+            };
+        }
+    }
+
+    if config.approval_required.contains(tool) && !scope.approved {
+        return Verdict::NeedsApproval;
+    }
+    Verdict::Run
+}
+
+/// Every id an argument object references, with its parameter path. The top-level `id` of a
+/// create tool names a new object (a custom coupon id), so it is not a reference.
+fn collect_ids(tool: &str, value: &Value, path: &str, top: bool, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let creates_it = top && key == "id" && tool.starts_with("create_");
+                match v {
+                    Value::String(s)
+                        if ID_KEYS.contains(&key.as_str()) && !creates_it && !s.is_empty() =>
+                    {
+                        out.push((here, s.clone()));
+                    }
+                    Value::Array(items) if key == "ids" => {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Value::String(s) = item {
+                                out.push((format!("{here}[{i}]"), s.clone()));
+                            }
+                        }
+                    }
+                    Value::Object(_) | Value::Array(_) if key != "metadata" => {
+                        collect_ids(tool, v, &here, false, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_ids(tool, item, &format!("{path}[{i}]"), false, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> CallScope<'static> {
+        CallScope {
+            trusted_account_id: Some("acc_1"),
+            approved: false,
+        }
+    }
+
+    #[test]
+    fn invented_ids_are_refused_and_seen_ids_pass() {
+        let cfg = PolicyConfig::default();
+        let mut p = Provenance::default();
+        let v = check(
+            &cfg,
+            &p,
+            scope(),
+            "create_price",
+            r#"{"product":"prod_X","unit_amount":1,"currency":"usd"}"#,
+        );
+        assert!(matches!(v, Verdict::Refuse(e) if e.param.as_deref() == Some("product")));
+        p.observe_result(&json!({"id": "prod_X", "object": "product"}));
+        let v = check(
+            &cfg,
+            &p,
+            scope(),
+            "create_price",
+            r#"{"product":"prod_X","unit_amount":1,"currency":"usd"}"#,
+        );
+        assert_eq!(v, Verdict::Run);
+        // Nested references are checked too.
+        let v = check(
+            &cfg,
+            &p,
+            scope(),
+            "create_subscription",
+            r#"{"customer":"cus_1","items":[{"price":"price_Z"}]}"#,
+        );
+        assert!(matches!(v, Verdict::Refuse(e) if e.param.as_deref() == Some("customer")));
+    }
+
+    #[test]
+    fn a_new_coupon_id_is_not_a_reference_and_metadata_is_not_scanned() {
+        let p = Provenance::default();
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            scope(),
+            "create_coupon",
+            r#"{"id":"LAUNCH","percent_off":5,"duration":"once","metadata":[{"key":"customer","value":"x"}]}"#,
+        );
+        assert_eq!(v, Verdict::Run);
+    }
+
+    #[test]
+    fn ids_from_the_room_need_verification_before_update() {
+        let mut p = Provenance::default();
+        p.observe_room_text("Please archive prod_Room1, thanks");
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            scope(),
+            "update_product",
+            r#"{"id":"prod_Room1","active":false}"#,
+        );
+        assert_eq!(
+            v,
+            Verdict::VerifyFirst {
+                tool: "get_products",
+                id: "prod_Room1".into()
+            }
+        );
+        p.observe_result(
+            &json!({"object": "list", "data": [{"id": "prod_Room1", "object": "product"}]}),
+        );
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            scope(),
+            "update_product",
+            r#"{"id":"prod_Room1","active":false}"#,
+        );
+        assert_eq!(v, Verdict::Run);
+    }
+
+    #[test]
+    fn deleted_objects_cannot_be_changed_or_subscribed() {
+        let mut p = Provenance::default();
+        p.observe_result(&json!({"id": "cus_1", "object": "customer", "deleted": true}));
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            scope(),
+            "update_customer",
+            r#"{"id":"cus_1","name":"x"}"#,
+        );
+        assert!(matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::NotFound));
+        p.observe_result(&json!({"id": "price_1", "object": "price"}));
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            scope(),
+            "create_subscription",
+            r#"{"customer":"cus_1","items":[{"price":"price_1"}]}"#,
+        );
+        assert!(matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::NotFound));
+    }
+
+    #[test]
+    fn account_id_must_come_from_the_room_when_not_trusted() {
+        let mut p = Provenance::default();
+        let no_ctx = CallScope {
+            trusted_account_id: None,
+            approved: false,
+        };
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            no_ctx,
+            "get_products",
+            r#"{"account_id":"ws_42"}"#,
+        );
+        assert!(
+            matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::MissingAccountId && e.model_message.contains("@Altan"))
+        );
+        p.observe_room_text("The workspace id is ws_42.");
+        let v = check(
+            &PolicyConfig::default(),
+            &p,
+            no_ctx,
+            "get_products",
+            r#"{"account_id":"ws_42"}"#,
+        );
+        assert_eq!(v, Verdict::Run);
+    }
+
+    #[test]
+    fn destructive_calls_wait_for_approval_when_configured() {
+        let mut p = Provenance::default();
+        p.observe_result(&json!({"id": "prod_1", "object": "product"}));
+        let args = r#"{"id":"prod_1"}"#;
+        assert_eq!(
+            check(
+                &PolicyConfig::default(),
+                &p,
+                scope(),
+                "delete_product",
+                args
+            ),
+            Verdict::Run
+        );
+        let gated = PolicyConfig::gate_destructive();
+        assert_eq!(
+            check(&gated, &p, scope(), "delete_product", args),
+            Verdict::NeedsApproval
+        );
+        let approved = CallScope {
+            approved: true,
+            ..scope()
+        };
+        assert_eq!(
+            check(&gated, &p, approved, "delete_product", args),
+            Verdict::Run
+        );
+    }
+
+    #[test]
+    fn children_are_found_by_parent() {
+        let mut p = Provenance::default();
+        p.observe_result(&json!({"object": "list", "data": [
+            {"id": "price_a", "object": "price", "product": "prod_1"},
+            {"id": "price_b", "object": "price", "product": {"id": "prod_1", "object": "product"}},
+            {"id": "price_c", "object": "price", "product": "prod_2"}
+        ]}));
+        assert_eq!(p.prices_of_product("prod_1"), vec!["price_a", "price_b"]);
+    }
+}

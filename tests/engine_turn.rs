@@ -1,0 +1,312 @@
+//! The turn state machine without any network: what it asks for next, and that the history
+//! it builds stays valid for the next model call whatever the model sends.
+
+use std::collections::HashMap;
+
+use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
+use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, Role, ToolCall, Usage};
+use altan_pay::tools::{ErrorCode, ToolError, ToolOutput};
+use serde_json::json;
+
+fn tools() -> Vec<serde_json::Value> {
+    vec![json!({"type": "function", "function": {"name": "get_products"}})]
+}
+
+fn turn(limits: Limits) -> Turn {
+    Turn::new(
+        vec![ChatMessage::system("sys"), ChatMessage::user("hi")],
+        tools(),
+        limits,
+    )
+}
+
+fn answer(text: &str) -> ChatResponse {
+    ChatResponse {
+        message: ChatMessage::assistant(text),
+        finish_reason: Some(FinishReason::Stop),
+        usage: Usage {
+            prompt_tokens: 10,
+            completion_tokens: 2,
+            total_tokens: 12,
+        },
+    }
+}
+
+fn calls(list: &[(&str, &str, &str)]) -> ChatResponse {
+    let mut message = ChatMessage::assistant("");
+    message.content = None;
+    message.tool_calls = list
+        .iter()
+        .map(|(id, name, args)| ToolCall {
+            id: id.to_string(),
+            name: name.to_string(),
+            arguments: args.to_string(),
+        })
+        .collect();
+    ChatResponse {
+        message,
+        finish_reason: Some(FinishReason::ToolCalls),
+        usage: Usage::default(),
+    }
+}
+
+fn ok(content: serde_json::Value) -> ToolOutput {
+    ToolOutput::ok(content, None)
+}
+
+fn invalid(msg: &str) -> ToolOutput {
+    ToolOutput::failed(ToolError::invalid(None, msg))
+}
+
+/// Every tool call is answered exactly once, right after its assistant message, and every
+/// tool message answers a call: what OpenAI requires of the history.
+fn assert_history_valid(messages: &[ChatMessage]) {
+    let mut open: Vec<String> = Vec::new();
+    for m in messages {
+        match m.role {
+            Role::Tool => {
+                let id = m.tool_call_id.clone().expect("tool message has a call id");
+                let pos = open
+                    .iter()
+                    .position(|o| *o == id)
+                    .unwrap_or_else(|| panic!("tool message for unknown call {id}"));
+                open.remove(pos);
+            }
+            _ => {
+                assert!(open.is_empty(), "calls left unanswered: {open:?}");
+                open.extend(m.tool_calls.iter().map(|c| c.id.clone()));
+            }
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "calls left unanswered at the end: {open:?}"
+    );
+}
+
+fn expect_tools(step: Step) -> Vec<ToolCall> {
+    match step {
+        Step::CallTools(c) => c,
+        other => panic!("expected CallTools, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_text_answer_ends_the_turn() {
+    let mut t = turn(Limits::default());
+    assert!(matches!(t.start(), Step::CallModel(r) if r.tools.len() == 1 && r.messages.len() == 2));
+    assert_eq!(
+        t.model_response(answer("Done.")),
+        Step::Done(TurnEnd::Answer("Done.".into()))
+    );
+    assert_eq!(t.usage().len(), 1);
+    assert_eq!(t.usage()[0].total_tokens, 12);
+}
+
+#[test]
+fn tool_results_go_back_in_the_models_order() {
+    let mut t = turn(Limits::default());
+    t.start();
+    let run = expect_tools(t.model_response(calls(&[
+        ("a", "get_products", "{}"),
+        ("b", "get_prices", "{}"),
+    ])));
+    assert_eq!(
+        run.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    // Results arrive in another order.
+    let mut results = HashMap::new();
+    results.insert("b".to_string(), ok(json!({"n": 2})));
+    results.insert("a".to_string(), ok(json!({"n": 1})));
+    let Step::CallModel(req) = t.tool_results(results) else {
+        panic!()
+    };
+    let tail: Vec<_> = req.messages.iter().rev().take(2).rev().collect();
+    assert_eq!(tail[0].tool_call_id.as_deref(), Some("a"));
+    assert_eq!(tail[1].tool_call_id.as_deref(), Some("b"));
+    assert_eq!(tail[0].content.as_deref(), Some(r#"{"n":1}"#));
+    assert_history_valid(&req.messages);
+}
+
+#[test]
+fn missing_and_duplicate_call_ids_are_made_unique() {
+    let mut t = turn(Limits::default());
+    t.start();
+    let run = expect_tools(t.model_response(calls(&[
+        ("", "get_products", "{}"),
+        ("x", "get_products", "{\"limit\":1}"),
+        ("x", "get_prices", "{}"),
+    ])));
+    let ids: std::collections::HashSet<_> = run.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids.len(), 3, "{run:?}");
+    assert!(run.iter().all(|c| !c.id.is_empty()));
+    let results = run.iter().map(|c| (c.id.clone(), ok(json!({})))).collect();
+    let Step::CallModel(req) = t.tool_results(results) else {
+        panic!()
+    };
+    assert_history_valid(&req.messages);
+}
+
+#[test]
+fn a_repeated_failing_call_is_not_run_again() {
+    let mut t = turn(Limits::default());
+    t.start();
+    let run = expect_tools(t.model_response(calls(&[("a", "create_product", r#"{"name": 1}"#)])));
+    assert_eq!(run.len(), 1);
+    let Step::CallModel(_) = t.tool_results(HashMap::from([("a".into(), invalid("bad name"))]))
+    else {
+        panic!()
+    };
+    // Same call, arguments spelled differently.
+    let run =
+        expect_tools(t.model_response(calls(&[("b", "create_product", r#"{ "name" : 1 }"#)])));
+    assert!(run.is_empty(), "the repeat is not handed to the driver");
+    let Step::CallModel(req) = t.tool_results(HashMap::new()) else {
+        panic!()
+    };
+    let last = req.messages.last().unwrap();
+    assert!(
+        last.content.as_deref().unwrap().contains("already failed"),
+        "{last:?}"
+    );
+    assert_eq!(t.refused().len(), 1);
+    assert_history_valid(&req.messages);
+}
+
+#[test]
+fn invalid_calls_in_a_row_stop_the_turn() {
+    let mut t = turn(Limits::default());
+    t.start();
+    for i in 0..3 {
+        let id = format!("c{i}");
+        expect_tools(t.model_response(calls(&[(&id, "nope", &format!("{{\"i\":{i}}}"))])));
+        let out = ToolOutput::failed(ToolError::new(ErrorCode::UnknownTool, "no such tool"));
+        let step = t.tool_results(HashMap::from([(id, out)]));
+        if i < 2 {
+            assert!(matches!(step, Step::CallModel(_)));
+        } else {
+            assert!(
+                matches!(
+                    step,
+                    Step::Done(TurnEnd::Stopped {
+                        reason: StopReason::RepeatedInvalidCalls,
+                        ..
+                    })
+                ),
+                "{step:?}"
+            );
+        }
+    }
+    assert_history_valid(t.messages());
+}
+
+#[test]
+fn the_last_model_call_gets_no_tools_and_the_turn_ends() {
+    let limits = Limits {
+        max_model_calls: 2,
+        ..Limits::default()
+    };
+    let mut t = turn(limits);
+    t.start();
+    expect_tools(t.model_response(calls(&[("a", "get_products", "{}")])));
+    let Step::CallModel(req) = t.tool_results(HashMap::from([("a".into(), ok(json!({})))])) else {
+        panic!()
+    };
+    assert!(req.tools.is_empty(), "the last call must answer in words");
+    // A model that calls tools anyway is stopped, and the history stays valid.
+    let step = t.model_response(calls(&[("b", "get_products", "{}")]));
+    match step {
+        Step::Done(TurnEnd::Stopped { reason, text }) => {
+            assert_eq!(reason, StopReason::ModelCallLimit);
+            assert!(text.contains("limit of model calls"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_history_valid(t.messages());
+}
+
+#[test]
+fn the_tool_call_limit_stops_before_running() {
+    let limits = Limits {
+        max_tool_calls: 2,
+        ..Limits::default()
+    };
+    let mut t = turn(limits);
+    t.start();
+    let step = t.model_response(calls(&[
+        ("a", "get_products", "{}"),
+        ("b", "get_products", "{\"limit\":2}"),
+        ("c", "get_products", "{\"limit\":3}"),
+    ]));
+    assert!(
+        matches!(
+            step,
+            Step::Done(TurnEnd::Stopped {
+                reason: StopReason::ToolCallLimit,
+                ..
+            })
+        ),
+        "{step:?}"
+    );
+    assert_history_valid(t.messages());
+}
+
+#[test]
+fn huge_arguments_are_refused_unread() {
+    let mut t = turn(Limits::default());
+    t.start();
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1_000_000));
+    let run = expect_tools(t.model_response(calls(&[("a", "create_product", &huge)])));
+    assert!(run.is_empty());
+    let Step::CallModel(req) = t.tool_results(HashMap::new()) else {
+        panic!()
+    };
+    assert!(
+        req.messages
+            .last()
+            .unwrap()
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("at most 65536")
+    );
+    assert_history_valid(&req.messages);
+}
+
+#[test]
+fn an_interrupted_turn_answers_the_calls_in_flight() {
+    let mut t = turn(Limits::default());
+    t.start();
+    expect_tools(t.model_response(calls(&[
+        ("a", "get_products", "{}"),
+        ("b", "get_prices", "{}"),
+    ])));
+    let end = t.interrupt(StopReason::Deadline);
+    assert!(matches!(
+        end,
+        TurnEnd::Stopped {
+            reason: StopReason::Deadline,
+            ..
+        }
+    ));
+    assert_history_valid(t.messages());
+}
+
+#[test]
+fn empty_answers_say_what_happened() {
+    for (finish, expected) in [
+        (Some(FinishReason::Length), "cut off"),
+        (None, "empty answer"),
+        (Some(FinishReason::ContentFilter), "content filter"),
+    ] {
+        let mut t = turn(Limits::default());
+        t.start();
+        let mut r = answer("  ");
+        r.finish_reason = finish;
+        match t.model_response(r) {
+            Step::Done(TurnEnd::Answer(text)) => assert!(text.contains(expected), "{text}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -428,10 +428,10 @@ fn usable_promotion_code(
     {
         return Err(refuse("has been fully redeemed"));
     }
-    if let Some(only) = promo["customer"].as_str() {
-        if customer != Some(only) {
-            return Err(refuse(&format!("can only be used by customer '{only}'")));
-        }
+    if let Some(only) = promo["customer"].as_str()
+        && customer != Some(only)
+    {
+        return Err(refuse(&format!("can only be used by customer '{only}'")));
     }
     Ok(promo)
 }

@@ -14,10 +14,10 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
     let mode = str_of(p, "mode").ok_or_else(|| ApiError::missing_param("mode"))?;
     check_exclusive(p)?;
     for url in ["success_url", "cancel_url"] {
-        if let Some(u) = str_of(p, url) {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(ApiError::invalid(format!("Not a valid URL: '{u}'")).param(url));
-            }
+        if let Some(u) = str_of(p, url)
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(ApiError::invalid(format!("Not a valid URL: '{u}'")).param(url));
         }
     }
     let customer = str_of(p, "customer");

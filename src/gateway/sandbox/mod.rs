@@ -156,10 +156,10 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError>
         .as_deref()
         .filter(|_| is_mutation(&req.operation));
     let fingerprint = key.map(|_| fingerprint(req));
-    if let (Some(key), Some(fp)) = (key, &fingerprint) {
-        if let Some(replay) = replay(state, account, key, fp)? {
-            return Ok(replay);
-        }
+    if let (Some(key), Some(fp)) = (key, &fingerprint)
+        && let Some(replay) = replay(state, account, key, fp)?
+    {
+        return Ok(replay);
     }
     // Like Stripe, a request that fails validation is not saved under its key.
     let params = params::validate(fields, &req.params).map_err(|e| explain(&req.operation, e))?;

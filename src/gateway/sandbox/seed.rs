@@ -106,12 +106,12 @@ fn normalise(item: &Value, object: &str) -> Result<Value, String> {
         Some(id) if !id.is_empty() => {}
         _ => return Err("needs a non-empty string `id`".into()),
     }
-    if let Some(given) = map.get("object").and_then(Value::as_str) {
-        if given != object {
-            return Err(format!(
-                "`object` is `{given}` but this list holds `{object}`"
-            ));
-        }
+    if let Some(given) = map.get("object").and_then(Value::as_str)
+        && given != object
+    {
+        return Err(format!(
+            "`object` is `{given}` but this list holds `{object}`"
+        ));
     }
     let mut out = item.clone();
     for (key, default) in [

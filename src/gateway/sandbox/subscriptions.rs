@@ -5,7 +5,9 @@ use serde_json::{Map, Value, json};
 
 use super::billing::{live_customer, redeem, resolve_discount};
 use super::catalog::{matches_str, retrieve};
-use super::util::{add_interval, copy_fields, merge_metadata, missing_ref, random_id, str_of};
+use super::util::{
+    add_interval, copy_fields, ensure_object, merge_metadata, missing_ref, random_id, str_of,
+};
 use super::{Tx, list};
 use crate::gateway::error::ApiError;
 
@@ -237,14 +239,14 @@ fn apply_common(tx: &mut Tx, sub: &mut Value, p: &Params) -> Result<(), ApiError
 
 pub fn update(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
     let mut sub = retrieve(tx, "subscription", id)?;
-    if is_ended(&sub) {
-        if let Some(other) = p.keys().find(|k| *k != "metadata") {
-            return Err(ApiError::invalid(format!(
-                "The subscription '{id}' is {}; a canceled subscription can only update its metadata.",
-                sub["status"].as_str().unwrap_or("canceled")
-            ))
-            .param(other.clone()));
-        }
+    if is_ended(&sub)
+        && let Some(other) = p.keys().find(|k| *k != "metadata")
+    {
+        return Err(ApiError::invalid(format!(
+            "The subscription '{id}' is {}; a canceled subscription can only update its metadata.",
+            sub["status"].as_str().unwrap_or("canceled")
+        ))
+        .param(other.clone()));
     }
     if let Some(Value::Array(changes)) = p.get("items") {
         update_items(tx, &mut sub, changes)?;
@@ -286,6 +288,7 @@ fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), ApiEr
                     continue;
                 }
                 let item = &mut items[pos];
+                ensure_object(item);
                 if let Some(price) = new_price {
                     item["plan"] = plan_of(&price);
                     item["price"] = price;
@@ -304,7 +307,11 @@ fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), ApiEr
         }
     }
     check_items(&items)?;
-    sub["currency"] = items[0]["price"]["currency"].clone();
+    sub["currency"] = items
+        .first()
+        .map(|i| i["price"]["currency"].clone())
+        .unwrap_or_default();
+    ensure_object(&mut sub["items"]);
     sub["items"]["data"] = Value::Array(items);
     Ok(())
 }

@@ -94,6 +94,7 @@ pub fn merge_metadata(obj: &mut Value, params: &Map<String, Value>) {
     let Some(update) = params.get("metadata") else {
         return;
     };
+    ensure_object(obj);
     if !obj["metadata"].is_object() {
         obj["metadata"] = Value::Object(Map::new());
     }
@@ -116,6 +117,7 @@ pub fn merge_metadata(obj: &mut Value, params: &Map<String, Value>) {
 
 /// Copies the listed parameters onto the object; an empty string sets the field to null.
 pub fn copy_fields(obj: &mut Value, params: &Map<String, Value>, names: &[&str]) {
+    ensure_object(obj);
     for name in names {
         if let Some(v) = params.get(*name) {
             obj[*name] = match v {
@@ -123,6 +125,13 @@ pub fn copy_fields(obj: &mut Value, params: &Map<String, Value>, names: &[&str])
                 other => other.clone(),
             };
         }
+    }
+}
+
+/// Makes `v` an object so `v[key] = ...` cannot panic on a badly seeded object.
+pub fn ensure_object(v: &mut Value) {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
     }
 }
 

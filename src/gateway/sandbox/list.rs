@@ -25,21 +25,25 @@ pub fn page(
         tx.seq(collection, id)
             .ok_or_else(|| missing_ref(collection, id, param))
     };
-    let all = tx.newest_first(collection);
-    let items = all
-        .into_iter()
-        .filter(|(_, v)| v["deleted"] != json!(true) && keep(v));
+    let shown = |v: &Value| v["deleted"] != json!(true) && keep(v);
     let (data, has_more): (Vec<&Value>, bool) = if let Some(id) = before {
         let seq = cursor("ending_before", id)?;
-        let newer: Vec<_> = items.filter(|(s, _)| *s > seq).map(|(_, v)| v).collect();
-        let skip = newer.len().saturating_sub(limit);
-        (newer[skip..].to_vec(), skip > 0)
+        let mut newer = tx
+            .oldest_above(collection, seq)
+            .map(|(_, v)| v)
+            .filter(|v| shown(v));
+        let mut data: Vec<_> = newer.by_ref().take(limit).collect();
+        data.reverse();
+        (data, newer.next().is_some())
     } else {
         let seq = match after {
             Some(id) => cursor("starting_after", id)?,
             None => u64::MAX,
         };
-        let mut rest = items.filter(|(s, _)| *s < seq).map(|(_, v)| v);
+        let mut rest = tx
+            .newest_below(collection, seq)
+            .map(|(_, v)| v)
+            .filter(|v| shown(v));
         let data: Vec<_> = rest.by_ref().take(limit).collect();
         (data, rest.next().is_some())
     };

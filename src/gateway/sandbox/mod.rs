@@ -344,6 +344,22 @@ impl<'a> Tx<'a> {
         self.state.newest_first(self.account, collection)
     }
 
+    pub fn newest_below(
+        &self,
+        collection: &str,
+        below: u64,
+    ) -> impl Iterator<Item = (u64, &'a Value)> + 'a {
+        self.state.newest_below(self.account, collection, below)
+    }
+
+    pub fn oldest_above(
+        &self,
+        collection: &str,
+        above: u64,
+    ) -> impl Iterator<Item = (u64, &'a Value)> + 'a {
+        self.state.oldest_above(self.account, collection, above)
+    }
+
     pub fn seq(&self, collection: &str, id: &str) -> Option<u64> {
         self.state.seq(self.account, collection, id)
     }

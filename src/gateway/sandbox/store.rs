@@ -199,20 +199,46 @@ impl State {
         coll.by_id.get(id).map(|(s, _)| *s)
     }
 
+    fn collection(&self, account: &str, collection: &str) -> Option<&Collection> {
+        self.accounts.get(account)?.collections.get(collection)
+    }
+
+    /// Objects created before sequence `below`, newest first, lazily (lists stop early).
+    pub fn newest_below<'s>(
+        &'s self,
+        account: &str,
+        collection: &str,
+        below: u64,
+    ) -> impl Iterator<Item = (u64, &'s Value)> + 's {
+        self.collection(account, collection)
+            .into_iter()
+            .flat_map(move |coll| {
+                coll.order
+                    .range(..below)
+                    .rev()
+                    .filter_map(|(seq, id)| coll.by_id.get(id).map(|(_, v)| (*seq, v)))
+            })
+    }
+
+    /// Objects created after sequence `above`, oldest first, lazily.
+    pub fn oldest_above<'s>(
+        &'s self,
+        account: &str,
+        collection: &str,
+        above: u64,
+    ) -> impl Iterator<Item = (u64, &'s Value)> + 's {
+        self.collection(account, collection)
+            .into_iter()
+            .flat_map(move |coll| {
+                coll.order
+                    .range(above.saturating_add(1)..)
+                    .filter_map(|(seq, id)| coll.by_id.get(id).map(|(_, v)| (*seq, v)))
+            })
+    }
+
     /// All objects of a collection, newest first, with their sequence numbers.
     pub fn newest_first(&self, account: &str, collection: &str) -> Vec<(u64, &Value)> {
-        let Some(coll) = self
-            .accounts
-            .get(account)
-            .and_then(|a| a.collections.get(collection))
-        else {
-            return Vec::new();
-        };
-        coll.order
-            .iter()
-            .rev()
-            .filter_map(|(seq, id)| coll.by_id.get(id).map(|(_, v)| (*seq, v)))
-            .collect()
+        self.newest_below(account, collection, u64::MAX).collect()
     }
 
     pub fn idempotency(&self, account: &str, key: &str) -> Option<&IdemRecord> {

@@ -1268,3 +1268,28 @@ fn known_differences_name_real_operations() {
         );
     }
 }
+
+/// A Stripe-compatible server that answers something other than JSON (localstripe's router
+/// answers `404: Not Found` as text for routes it lacks) becomes a 502 `api_error`.
+#[tokio::test]
+async fn upstream_turns_a_non_json_answer_into_an_api_error() {
+    require_installed(Fake::LocalStripe);
+    let server = start(Fake::LocalStripe);
+    let response = upstream(&server.base_url)
+        .handle(PayRequest {
+            operation: "prices.list".into(),
+            account_id: ACCOUNT_ID.into(),
+            stripe_connect_id: None,
+            id: None,
+            params: Map::new(),
+            idempotency_key: None,
+        })
+        .await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert_eq!(response.body["error"]["type"], "api_error");
+    let message = response.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("GET /v1/prices") && message.contains("not JSON"),
+        "{message}"
+    );
+}

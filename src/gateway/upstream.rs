@@ -543,4 +543,26 @@ mod tests {
         let message = res.body["error"]["message"].as_str().unwrap();
         assert!(message.contains("GET /v1/products"), "{message}");
     }
+
+    #[tokio::test]
+    async fn a_hung_upstream_times_out_as_a_502() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and never answers.
+        let hold = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let up = StripeUpstream::new(
+            UpstreamConfig::new("sk_test_x")
+                .with_base_url(format!("http://{addr}"))
+                .with_timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let res = up.handle(req("customers.retrieve", Some("cus_1"))).await;
+        hold.abort();
+        assert_eq!(res.status, 502);
+        let message = res.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("timed out"), "{message}");
+    }
 }

@@ -801,11 +801,10 @@ impl Side {
         };
         if let Some((fake, base_url)) = &self.fake
             && known(*fake, step.op, "(request)").is_some()
+            && let Some(response) = adapt(*fake, base_url, step, &mut params).await
         {
-            if let Some(response) = adapt(*fake, base_url, step, &mut params).await {
-                self.record(step, &response);
-                return response;
-            }
+            self.record(step, &response);
+            return response;
         }
         let request = PayRequest {
             operation: step.op.to_string(),
@@ -1001,7 +1000,7 @@ fn compare_step(
     report.steps += 1;
     report.operations.insert(step.op);
     let where_ = format!("[{seq}] {} {}", step.op, step.label);
-    let mut check = |name: &str, a: Value, b: Value, report: &mut Report| -> bool {
+    let check = |name: &str, a: Value, b: Value, report: &mut Report| -> bool {
         report.fields_compared += 1;
         report.fields.insert(format!("{}:{name}", step.op));
         if a == b {

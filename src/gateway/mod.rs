@@ -4,9 +4,13 @@
 pub mod upstream;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+use crate::pay::RouteTable;
 
 /// One Altan Pay API call, after the gateway matched its route and opened the envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,4 +39,112 @@ pub struct PayResponse {
 pub trait Backend: Send + Sync + 'static {
     fn handle(&self, request: PayRequest)
     -> Pin<Box<dyn Future<Output = PayResponse> + Send + '_>>;
+}
+
+pub mod error;
+pub mod sandbox;
+pub mod server;
+
+pub use sandbox::Sandbox;
+pub use server::{GatewayHandle, MAX_BODY_BYTES, serve, serve_with_shutdown, spawn, spawn_on};
+
+/// Which backend `altan-pay gateway` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The embedded Stripe emulator.
+    Sandbox,
+    /// Stripe's REST API (or a Stripe-compatible server).
+    Stripe,
+}
+
+/// Flags of `altan-pay gateway`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub addr: String,
+    /// Backend behind the routes.
+    #[arg(long, value_enum, default_value_t = BackendKind::Sandbox)]
+    pub backend: BackendKind,
+    /// SQLite file for the sandbox's state (in memory when absent).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// JSON initial state to load into the sandbox at start (see `sandbox::seed`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Route table to serve instead of the embedded one.
+    #[arg(long)]
+    pub routes: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` on every request.
+    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Routes(#[from] crate::pay::RouteError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("cannot read the initial state {path}: {reason}")]
+    State { path: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("gateway server: {0}")]
+    Serve(std::io::Error),
+    #[error("the `{0}` backend is not built yet; use --backend sandbox")]
+    NotBuilt(&'static str),
+}
+
+/// Runs `altan-pay gateway` until Ctrl-C.
+pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
+    let routes = match &args.routes {
+        Some(path) => RouteTable::from_file(path)?,
+        None => RouteTable::embedded(),
+    };
+    let backend: Arc<dyn Backend> = match args.backend {
+        BackendKind::Sandbox => Arc::new(open_sandbox(&args)?),
+        BackendKind::Stripe => return Err(GatewayError::NotBuilt("stripe")),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: args.addr.clone(),
+            source,
+        })?;
+    let shown = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| args.addr.clone());
+    tracing::info!("altan-pay gateway listening on http://{shown}");
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve_with_shutdown(listener, routes, backend, args.token, stop)
+        .await
+        .map_err(GatewayError::Serve)
+}
+
+/// The sandbox `args` ask for: in memory or on file, seeded when `--state` is given.
+pub fn open_sandbox(args: &GatewayArgs) -> Result<Sandbox, GatewayError> {
+    let sandbox = match &args.data {
+        Some(path) => Sandbox::open(path)?,
+        None => Sandbox::in_memory(),
+    };
+    if let Some(path) = &args.state {
+        let failed = |reason: String| GatewayError::State {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        let doc: Value = serde_json::from_str(&text).map_err(|e| failed(e.to_string()))?;
+        sandbox
+            .seed(&doc)
+            .map_err(|e| GatewayError::Sandbox(e.into()))?;
+    }
+    Ok(sandbox)
 }

@@ -1,0 +1,94 @@
+//! Stripe-shaped errors (`{"error": {type, code, message, param}}`) with Stripe's HTTP statuses,
+//! shared by the HTTP front and the sandbox so every refusal looks like one Stripe would send.
+
+use serde_json::{Value, json};
+
+use super::PayResponse;
+
+/// One Stripe error, before it becomes a response body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 `invalid_request_error`, the most common refusal.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            kind: "invalid_request_error",
+            code: None,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn param(mut self, param: impl Into<String>) -> ApiError {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    /// Stripe's 404 for an id that does not exist in this account.
+    pub fn missing(object: &str, id: &str) -> ApiError {
+        ApiError::invalid(format!("No such {object}: '{id}'"))
+            .code("resource_missing")
+            .status(404)
+            .param("id")
+    }
+
+    /// `Received unknown parameter: x`, with the param named.
+    pub fn unknown_param(path: &str) -> ApiError {
+        ApiError::invalid(format!("Received unknown parameter: {path}"))
+            .code("parameter_unknown")
+            .param(path)
+    }
+
+    pub fn missing_param(path: &str) -> ApiError {
+        ApiError::invalid(format!("Missing required param: {path}."))
+            .code("parameter_missing")
+            .param(path)
+    }
+
+    /// A server-side failure (storage); never caused by the caller's input.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 500,
+            kind: "api_error",
+            code: None,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut error = json!({ "type": self.kind, "message": self.message });
+        if let Some(code) = self.code {
+            error["code"] = json!(code);
+        }
+        if let Some(param) = &self.param {
+            error["param"] = json!(param);
+        }
+        json!({ "error": error })
+    }
+
+    pub fn into_response(self) -> PayResponse {
+        PayResponse {
+            status: self.status,
+            body: self.body(),
+        }
+    }
+}

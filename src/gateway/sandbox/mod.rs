@@ -1,0 +1,390 @@
+//! The embedded sandbox backend: a stateful Stripe emulator, isolated per account id and
+//! Stripe Connect id, in memory or in a SQLite file that survives restarts and kill -9.
+
+mod billing;
+mod catalog;
+mod checkout;
+mod list;
+pub mod params;
+mod seed;
+pub mod store;
+mod subscriptions;
+mod util;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::{Backend, PayRequest, PayResponse};
+use store::{Changes, IdemRecord, State, StoreError};
+
+pub use seed::SeedError;
+
+/// The sandbox. Cloning shares the same state.
+#[derive(Clone)]
+pub struct Sandbox {
+    state: Arc<Mutex<State>>,
+}
+
+/// Why a sandbox could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+}
+
+impl Sandbox {
+    /// Empty state that lives as long as the process.
+    pub fn in_memory() -> Sandbox {
+        Sandbox::from_state(State::in_memory())
+    }
+
+    /// State kept in a SQLite file (created if missing); every acknowledged write is durable.
+    pub fn open(path: &Path) -> Result<Sandbox, SandboxError> {
+        Ok(Sandbox::from_state(State::open(path)?))
+    }
+
+    /// In-memory state seeded from an initial-state document (format in [`seed`]).
+    pub fn with_state(state: &Value) -> Result<Sandbox, SandboxError> {
+        let sandbox = Sandbox::in_memory();
+        sandbox.seed(state)?;
+        Ok(sandbox)
+    }
+
+    /// Adds the objects of an initial-state document to this sandbox (memory or file).
+    pub fn seed(&self, state: &Value) -> Result<(), SeedError> {
+        let mut guard = self.lock();
+        seed::apply(&mut guard, state)
+    }
+
+    fn from_state(state: State) -> Sandbox {
+        Sandbox {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// The lock is only poisoned if a handler panicked; the state is still consistent
+    /// because memory is changed only after a successful commit, so carry on.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves one request synchronously (the gateway runs it on a blocking thread).
+    pub fn handle_now(&self, request: &PayRequest) -> PayResponse {
+        let mut state = self.lock();
+        handle(&mut state, request)
+    }
+}
+
+impl Backend for Sandbox {
+    fn handle(
+        &self,
+        request: PayRequest,
+    ) -> Pin<Box<dyn Future<Output = PayResponse> + Send + '_>> {
+        let sandbox = self.clone();
+        Box::pin(async move {
+            // SQLite fsyncs on every write: keep that off the async workers.
+            tokio::task::spawn_blocking(move || sandbox.handle_now(&request))
+                .await
+                .unwrap_or_else(|e| {
+                    ApiError::internal(format!("sandbox task failed: {e}")).into_response()
+                })
+        })
+    }
+}
+
+/// The Connect id of an account: set by the initial state, else derived from the account id
+/// so it is stable across restarts without being stored.
+pub fn connect_id_for(state: &State, account: &str) -> String {
+    if let Some(id) = state.connect_id(account) {
+        return id.to_string();
+    }
+    derived_connect_id(account)
+}
+
+pub fn derived_connect_id(account: &str) -> String {
+    let uuid = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("altan-pay-sandbox:{account}").as_bytes(),
+    );
+    format!("acct_{}", &uuid.simple().to_string()[..16])
+}
+
+fn is_mutation(operation: &str) -> bool {
+    !(operation.ends_with(".list")
+        || operation.ends_with(".retrieve")
+        || operation.starts_with("account."))
+}
+
+fn handle(state: &mut State, request: &PayRequest) -> PayResponse {
+    match respond(state, request) {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError> {
+    let account = req.account_id.as_str();
+    if account.is_empty() {
+        return Err(ApiError::missing_param("account_id"));
+    }
+    let expected = connect_id_for(state, account);
+    let fields = params::accepted(&req.operation).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "The sandbox does not implement `{}`.",
+            req.operation
+        ))
+        .status(404)
+    })?;
+    if req.operation == "account.stripe_connect_id" {
+        params::validate(fields, &req.params)?;
+        return Ok(ok(json!({
+            "object": "stripe_connect_id",
+            "account_id": account,
+            "stripe_connect_id": expected,
+        })));
+    }
+    check_connect_id(req.stripe_connect_id.as_deref(), &expected, account)?;
+    let key = req
+        .idempotency_key
+        .as_deref()
+        .filter(|_| is_mutation(&req.operation));
+    let fingerprint = key.map(|_| fingerprint(req));
+    if let (Some(key), Some(fp)) = (key, &fingerprint) {
+        if let Some(replay) = replay(state, account, key, fp)? {
+            return Ok(replay);
+        }
+    }
+    // Like Stripe, a request that fails validation is not saved under its key.
+    let params = params::validate(fields, &req.params).map_err(|e| explain(&req.operation, e))?;
+    let mut tx = Tx::new(state, account);
+    let result = dispatch(&mut tx, &req.operation, req.id.as_deref(), &params);
+    let writes = tx.writes;
+    let response = match result {
+        Ok(body) => ok(body),
+        Err(e) => e.into_response(),
+    };
+    let mut changes = Changes {
+        objects: if response.status == 200 {
+            writes
+        } else {
+            Vec::new()
+        },
+        ..Changes::default()
+    };
+    if let (Some(key), Some(fingerprint)) = (key, fingerprint) {
+        let record = IdemRecord {
+            fingerprint,
+            status: response.status,
+            body: response.body.clone(),
+        };
+        changes.idempotency = Some((key.to_string(), record));
+    }
+    state
+        .commit(account, changes)
+        .map_err(|e| ApiError::internal(format!("the sandbox could not save the change: {e}")))?;
+    Ok(response)
+}
+
+/// Says why Stripe refuses a parameter where the bare "unknown parameter" would puzzle.
+fn explain(operation: &str, mut e: ApiError) -> ApiError {
+    let immutable = ["unit_amount", "currency", "recurring", "product", "type"];
+    if operation == "prices.update"
+        && e.code == Some("parameter_unknown")
+        && e.param.as_deref().is_some_and(|p| immutable.contains(&p))
+    {
+        e.message.push_str(
+            ". A price's unit_amount, currency, recurring and product cannot change after creation: create a new price and archive this one (active=false).",
+        );
+    }
+    e
+}
+
+fn ok(body: Value) -> PayResponse {
+    PayResponse { status: 200, body }
+}
+
+fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), ApiError> {
+    let given = given
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::missing_param("stripe_connect_id"))?;
+    if given != expected {
+        return Err(ApiError::invalid(format!(
+            "The Stripe Connect id '{given}' does not belong to account '{account}' (its Connect id is '{expected}')."
+        ))
+        .code("account_invalid")
+        .param("stripe_connect_id")
+        .status(403));
+    }
+    Ok(())
+}
+
+/// Same operation, object and parameters (order-insensitive) give the same fingerprint.
+fn fingerprint(req: &PayRequest) -> String {
+    json!({
+        "operation": req.operation,
+        "id": req.id,
+        "params": canonical(&Value::Object(req.params.clone())),
+    })
+    .to_string()
+}
+
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<_> = map.keys().collect();
+            keys.sort();
+            let sorted: Map<String, Value> = keys
+                .into_iter()
+                .map(|k| (k.clone(), canonical(&map[k])))
+                .collect();
+            Value::Object(sorted)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn replay(
+    state: &State,
+    account: &str,
+    key: &str,
+    fp: &str,
+) -> Result<Option<PayResponse>, ApiError> {
+    if key.len() > 255 {
+        return Err(
+            ApiError::invalid("Idempotency-Key must be at most 255 characters long.")
+                .code("idempotency_key_in_use")
+                .param("Idempotency-Key"),
+        );
+    }
+    let Some(record) = state.idempotency(account, key) else {
+        return Ok(None);
+    };
+    if record.fingerprint != fp {
+        return Err(ApiError {
+            status: 400,
+            kind: "idempotency_error",
+            code: Some("idempotency_error"),
+            message: format!(
+                "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
+            ),
+            param: None,
+        });
+    }
+    Ok(Some(PayResponse {
+        status: record.status,
+        body: record.body.clone(),
+    }))
+}
+
+/// One request's view of the state: reads see its own writes, writes are buffered until
+/// the whole operation succeeded and are then committed at once.
+pub(crate) struct Tx<'a> {
+    state: &'a State,
+    account: &'a str,
+    writes: Vec<(String, String, Option<Value>)>,
+    pub now: i64,
+}
+
+impl<'a> Tx<'a> {
+    fn new(state: &'a State, account: &'a str) -> Tx<'a> {
+        Tx {
+            state,
+            account,
+            writes: Vec::new(),
+            now: util::now(),
+        }
+    }
+
+    pub fn get(&self, collection: &str, id: &str) -> Option<Value> {
+        if let Some((_, _, v)) = self
+            .writes
+            .iter()
+            .find(|(c, i, _)| c == collection && i == id)
+        {
+            return v.clone();
+        }
+        self.state.get(self.account, collection, id).cloned()
+    }
+
+    pub fn exists(&self, collection: &str, id: &str) -> bool {
+        self.get(collection, id).is_some()
+    }
+
+    /// Stores an object under its own `id`.
+    pub fn put(&mut self, collection: &str, value: Value) {
+        let id = value["id"].as_str().unwrap_or_default().to_string();
+        self.write(collection, id, Some(value));
+    }
+
+    pub fn remove(&mut self, collection: &str, id: &str) {
+        self.write(collection, id.to_string(), None);
+    }
+
+    fn write(&mut self, collection: &str, id: String, value: Option<Value>) {
+        match self
+            .writes
+            .iter_mut()
+            .find(|(c, i, _)| c == collection && *i == id)
+        {
+            Some(slot) => slot.2 = value,
+            None => self.writes.push((collection.to_string(), id, value)),
+        }
+    }
+
+    /// Committed objects of a collection, newest first (lists never write, so this is exact).
+    pub fn newest_first(&self, collection: &str) -> Vec<(u64, &'a Value)> {
+        self.state.newest_first(self.account, collection)
+    }
+
+    pub fn seq(&self, collection: &str, id: &str) -> Option<u64> {
+        self.state.seq(self.account, collection, id)
+    }
+}
+
+type Params = Map<String, Value>;
+
+fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, ApiError> {
+    let id = || id.ok_or_else(|| ApiError::missing_param("id"));
+    match op {
+        "products.create" => catalog::create_product(tx, p),
+        "products.list" => catalog::list_products(tx, p),
+        "products.retrieve" => catalog::retrieve(tx, "product", id()?),
+        "products.update" => catalog::update_product(tx, id()?, p),
+        "products.delete" => catalog::delete_product(tx, id()?),
+        "prices.create" => catalog::create_price(tx, p),
+        "prices.list" => catalog::list_prices(tx, p),
+        "prices.retrieve" => catalog::retrieve(tx, "price", id()?),
+        "prices.update" => catalog::update_price(tx, id()?, p),
+        "customers.create" => billing::create_customer(tx, p),
+        "customers.list" => billing::list_customers(tx, p),
+        "customers.retrieve" => billing::retrieve_customer(tx, id()?),
+        "customers.update" => billing::update_customer(tx, id()?, p),
+        "customers.delete" => billing::delete_customer(tx, id()?),
+        "coupons.create" => billing::create_coupon(tx, p),
+        "coupons.list" => billing::list_coupons(tx, p),
+        "coupons.retrieve" => billing::retrieve_coupon(tx, id()?),
+        "coupons.update" => billing::update_coupon(tx, id()?, p),
+        "coupons.delete" => billing::delete_coupon(tx, id()?),
+        "promotion_codes.create" => billing::create_promotion_code(tx, p),
+        "promotion_codes.list" => billing::list_promotion_codes(tx, p),
+        "promotion_codes.retrieve" => catalog::retrieve(tx, "promotion_code", id()?),
+        "promotion_codes.update" => billing::update_promotion_code(tx, id()?, p),
+        "subscriptions.create" => subscriptions::create(tx, p),
+        "subscriptions.list" => subscriptions::list(tx, p),
+        "subscriptions.retrieve" => catalog::retrieve(tx, "subscription", id()?),
+        "subscriptions.update" => subscriptions::update(tx, id()?, p),
+        "subscriptions.cancel" => subscriptions::cancel(tx, id()?, p),
+        "checkout_sessions.create" => checkout::create(tx, p),
+        other => {
+            Err(ApiError::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
+        }
+    }
+}

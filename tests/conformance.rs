@@ -22,10 +22,14 @@ const LOCALSTRIPE_VERSION: &str = "1.15.10";
 
 /// Any `sk_test_` key: both fakes only check the prefix.
 const FAKE_KEY: &str = "sk_test_conformance";
+/// The Altan account whose Connect id is [`CONNECT_ID`]: steps marked `connected()`.
 const ACCOUNT_ID: &str = "ws_conformance";
-/// A Connect account the test creates on stripe-stateful-mock (it refuses unknown ones) and
-/// passes as `stripe_connect_id` to both sides.
+/// A Connect account the test creates on stripe-stateful-mock (it refuses unknown ones); the
+/// sandbox is seeded with it as `ws_conformance`'s Connect id.
 const CONNECT_ID: &str = "acct_conformance01";
+/// Steps not marked `connected()` act on the platform account on a fake (no `Stripe-Account`);
+/// the sandbox always needs an account and its Connect id, so they go to this other account.
+const PLATFORM_ACCOUNT_ID: &str = "ws_platform";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fake {
@@ -806,10 +810,20 @@ impl Side {
             self.record(step, &response);
             return response;
         }
+        let (account_id, stripe_connect_id) = match (step.connect, self.fake.is_some()) {
+            (true, _) => (ACCOUNT_ID, Some(CONNECT_ID.to_string())),
+            (false, true) => (PLATFORM_ACCOUNT_ID, None),
+            (false, false) => (
+                PLATFORM_ACCOUNT_ID,
+                Some(altan_pay::gateway::sandbox::derived_connect_id(
+                    PLATFORM_ACCOUNT_ID,
+                )),
+            ),
+        };
         let request = PayRequest {
             operation: step.op.to_string(),
-            account_id: ACCOUNT_ID.to_string(),
-            stripe_connect_id: step.connect.then(|| CONNECT_ID.to_string()),
+            account_id: account_id.to_string(),
+            stripe_connect_id,
             id: step.id.map(|id| self.resolve(id)),
             params,
             idempotency_key: step.idempotency_key.map(String::from),
@@ -1079,9 +1093,9 @@ fn compare_step(
 // The reference side
 
 /// The embedded sandbox, the side that follows Stripe's documented behaviour.
-#[allow(dead_code)]
 fn sandbox() -> Box<dyn Backend> {
-    todo!()
+    let state = json!({"accounts": {ACCOUNT_ID: {"stripe_connect_id": CONNECT_ID}}});
+    Box::new(altan_pay::gateway::sandbox::Sandbox::with_state(&state).unwrap())
 }
 
 fn upstream(base_url: &str) -> Box<dyn Backend> {
@@ -1120,13 +1134,10 @@ async fn conformance(fake: Fake) {
     for seq in sequences().into_iter().filter(|s| s.fakes.contains(&fake)) {
         let server = start(fake);
         run_fake_setup(&server.base_url, seq.fake_setup).await;
-        // DEV: until the sandbox lands, a second process of the same fake is the reference.
-        let dev_reference = start(fake);
-        run_fake_setup(&dev_reference.base_url, seq.fake_setup).await;
         let mut reference = Side {
-            backend: upstream(&dev_reference.base_url),
+            backend: sandbox(),
             ids: BTreeMap::new(),
-            fake: Some((fake, dev_reference.base_url.clone())),
+            fake: None,
         };
         let mut other = Side {
             backend: upstream(&server.base_url),
@@ -1276,7 +1287,7 @@ async fn upstream_turns_a_non_json_answer_into_an_api_error() {
     let response = upstream(&server.base_url)
         .handle(PayRequest {
             operation: "prices.list".into(),
-            account_id: ACCOUNT_ID.into(),
+            account_id: PLATFORM_ACCOUNT_ID.into(),
             stripe_connect_id: None,
             id: None,
             params: Map::new(),

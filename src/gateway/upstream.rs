@@ -239,9 +239,9 @@ impl StripeUpstream {
         match self.connect_ids.get(account_id) {
             Some(connect_id) => PayResponse {
                 status: 200,
+                // The sandbox's shape, so clients see one answer whichever backend runs.
                 body: json!({
-                    "object": "account",
-                    "id": connect_id,
+                    "object": "stripe_connect_id",
                     "account_id": account_id,
                     "stripe_connect_id": connect_id,
                 }),

@@ -1,6 +1,8 @@
 //! A local Altan Pay API server on the same route table as the client: the embedded sandbox
 //! (a stateful Stripe emulator) or a Stripe REST upstream behind it.
 
+pub mod upstream;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;

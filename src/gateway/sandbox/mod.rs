@@ -271,7 +271,7 @@ fn replay(
         return Err(ApiError {
             status: 400,
             kind: "idempotency_error",
-            code: Some("idempotency_error"),
+            code: None,
             message: format!(
                 "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
             ),

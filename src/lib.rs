@@ -3,6 +3,7 @@
 //! Parts (see DESIGN.md): [`stripe`] object types, [`pay`] the Altan Pay API client,
 //! [`tools`] the tools the model calls, [`gateway`] a local Altan Pay API server.
 
+pub mod cli;
 pub mod engine;
 pub mod gateway;
 pub mod model;

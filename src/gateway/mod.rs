@@ -75,6 +75,10 @@ pub struct GatewayArgs {
     /// Route table to serve instead of the embedded one.
     #[arg(long)]
     pub routes: Option<PathBuf>,
+    /// Stripe's API base URL for `--backend stripe` (a Stripe-compatible server in tests);
+    /// the secret key comes from `STRIPE_API_KEY`.
+    #[arg(long, env = "STRIPE_BASE_URL")]
+    pub stripe_base_url: Option<String>,
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -96,8 +100,8 @@ pub enum GatewayError {
     },
     #[error("gateway server: {0}")]
     Serve(std::io::Error),
-    #[error("the `{0}` backend is not built yet; use --backend sandbox")]
-    NotBuilt(&'static str),
+    #[error("Stripe upstream: {0}")]
+    Upstream(String),
 }
 
 /// Runs `altan-pay gateway` until Ctrl-C.
@@ -108,7 +112,17 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     };
     let backend: Arc<dyn Backend> = match args.backend {
         BackendKind::Sandbox => Arc::new(open_sandbox(&args)?),
-        BackendKind::Stripe => return Err(GatewayError::NotBuilt("stripe")),
+        BackendKind::Stripe => {
+            let mut config = upstream::UpstreamConfig::from_env()
+                .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+            if let Some(url) = &args.stripe_base_url {
+                config = config.with_base_url(url.clone());
+            }
+            Arc::new(
+                upstream::StripeUpstream::new(config)
+                    .map_err(|e| GatewayError::Upstream(e.to_string()))?,
+            )
+        }
     };
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
@@ -127,6 +141,11 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     serve_with_shutdown(listener, routes, backend, args.token, stop)
         .await
         .map_err(GatewayError::Serve)
+}
+
+/// Starts the embedded sandbox, in memory, on an ephemeral loopback port.
+pub async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle> {
+    spawn(routes, Arc::new(Sandbox::in_memory()), None).await
 }
 
 /// The sandbox `args` ask for: in memory or on file, seeded when `--state` is given.

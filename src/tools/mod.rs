@@ -258,7 +258,15 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
                 match self.run(env, ctx, arguments).await {
                     Ok(output) => output,
                     Err(error) => {
-                        tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed");
+                        // Mistakes the model fixes itself are routine; the rest need an operator.
+                        match error.code.disposition().0 {
+                            Disposition::ModelRetry => {
+                                tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
+                            }
+                            _ => {
+                                tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
+                            }
+                        }
                         ToolOutput::failed(error)
                     }
                 }

@@ -1,0 +1,206 @@
+//! The command line: parses flags and environment, then calls into the library.
+//! Each subcommand is a short function; none holds logic the library lacks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::pay::{PayClient, PayConfig, RouteTable};
+use crate::tools::{ToolContext, ToolEnv, ToolSet};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "altan-pay",
+    version,
+    about = "A runtime for the Altan Pay agent: Stripe tools over the Altan Pay API."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the tool definitions exactly as they are sent to the model.
+    Tools {
+        /// JSON output (the OpenAI `tools` array); without it, one line per tool.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one tool exactly as a model's call would run, and print its result as JSON.
+    Call(CallArgs),
+    /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
+    Gateway(crate::gateway::GatewayArgs),
+}
+
+/// Where the Altan Pay API is and how to reach it.
+#[derive(Args, Debug, Clone)]
+pub struct PayArgs {
+    /// Base URL of the Altan Pay API (or of a gateway).
+    #[arg(long, env = "ALTAN_PAY_BASE_URL")]
+    pub pay_base_url: Option<String>,
+    /// Run against an embedded sandbox gateway instead of a remote API.
+    #[arg(long, conflicts_with = "pay_base_url")]
+    pub sandbox: bool,
+    /// A route table replacing the embedded tools/routes.toml.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+    /// Bearer token for the Altan Pay API.
+    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds before one request attempt is abandoned.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// Tool name, e.g. create_product (see `altan-pay tools`).
+    pub tool: String,
+    /// The arguments as one JSON object.
+    #[arg(default_value = "{}")]
+    pub arguments: String,
+    #[command(flatten)]
+    pub pay: PayArgs,
+    /// The Altan account (workspace) id the call acts for.
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// The Stripe Connect id; looked up from the account when absent.
+    #[arg(long)]
+    pub stripe_connect_id: Option<String>,
+    /// Conversation id, part of the idempotency key.
+    #[arg(long, default_value = "cli")]
+    pub conversation_id: String,
+    /// Tool call id, the other part of the idempotency key: reuse it to resend safely.
+    #[arg(long)]
+    pub call_id: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command; `Err` is a usage or setup problem (exit 2).
+pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Tools { json } => {
+            print_tools(json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call(args) => call(args).await,
+        Command::Gateway(args) => crate::gateway::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn print_tools(json: bool) {
+    let tools = ToolSet::altan_pay();
+    if json {
+        print!("{}", tools.to_json_text());
+    } else {
+        for def in tools.definitions() {
+            println!("{:<34} {}", def.name, first_sentence(&def.description));
+        }
+    }
+}
+
+fn first_sentence(text: &str) -> &str {
+    text.split_once(". ").map_or(text, |(first, _)| first)
+}
+
+/// A running Pay API: a remote base URL, or an embedded sandbox gateway kept alive here.
+pub struct PaySetup {
+    pub client: PayClient,
+    /// Keeps the embedded gateway running while the client is used.
+    pub sandbox: Option<crate::gateway::GatewayHandle>,
+}
+
+/// Builds the client from flags; with `--sandbox`, starts an in-process sandbox gateway.
+pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
+    let routes = match &args.routes {
+        Some(path) => RouteTable::from_file(path).map_err(|e| e.to_string())?,
+        None => RouteTable::embedded(),
+    };
+    let (routes, sandbox) = if args.sandbox {
+        let handle = crate::gateway::spawn_sandbox(routes.clone())
+            .await
+            .map_err(|e| format!("cannot start the embedded sandbox: {e}"))?;
+        (routes.with_base_url(&handle.base_url), Some(handle))
+    } else if let Some(url) = &args.pay_base_url {
+        url::Url::parse(url).map_err(|e| format!("--pay-base-url `{url}`: {e}"))?;
+        (routes.with_base_url(url), None)
+    } else {
+        (routes, None)
+    };
+    let mut config = PayConfig::new(routes);
+    config.token = args.token.clone().filter(|t| !t.is_empty());
+    config.timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let client = PayClient::new(config).map_err(|e| e.to_string())?;
+    Ok(PaySetup { client, sandbox })
+}
+
+async fn call(args: CallArgs) -> Result<ExitCode, String> {
+    let tools = ToolSet::altan_pay();
+    if tools.get(&args.tool).is_none() {
+        return Err(format!(
+            "no tool named `{}`; `altan-pay tools` lists them",
+            args.tool
+        ));
+    }
+    let setup = pay_setup(&args.pay).await?;
+    let env = ToolEnv {
+        pay: setup.client.clone(),
+    };
+    let ctx = ToolContext {
+        conversation_id: args.conversation_id,
+        tool_call_id: args
+            .call_id
+            .unwrap_or_else(|| format!("call_{}", uuid::Uuid::new_v4().simple())),
+        account_id: args.account_id,
+        stripe_connect_id: args.stripe_connect_id,
+    };
+    let output = tools.call(&env, &ctx, &args.tool, &args.arguments).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output.content).unwrap_or_else(|_| Value::Null.to_string())
+    );
+    drop(setup);
+    Ok(if output.error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

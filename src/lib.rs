@@ -6,5 +6,6 @@
 pub mod gateway;
 pub mod model;
 pub mod pay;
+pub mod prompt;
 pub mod stripe;
 pub mod tools;

@@ -30,6 +30,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the rendered system prompt.
+    Prompt {
+        /// A prompt directory in Altan's layout (templates/*.md, blocks/*.yaml).
+        #[arg(long, value_name = "DIR")]
+        prompts: Option<PathBuf>,
+        /// The template to render.
+        #[arg(long, default_value = crate::prompt::DEFAULT_TEMPLATE)]
+        template: String,
+    },
     /// Run one tool exactly as a model's call would run, and print its result as JSON.
     Call(CallArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
@@ -118,6 +127,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             print_tools(json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prompt { prompts, template } => {
+            print!("{}", render_prompt(prompts.as_deref(), &template)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Call(args) => call(args).await,
         Command::Gateway(args) => crate::gateway::run(args)
             .await
@@ -135,6 +148,15 @@ fn print_tools(json: bool) {
             println!("{:<34} {}", def.name, first_sentence(&def.description));
         }
     }
+}
+
+/// The system prompt from `--prompts DIR`, or the embedded one.
+pub fn render_prompt(dir: Option<&std::path::Path>, template: &str) -> Result<String, String> {
+    let library = match dir {
+        Some(dir) => crate::prompt::PromptLibrary::load(dir).map_err(|e| e.to_string())?,
+        None => crate::prompt::PromptLibrary::embedded(),
+    };
+    library.render(template).map_err(|e| e.to_string())
 }
 
 fn first_sentence(text: &str) -> &str {

@@ -1,7 +1,8 @@
 //! altan-pay: a runtime for the Altan Pay agent.
 //!
 //! Parts (see DESIGN.md): [`stripe`] object types, [`pay`] the Altan Pay API client,
-//! [`tools`] the tools the model calls, [`gateway`] a local Altan Pay API server.
+//! [`tools`] the tools the model calls, [`prompt`] the system prompt, [`model`] the chat
+//! model, [`engine`] the loop, [`policy`] the rules in code, [`gateway`] a local Altan Pay API.
 
 pub mod cli;
 pub mod engine;
@@ -9,5 +10,7 @@ pub mod gateway;
 pub mod model;
 pub mod pay;
 pub mod policy;
+pub mod prompt;
+pub mod room;
 pub mod stripe;
 pub mod tools;

@@ -28,6 +28,8 @@ pub use seed::SeedError;
 #[derive(Clone)]
 pub struct Sandbox {
     state: Arc<Mutex<State>>,
+    /// Set for replays and the demo: ids and timestamps repeat from run to run.
+    seed: Option<u64>,
 }
 
 /// Why a sandbox could not be created.
@@ -66,7 +68,16 @@ impl Sandbox {
     fn from_state(state: State) -> Sandbox {
         Sandbox {
             state: Arc::new(Mutex::new(state)),
+            seed: None,
         }
+    }
+
+    /// Makes ids and timestamps reproducible: each request's ids come from the seed and the
+    /// request itself (its idempotency key, else its account, operation and parameters), not
+    /// from arrival order, so parallel calls get the same ids on every run. `created` is fixed.
+    pub fn deterministic(mut self, seed: u64) -> Sandbox {
+        self.seed = Some(seed);
+        self
     }
 
     /// The lock is only poisoned if a handler panicked; the state is still consistent
@@ -78,7 +89,16 @@ impl Sandbox {
     /// Serves one request synchronously (the gateway runs it on a blocking thread).
     pub fn handle_now(&self, request: &PayRequest) -> PayResponse {
         let mut state = self.lock();
-        handle(&mut state, request)
+        match self.seed {
+            None => handle(&mut state, request),
+            Some(seed) => {
+                let d = util::Deterministic {
+                    rng: request_rng(seed, request),
+                    clock: DETERMINISTIC_CLOCK,
+                };
+                util::with_determinism(d, || handle(&mut state, request))
+            }
+        }
     }
 }
 
@@ -97,6 +117,30 @@ impl Backend for Sandbox {
                 })
         })
     }
+}
+
+/// 2026-01-01T00:00:00Z: the `created` of every object in a deterministic sandbox.
+pub const DETERMINISTIC_CLOCK: i64 = 1_767_225_600;
+
+fn request_rng(seed: u64, request: &PayRequest) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    use std::hash::{Hash, Hasher};
+    let basis = match &request.idempotency_key {
+        Some(key) => format!("key:{}:{key}", request.account_id),
+        None => format!(
+            "req:{}:{}:{}:{}",
+            request.account_id,
+            request.operation,
+            request.id.as_deref().unwrap_or(""),
+            serde_json::Value::Object(request.params.clone())
+        ),
+    };
+    // A stable hash (not std's RandomState): the same request seeds the same ids in every run.
+    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, basis.as_bytes());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut hasher);
+    digest.as_u128().hash(&mut hasher);
+    rand::rngs::StdRng::seed_from_u64(hasher.finish())
 }
 
 /// The Connect id of an account: set by the initial state, else derived from the account id

@@ -6,22 +6,57 @@ use serde_json::{Map, Value};
 
 use crate::gateway::error::ApiError;
 
-/// Seconds since the epoch (0 if the clock is before 1970, which no test machine is).
+/// Seconds since the epoch (0 if the clock is before 1970, which no test machine is), or the
+/// fixed clock of a deterministic request.
 pub fn now() -> i64 {
+    if let Some(clock) = DETERMINISTIC.with(|d| d.borrow().as_ref().map(|d| d.clock)) {
+        return clock;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
-/// A Stripe-looking id: prefix plus `len` random alphanumerics.
+/// A Stripe-looking id: prefix plus `len` random alphanumerics (seeded ones in a
+/// deterministic request).
 pub fn random_id(prefix: &str, len: usize) -> String {
-    let tail: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect();
+    let seeded = DETERMINISTIC.with(|d| {
+        d.borrow_mut().as_mut().map(|d| {
+            (&mut d.rng)
+                .sample_iter(rand::distr::Alphanumeric)
+                .take(len)
+                .map(char::from)
+                .collect::<String>()
+        })
+    });
+    let tail = seeded.unwrap_or_else(|| {
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(len)
+            .map(char::from)
+            .collect()
+    });
     format!("{prefix}{tail}")
+}
+
+/// The seeded generator and fixed clock of the request being served on this thread.
+pub struct Deterministic {
+    pub rng: rand::rngs::StdRng,
+    pub clock: i64,
+}
+
+thread_local! {
+    static DETERMINISTIC: std::cell::RefCell<Option<Deterministic>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with seeded ids and a fixed clock on this thread. The sandbox serves a request
+/// synchronously under its lock, so everything the request creates is covered.
+pub fn with_determinism<T>(d: Deterministic, f: impl FnOnce() -> T) -> T {
+    DETERMINISTIC.with(|cell| *cell.borrow_mut() = Some(d));
+    let out = f();
+    DETERMINISTIC.with(|cell| *cell.borrow_mut() = None);
+    out
 }
 
 /// Random upper-case code, for coupon ids and promotion codes Stripe generates.

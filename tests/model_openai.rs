@@ -863,3 +863,14 @@ async fn unreachable_server_is_a_transport_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn config_debug_hides_the_key() {
+    let config = OpenAiConfig {
+        api_key: Some("sk-secret-123".into()),
+        ..OpenAiConfig::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("sk-secret-123"), "{shown}");
+    assert!(shown.contains("redacted"));
+}

@@ -28,8 +28,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The model used when `ALTAN_PAY_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
 
-/// Settings of an [`OpenAiModel`].
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of an [`OpenAiModel`]. `Debug` hides the key, so configs can be logged.
+#[derive(Clone, PartialEq)]
 pub struct OpenAiConfig {
     /// Up to and including `/v1`; `/chat/completions` is appended.
     pub base_url: String,
@@ -45,6 +45,20 @@ pub struct OpenAiConfig {
     /// Use SSE when the caller asks for deltas. `false` makes one plain request and passes
     /// the answer on as deltas at the end, for servers whose streaming is broken.
     pub stream: bool,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("temperature", &self.temperature)
+            .field("stream", &self.stream)
+            .finish()
+    }
 }
 
 impl Default for OpenAiConfig {

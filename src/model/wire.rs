@@ -328,16 +328,12 @@ impl StreamAssembler {
         }
     }
 
-    /// Whether anything usable arrived (a stream that stops early with content is accepted).
-    pub fn has_content(&self) -> bool {
-        self.chunks_with_choices > 0
-    }
-
-    /// The whole message; `None` when no chunk carried a choice.
+    /// The whole message. A stream that stopped early is accepted if any chunk carried a
+    /// choice; one with none is an error (a server that ignored `stream: true` ends here).
     pub fn finish(self) -> Result<ChatResponse, ModelError> {
         if self.chunks_with_choices == 0 {
             return Err(ModelError::BadResponse(
-                "the stream ended without any choice".into(),
+                "the stream ended without any choice (no `data:` chunk with choices)".into(),
             ));
         }
         let raw: Vec<RawCall> = self
@@ -408,7 +404,7 @@ pub fn error_body_text(body: &[u8]) -> String {
 
 const EXCERPT_LEN: usize = 300;
 
-/// At most [`EXCERPT_LEN`] bytes, cut on a character boundary, so errors stay readable.
+/// At most 300 bytes, cut on a character boundary, so errors stay readable.
 pub fn excerpt(s: &str) -> String {
     let mut end = s.len().min(EXCERPT_LEN);
     while !s.is_char_boundary(end) {

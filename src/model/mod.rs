@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub mod openai;
+pub mod retry;
+pub mod scripted;
+pub mod wire;
+
+pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAiConfig, OpenAiModel};
+pub use retry::RetryPolicy;
+pub use scripted::{Matcher, ScriptedModel, Step};
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

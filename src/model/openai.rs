@@ -1,0 +1,413 @@
+//! The OpenAI-compatible chat model (OpenAI, vLLM, Ollama, llama.cpp server) on async-openai.
+//! Raw JSON both ways (its `byot` calls) so answers that leave fields out still parse.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::Config;
+use async_openai::error::{OpenAIError, StreamError};
+use async_openai::middleware::HttpRequestFactory;
+use futures::StreamExt;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, warn};
+
+use super::retry::{RetryPolicy, parse_retry_after};
+use super::wire::{
+    StreamAssembler, deltas_of, error_body_text, excerpt, parse_response, request_body,
+};
+use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+
+/// OpenAI's own endpoint, used when `OPENAI_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The model used when `ALTAN_PAY_MODEL` is not set.
+pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
+
+/// Settings of an [`OpenAiModel`]. `Debug` hides the key, so configs can be logged.
+#[derive(Clone, PartialEq)]
+pub struct OpenAiConfig {
+    /// Up to and including `/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer ...` when set; local servers usually need none.
+    pub api_key: Option<String>,
+    pub model: String,
+    /// Without streaming: the whole call. With streaming: to get the response headers, and
+    /// then the longest silence between two chunks.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// `None` leaves the server's default.
+    pub temperature: Option<f32>,
+    /// Use SSE when the caller asks for deltas. `false` makes one plain request and passes
+    /// the answer on as deltas at the end, for servers whose streaming is broken.
+    pub stream: bool,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("temperature", &self.temperature)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            api_key: None,
+            model: DEFAULT_MODEL.to_string(),
+            timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            temperature: None,
+            stream: true,
+        }
+    }
+}
+
+impl OpenAiConfig {
+    /// Defaults overridden by `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `ALTAN_PAY_MODEL`
+    /// (an empty variable counts as unset).
+    pub fn from_env() -> OpenAiConfig {
+        let mut config = OpenAiConfig::default();
+        if let Some(url) = env_var("OPENAI_BASE_URL") {
+            config.base_url = url;
+        }
+        config.api_key = env_var("OPENAI_API_KEY");
+        if let Some(model) = env_var("ALTAN_PAY_MODEL") {
+            config.model = model;
+        }
+        config
+    }
+
+    /// The config from the environment when a live model is configured there (a key or a
+    /// base URL is set), `None` otherwise: the demo then replays its recording.
+    pub fn live_from_env() -> Option<OpenAiConfig> {
+        (env_var("OPENAI_API_KEY").is_some() || env_var("OPENAI_BASE_URL").is_some())
+            .then(OpenAiConfig::from_env)
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A [`ChatModel`] over an OpenAI-compatible `/chat/completions` endpoint.
+#[derive(Debug)]
+pub struct OpenAiModel {
+    client: Client<WireConfig>,
+    config: OpenAiConfig,
+}
+
+impl OpenAiModel {
+    /// Checks the config (URL, key as a header, a key for OpenAI's own endpoint) and builds
+    /// the client; no request is made.
+    pub fn new(mut config: OpenAiConfig) -> Result<OpenAiModel, ModelError> {
+        let base = config.base_url.trim().trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&base)
+            .map_err(|e| ModelError::Config(format!("model base URL {base:?} is invalid: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ModelError::Config(format!(
+                "model base URL {base:?} must be http or https"
+            )));
+        }
+        if config.model.trim().is_empty() {
+            return Err(ModelError::Config("the model name is empty".into()));
+        }
+        config.api_key = config.api_key.filter(|k| !k.trim().is_empty());
+        if config.api_key.is_none() && parsed.host_str() == Some("api.openai.com") {
+            return Err(ModelError::Config(
+                "OPENAI_API_KEY is not set; OpenAI's endpoint needs one (set OPENAI_BASE_URL for a local server)".into(),
+            ));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
+                    ModelError::Config(
+                        "OPENAI_API_KEY contains characters a header cannot carry".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout.min(Duration::from_secs(30)))
+            .read_timeout(config.timeout)
+            .build()
+            .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let wire = WireConfig {
+            api_key: SecretString::from(config.api_key.clone().unwrap_or_default()),
+            base: base.clone(),
+            headers,
+        };
+        config.base_url = base;
+        // Our own service replaces async-openai's default executor, and with it its
+        // built-in retry layer: the only retries are the ones in `complete`.
+        let client = Client::build(http.clone(), wire).with_http_service(HttpService { http });
+        Ok(OpenAiModel { client, config })
+    }
+
+    /// [`OpenAiConfig::from_env`] then [`OpenAiModel::new`].
+    pub fn from_env() -> Result<OpenAiModel, ModelError> {
+        OpenAiModel::new(OpenAiConfig::from_env())
+    }
+
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    async fn run(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<UnboundedSender<ModelDelta>>,
+    ) -> Result<ChatResponse, ModelError> {
+        let streaming = deltas.is_some() && self.config.stream;
+        let body = request_body(
+            &self.config.model,
+            request,
+            self.config.temperature,
+            streaming,
+        );
+        let mut attempt = 1;
+        loop {
+            debug!(model = %self.config.model, attempt, streaming, "model call");
+            let mut forwarded = false;
+            let result = match (&deltas, streaming) {
+                (Some(tx), true) => self.stream_once(&body, tx, &mut forwarded).await,
+                _ => self.complete_once(&body).await,
+            };
+            let error = match result {
+                Ok(response) => {
+                    if let (Some(tx), false) = (&deltas, streaming) {
+                        for delta in deltas_of(&response) {
+                            let _ = tx.send(delta);
+                        }
+                    }
+                    return Ok(response);
+                }
+                Err(error) => error,
+            };
+            // Once pieces went to the caller a retry would send them twice.
+            if forwarded {
+                return Err(error);
+            }
+            match self.config.retry.delay_after(attempt, &error) {
+                Some(wait) => {
+                    warn!(model = %self.config.model, attempt, ?wait, %error, "retrying model call");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    async fn complete_once(&self, body: &Value) -> Result<ChatResponse, ModelError> {
+        let chat = self.client.chat();
+        let call = chat.create_byot::<&Value, Value>(body);
+        let answer = tokio::time::timeout(self.config.timeout, call)
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(map_error)?;
+        parse_response(&answer)
+    }
+
+    async fn stream_once(
+        &self,
+        body: &Value,
+        tx: &UnboundedSender<ModelDelta>,
+        forwarded: &mut bool,
+    ) -> Result<ChatResponse, ModelError> {
+        let chat = self.client.chat();
+        let open = chat.create_stream_byot::<&Value, Value>(body);
+        let mut stream = tokio::time::timeout(self.config.timeout, open)
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(map_error)?;
+        let mut assembler = StreamAssembler::new();
+        // The end of the stream, with or without `[DONE]`, ends the answer; a broken
+        // connection comes as an error item.
+        while let Some(item) = stream.next().await {
+            let chunk = item.map_err(map_error)?;
+            for delta in assembler.push(&chunk)? {
+                *forwarded = true;
+                let _ = tx.send(delta);
+            }
+        }
+        assembler.finish()
+    }
+
+    fn timed_out(&self) -> ModelError {
+        ModelError::Transport(format!(
+            "no answer from {} within {:?}",
+            self.config.base_url, self.config.timeout
+        ))
+    }
+}
+
+impl ChatModel for OpenAiModel {
+    fn name(&self) -> &str {
+        &self.config.model
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deltas: Option<UnboundedSender<ModelDelta>>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        Box::pin(self.run(request, deltas))
+    }
+}
+
+/// async-openai's view of our settings. Its own `OpenAIConfig` always sends an
+/// `Authorization` header (empty without a key) and panics on a key a header cannot carry.
+#[derive(Debug)]
+struct WireConfig {
+    base: String,
+    headers: HeaderMap,
+    api_key: SecretString,
+}
+
+impl Config for WireConfig {
+    fn headers(&self) -> HeaderMap {
+        self.headers.clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn query(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+
+    fn api_base(&self) -> &str {
+        &self.base
+    }
+
+    fn api_key(&self) -> &SecretString {
+        &self.api_key
+    }
+}
+
+/// The HTTP layer under async-openai. It sends each request once and turns an error status
+/// into [`HttpStatus`], because async-openai drops the `Retry-After` header on its way up.
+#[derive(Clone)]
+struct HttpService {
+    http: reqwest::Client,
+}
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+impl tower::Service<HttpRequestFactory> for HttpService {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = HttpFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
+        let http = self.http.clone();
+        Box::pin(async move {
+            let request = factory.build().await?;
+            let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let body = response.bytes().await.map_err(OpenAIError::Reqwest)?;
+            Err(OpenAIError::Boxed(Box::new(HttpStatus {
+                status: status.as_u16(),
+                message: error_body_text(&body),
+                retry_after,
+            })))
+        })
+    }
+}
+
+/// An error status with what the retry loop needs from its headers.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {message}")]
+struct HttpStatus {
+    status: u16,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+/// Sorts async-openai's errors into the four kinds the engine acts on.
+fn map_error(error: OpenAIError) -> ModelError {
+    match error {
+        OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpStatus>() {
+            Ok(status) => ModelError::Status {
+                status: status.status,
+                message: status.message,
+                retry_after: status.retry_after,
+            },
+            Err(other) => ModelError::Transport(error_chain(other.as_ref())),
+        },
+        OpenAIError::Reqwest(e) if e.is_builder() => {
+            ModelError::Config(format!("cannot build the request: {}", error_chain(&e)))
+        }
+        OpenAIError::Reqwest(e) => ModelError::Transport(error_chain(&e)),
+        OpenAIError::ApiError(api) => ModelError::Status {
+            status: api.status_code.as_u16(),
+            message: api.api_error.message,
+            retry_after: None,
+        },
+        OpenAIError::JSONDeserialize(e, content) => ModelError::BadResponse(format!(
+            "the body is not JSON ({e}): {}",
+            if content.trim().is_empty() {
+                "(empty body)".to_string()
+            } else {
+                excerpt(content.trim())
+            }
+        )),
+        OpenAIError::StreamError(stream) => match *stream {
+            StreamError::EventStream(message) => {
+                ModelError::Transport(format!("the stream broke: {message}"))
+            }
+            StreamError::UnknownEvent(event) => ModelError::BadResponse(format!(
+                "unexpected stream event {:?}: {}",
+                event.event,
+                excerpt(&event.data)
+            )),
+        },
+        OpenAIError::InvalidArgument(message) => ModelError::Config(message),
+        other => ModelError::Transport(other.to_string()),
+    }
+}
+
+/// The error and its causes on one line: reqwest hides the useful part in the source.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

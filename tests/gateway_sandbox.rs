@@ -1170,3 +1170,51 @@ async fn every_acknowledged_write_survives_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A deterministic sandbox gives the same ids to the same requests, whatever their order,
+/// and a fixed `created`; two sandboxes with other seeds differ.
+#[tokio::test]
+async fn deterministic_sandbox_repeats_ids_regardless_of_order() {
+    use altan_pay::gateway::{PayRequest, Sandbox, sandbox::DETERMINISTIC_CLOCK};
+    fn create(name: &str, key: &str) -> PayRequest {
+        let mut params = serde_json::Map::new();
+        params.insert("name".into(), serde_json::json!(name));
+        PayRequest {
+            operation: "products.create".into(),
+            account_id: "ws_1".into(),
+            stripe_connect_id: Some(altan_pay::gateway::sandbox::derived_connect_id("ws_1")),
+            id: None,
+            params,
+            idempotency_key: Some(key.into()),
+        }
+    }
+    let run = |seed: u64, reversed: bool| {
+        let sandbox = Sandbox::in_memory().deterministic(seed);
+        let mut reqs = vec![create("A", "k1"), create("B", "k2")];
+        if reversed {
+            reqs.reverse();
+        }
+        let mut ids: Vec<(String, String, i64)> = reqs
+            .iter()
+            .map(|r| {
+                let body = sandbox.handle_now(r).body;
+                (
+                    body["name"].as_str().unwrap().to_string(),
+                    body["id"].as_str().unwrap().to_string(),
+                    body["created"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let first = run(7, false);
+    assert_eq!(first, run(7, true), "same ids in either order");
+    assert!(first.iter().all(|(_, _, created)| *created == DETERMINISTIC_CLOCK));
+    assert_ne!(first[0].1, first[1].1);
+    assert_ne!(first, run(8, false), "another seed, other ids");
+    assert_ne!(run(7, false)[0].1, {
+        let s = Sandbox::in_memory();
+        s.handle_now(&create("A", "k1")).body["id"].as_str().unwrap().to_string()
+    }, "the ordinary sandbox stays random");
+}

@@ -7,4 +7,5 @@ pub mod gateway;
 pub mod model;
 pub mod pay;
 pub mod stripe;
+pub mod sync;
 pub mod tools;

@@ -173,7 +173,7 @@ fn find_ids(line: &str) -> Vec<(usize, usize)> {
         while bytes.get(end).is_some_and(u8::is_ascii_alphanumeric) {
             end += 1;
         }
-        let trailing_ok = !bytes.get(end).is_some_and(|b| *b == b'_');
+        let trailing_ok = bytes.get(end).is_none_or(|b| *b != b'_');
         if boundary && end > start + 5 && trailing_ok {
             out.push((start, end));
         }

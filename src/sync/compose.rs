@@ -458,11 +458,30 @@ fn tidy_line(line: &str) -> Option<String> {
             break;
         }
     }
-    let mut text = words.join(" ");
+    let mut text = words.join(" ").replace("( )", "").replace("()", "");
+    text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for punct in [",", ".", ";", ":", "!", "?", ")"] {
         text = text.replace(&format!(" {punct}"), punct);
     }
-    text = text.replace("()", "").replace("( )", "");
+    // Separators left next to each other by a cut ("I am @X, done" → "I am, done" is fine,
+    // "sync. , done" is not).
+    loop {
+        let before = text.len();
+        for (pair, keep) in [
+            (".,", "."),
+            ("!,", "!"),
+            ("?,", "?"),
+            (",,", ","),
+            (",.", "."),
+            (";,", ";"),
+            (",;", ";"),
+        ] {
+            text = text.replace(pair, keep);
+        }
+        if text.len() == before {
+            break;
+        }
+    }
     let text = text.trim().trim_start_matches([',', ';', ':']).trim();
     let has_content = text.chars().any(char::is_alphanumeric);
     has_content.then(|| format!("{indent}{text}"))

@@ -760,10 +760,12 @@ fn mentions_of_members_and_of_itself_are_stripped() {
 fn thank_you_sentences_are_stripped_but_not_thanksgiving() {
     let r = room(None);
     let text = "Thank you for the details! The Thanksgiving sale price is live. Thanks, Altan.\nthx\n\
-                The page redirects to https://shop.com/thank-you after payment. Many thanks.";
+                The page redirects to https://shop.com/thank-you after payment. Many thanks.\n\
+                Thanks, the price is 1,000 JPY now; done, thx!";
     let out = compose(text, None, &r, false);
     assert!(out.text.starts_with(
-        "The Thanksgiving sale price is live.\nThe page redirects to https://shop.com/thank-you after payment."
+        "The Thanksgiving sale price is live. Altan.\nThe page redirects to https://shop.com/thank-you after payment.\n\
+         The price is 1,000 JPY now, done!"
     ), "{}", out.text);
     assert!(!contains_thanks(&out.text));
     assert!(
@@ -790,7 +792,7 @@ fn the_answer_ends_with_the_plan_and_one_mention_of_altan() {
     );
     assert_eq!(
         out.text,
-        format!("Created **T-shirt** at $20/month.\n\n{expected_tail}")
+        format!("Created **T-shirt** at $20/month. please add it to the DB!\n\n{expected_tail}")
     );
     assert_eq!(
         out.mention,

@@ -400,20 +400,63 @@ pub fn contains_thanks(text: &str) -> bool {
     false
 }
 
-/// Drops the sentences of a line that thank someone.
+/// Drops what thanks someone from a line: the thanking clause of a sentence when the rest
+/// still says something (`Done, thanks.` → `Done.`), else the whole sentence.
 fn strip_thanks(line: &str, removed: &mut Vec<String>) -> String {
     if !contains_thanks(line) {
         return line.to_owned();
     }
     let mut out = String::new();
     for sentence in sentences(line) {
-        if contains_thanks(sentence) {
-            removed.push(sentence.trim().to_owned());
-        } else {
+        if !contains_thanks(sentence) {
             out.push_str(sentence);
+            continue;
+        }
+        match without_thanks_clauses(sentence, removed) {
+            Some(kept) => out.push_str(&kept),
+            None => removed.push(sentence.trim().to_owned()),
         }
     }
     out
+}
+
+/// The sentence without its thanking clauses (split at `, ` and `; `), or `None` when
+/// nothing else is left.
+fn without_thanks_clauses(sentence: &str, removed: &mut Vec<String>) -> Option<String> {
+    let body = sentence.trim_end();
+    let spacing = sentence.get(body.len()..).unwrap_or_default();
+    let core = body.trim_end_matches(['.', '!', '?']);
+    let terminal = body.get(core.len()..).unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for clause in core.split(", ").flat_map(|c| c.split("; ")) {
+        match contains_thanks(clause) {
+            true => dropped.push(clause.trim()),
+            false => kept.push(clause.trim()),
+        }
+    }
+    let kept: Vec<&str> = kept.into_iter().filter(|c| !c.is_empty()).collect();
+    if !kept.iter().any(|c| c.chars().any(char::is_alphanumeric)) {
+        return None;
+    }
+    removed.extend(dropped.into_iter().map(str::to_owned));
+    let mut text = kept.join(", ");
+    let capital = core
+        .chars()
+        .find(|c| c.is_alphabetic())
+        .is_some_and(char::is_uppercase);
+    if capital {
+        let mut chars = text.chars();
+        if let Some(first) = chars.next() {
+            text = first.to_uppercase().chain(chars).collect();
+        }
+    }
+    let terminal = if terminal.is_empty() && !spacing.is_empty() {
+        "."
+    } else {
+        terminal
+    };
+    Some(format!("{text}{terminal}{spacing}"))
 }
 
 /// Sentences with their trailing spaces: a run of `.`, `!` or `?` ends one when a space or

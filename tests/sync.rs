@@ -33,7 +33,7 @@ fn record(ledger: &mut SyncLedger, operation: &str, kind: RouteKind, object: Val
 
 fn row_of(plan: &SyncPlan, table: &str, id: &str) -> serde_json::Map<String, Value> {
     let op = plan
-        .operations
+        .operations()
         .iter()
         .find(|o| o.table == table && o.id == id)
         .unwrap_or_else(|| panic!("no {table} {id} in {}", plan.to_json()));
@@ -269,6 +269,12 @@ fn a_checkout_session_is_not_a_row() {
     )
     .unwrap_err();
     assert!(matches!(err, NotSynced::NoId { .. }));
+    let err = Mutation::from_effect(
+        &effect("products.retrieve", RouteKind::Read, sample("product")),
+        "c",
+    )
+    .unwrap_err();
+    assert!(matches!(err, NotSynced::NotAMutation { .. }));
 }
 
 #[test]
@@ -292,22 +298,22 @@ fn one_operation_per_row_last_state_wins_in_order_of_first_appearance() {
     renamed["name"] = json!("Pro Plan");
     record(&mut ledger, "products.update", RouteKind::Update, renamed);
     let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
-    assert_eq!(plan.operations.len(), 2);
-    assert_eq!(plan.operations[0].table, "products");
-    assert_eq!(plan.operations[1].table, "prices");
+    assert_eq!(plan.operations().len(), 2);
+    assert_eq!(plan.operations()[0].table, "products");
+    assert_eq!(plan.operations()[1].table, "prices");
     assert_eq!(
         row_of(&plan, "products", "prod_QXg1hqf4jFNsqG")["name"],
         "Pro Plan"
     );
     assert_eq!(
-        plan.operations[0].summary(),
+        plan.operations()[0].summary(),
         "upsert products prod_QXg1hqf4jFNsqG (Pro Plan)"
     );
     assert_eq!(
-        plan.operations[1].summary(),
+        plan.operations()[1].summary(),
         "upsert prices price_1PgafmB7WZ01zgkW6dKueIc5 (20.00 USD/month)"
     );
-    match &plan.operations[0].origin {
+    match &plan.operations()[0].origin {
         OpOrigin::Recorded { operation, source } => {
             assert_eq!(operation, "products.update");
             assert_eq!(
@@ -331,9 +337,9 @@ fn the_sync_id_is_stable_and_depends_on_the_operations() {
         ledger.plan(&SyncMapping::default(), &()).unwrap()
     };
     let a = build("A");
-    assert_eq!(a.sync_id, build("A").sync_id);
-    assert_ne!(a.sync_id, build("B").sync_id);
-    let hex = a.sync_id.strip_prefix("sync_").unwrap();
+    assert_eq!(a.sync_id(), build("A").sync_id());
+    assert_ne!(a.sync_id(), build("B").sync_id());
+    let hex = a.sync_id().strip_prefix("sync_").unwrap();
     assert_eq!(hex.len(), 12);
     assert!(
         hex.chars()
@@ -378,8 +384,8 @@ fn a_deleted_object_is_a_delete_without_a_row() {
         let mut ledger = SyncLedger::new();
         record(&mut ledger, operation, RouteKind::Delete, sample(name));
         let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
-        assert_eq!(plan.operations.len(), 1);
-        let op = &plan.operations[0];
+        assert_eq!(plan.operations().len(), 1);
+        let op = &plan.operations()[0];
         assert_eq!((op.table.as_str(), op.op()), (table, Op::Delete));
         assert!(plan.to_json()["operations"][0].get("row").is_none());
     }
@@ -392,7 +398,7 @@ fn cancelling_a_subscription_upserts_it_as_canceled() {
     let mut ledger = SyncLedger::new();
     record(&mut ledger, "subscriptions.cancel", RouteKind::Update, sub);
     let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
-    assert_eq!(plan.operations[0].op(), Op::Upsert);
+    assert_eq!(plan.operations()[0].op(), Op::Upsert);
     assert_eq!(
         row_of(&plan, "subscriptions", "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")["status"],
         "canceled"
@@ -424,7 +430,7 @@ fn deleting_a_product_deletes_the_rows_of_its_known_prices() {
     );
     let plan = ledger.plan(&SyncMapping::default(), &known).unwrap();
     let ops: Vec<(String, Op, String)> = plan
-        .operations
+        .operations()
         .iter()
         .map(|o| (o.table.clone(), o.op(), o.id.clone()))
         .collect();
@@ -441,12 +447,12 @@ fn deleting_a_product_deletes_the_rows_of_its_known_prices() {
         ]
     );
     assert!(matches!(
-        &plan.operations[2].origin,
+        &plan.operations()[2].origin,
         OpOrigin::Cascade { kind: ObjectKind::Product, id } if id == product_id
     ));
     // Without the index, only the price the ledger itself saw is covered.
     let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
-    assert_eq!(plan.operations.len(), 2);
+    assert_eq!(plan.operations().len(), 2);
 }
 
 #[test]
@@ -465,9 +471,9 @@ fn deleting_a_customer_cancels_its_known_subscriptions() {
         sample("deleted_customer"),
     );
     let plan = ledger.plan(&SyncMapping::default(), &known).unwrap();
-    assert_eq!(plan.operations.len(), 2, "{}", plan.to_json());
-    assert_eq!(plan.operations[0].op(), Op::Delete);
-    assert_eq!(plan.operations[0].table, "customers");
+    assert_eq!(plan.operations().len(), 2, "{}", plan.to_json());
+    assert_eq!(plan.operations()[0].op(), Op::Delete);
+    assert_eq!(plan.operations()[0].table, "customers");
     let row = row_of(&plan, "subscriptions", "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
     assert_eq!(row["status"], "canceled");
     // The index also learned the subscription's prices.
@@ -631,7 +637,7 @@ fn plan_with_price() -> SyncPlan {
 #[test]
 fn pending_syncs_follow_acknowledgements_and_report_inconsistencies() {
     let plan = plan_with_price();
-    let id = plan.sync_id.clone();
+    let id = plan.sync_id().to_owned();
     let mut pending = PendingSyncs::new();
     pending.sent(&plan);
     assert_eq!(pending.get(&id).unwrap().status, SyncStatus::Pending);
@@ -695,7 +701,7 @@ fn a_sync_never_acknowledged_before_the_next_answer_is_an_inconsistency() {
             .contains("upsert products prod_QXg1hqf4jFNsqG")
     );
     // A late confirmation clears it.
-    pending.apply(&[applied(&plan.sync_id)]);
+    pending.apply(&[applied(plan.sync_id())]);
     assert!(pending.inconsistencies().is_empty());
 }
 
@@ -787,7 +793,7 @@ fn the_answer_ends_with_the_plan_and_one_mention_of_altan() {
     );
     let expected_tail = format!(
         "Database sync {id} (2 changes):\n- upsert products prod_QXg1hqf4jFNsqG (T-shirt)\n- upsert prices price_1PgafmB7WZ01zgkW6dKueIc5 (20.00 USD/month)\n\n```json\n{json}\n```\n\nPlease apply sync {id} to the database and reply with its status. [@Altan](/member/m_altan)",
-        id = plan.sync_id,
+        id = plan.sync_id(),
         json = plan.to_json_text()
     );
     assert_eq!(
@@ -851,7 +857,7 @@ fn when_agents_bounce_nobody_is_mentioned_and_the_user_is_told() {
     assert!(out.text.contains("going back and forth"));
     assert!(
         out.text
-            .contains(&format!("ask Altan to apply sync {}", plan.sync_id))
+            .contains(&format!("ask Altan to apply sync {}", plan.sync_id()))
     );
     assert!(out.text.contains("```json"), "the plan is still given");
 }

@@ -218,7 +218,7 @@ proptest! {
 
         // Exactly once per (table, key).
         let keys: Vec<(String, String)> =
-            plan.operations.iter().map(|o| (o.table.clone(), o.id.clone())).collect();
+            plan.operations().iter().map(|o| (o.table.clone(), o.id.clone())).collect();
         let unique: BTreeSet<_> = keys.iter().cloned().collect();
         prop_assert_eq!(unique.len(), keys.len());
 
@@ -230,7 +230,7 @@ proptest! {
 
         // Nothing else, in order, each in its final state.
         let got: Expected = plan
-            .operations
+            .operations()
             .iter()
             .map(|o| {
                 let row = match &o.change {
@@ -243,7 +243,7 @@ proptest! {
         prop_assert_eq!(got, oracle(&steps, &known_prices, &mapping));
 
         // Cascades only come from recorded deletes.
-        for o in &plan.operations {
+        for o in plan.operations() {
             if let OpOrigin::Cascade { kind, id } = &o.origin {
                 prop_assert!(ledger.mutations().iter().any(|m| m.kind == *kind
                     && m.id == *id
@@ -253,8 +253,8 @@ proptest! {
 
         // The id is stable: same ledger, same rebuilt ledger, same id.
         let again = ledger_of(&steps).plan(&mapping, &known).unwrap();
-        prop_assert_eq!(&again.sync_id, &plan.sync_id);
-        prop_assert!(plan.sync_id.starts_with("sync_") && plan.sync_id.len() == 17);
+        prop_assert_eq!(&again.sync_id(), &plan.sync_id());
+        prop_assert!(plan.sync_id().starts_with("sync_") && plan.sync_id().len() == 17);
         let parsed: Value = serde_json::from_str(&plan.to_json_text()).unwrap();
         prop_assert_eq!(parsed, plan.to_json());
     }
@@ -356,7 +356,7 @@ proptest! {
         prop_assert!(!contains_thanks(&out.text), "{}", out.text);
         let lower = out.text.to_lowercase();
         prop_assert!(!lower.contains("thank you") && !lower.contains("thanks "), "{}", out.text);
-        prop_assert_eq!(out.text.contains(&plan.sync_id), with_plan);
+        prop_assert_eq!(out.text.contains(plan.sync_id()), with_plan);
     }
 
     #[test]

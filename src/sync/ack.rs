@@ -345,7 +345,7 @@ impl PendingSyncs {
     /// Records a plan handed to Altan; sending the same plan again starts it over.
     pub fn sent(&mut self, plan: &SyncPlan) {
         let targets = plan
-            .operations
+            .operations()
             .iter()
             .map(|o| SyncTarget {
                 table: o.table.clone(),
@@ -354,13 +354,13 @@ impl PendingSyncs {
             })
             .collect();
         let entry = SentSync {
-            sync_id: plan.sync_id.clone(),
+            sync_id: plan.sync_id().to_owned(),
             targets,
             status: SyncStatus::Pending,
             answers_since: 0,
             reported: false,
         };
-        match self.syncs.iter_mut().find(|s| s.sync_id == plan.sync_id) {
+        match self.syncs.iter_mut().find(|s| s.sync_id == plan.sync_id()) {
             Some(existing) => *existing = entry,
             None => self.syncs.push(entry),
         }

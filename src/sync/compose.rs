@@ -91,10 +91,10 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
         sections.push(cleaned);
     }
     if let Some(plan) = input.plan {
-        let count = plan.operations.len();
+        let count = plan.operations().len();
         let noun = if count == 1 { "change" } else { "changes" };
-        let mut list = format!("Database sync {} ({count} {noun}):", plan.sync_id);
-        for op in &plan.operations {
+        let mut list = format!("Database sync {} ({count} {noun}):", plan.sync_id());
+        for op in plan.operations() {
             list.push_str("\n- ");
             list.push_str(&op.summary());
         }
@@ -121,12 +121,12 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
     let closing = match (&mention, input.plan) {
         (None, Some(plan)) => format!(
             "The agents in this room were going back and forth with no one else stepping in, so I stopped and did not hand over to another agent. To finish, please ask {altan_name} to apply sync {} to the database (the rows are listed above), or tell me how to continue.",
-            plan.sync_id
+            plan.sync_id()
         ),
         (None, None) => "The agents in this room were going back and forth with no one else stepping in, so I stopped and did not hand over to another agent. Please tell me how you would like to continue.".to_owned(),
         (Some(m), Some(plan)) => format!(
             "Please apply sync {} to the database and reply with its status. {}",
-            plan.sync_id,
+            plan.sync_id(),
             m.markup()
         ),
         (Some(m), None) if !input.inconsistencies.is_empty() => format!(
@@ -172,8 +172,10 @@ pub fn detect_agents_bouncing(trail: &[RoomMessage], threshold: usize) -> bool {
     if threshold == 0 || trail.len() < threshold {
         return false;
     }
-    trail[trail.len() - threshold..]
+    trail
         .iter()
+        .rev()
+        .take(threshold)
         .all(|m| m.kind == MemberKind::Agent)
 }
 

@@ -47,6 +47,8 @@ pub enum NotSynced {
     NoTable { operation: String, object: String },
     #[error("{operation} returned an object without an id")]
     NoId { operation: String },
+    #[error("{operation} is a read, not a change")]
+    NotAMutation { operation: String },
     #[error("the Stripe event is malformed: {problem}")]
     BadEvent { problem: String },
 }
@@ -54,6 +56,11 @@ pub enum NotSynced {
 impl Mutation {
     /// The mutation a tool call made, from Stripe's answer in its [`Effect`].
     pub fn from_effect(effect: &Effect, tool_call_id: &str) -> Result<Mutation, NotSynced> {
+        if !effect.kind.is_mutation() {
+            return Err(NotSynced::NotAMutation {
+                operation: effect.operation.clone(),
+            });
+        }
         let source = MutationSource::ToolCall {
             tool_call_id: tool_call_id.to_owned(),
         };
@@ -331,9 +338,8 @@ impl Serialize for SyncOperation {
 /// What Altan receives: every row to write or delete, under an id that acknowledgements name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncPlan {
-    /// `sync_` and 12 hex digits of the SHA-256 of the operations' canonical JSON.
-    pub sync_id: String,
-    pub operations: Vec<SyncOperation>,
+    sync_id: String,
+    operations: Vec<SyncOperation>,
 }
 
 impl SyncPlan {
@@ -349,6 +355,17 @@ impl SyncPlan {
             sync_id: format!("sync_{hex}"),
             operations,
         })
+    }
+
+    /// `sync_` and 12 hex digits of the SHA-256 of the operations' canonical JSON: the same
+    /// operations always get the same id.
+    pub fn sync_id(&self) -> &str {
+        &self.sync_id
+    }
+
+    /// Never empty.
+    pub fn operations(&self) -> &[SyncOperation] {
+        &self.operations
     }
 
     /// `{"sync_id": .., "operations": [..]}`.

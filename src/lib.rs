@@ -4,6 +4,7 @@
 //! [`tools`] the tools the model calls, [`prompt`] the system prompt, [`model`] the chat
 //! model, [`engine`] the loop, [`policy`] the rules in code, [`gateway`] a local Altan Pay API.
 
+pub mod agent;
 pub mod cli;
 pub mod engine;
 pub mod gateway;
@@ -13,4 +14,5 @@ pub mod policy;
 pub mod prompt;
 pub mod room;
 pub mod stripe;
+pub mod sync;
 pub mod tools;

@@ -1190,7 +1190,7 @@ async fn deterministic_sandbox_repeats_ids_regardless_of_order() {
     }
     let run = |seed: u64, reversed: bool| {
         let sandbox = Sandbox::in_memory().deterministic(seed);
-        let mut reqs = vec![create("A", "k1"), create("B", "k2")];
+        let mut reqs = [create("A", "k1"), create("B", "k2")];
         if reversed {
             reqs.reverse();
         }
@@ -1210,11 +1210,22 @@ async fn deterministic_sandbox_repeats_ids_regardless_of_order() {
     };
     let first = run(7, false);
     assert_eq!(first, run(7, true), "same ids in either order");
-    assert!(first.iter().all(|(_, _, created)| *created == DETERMINISTIC_CLOCK));
+    assert!(
+        first
+            .iter()
+            .all(|(_, _, created)| *created == DETERMINISTIC_CLOCK)
+    );
     assert_ne!(first[0].1, first[1].1);
     assert_ne!(first, run(8, false), "another seed, other ids");
-    assert_ne!(run(7, false)[0].1, {
-        let s = Sandbox::in_memory();
-        s.handle_now(&create("A", "k1")).body["id"].as_str().unwrap().to_string()
-    }, "the ordinary sandbox stays random");
+    assert_ne!(
+        run(7, false)[0].1,
+        {
+            let s = Sandbox::in_memory();
+            s.handle_now(&create("A", "k1")).body["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        },
+        "the ordinary sandbox stays random"
+    );
 }

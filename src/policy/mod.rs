@@ -83,7 +83,7 @@ pub enum Seen {
 
 /// What this session has seen: ids from Stripe results (with the latest object for each) and
 /// the words of the room's messages. It is the evidence the id rules are checked against.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Provenance {
     objects: HashMap<String, Value>,
     stripe_ids: HashSet<String>,
@@ -171,6 +171,21 @@ impl Provenance {
             .collect();
         ids.sort();
         ids
+    }
+}
+
+/// The plan's cascades (a deleted product's prices, a deleted customer's subscriptions) use
+/// what this session has seen.
+impl crate::sync::RelatedObjects for Provenance {
+    fn prices_of_product(&self, product_id: &str) -> Vec<String> {
+        Provenance::prices_of_product(self, product_id)
+    }
+
+    fn subscriptions_of_customer(&self, customer_id: &str) -> Vec<Value> {
+        Provenance::subscriptions_of_customer(self, customer_id)
+            .iter()
+            .filter_map(|id| self.object(id).cloned())
+            .collect()
     }
 }
 

@@ -1,0 +1,85 @@
+//! What the agent remembers of a thread between answers, and the `SessionStore` trait that
+//! keeps it (in memory here; SQLite with the chat endpoint).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ChatMessage, ToolCall};
+use crate::policy::Provenance;
+use crate::room::RoomMessage;
+use crate::sync::{Mutation, PendingSyncs};
+
+/// A tool call held until a person approves or declines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub approval_id: String,
+    pub call: ToolCall,
+}
+
+/// One thread's memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub thread_id: String,
+    /// The conversation as the model saw it, without the system prompt and context message.
+    pub history: Vec<ChatMessage>,
+    /// Ids and objects seen in this thread: the evidence for the id rules.
+    pub provenance: Provenance,
+    /// Stripe changes not yet handed to Altan. Saved as soon as they happen, so a crash
+    /// between a Stripe write and the answer still hands the change over next time.
+    pub unsynced: Vec<Mutation>,
+    /// The latest room messages, for spotting agents going back and forth.
+    pub trail: Vec<RoomMessage>,
+    /// Calls waiting for a person's approval.
+    pub approvals: Vec<PendingApproval>,
+    /// Sync plans handed to Altan and what Altan said about them.
+    pub syncs: PendingSyncs,
+    /// Answers given in this thread.
+    pub answers: u64,
+}
+
+impl Session {
+    pub fn new(thread_id: &str) -> Session {
+        Session {
+            thread_id: thread_id.to_string(),
+            ..Session::default()
+        }
+    }
+}
+
+/// Why the store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions live between answers.
+pub trait SessionStore: Send + Sync {
+    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError>;
+    fn save(&self, session: &Session) -> Result<(), StoreError>;
+}
+
+/// Sessions in memory: the default for the library and tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl SessionStore for MemoryStore {
+    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
+        let sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError("the memory store's lock is poisoned".into()))?;
+        Ok(sessions.get(thread_id).cloned())
+    }
+
+    fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError("the memory store's lock is poisoned".into()))?;
+        sessions.insert(session.thread_id.clone(), session.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,433 @@
+//! [`SyncMapping`]: which table and columns each Stripe object kind becomes, read from TOML
+//! (`tools/sync_mapping.toml` by default) so a workspace with other table names needs no rebuild.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The default mapping, embedded at build time.
+pub const DEFAULT_MAPPING_TOML: &str = include_str!("../../tools/sync_mapping.toml");
+const DEFAULT_ORIGIN: &str = "tools/sync_mapping.toml";
+
+/// The Stripe object kinds that have a database table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Product,
+    Price,
+    Customer,
+    Subscription,
+    Coupon,
+    PromotionCode,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 6] = [
+        ObjectKind::Product,
+        ObjectKind::Price,
+        ObjectKind::Customer,
+        ObjectKind::Subscription,
+        ObjectKind::Coupon,
+        ObjectKind::PromotionCode,
+    ];
+
+    /// Position in [`ObjectKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Stripe's `object` string for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Product => "product",
+            ObjectKind::Price => "price",
+            ObjectKind::Customer => "customer",
+            ObjectKind::Subscription => "subscription",
+            ObjectKind::Coupon => "coupon",
+            ObjectKind::PromotionCode => "promotion_code",
+        }
+    }
+
+    /// From Stripe's `object` string; `None` for kinds without a table (checkout sessions...).
+    pub fn from_object_name(name: &str) -> Option<ObjectKind> {
+        ObjectKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// From the resource of a route operation (`prices.update` → price).
+    pub fn from_operation(operation: &str) -> Option<ObjectKind> {
+        let resource = operation.split('.').next().unwrap_or_default();
+        let singular = resource.strip_suffix('s').unwrap_or(resource);
+        ObjectKind::from_object_name(singular)
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bad mapping: the file and the entry, so whoever edits it knows where to look.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sync mapping {file}: {entry}: {problem}")]
+pub struct MappingError {
+    pub file: String,
+    pub entry: String,
+    pub problem: String,
+}
+
+impl MappingError {
+    fn new(file: &str, entry: impl Into<String>, problem: impl Into<String>) -> Self {
+        MappingError {
+            file: file.to_owned(),
+            entry: entry.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// One step of a column path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Field(String),
+    Index(usize),
+    Each,
+}
+
+/// Where a column's value is in a Stripe object: alternatives tried in order until one is
+/// not null (old and new API shapes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPath {
+    source: String,
+    alternatives: Vec<Vec<Step>>,
+}
+
+impl ColumnPath {
+    /// Parses `a.b[0].c | d[].e`; the error says what is wrong, without the file (the caller adds it).
+    pub fn parse(source: &str) -> Result<ColumnPath, String> {
+        let mut alternatives = Vec::new();
+        for alternative in source.split('|') {
+            alternatives.push(parse_steps(alternative.trim())?);
+        }
+        Ok(ColumnPath {
+            source: source.trim().to_owned(),
+            alternatives,
+        })
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether this path is exactly the object's `id`.
+    fn is_id(&self) -> bool {
+        self.alternatives == [vec![Step::Field("id".to_owned())]]
+    }
+
+    /// The value at this path; null when no alternative finds one.
+    pub fn get(&self, object: &Value) -> Value {
+        self.alternatives
+            .iter()
+            .map(|steps| walk(object, steps))
+            .find(|v| !v.is_null())
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
+    if text.is_empty() {
+        return Err("empty path".to_owned());
+    }
+    let mut steps = Vec::new();
+    for segment in text.split('.') {
+        let (name, mut rest) = match segment.find('[') {
+            Some(i) => segment.split_at(i),
+            None => (segment, ""),
+        };
+        if name.is_empty() {
+            return Err(format!("empty field name in `{text}`"));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(format!(
+                "unexpected `{bad}` in field name `{name}` of `{text}`"
+            ));
+        }
+        steps.push(Step::Field(name.to_owned()));
+        while !rest.is_empty() {
+            if !rest.starts_with('[') {
+                return Err(format!("unexpected text after `]` in `{text}`"));
+            }
+            let Some(close) = rest.find(']') else {
+                return Err(format!("unclosed `[` in `{text}`"));
+            };
+            let inner = rest.get(1..close).unwrap_or_default();
+            if inner.is_empty() {
+                steps.push(Step::Each);
+            } else {
+                let index = inner.parse::<usize>().map_err(|_| {
+                    format!("`[{inner}]` in `{text}` is not `[]` or an array index")
+                })?;
+                steps.push(Step::Index(index));
+            }
+            rest = rest.get(close + 1..).unwrap_or_default();
+        }
+    }
+    Ok(steps)
+}
+
+fn walk(value: &Value, steps: &[Step]) -> Value {
+    let Some((step, rest)) = steps.split_first() else {
+        return value.clone();
+    };
+    match (step, value) {
+        (Step::Field(name), Value::Object(map)) => match map.get(name) {
+            Some(v) => walk(v, rest),
+            None => Value::Null,
+        },
+        // An expandable field that was not expanded is the id itself.
+        (Step::Field(name), Value::String(_)) if name == "id" => walk(value, rest),
+        (Step::Index(i), Value::Array(items)) => match items.get(*i) {
+            Some(v) => walk(v, rest),
+            None => Value::Null,
+        },
+        (Step::Each, Value::Array(items)) => {
+            Value::Array(items.iter().map(|v| walk(v, rest)).collect())
+        }
+        _ => Value::Null,
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub path: ColumnPath,
+}
+
+/// The table one object kind is written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMapping {
+    pub table: String,
+    /// The key column; its path is always the Stripe `id`.
+    pub key_column: String,
+    pub columns: Vec<Column>,
+}
+
+impl TableMapping {
+    /// The row for a Stripe object: every column, null where the object has no value.
+    pub fn row(&self, object: &Value) -> Map<String, Value> {
+        self.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.path.get(object)))
+            .collect()
+    }
+}
+
+/// Tables and columns for every [`ObjectKind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncMapping {
+    /// Indexed by [`ObjectKind::index`], so every kind has a table by construction.
+    tables: [TableMapping; 6],
+}
+
+static DEFAULT_MAPPING: LazyLock<SyncMapping> = LazyLock::new(|| {
+    // The embedded file is part of the build, not input; `default_mapping_parses` tests it.
+    #[allow(clippy::expect_used)]
+    parse_complete(DEFAULT_MAPPING_TOML, DEFAULT_ORIGIN).expect("tools/sync_mapping.toml is valid")
+});
+
+impl Default for SyncMapping {
+    fn default() -> Self {
+        DEFAULT_MAPPING.clone()
+    }
+}
+
+impl SyncMapping {
+    /// The default mapping with the kinds `text` lists replaced; `origin` names the file in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<SyncMapping, MappingError> {
+        let mut mapping = SyncMapping::default();
+        for (kind, table) in parse_tables(text, origin)? {
+            mapping.tables[kind.index()] = table;
+        }
+        check_distinct_tables(&mapping.tables, origin)?;
+        Ok(mapping)
+    }
+
+    /// Reads a mapping file (see [`SyncMapping::from_toml_str`]).
+    pub fn load(path: &Path) -> Result<SyncMapping, MappingError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MappingError::new(&origin, "file", format!("cannot read it: {e}")))?;
+        SyncMapping::from_toml_str(&text, &origin)
+    }
+
+    /// The table for a kind; every kind has one.
+    pub fn table(&self, kind: ObjectKind) -> &TableMapping {
+        &self.tables[kind.index()]
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    table: String,
+    #[serde(default)]
+    key: Option<String>,
+    columns: Vec<RawColumn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    name: String,
+    path: String,
+}
+
+fn parse_complete(text: &str, origin: &str) -> Result<SyncMapping, MappingError> {
+    let mut parsed = parse_tables(text, origin)?;
+    let mut tables = Vec::with_capacity(ObjectKind::ALL.len());
+    for kind in ObjectKind::ALL {
+        let table = parsed
+            .remove(&kind)
+            .ok_or_else(|| MappingError::new(origin, format!("[{kind}]"), "missing"))?;
+        tables.push(table);
+    }
+    let tables: [TableMapping; 6] = tables
+        .try_into()
+        .map_err(|_| MappingError::new(origin, "file", "wrong number of tables"))?;
+    check_distinct_tables(&tables, origin)?;
+    Ok(SyncMapping { tables })
+}
+
+fn parse_tables(
+    text: &str,
+    origin: &str,
+) -> Result<BTreeMap<ObjectKind, TableMapping>, MappingError> {
+    let raw: BTreeMap<String, toml::Value> = toml::from_str(text)
+        .map_err(|e| MappingError::new(origin, "file", format!("not valid TOML: {e}")))?;
+    let mut tables = BTreeMap::new();
+    for (name, value) in raw {
+        let entry = format!("[{name}]");
+        let Some(kind) = ObjectKind::from_object_name(&name) else {
+            let known: Vec<_> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(MappingError::new(
+                origin,
+                entry,
+                format!("unknown object kind; expected one of {}", known.join(", ")),
+            ));
+        };
+        let raw: RawTable = value
+            .try_into()
+            .map_err(|e| MappingError::new(origin, &entry, e.to_string()))?;
+        tables.insert(kind, table_mapping(raw, origin, &entry)?);
+    }
+    Ok(tables)
+}
+
+fn table_mapping(raw: RawTable, origin: &str, entry: &str) -> Result<TableMapping, MappingError> {
+    let table = raw.table.trim().to_owned();
+    if table.is_empty() {
+        return Err(MappingError::new(origin, entry, "empty table name"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut columns = Vec::with_capacity(raw.columns.len());
+    for column in raw.columns {
+        let name = column.name.trim().to_owned();
+        let at = format!("{entry} column `{name}`");
+        if name.is_empty() {
+            return Err(MappingError::new(origin, at, "empty column name"));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(MappingError::new(origin, at, "duplicate column"));
+        }
+        let path = ColumnPath::parse(&column.path)
+            .map_err(|problem| MappingError::new(origin, &at, format!("bad path: {problem}")))?;
+        columns.push(Column { name, path });
+    }
+    let key_column = raw
+        .key
+        .map_or_else(|| "id".to_owned(), |k| k.trim().to_owned());
+    match columns.iter().find(|c| c.name == key_column) {
+        Some(c) if c.path.is_id() => {}
+        Some(c) => {
+            return Err(MappingError::new(
+                origin,
+                format!("{entry} column `{key_column}`"),
+                format!(
+                    "the key column must have path `id`, not `{}`",
+                    c.path.as_str()
+                ),
+            ));
+        }
+        None => {
+            return Err(MappingError::new(
+                origin,
+                entry,
+                format!("no key column `{key_column}` among the columns"),
+            ));
+        }
+    }
+    Ok(TableMapping {
+        table,
+        key_column,
+        columns,
+    })
+}
+
+fn check_distinct_tables(tables: &[TableMapping; 6], origin: &str) -> Result<(), MappingError> {
+    let mut seen: BTreeMap<&str, ObjectKind> = BTreeMap::new();
+    for (kind, t) in ObjectKind::ALL.iter().zip(tables) {
+        if let Some(other) = seen.insert(&t.table, *kind) {
+            return Err(MappingError::new(
+                origin,
+                format!("[{kind}]"),
+                format!("table `{}` is already used by [{other}]", t.table),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_mapping_parses() {
+        let m = parse_complete(DEFAULT_MAPPING_TOML, DEFAULT_ORIGIN).unwrap();
+        assert_eq!(m.table(ObjectKind::PromotionCode).table, "promotion_codes");
+    }
+
+    #[test]
+    fn paths() {
+        let v = json!({"a": {"b": [{"c": 1}, {"c": 2}]}, "s": "prod_1", "n": null, "m": 5});
+        let get = |p: &str| ColumnPath::parse(p).unwrap().get(&v);
+        assert_eq!(get("a.b[].c"), json!([1, 2]));
+        assert_eq!(get("a.b[1].c"), json!(2));
+        assert_eq!(get("a.b[9].c"), Value::Null);
+        assert_eq!(get("s.id"), json!("prod_1"));
+        assert_eq!(get("n | m"), json!(5));
+        assert_eq!(get("zz.y"), Value::Null);
+        for bad in ["", "a..b", "a[", "a[x]", "a]b", "a[]x", "a b", "a|"] {
+            assert!(ColumnPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn operations_name_kinds() {
+        assert_eq!(
+            ObjectKind::from_operation("promotion_codes.create"),
+            Some(ObjectKind::PromotionCode)
+        );
+        assert_eq!(ObjectKind::from_operation("checkout_sessions.create"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! Stripe-to-database sync: the ledger of Stripe mutations, the sync plan Altan applies, its
+//! acknowledgements, and the final answer that hands the plan to Altan with one mention.
+
+mod ack;
+mod compose;
+mod ledger;
+mod mapping;
+
+pub use ack::{
+    Ack, AckReport, AckStatus, Inconsistency, PendingSyncs, Problem, SentSync, SyncStatus,
+    SyncTarget, parse_acknowledgements,
+};
+pub use compose::{
+    AnswerInput, ComposedAnswer, DEFAULT_BOUNCE_THRESHOLD, Member, MemberKind, Mention, Room,
+    RoomMessage, compose_answer, contains_thanks, detect_agents_bouncing,
+};
+pub use ledger::{
+    KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome, RelatedObjects,
+    RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
+};
+pub use mapping::{
+    Column, ColumnPath, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping, TableMapping,
+};

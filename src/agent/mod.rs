@@ -582,6 +582,7 @@ impl Agent {
         let mut results = HashMap::new();
         let mut runnable = Vec::new();
         let mut held = Vec::new();
+        let order: Vec<ToolCall> = calls.clone();
         for call in calls {
             if let Some(events) = &options.events {
                 let _ = events.send(AgentEvent::ToolCallStarted {
@@ -632,7 +633,7 @@ impl Agent {
             warn!(error = %e, "could not save the session after a Stripe change");
         }
         let mut records = Vec::new();
-        for call in runnable.iter().chain(held.iter().map(|h| &h.call)) {
+        for call in &order {
             if let Some(output) = results.get(&call.id) {
                 records.push(record(call, output));
             }

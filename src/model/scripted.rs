@@ -20,7 +20,12 @@ pub type Matcher = Box<dyn Fn(&ChatRequest) -> Result<(), String> + Send + Sync>
 pub struct Step {
     outcome: Result<ChatResponse, ModelError>,
     matchers: Vec<(String, Matcher)>,
+    /// Builds the answer from the request (ids Stripe returned earlier, say).
+    make: Option<Maker>,
 }
+
+/// Makes a step's answer from the request it is given.
+pub type Maker = Box<dyn Fn(&ChatRequest) -> Result<ChatResponse, String> + Send + Sync>;
 
 impl std::fmt::Debug for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,6 +45,19 @@ impl Step {
         Step {
             outcome: Ok(response),
             matchers: Vec::new(),
+            make: None,
+        }
+    }
+
+    /// An answer computed from the request, e.g. tool calls that use an id from the last
+    /// tool result; `Err` fails the call with a message naming the step.
+    pub fn dynamic(
+        make: impl Fn(&ChatRequest) -> Result<ChatResponse, String> + Send + Sync + 'static,
+    ) -> Step {
+        Step {
+            outcome: Err(ModelError::Config("dynamic step".into())),
+            matchers: Vec::new(),
+            make: Some(Box::new(make)),
         }
     }
 
@@ -101,6 +119,7 @@ impl Step {
         Step {
             outcome: Err(error),
             matchers: Vec::new(),
+            make: None,
         }
     }
 
@@ -267,7 +286,14 @@ impl ScriptedModel {
                 )));
             }
         }
-        step.outcome
+        match &step.make {
+            Some(make) => make(request).map_err(|e| {
+                ModelError::Config(format!(
+                    "scripted model: step {number} could not answer: {e}"
+                ))
+            }),
+            None => step.outcome,
+        }
     }
 }
 

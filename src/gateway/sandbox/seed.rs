@@ -9,6 +9,7 @@
 //!     "checkout_sessions": [...]}}}
 //! ```
 //! Each object needs a string `id`; `object`, `livemode`, `created` and `metadata` are filled
+//! (and `active`, a price's `type`, a coupon's `valid`, a subscription's `status`)
 //! in when missing; other fields are stored as given, so give Stripe's shapes.
 
 use serde_json::{Map, Value, json};
@@ -122,6 +123,28 @@ fn normalise(item: &Value, object: &str) -> Result<Value, String> {
     ] {
         if out.get(key).is_none() {
             out[key] = default;
+        }
+    }
+    // What Stripe would have set on creation, so filters like `active=true` find seeded objects.
+    let recurring = out.get("recurring").is_some_and(|r| !r.is_null());
+    let defaults: &[(&str, Value)] = match object {
+        "product" => &[("active", json!(true))],
+        "price" => &[
+            ("active", json!(true)),
+            (
+                "type",
+                json!(if recurring { "recurring" } else { "one_time" }),
+            ),
+            ("recurring", Value::Null),
+        ],
+        "promotion_code" => &[("active", json!(true))],
+        "coupon" => &[("valid", json!(true)), ("times_redeemed", json!(0))],
+        "subscription" => &[("status", json!("active"))],
+        _ => &[],
+    };
+    for (key, default) in defaults {
+        if out.get(*key).is_none() {
+            out[*key] = default.clone();
         }
     }
     Ok(out)

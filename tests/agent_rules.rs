@@ -1,0 +1,577 @@
+//! The spec's rules, one test each, through the whole agent: a scripted model, the real tools
+//! and client, and the sandbox gateway over HTTP on 127.0.0.1.
+
+use std::sync::Arc;
+
+use altan_pay::agent::{Agent, AnswerEnd, TurnOptions};
+use altan_pay::gateway::{GatewayHandle, Sandbox, spawn};
+use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ModelError, Role, ToolCall, Usage,
+};
+use altan_pay::pay::{PayClient, PayConfig, RouteTable};
+use altan_pay::policy::PolicyConfig;
+use altan_pay::room::{AgentContext, MemberKind, RoomMember, RoomMessage};
+use altan_pay::tools::ErrorCode;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "ws_1";
+
+struct World {
+    agent: Agent,
+    model: Arc<ScriptedModel>,
+    sandbox: Sandbox,
+    _gateway: GatewayHandle,
+}
+
+async fn world(steps: Vec<Step>, seed: Value, policy: PolicyConfig) -> World {
+    let sandbox = Sandbox::with_state(&seed).unwrap().deterministic(1);
+    let routes = RouteTable::embedded();
+    let gateway = spawn(routes.clone(), Arc::new(sandbox.clone()), None)
+        .await
+        .unwrap();
+    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
+    let model = Arc::new(ScriptedModel::new(steps));
+    let agent = Agent::builder()
+        .model(model.clone())
+        .pay(pay)
+        .policy(policy)
+        .build()
+        .unwrap();
+    World {
+        agent,
+        model,
+        sandbox,
+        _gateway: gateway,
+    }
+}
+
+fn context() -> AgentContext {
+    AgentContext {
+        account_id: Some(ACCOUNT.into()),
+        stripe_connect_id: None,
+        agent_member_id: Some("pay-1".into()),
+        agent_name: Some("Altan Pay".into()),
+        members: vec![
+            RoomMember {
+                member_id: "u-1".into(),
+                name: "Ada".into(),
+                kind: MemberKind::User,
+            },
+            RoomMember {
+                member_id: "altan-1".into(),
+                name: "Altan".into(),
+                kind: MemberKind::Agent,
+            },
+            RoomMember {
+                member_id: "pay-1".into(),
+                name: "Altan Pay".into(),
+                kind: MemberKind::Agent,
+            },
+            RoomMember {
+                member_id: "ui-1".into(),
+                name: "Interface".into(),
+                kind: MemberKind::Agent,
+            },
+        ],
+    }
+}
+
+fn user(text: &str) -> RoomMessage {
+    RoomMessage {
+        member_id: "u-1".into(),
+        name: "Ada".into(),
+        kind: MemberKind::User,
+        text: text.into(),
+    }
+}
+
+fn agent_msg(name: &str, id: &str, text: &str) -> RoomMessage {
+    RoomMessage {
+        member_id: id.into(),
+        name: name.into(),
+        kind: MemberKind::Agent,
+        text: text.into(),
+    }
+}
+
+/// The JSON of the latest tool result in the request.
+fn last_tool_json(req: &ChatRequest) -> Result<Value, String> {
+    let m = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Tool)
+        .ok_or("no tool result yet")?;
+    serde_json::from_str(m.content.as_deref().unwrap_or("")).map_err(|e| e.to_string())
+}
+
+fn calls(list: Vec<(&str, &str, Value)>) -> ChatResponse {
+    ChatResponse {
+        message: ChatMessage {
+            role: Role::Assistant,
+            content: None,
+            name: None,
+            tool_calls: list
+                .into_iter()
+                .map(|(id, name, args)| ToolCall {
+                    id: id.into(),
+                    name: name.into(),
+                    arguments: args.to_string(),
+                })
+                .collect(),
+            tool_call_id: None,
+        },
+        finish_reason: Some(FinishReason::ToolCalls),
+        usage: Usage::default(),
+    }
+}
+
+fn stripe_list(sandbox: &Sandbox, operation: &str) -> Vec<Value> {
+    let response = sandbox.handle_now(&altan_pay::gateway::PayRequest {
+        operation: operation.into(),
+        account_id: ACCOUNT.into(),
+        stripe_connect_id: Some(altan_pay::gateway::sandbox::derived_connect_id(ACCOUNT)),
+        id: None,
+        params: serde_json::Map::from_iter([("limit".to_string(), json!("100"))]),
+        idempotency_key: None,
+    });
+    response.body["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn mentions(text: &str) -> usize {
+    text.matches('@').count()
+}
+
+#[tokio::test]
+async fn every_mutation_is_synced_and_the_answer_ends_with_one_altan_mention() {
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "create_product", json!({"name": "Pro", "account_id": null}))]),
+            Step::dynamic(|req| {
+                let product = last_tool_json(req)?["id"].as_str().ok_or("no product id")?.to_string();
+                Ok(calls(vec![
+                    ("c2", "create_price", json!({"product": product, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": "month"}})),
+                    ("c3", "create_price", json!({"product": product, "unit_amount": 20000, "currency": "usd", "recurring": {"interval": "year"}})),
+                ]))
+            }),
+            Step::text("Created Pro with a monthly and a yearly price. Thank you! @Altan please sync. [@Interface](/member/ui-1)"),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond(
+            "t1",
+            &context(),
+            &[user("Create Pro at $20/month and $200/year")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.end, AnswerEnd::Completed);
+    assert_eq!(w.model.remaining(), 0);
+
+    // The plan holds exactly what Stripe did.
+    let plan = answer.sync_plan.clone().expect("a sync plan");
+    let products = stripe_list(&w.sandbox, "products.list");
+    let prices = stripe_list(&w.sandbox, "prices.list");
+    assert_eq!((products.len(), prices.len()), (1, 2));
+    let mut planned: Vec<(String, String)> = plan
+        .operations()
+        .iter()
+        .map(|o| (o.table.clone(), o.id.clone()))
+        .collect();
+    planned.sort();
+    let mut expected = vec![(
+        "products".to_string(),
+        products[0]["id"].as_str().unwrap().to_string(),
+    )];
+    expected.extend(
+        prices
+            .iter()
+            .map(|p| ("prices".to_string(), p["id"].as_str().unwrap().to_string())),
+    );
+    expected.sort();
+    assert_eq!(planned, expected);
+    assert!(
+        answer.text.contains(plan.sync_id()),
+        "the text carries the sync id"
+    );
+
+    // One mention, to Altan, at the very end; no thanks, no other agent.
+    assert!(
+        answer
+            .text
+            .trim_end()
+            .ends_with("[@Altan](/member/altan-1)"),
+        "{}",
+        answer.text
+    );
+    assert_eq!(mentions(&answer.text), 1, "{}", answer.text);
+    assert!(
+        !answer.text.to_lowercase().contains("thank"),
+        "{}",
+        answer.text
+    );
+    assert!(!answer.text.contains("Interface"), "{}", answer.text);
+    assert_eq!(
+        answer.mention.as_ref().unwrap().member_id.as_deref(),
+        Some("altan-1")
+    );
+    assert_eq!(answer.tool_calls.len(), 3);
+}
+
+#[tokio::test]
+async fn invented_ids_are_refused_before_any_request() {
+    let w = world(
+        vec![
+            Step::tool_calls([(
+                "c1",
+                "update_product",
+                json!({"id": "prod_Invented1", "name": "X"}),
+            )]),
+            Step::text("I could not find that product.")
+                .expect_tool_result_containing("did not come from a Stripe result"),
+        ],
+        json!({"accounts": {"ws_1": {"products": [{"id": "prod_Real", "name": "Real"}]}}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Rename my product to X")])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.tool_calls[0].error,
+        Some(ErrorCode::InvalidArguments)
+    );
+    assert!(answer.sync_plan.is_none());
+    assert_eq!(
+        stripe_list(&w.sandbox, "products.list")[0]["name"],
+        "Real",
+        "nothing changed"
+    );
+    assert_eq!(
+        mentions(&answer.text),
+        1,
+        "still hands back to Altan: {}",
+        answer.text
+    );
+    assert_eq!(w.model.remaining(), 0);
+}
+
+#[tokio::test]
+async fn account_id_is_never_invented() {
+    let mut ctx = context();
+    ctx.account_id = None;
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "get_products", json!({"account_id": "ws_guessed"}))]),
+            Step::text("I need the account id.")
+                .expect_tool_result_containing("missing_account_id"),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &ctx, &[user("List my products")])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.tool_calls[0].error,
+        Some(ErrorCode::MissingAccountId)
+    );
+    assert!(
+        answer
+            .text
+            .trim_end()
+            .ends_with("[@Altan](/member/altan-1)")
+    );
+    // The context message told the model the id is unknown.
+    let first = &w.model.requests()[0];
+    assert!(
+        first.messages[1]
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("ask @Altan")
+    );
+}
+
+#[tokio::test]
+async fn an_id_from_the_room_is_verified_before_an_update() {
+    let w = world(
+        vec![
+            Step::tool_calls([(
+                "c1",
+                "update_product",
+                json!({"id": "prod_Gone99", "active": false}),
+            )]),
+            Step::text("That product does not exist.")
+                .expect_tool_result_containing("could not be verified"),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Archive prod_Gone99")])
+        .await
+        .unwrap();
+    assert_eq!(answer.tool_calls[0].error, Some(ErrorCode::NotFound));
+    assert!(answer.sync_plan.is_none());
+}
+
+#[tokio::test]
+async fn delete_product_falls_back_to_archiving_and_syncs_what_happened() {
+    let seed = json!({"accounts": {"ws_1": {
+        "products": [{"id": "prod_Tee", "name": "T-shirt"}],
+        "prices": [{"id": "price_Tee1", "product": "prod_Tee", "currency": "usd", "unit_amount": 1500}]
+    }}});
+    let w = world(
+        vec![
+            Step::tool_calls([("c0", "get_products", json!({"active": true}))]),
+            Step::tool_calls([("c1", "get_prices", json!({"product": "prod_Tee"}))]),
+            Step::tool_calls([(
+                "c2",
+                "update_price",
+                json!({"id": "price_Tee1", "active": false}),
+            )]),
+            Step::tool_calls([("c3", "delete_product", json!({"id": "prod_Tee"}))]),
+            Step::tool_calls([(
+                "c4",
+                "update_product",
+                json!({"id": "prod_Tee", "active": false}),
+            )])
+            .expect_tool_result_containing("cannot be deleted"),
+            Step::text("Stripe keeps products that have prices, so I archived it instead."),
+        ],
+        seed,
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Delete the T-shirt product")])
+        .await
+        .unwrap();
+    assert_eq!(w.model.remaining(), 0);
+    let plan = answer.sync_plan.expect("plan");
+    let ops: Vec<(String, String, String)> = plan
+        .operations()
+        .iter()
+        .map(|o| (o.table.clone(), o.id.clone(), o.op().as_str().to_string()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("prices".into(), "price_Tee1".into(), "upsert".into()),
+            ("products".into(), "prod_Tee".into(), "upsert".into()),
+        ],
+        "the refused delete is not in the plan; both archives are"
+    );
+    assert_eq!(stripe_list(&w.sandbox, "products.list")[0]["active"], false);
+}
+
+#[tokio::test]
+async fn deleting_a_product_deletes_its_price_rows_too() {
+    let seed = json!({"accounts": {"ws_1": {"products": [{"id": "prod_Old", "name": "Old"}]}}});
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "get_products", json!({"id": "prod_Old"}))]),
+            Step::tool_calls([("c2", "delete_product", json!({"id": "prod_Old"}))]),
+            Step::text("Deleted."),
+        ],
+        seed,
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Delete prod_Old")])
+        .await
+        .unwrap();
+    let plan = answer.sync_plan.expect("plan");
+    assert_eq!(plan.operations().len(), 1);
+    assert_eq!(plan.operations()[0].op().as_str(), "delete");
+    assert!(stripe_list(&w.sandbox, "products.list").is_empty());
+}
+
+#[tokio::test]
+async fn destructive_calls_wait_for_approval_and_resume() {
+    let seed = json!({"accounts": {"ws_1": {"customers": [{"id": "cus_Ann", "email": "ann@example.com"}]}}});
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "get_customers", json!({"email": "ann@example.com"}))]),
+            Step::tool_calls([("c2", "delete_customer", json!({"id": "cus_Ann"}))]),
+            Step::text("Deleting Ann needs your approval.")
+                .expect_tool_result_containing("awaiting_approval"),
+            Step::text("Ann is deleted.").expect_user_message_containing("was approved"),
+        ],
+        seed,
+        PolicyConfig::gate_destructive(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Delete customer ann@example.com")])
+        .await
+        .unwrap();
+    assert_eq!(answer.approvals.len(), 1);
+    assert!(answer.sync_plan.is_none(), "nothing happened yet");
+    assert_eq!(stripe_list(&w.sandbox, "customers.list").len(), 1);
+
+    let id = answer.approvals[0].approval_id.clone();
+    let resumed = w
+        .agent
+        .decide_approval("t1", &context(), &id, true, TurnOptions::default())
+        .await
+        .unwrap();
+    assert!(stripe_list(&w.sandbox, "customers.list").is_empty());
+    let plan = resumed.sync_plan.expect("the approved delete is synced");
+    assert_eq!(plan.operations()[0].table, "customers");
+    assert_eq!(plan.operations()[0].op().as_str(), "delete");
+    assert!(
+        w.agent
+            .decide_approval("t1", &context(), &id, true, TurnOptions::default())
+            .await
+            .is_err(),
+        "an approval runs once"
+    );
+}
+
+#[tokio::test]
+async fn agents_bouncing_means_no_mention_and_an_explanation() {
+    let w = world(
+        vec![Step::text("Nothing to do here, @Altan.")],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let trail = [
+        agent_msg("Altan", "altan-1", "Altan Pay, confirm the prices."),
+        agent_msg("Altan Pay", "pay-1", "Confirmed."),
+        agent_msg("Altan", "altan-1", "Thanks, please confirm again."),
+        agent_msg("Interface", "ui-1", "Waiting for Altan Pay."),
+    ];
+    let answer = w.agent.respond("t1", &context(), &trail).await.unwrap();
+    assert_eq!(mentions(&answer.text), 0, "{}", answer.text);
+    assert!(answer.mention.is_none());
+}
+
+#[tokio::test]
+async fn sync_failures_reported_by_altan_come_back_as_inconsistencies() {
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "create_customer", json!({"email": "bo@example.com"}))]),
+            Step::text("Customer created."),
+            Step::text("Noted."),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let first = w
+        .agent
+        .respond("t1", &context(), &[user("Add customer bo@example.com")])
+        .await
+        .unwrap();
+    let sync_id = first.sync_plan.unwrap().sync_id().to_string();
+    let ack = agent_msg(
+        "Altan",
+        "altan-1",
+        &format!("{sync_id} failed: table customers does not exist"),
+    );
+    let second = w.agent.respond("t1", &context(), &[ack]).await.unwrap();
+    assert!(second.text.contains(&sync_id), "{}", second.text);
+    assert!(
+        second.text.to_lowercase().contains("manual"),
+        "{}",
+        second.text
+    );
+    assert_eq!(mentions(&second.text), 1);
+}
+
+#[tokio::test]
+async fn a_model_failure_after_a_stripe_write_still_hands_the_write_over() {
+    let w = world(
+        vec![
+            Step::tool_calls([(
+                "c1",
+                "create_coupon",
+                json!({"percent_off": 10, "duration": "once", "id": "TEN"}),
+            )]),
+            Step::error(ModelError::Status {
+                status: 500,
+                message: "down".into(),
+                retry_after: None,
+            }),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond("t1", &context(), &[user("Make a 10% coupon")])
+        .await
+        .unwrap();
+    assert_eq!(answer.end, AnswerEnd::ModelFailed);
+    let plan = answer.sync_plan.expect("the coupon is synced anyway");
+    assert_eq!(plan.operations()[0].table, "coupons");
+    assert_eq!(plan.operations()[0].id, "TEN");
+    assert!(
+        answer
+            .text
+            .trim_end()
+            .ends_with("[@Altan](/member/altan-1)")
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_needs_a_customer_that_exists() {
+    let seed = json!({"accounts": {"ws_1": {
+        "customers": [{"id": "cus_Del", "email": "d@example.com"}],
+        "products": [{"id": "prod_P", "name": "P"}],
+        "prices": [{"id": "price_M", "product": "prod_P", "currency": "usd", "unit_amount": 900, "recurring": {"interval": "month"}}]
+    }}});
+    let w = world(
+        vec![
+            Step::tool_calls([("c1", "get_prices", json!({"product": "prod_P"}))]),
+            Step::tool_calls([("c2", "delete_customer", json!({"id": "cus_Del"}))]),
+            Step::tool_calls([(
+                "c3",
+                "create_subscription",
+                json!({"customer": "cus_Del", "items": [{"price": "price_M"}]}),
+            )]),
+            Step::text("The customer no longer exists.")
+                .expect_tool_result_containing("was deleted"),
+        ],
+        seed,
+        PolicyConfig::default(),
+    )
+    .await;
+    let answer = w
+        .agent
+        .respond(
+            "t1",
+            &context(),
+            &[user("Delete cus_Del, then subscribe cus_Del to price_M")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.tool_calls.last().unwrap().error,
+        Some(ErrorCode::NotFound)
+    );
+    assert!(stripe_list(&w.sandbox, "subscriptions.list").is_empty());
+}

@@ -110,11 +110,16 @@ fn the_readme_lists_every_tool_with_its_route_and_table() {
                 "README row of {name} lacks table {table}: {row}"
             );
         }
-        assert!(
-            routes
-                .iter()
-                .any(|(op, _)| row.contains(&format!("`{op}`"))),
-            "README row of {name} names no route: {row}"
-        );
+        let pay_tool = altan_pay::tools::catalog::all()
+            .iter()
+            .any(|t| t.definition().name == name);
+        if pay_tool {
+            assert!(
+                routes
+                    .iter()
+                    .any(|(op, _)| row.contains(&format!("`{op}`"))),
+                "README row of {name} names no route: {row}"
+            );
+        }
     }
 }

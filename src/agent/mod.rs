@@ -152,6 +152,7 @@ pub struct AgentBuilder {
     store: Option<Arc<dyn SessionStore>>,
     mapping: Option<SyncMapping>,
     bounce_threshold: Option<usize>,
+    plans: Option<crate::tools::plan::PlanStore>,
 }
 
 impl AgentBuilder {
@@ -192,6 +193,12 @@ impl AgentBuilder {
         self
     }
 
+    /// Where the room's plans are kept (default: in memory).
+    pub fn plans(mut self, plans: crate::tools::plan::PlanStore) -> Self {
+        self.plans = Some(plans);
+        self
+    }
+
     /// How many agent messages in a row count as agents going back and forth (default 4).
     pub fn bounce_threshold(mut self, n: usize) -> Self {
         self.bounce_threshold = Some(n.max(2));
@@ -211,7 +218,7 @@ impl AgentBuilder {
                 .render_default()
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
-        let tools = ToolSet::altan_pay();
+        let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
         let tool_json = match tools.to_openai_json() {
             Value::Array(items) => items,
             _ => Vec::new(),

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod catalog;
 pub mod error;
+pub mod plan;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -278,14 +279,14 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
 
 /// The account id and Connect id the model may pass next to a tool's own arguments.
 #[derive(Debug, Default)]
-struct Scope {
-    account_id: Option<String>,
-    stripe_connect_id: Option<String>,
+pub(crate) struct Scope {
+    pub(crate) account_id: Option<String>,
+    pub(crate) stripe_connect_id: Option<String>,
 }
 
 const ACCOUNT_ID_DOC: &str = "The Altan account id (workspace id). Null to use the account of this conversation. Never guess it: if you don't know it, ask @Altan.";
 
-fn add_account_id_property(schema: &mut Value) {
+pub(crate) fn add_account_id_property(schema: &mut Value) {
     let Some(obj) = schema.as_object_mut() else {
         return;
     };
@@ -308,7 +309,10 @@ fn add_account_id_property(schema: &mut Value) {
     obj.insert("additionalProperties".into(), Value::Bool(false));
 }
 
-fn parse_arguments(tool: &str, arguments: &str) -> Result<Map<String, Value>, ToolError> {
+pub(crate) fn parse_arguments(
+    tool: &str,
+    arguments: &str,
+) -> Result<Map<String, Value>, ToolError> {
     let trimmed = arguments.trim();
     if trimmed.is_empty() {
         return Ok(Map::new());
@@ -340,7 +344,7 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn take_scope(raw: &mut Map<String, Value>) -> Result<Scope, ToolError> {
+pub(crate) fn take_scope(raw: &mut Map<String, Value>) -> Result<Scope, ToolError> {
     let mut take = |name: &str| -> Result<Option<String>, ToolError> {
         match raw.remove(name) {
             None | Some(Value::Null) => Ok(None),
@@ -363,7 +367,10 @@ fn take_scope(raw: &mut Map<String, Value>) -> Result<Scope, ToolError> {
 
 /// The trusted context wins; an argument that names another account is refused, never
 /// silently replaced, because it means the model is confused about whom it acts for.
-fn resolve_account_id(ctx: &ToolContext, from_args: Option<String>) -> Result<String, ToolError> {
+pub(crate) fn resolve_account_id(
+    ctx: &ToolContext,
+    from_args: Option<String>,
+) -> Result<String, ToolError> {
     match (&ctx.account_id, from_args) {
         (Some(trusted), Some(given)) if *trusted != given => Err(ToolError::new(
             ErrorCode::AccountMismatch,
@@ -432,9 +439,17 @@ impl ToolSet {
         ToolSet { tools, by_name }
     }
 
-    /// Every Altan Pay tool.
+    /// Every Altan Pay tool, with plans kept in memory.
     pub fn altan_pay() -> ToolSet {
-        ToolSet::new(catalog::all())
+        ToolSet::altan_pay_with_plans(plan::PlanStore::default())
+    }
+
+    /// Every Altan Pay tool, with plans kept in `plans`.
+    pub fn altan_pay_with_plans(plans: plan::PlanStore) -> ToolSet {
+        let mut tools = catalog::all();
+        tools.push(Arc::new(plan::PlanTool::read(plans.clone())));
+        tools.push(Arc::new(plan::PlanTool::update(plans)));
+        ToolSet::new(tools)
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {

@@ -41,6 +41,8 @@ pub enum Command {
     },
     /// Run one tool exactly as a model's call would run, and print its result as JSON.
     Call(CallArgs),
+    /// Talk to the agent in the terminal (live model; the Altan Pay API or `--sandbox`).
+    Chat(ChatArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
     Gateway(crate::gateway::GatewayArgs),
 }
@@ -63,6 +65,18 @@ pub struct PayArgs {
     /// Seconds before one request attempt is abandoned.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub pay: PayArgs,
+    /// The Altan account (workspace) id; with --sandbox, `ws_demo` when absent.
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Directory for the room's plans (one plan.md per workspace).
+    #[arg(long, default_value = "altan-pay-plans")]
+    pub plans_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +146,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Call(args) => call(args).await,
+        Command::Chat(args) => chat(args).await,
         Command::Gateway(args) => crate::gateway::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)
@@ -225,4 +240,23 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
+    let model = crate::chat::live_model()?;
+    let setup = pay_setup(&args.pay).await?;
+    let account_id = match (&args.account_id, args.pay.sandbox) {
+        (Some(id), _) => Some(id.clone()),
+        (None, true) => Some("ws_demo".to_string()),
+        (None, false) => None,
+    };
+    let agent = crate::agent::Agent::builder()
+        .model(model)
+        .pay(setup.client.clone())
+        .plans(crate::tools::plan::PlanStore::directory(&args.plans_dir))
+        .build()
+        .map_err(|e| e.to_string())?;
+    crate::chat::run(agent, crate::chat::terminal_context(account_id)).await?;
+    drop(setup);
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 //! model, [`engine`] the loop, [`policy`] the rules in code, [`gateway`] a local Altan Pay API.
 
 pub mod agent;
+pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod gateway;

@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
+mod support;
+
 use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
 use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, Role, ToolCall, Usage};
 use altan_pay::tools::{ErrorCode, ToolError, ToolOutput};
 use serde_json::json;
+use support::assert_history_valid;
 
 fn tools() -> Vec<serde_json::Value> {
     vec![json!({"type": "function", "function": {"name": "get_products"}})]
@@ -56,32 +59,6 @@ fn ok(content: serde_json::Value) -> ToolOutput {
 
 fn invalid(msg: &str) -> ToolOutput {
     ToolOutput::failed(ToolError::invalid(None, msg))
-}
-
-/// Every tool call is answered exactly once, right after its assistant message, and every
-/// tool message answers a call: what OpenAI requires of the history.
-fn assert_history_valid(messages: &[ChatMessage]) {
-    let mut open: Vec<String> = Vec::new();
-    for m in messages {
-        match m.role {
-            Role::Tool => {
-                let id = m.tool_call_id.clone().expect("tool message has a call id");
-                let pos = open
-                    .iter()
-                    .position(|o| *o == id)
-                    .unwrap_or_else(|| panic!("tool message for unknown call {id}"));
-                open.remove(pos);
-            }
-            _ => {
-                assert!(open.is_empty(), "calls left unanswered: {open:?}");
-                open.extend(m.tool_calls.iter().map(|c| c.id.clone()));
-            }
-        }
-    }
-    assert!(
-        open.is_empty(),
-        "calls left unanswered at the end: {open:?}"
-    );
 }
 
 fn expect_tools(step: Step) -> Vec<ToolCall> {

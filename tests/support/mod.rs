@@ -197,3 +197,29 @@ async fn answer(
     }
     response.body(Body::from(next.body)).unwrap()
 }
+
+/// Every tool call is answered exactly once, right after its assistant message, and every
+/// tool message answers a call: what OpenAI requires of the history.
+pub fn assert_history_valid(messages: &[altan_pay::model::ChatMessage]) {
+    let mut open: Vec<String> = Vec::new();
+    for m in messages {
+        match m.role {
+            altan_pay::model::Role::Tool => {
+                let id = m.tool_call_id.clone().expect("tool message has a call id");
+                let pos = open
+                    .iter()
+                    .position(|o| *o == id)
+                    .unwrap_or_else(|| panic!("tool message for unknown call {id}"));
+                open.remove(pos);
+            }
+            _ => {
+                assert!(open.is_empty(), "calls left unanswered: {open:?}");
+                open.extend(m.tool_calls.iter().map(|c| c.id.clone()));
+            }
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "calls left unanswered at the end: {open:?}"
+    );
+}

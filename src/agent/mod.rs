@@ -672,6 +672,7 @@ impl Agent {
                 CallScope {
                     trusted_account_id: context.account_id.as_deref(),
                     approved: false,
+                    destruction_requested: destruction_requested(session, context),
                 },
                 &call.name,
                 &call.arguments,
@@ -730,6 +731,7 @@ impl Agent {
             CallScope {
                 trusted_account_id: context.account_id.as_deref(),
                 approved,
+                destruction_requested: destruction_requested(session, context),
             },
             &call.name,
             &call.arguments,
@@ -780,6 +782,24 @@ impl Agent {
         }
         true
     }
+}
+
+/// How many recent room messages (ours excluded) can carry a request to delete or cancel:
+/// enough for "delete X" followed by "yes, go ahead".
+const REQUEST_WINDOW: usize = 6;
+
+/// Whether someone in the room recently asked to delete or cancel something. Only room
+/// messages count; Stripe data in tool results never does.
+fn destruction_requested(session: &Session, context: &AgentContext) -> bool {
+    policy::room_requests_destruction(
+        session
+            .trail
+            .iter()
+            .rev()
+            .filter(|m| !context.is_self(m))
+            .take(REQUEST_WINDOW)
+            .map(|m| m.text.as_str()),
+    )
 }
 
 enum Admission {

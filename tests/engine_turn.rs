@@ -6,7 +6,7 @@ use std::collections::HashMap;
 mod support;
 
 use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
-use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, Role, ToolCall, Usage};
+use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, ToolCall, Usage};
 use altan_pay::tools::{ErrorCode, ToolError, ToolOutput};
 use serde_json::json;
 use support::assert_history_valid;

@@ -434,7 +434,14 @@ impl Agent {
             match step {
                 Step::CallModel(request) => {
                     let deltas = forward_deltas(options.events.clone());
-                    let call = inner.model.complete(&request, deltas);
+                    let call = inner
+                        .model
+                        .complete(&request, deltas)
+                        .instrument(info_span!(
+                            "model_call",
+                            model = inner.model.name(),
+                            messages = request.messages.len()
+                        ));
                     let outcome = tokio::select! {
                         r = call => Ok(r),
                         _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),

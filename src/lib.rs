@@ -13,6 +13,7 @@ pub mod model;
 pub mod pay;
 pub mod policy;
 pub mod prompt;
+pub mod retry;
 pub mod room;
 pub mod stripe;
 pub mod sync;

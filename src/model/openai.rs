@@ -68,7 +68,7 @@ impl Default for OpenAiConfig {
             api_key: None,
             model: DEFAULT_MODEL.to_string(),
             timeout: Duration::from_secs(120),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::model_default(),
             temperature: None,
             stream: true,
         }

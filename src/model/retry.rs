@@ -3,27 +3,14 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::ModelError;
 
-/// Capped attempts with exponential backoff and full jitter; a `Retry-After` the server
-/// sends is honoured when it is not longer than `max_retry_after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, the first included (1 = never retry).
-    pub max_attempts: u32,
-    /// Backoff before the first retry (before jitter); doubles each retry.
-    pub base_delay: Duration,
-    /// Backoff never exceeds this.
-    pub max_delay: Duration,
-    /// A `Retry-After` longer than this is not waited for: the call fails with the status,
-    /// so a caller with a deadline can decide.
-    pub max_retry_after: Duration,
-}
+pub use crate::retry::{RetryPolicy, parse_retry_after};
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
+impl RetryPolicy {
+    /// The model server's: longer waits than the Altan Pay API's, since a model call is
+    /// slow anyway and rate limits there are common.
+    pub fn model_default() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(500),
@@ -31,49 +18,16 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(60),
         }
     }
-}
-
-impl RetryPolicy {
-    /// Never retry: for callers that run their own loop.
-    pub fn none() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        }
-    }
 
     /// How long to wait after failed attempt number `attempt` (1-based), or `None` when the
-    /// error is final: not retryable, attempts used up, or a `Retry-After` beyond the cap.
+    /// error is final.
     pub fn delay_after(&self, attempt: u32, error: &ModelError) -> Option<Duration> {
-        if attempt >= self.max_attempts || !error.is_retryable() {
-            return None;
-        }
         let retry_after = match error {
             ModelError::Status { retry_after, .. } => *retry_after,
             _ => None,
         };
-        match retry_after {
-            Some(asked) if asked > self.max_retry_after => None,
-            Some(asked) => Some(asked),
-            None => Some(self.backoff(attempt.saturating_sub(1))),
-        }
+        self.wait(attempt, error.is_retryable(), retry_after)
     }
-
-    /// Full jitter: a random wait in `[0, min(max_delay, base_delay * 2^retry)]`, so clients
-    /// that failed together do not come back together.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.max_delay);
-        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
-    }
-}
-
-/// `Retry-After` is either delay-seconds or an HTTP date (a date in the past means now).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    crate::pay::client::parse_retry_after(value)
 }
 
 #[cfg(test)]
@@ -90,7 +44,7 @@ mod tests {
 
     #[test]
     fn only_429_5xx_and_transport_are_retried() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy::model_default();
         assert!(policy.delay_after(1, &status(429, None)).is_some());
         assert!(policy.delay_after(1, &status(503, None)).is_some());
         assert!(
@@ -109,7 +63,7 @@ mod tests {
 
     #[test]
     fn attempts_are_capped() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy::model_default();
         assert!(policy.delay_after(3, &status(500, None)).is_some());
         assert!(policy.delay_after(4, &status(500, None)).is_none());
         assert!(
@@ -121,7 +75,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy::model_default();
         let asked = Some(Duration::from_secs(7));
         assert_eq!(
             policy.delay_after(1, &status(429, asked)),
@@ -133,7 +87,7 @@ mod tests {
 
     #[test]
     fn backoff_stays_under_its_cap() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy::model_default();
         for retry in 0..40 {
             assert!(policy.backoff(retry) <= policy.max_delay);
         }

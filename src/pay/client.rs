@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
@@ -18,39 +17,7 @@ use crate::stripe::ErrorBody;
 /// The header Stripe (and the Altan Pay API) read to deduplicate a retried mutation.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// How retries are spaced. Exponential backoff with full jitter: attempt `n` waits a random
-/// time in `[0, min(max_delay, base_delay * 2^n)]`, or what `Retry-After` asks if it is longer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, the first included (1 = never retry).
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// A `Retry-After` longer than this is not waited for: the call fails as rate limited.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, retry: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.max_delay);
-        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
-    }
-}
+pub use crate::retry::RetryPolicy;
 
 /// Settings of a [`PayClient`].
 #[derive(Debug, Clone)]
@@ -223,16 +190,9 @@ impl PayClient {
     /// Every call that reaches here is safe to resend: reads are, and `call` refuses a
     /// mutation without an idempotency key.
     fn retry_wait(&self, failure: &Failure, attempt: u32) -> Option<Duration> {
-        let policy = self.config.retry;
-        if attempt >= policy.max_attempts || !failure.error.is_retryable() {
-            return None;
-        }
-        let backoff = policy.backoff(attempt - 1);
-        match failure.retry_after {
-            Some(asked) if asked > policy.max_retry_after => None,
-            Some(asked) => Some(asked.max(backoff)),
-            None => Some(backoff),
-        }
+        self.config
+            .retry
+            .wait(attempt, failure.error.is_retryable(), failure.retry_after)
     }
 
     fn url_with_params(&self, path: &str, method: Method, params: &Value) -> String {
@@ -385,18 +345,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// `Retry-After` is either delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
+pub use crate::retry::parse_retry_after;
 
 const EXCERPT_LEN: usize = 200;
 
@@ -427,31 +376,6 @@ pub fn is_retryable_status(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn backoff_stays_under_its_cap() {
-        let policy = RetryPolicy::default();
-        for retry in 0..10 {
-            let cap = policy
-                .base_delay
-                .saturating_mul(2u32.saturating_pow(retry))
-                .min(policy.max_delay);
-            for _ in 0..50 {
-                assert!(policy.backoff(retry) <= cap);
-            }
-        }
-    }
 
     #[test]
     fn excerpts_cut_on_char_boundaries() {

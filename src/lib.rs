@@ -16,3 +16,4 @@ pub mod room;
 pub mod stripe;
 pub mod sync;
 pub mod tools;
+pub mod transcript;

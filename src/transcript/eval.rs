@@ -152,3 +152,35 @@ pub fn report(rows: &[EvalRow]) -> String {
     );
     out
 }
+
+/// A scripted model answering with a transcript's recorded responses, in order: scores the
+/// scoring without a network, and replays a recording in-process.
+pub fn recorded_model(
+    transcript: &Transcript,
+) -> Result<crate::model::ScriptedModel, super::TranscriptError> {
+    use crate::model::scripted::Step;
+    use crate::model::wire::{StreamAssembler, parse_response};
+    let mut steps = Vec::new();
+    for (t, turn) in transcript.turns.iter().enumerate() {
+        for (k, call) in turn.model_calls.iter().enumerate() {
+            let bad = |reason: String| super::TranscriptError::Invalid {
+                file: transcript.name.clone(),
+                field: format!("turns[{t}].model_calls[{k}]"),
+                reason,
+            };
+            let response = match (&call.response, &call.chunks) {
+                (Some(whole), _) => parse_response(whole).map_err(|e| bad(e.to_string()))?,
+                (None, Some(chunks)) => {
+                    let mut assembler = StreamAssembler::new();
+                    for chunk in chunks {
+                        assembler.push(chunk).map_err(|e| bad(e.to_string()))?;
+                    }
+                    assembler.finish().map_err(|e| bad(e.to_string()))?
+                }
+                (None, None) => return Err(bad("no response".into())),
+            };
+            steps.push(Step::response(response));
+        }
+    }
+    Ok(crate::model::ScriptedModel::new(steps))
+}

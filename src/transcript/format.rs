@@ -49,7 +49,24 @@ pub struct Transcript {
     /// How the recordings were made (for people; replay ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingInfo>,
+    /// What every recorded request repeats, stored once (see [`SHARED_TOOLS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<Shared>,
     pub turns: Vec<Turn>,
+}
+
+/// A request's `tools` equal to `shared.tools` is stored as this string.
+pub const SHARED_TOOLS: &str = "$shared.tools";
+/// A system message equal to `shared.system_prompt` is stored with this content.
+pub const SHARED_PROMPT: &str = "$shared.system_prompt";
+
+/// The tool definitions and system prompt sent with every model call: 45 KB a request, so a
+/// file stores them once and the requests point here. Loading puts them back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shared {
+    pub tools: Value,
+    pub system_prompt: String,
 }
 
 /// Which policy the agent runs with.
@@ -313,8 +330,76 @@ impl Transcript {
                 field: field_name(&e.path().to_string()),
                 reason: e.inner().to_string(),
             })?;
+        let mut t = t;
+        t.expand(origin)?;
         t.validate(origin)?;
         Ok(t)
+    }
+
+    /// Puts the shared tools and system prompt back into every request.
+    fn expand(&mut self, origin: &str) -> Result<(), TranscriptError> {
+        let shared = self.shared.take();
+        for (t, turn) in self.turns.iter_mut().enumerate() {
+            for (k, call) in turn.model_calls.iter_mut().enumerate() {
+                let at = format!("turns[{t}].model_calls[{k}].request");
+                let missing = |field: &str| TranscriptError::Invalid {
+                    file: origin.to_string(),
+                    field: format!("{at}.{field}"),
+                    reason: "refers to `shared`, which the file does not have".into(),
+                };
+                if call.request.get("tools").and_then(Value::as_str) == Some(SHARED_TOOLS) {
+                    let tools = shared.as_ref().ok_or_else(|| missing("tools"))?;
+                    call.request["tools"] = tools.tools.clone();
+                }
+                let messages = call
+                    .request
+                    .get_mut("messages")
+                    .and_then(Value::as_array_mut);
+                for (i, m) in messages.into_iter().flatten().enumerate() {
+                    if m.get("content").and_then(Value::as_str) == Some(SHARED_PROMPT) {
+                        let prompt = shared
+                            .as_ref()
+                            .ok_or_else(|| missing(&format!("messages[{i}].content")))?;
+                        m["content"] = Value::String(prompt.system_prompt.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the tools and system prompt of the first request once, for the file.
+    fn compacted(&self) -> Transcript {
+        let mut out = self.clone();
+        let Some(first) = self.turns.iter().flat_map(|t| &t.model_calls).next() else {
+            return out;
+        };
+        let tools = first.request.get("tools").cloned().unwrap_or(Value::Null);
+        let prompt = first
+            .request
+            .pointer("/messages/0/content")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for turn in &mut out.turns {
+            for call in &mut turn.model_calls {
+                if !tools.is_null() && call.request.get("tools") == Some(&tools) {
+                    call.request["tools"] = Value::String(SHARED_TOOLS.into());
+                }
+                if let Some(m) = call.request.pointer_mut("/messages/0")
+                    && m.get("role").and_then(Value::as_str) == Some("system")
+                    && !prompt.is_empty()
+                    && m.get("content").and_then(Value::as_str) == Some(prompt.as_str())
+                {
+                    m["content"] = Value::String(SHARED_PROMPT.into());
+                }
+            }
+        }
+        out.shared = Some(Shared {
+            tools,
+            system_prompt: prompt,
+        });
+        out
     }
 
     pub fn load(path: &Path) -> Result<Transcript, TranscriptError> {
@@ -327,7 +412,8 @@ impl Transcript {
 
     /// Pretty JSON with a final newline, as the fixtures are stored.
     pub fn to_json_pretty(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into());
+        let mut text =
+            serde_json::to_string_pretty(&self.compacted()).unwrap_or_else(|_| "{}".into());
         text.push('\n');
         text
     }
@@ -436,6 +522,7 @@ impl Transcript {
             turn.pay_exchanges.clear();
         }
         s.recording = None;
+        s.shared = None;
         s
     }
 }

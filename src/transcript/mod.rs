@@ -132,8 +132,8 @@ pub struct RecordOptions {
 
 /// Runs a scenario (a transcript without recordings) with `model` and writes down what
 /// happened. Hand-written expectations are kept and checked (their failures are returned);
-/// the exact answer text, the sync plan and the final Stripe state are filled in from the run
-/// where the scenario left them out.
+/// the exact answer text, the outcome of every tool call, the sync plan and the final Stripe
+/// state are filled in from the run where the scenario left them out.
 pub async fn record(
     scenario: &Transcript,
     model: Arc<dyn ChatModel>,
@@ -174,6 +174,16 @@ pub async fn record(
                 expect.answer.end = serde_json::to_value(answer.end)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string));
+            }
+            for call in &answer.tool_calls {
+                let code = match call.error {
+                    None => "ok".to_string(),
+                    Some(code) => serde_json::to_value(code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                };
+                expect.tool_errors.entry(call.id.clone()).or_insert(code);
             }
             if expect.sync_plan.is_none() {
                 expect.sync_plan = Some(match &answer.sync_plan {

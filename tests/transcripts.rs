@@ -100,8 +100,10 @@ async fn a_hand_edited_tool_argument_fails_and_points_at_it() {
     assert!(pay.ends_with("expected 2500, got 2600"), "{pay}");
     // The next request carries the edited call back: the arguments differ there too.
     assert!(
-        failures.iter().any(|f| f.starts_with("turn 1, model call 4:")
-            && f.contains("function.arguments.unit_amount")),
+        failures
+            .iter()
+            .any(|f| f.starts_with("turn 1, model call 4:")
+                && f.contains("function.arguments.unit_amount")),
         "{failures:#?}"
     );
 }
@@ -143,7 +145,9 @@ async fn a_different_room_message_and_a_missing_pay_request_fail() {
         .push(json!({"model_call": 2, "method": "GET", "path": "/v2/extra", "status": 200, "response": {}}));
     let failures = failures_of(&transcript(&v)).await;
     assert!(
-        failures.iter().any(|f| f.starts_with("turn 1, model call 1: messages[2].content: expected")),
+        failures
+            .iter()
+            .any(|f| f.starts_with("turn 1, model call 1: messages[2].content: expected")),
         "{failures:#?}"
     );
     assert!(
@@ -167,7 +171,8 @@ async fn an_outcome_that_differs_fails_with_the_field() {
     assert!(
         failures
             .iter()
-            .any(|f| f.contains("outcome: stripe.customers.cus_") && f.ends_with("expected \"Cy D.\", got \"Cy Diaz\"")),
+            .any(|f| f.contains("outcome: stripe.customers.cus_")
+                && f.ends_with("expected \"Cy D.\", got \"Cy Diaz\"")),
         "{failures:#?}"
     );
 }
@@ -178,20 +183,29 @@ fn a_malformed_transcript_names_the_file_and_the_field() {
         "format": "altan-pay-transcript/1", "name": "x", "context": {},
         "turns": [{"input": {"messages": []}, "expect": {"rules": ["handoff_to_altan", "be_nice"]}}]
     });
-    let e = Transcript::from_json(&doc.to_string(), "bad.json").unwrap_err().to_string();
-    assert!(e.starts_with("bad.json: turns[0].expect.rules[1]: unknown variant `be_nice`"), "{e}");
+    let e = Transcript::from_json(&doc.to_string(), "bad.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("bad.json: turns[0].expect.rules[1]: unknown variant `be_nice`"),
+        "{e}"
+    );
 
     let mut doc = fixture_value("hard-other-provider");
     doc["turns"][0]["model_calls"][0]
         .as_object_mut()
         .unwrap()
         .remove("response");
-    let e = Transcript::from_json(&doc.to_string(), "f.json").unwrap_err().to_string();
+    let e = Transcript::from_json(&doc.to_string(), "f.json")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "f.json: turns[0].model_calls[0]: needs exactly one of `response` or `chunks`"
     );
-    let e = Transcript::from_json("{\"name\": 3}", "g.json").unwrap_err().to_string();
+    let e = Transcript::from_json("{\"name\": 3}", "g.json")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("g.json: name: invalid type"), "{e}");
 }
 
@@ -201,7 +215,9 @@ fn a_file_round_trips_through_the_shared_block() {
         let t = Transcript::load(file).unwrap();
         let again = Transcript::from_json(&t.to_json_pretty(), "again").unwrap();
         assert_eq!(t, again, "{}", file.display());
-        let tools = t.turns[0].model_calls[0].request["tools"].as_array().unwrap();
+        let tools = t.turns[0].model_calls[0].request["tools"]
+            .as_array()
+            .unwrap();
         assert!(tools.len() >= 20, "requests get their tools back");
     }
 }
@@ -228,9 +244,13 @@ async fn recordings_redact_keys_tokens_and_authorization() {
     // The Pay side: the Authorization header of a token-protected API.
     let routes = RouteTable::embedded();
     let token = "pay-secret-token-123456";
-    let gateway = spawn(routes.clone(), Arc::new(Sandbox::in_memory()), Some(token.into()))
-        .await
-        .unwrap();
+    let gateway = spawn(
+        routes.clone(),
+        Arc::new(Sandbox::in_memory()),
+        Some(token.into()),
+    )
+    .await
+    .unwrap();
     let proxy = spawn_pay_recorder(&gateway.base_url, Vec::new(), Arc::new(AtomicUsize::new(0)))
         .await
         .unwrap();
@@ -255,7 +275,10 @@ async fn recordings_redact_keys_tokens_and_authorization() {
     assert_eq!(exchange.headers["authorization"], REDACTED);
     assert_eq!(exchange.headers["idempotency-key"], "altan-pay-test-1");
     let text = serde_json::to_string(exchange).unwrap();
-    assert!(!text.contains(token) && !text.contains("sk_live_abcdefghijkl"), "{text}");
+    assert!(
+        !text.contains(token) && !text.contains("sk_live_abcdefghijkl"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

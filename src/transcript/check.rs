@@ -128,7 +128,9 @@ pub fn mask(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(mask_text(s)),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), mask(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), mask(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -187,7 +189,13 @@ fn text_diff(path: &str, expected: &str, got: &str) -> Option<(String, String, S
         (Ok(e), Ok(g)) if e.is_object() || e.is_array() => json_diff(path, &mask(&e), &mask(&g)),
         _ => {
             let (e, g) = (mask_text(expected), mask_text(got));
-            (e != g).then(|| (path.to_string(), show_text_diff(&e, &g).0, show_text_diff(&e, &g).1))
+            (e != g).then(|| {
+                (
+                    path.to_string(),
+                    show_text_diff(&e, &g).0,
+                    show_text_diff(&e, &g).1,
+                )
+            })
         }
     }
 }
@@ -238,7 +246,11 @@ pub fn compare_request(
         out.push(("messages".into(), "an array".into(), "none".into()));
         return out;
     };
-    let system = |m: &[Value]| m.iter().take_while(|x| str_at(x, "role") == "system").count();
+    let system = |m: &[Value]| {
+        m.iter()
+            .take_while(|x| str_at(x, "role") == "system")
+            .count()
+    };
     let (es, gs) = (system(em), system(gm));
     let (ne, ng) = (em.len() - es, gm.len() - gs);
     if ne != ng {
@@ -265,8 +277,14 @@ pub fn compare_request(
         }
         if role == "assistant" {
             let none = Vec::new();
-            let ec = e.get("tool_calls").and_then(Value::as_array).unwrap_or(&none);
-            let gc = g.get("tool_calls").and_then(Value::as_array).unwrap_or(&none);
+            let ec = e
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .unwrap_or(&none);
+            let gc = g
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .unwrap_or(&none);
             if ec.len() != gc.len() {
                 out.push((
                     format!("{at}.tool_calls"),
@@ -611,7 +629,12 @@ pub fn judge(expect: &Expect, run: &TurnRun, ids: Ids<'_>) -> Vec<(String, Strin
     out
 }
 
-fn check_plan(expect: &Expect, run: &TurnRun, ids: Ids<'_>, out: &mut Vec<(String, String, String)>) {
+fn check_plan(
+    expect: &Expect,
+    run: &TurnRun,
+    ids: Ids<'_>,
+    out: &mut Vec<(String, String, String)>,
+) {
     let Some(want) = &expect.sync_plan else {
         return;
     };
@@ -680,7 +703,12 @@ fn check_plan(expect: &Expect, run: &TurnRun, ids: Ids<'_>, out: &mut Vec<(Strin
     }
 }
 
-fn check_state(expect: &Expect, run: &TurnRun, ids: Ids<'_>, out: &mut Vec<(String, String, String)>) {
+fn check_state(
+    expect: &Expect,
+    run: &TurnRun,
+    ids: Ids<'_>,
+    out: &mut Vec<(String, String, String)>,
+) {
     let Some(kinds) = &expect.stripe else {
         return;
     };
@@ -728,7 +756,10 @@ fn check_state(expect: &Expect, run: &TurnRun, ids: Ids<'_>, out: &mut Vec<(Stri
             }
             for h in have {
                 let id = str_at(h, "id");
-                if !want.iter().any(|w| w.get("id").and_then(Value::as_str) == Some(id)) {
+                if !want
+                    .iter()
+                    .any(|w| w.get("id").and_then(Value::as_str) == Some(id))
+                {
                     out.push((
                         format!("stripe.{kind}.{id}"),
                         "no such object".into(),
@@ -758,7 +789,10 @@ fn check_state(expect: &Expect, run: &TurnRun, ids: Ids<'_>, out: &mut Vec<(Stri
                 Value::Object(m)
             };
             let mut w: Vec<String> = want.iter().map(|o| flat(o).to_string()).collect();
-            let mut h: Vec<String> = have.iter().map(|o| project(o, &fields).to_string()).collect();
+            let mut h: Vec<String> = have
+                .iter()
+                .map(|o| project(o, &fields).to_string())
+                .collect();
             w.sort();
             h.sort();
             if w != h {

@@ -234,7 +234,11 @@ fn one_object(v: &Value) -> String {
         "product" => format!(
             "\"{}\"{}",
             v["name"].as_str().unwrap_or(""),
-            if v["active"] == false { " (archived)" } else { "" }
+            if v["active"] == false {
+                " (archived)"
+            } else {
+                ""
+            }
         ),
         "price" => {
             let amount = v["unit_amount"].as_i64().unwrap_or(0);
@@ -248,7 +252,11 @@ fn one_object(v: &Value) -> String {
                 amount % 100,
                 v["currency"].as_str().unwrap_or("").to_uppercase(),
                 v["product"].as_str().unwrap_or("?"),
-                if v["active"] == false { " (inactive)" } else { "" }
+                if v["active"] == false {
+                    " (inactive)"
+                } else {
+                    ""
+                }
             )
         }
         "customer" => v["email"].as_str().unwrap_or("").to_string(),

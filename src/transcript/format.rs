@@ -197,10 +197,17 @@ impl ModelCall {
             }
         };
         if let Some(r) = &self.response {
-            push(r.pointer("/choices/0/message/tool_calls").and_then(Value::as_array));
+            push(
+                r.pointer("/choices/0/message/tool_calls")
+                    .and_then(Value::as_array),
+            );
         }
         for chunk in self.chunks.iter().flatten() {
-            push(chunk.pointer("/choices/0/delta/tool_calls").and_then(Value::as_array));
+            push(
+                chunk
+                    .pointer("/choices/0/delta/tool_calls")
+                    .and_then(Value::as_array),
+            );
         }
         names
     }

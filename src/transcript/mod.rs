@@ -215,18 +215,56 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("products", &["name", "active", "description"]),
     (
         "prices",
-        &["product", "unit_amount", "currency", "active", "recurring.interval", "nickname"],
+        &[
+            "product",
+            "unit_amount",
+            "currency",
+            "active",
+            "recurring.interval",
+            "nickname",
+        ],
     ),
-    ("customers", &["email", "name", "discount.coupon.id", "discount.promotion_code"]),
+    (
+        "customers",
+        &[
+            "email",
+            "name",
+            "discount.coupon.id",
+            "discount.promotion_code",
+        ],
+    ),
     (
         "subscriptions",
-        &["customer", "status", "items.data.0.price.id", "cancel_at_period_end", "discount.coupon.id"],
+        &[
+            "customer",
+            "status",
+            "items.data.0.price.id",
+            "cancel_at_period_end",
+            "discount.coupon.id",
+        ],
     ),
     (
         "coupons",
-        &["percent_off", "amount_off", "currency", "duration", "duration_in_months", "name", "valid"],
+        &[
+            "percent_off",
+            "amount_off",
+            "currency",
+            "duration",
+            "duration_in_months",
+            "name",
+            "valid",
+        ],
     ),
-    ("promotion_codes", &["code", "active", "customer", "coupon.id", "promotion.coupon"]),
+    (
+        "promotion_codes",
+        &[
+            "code",
+            "active",
+            "customer",
+            "coupon.id",
+            "promotion.coupon",
+        ],
+    ),
 ];
 
 /// The final state as an expectation: every object of every non-empty kind.

@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn headers_and_keys_in_text() {
         assert_eq!(header_value("Authorization", "Bearer abc"), REDACTED);
-        assert_eq!(header_value("idempotency-key", "altan-pay-1"), "altan-pay-1");
+        assert_eq!(
+            header_value("idempotency-key", "altan-pay-1"),
+            "altan-pay-1"
+        );
         assert_eq!(
             text("key sk-proj-abcdefgh1234 and Bearer tok_123456789 end"),
             "key <redacted> and Bearer <redacted> end"

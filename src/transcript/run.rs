@@ -99,11 +99,18 @@ pub async fn run(transcript: &Transcript, config: RunConfig) -> Result<RunOutput
     let gateway = spawn(routes.clone(), Arc::new(sandbox.clone()), None)
         .await
         .map_err(|e| setup(format!("cannot start the sandbox gateway: {e}")))?;
-    let model = Arc::new(RecordingModel::new(config.model.clone(), config.temperature));
+    let model = Arc::new(RecordingModel::new(
+        config.model.clone(),
+        config.temperature,
+    ));
     let counter = model.counter();
-    let proxy = spawn_pay_recorder(&gateway.base_url, transcript.faults.clone(), counter.clone())
-        .await
-        .map_err(|e| setup(format!("cannot start the Pay recorder: {e}")))?;
+    let proxy = spawn_pay_recorder(
+        &gateway.base_url,
+        transcript.faults.clone(),
+        counter.clone(),
+    )
+    .await
+    .map_err(|e| setup(format!("cannot start the Pay recorder: {e}")))?;
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&proxy.base_url)))
         .map_err(|e| setup(e.to_string()))?;
     let agent = Agent::builder()

@@ -96,8 +96,13 @@ impl ReplayState {
                 for (field, expected, got) in
                     compare_request(&call.request, got, &call.called_tools())
                 {
-                    q.findings
-                        .push(Finding::diff(turn, Stage::Model(k + 1), field, expected, got));
+                    q.findings.push(Finding::diff(
+                        turn,
+                        Stage::Model(k + 1),
+                        field,
+                        expected,
+                        got,
+                    ));
                 }
                 Ok(call)
             }

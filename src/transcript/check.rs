@@ -124,12 +124,22 @@ pub fn mask_text(text: &str) -> String {
     out
 }
 
+/// A value as compared: approval ids masked, and the items of a Stripe list sorted by id.
+/// Objects written by concurrent tool calls commit in arrival order and share the sandbox's
+/// fixed `created`, so the order of such a list is not part of the behaviour.
 pub fn mask(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(mask_text(s)),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
         Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), mask(v))).collect())
+            let mut out: Map<String, Value> =
+                map.iter().map(|(k, v)| (k.clone(), mask(v))).collect();
+            if out.get("object").and_then(Value::as_str) == Some("list")
+                && let Some(Value::Array(items)) = out.get_mut("data")
+            {
+                items.sort_by(|a, b| str_at(a, "id").cmp(str_at(b, "id")));
+            }
+            Value::Object(out)
         }
         other => other.clone(),
     }

@@ -45,6 +45,29 @@ pub enum Command {
     Chat(ChatArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
     Gateway(crate::gateway::GatewayArgs),
+    /// The main job end to end: a bundled scenario on the embedded sandbox, printed.
+    Demo,
+    /// Replay recorded transcripts; ends with `N passed, M failed`.
+    Replay {
+        /// Transcript files (a directory means its *.json files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a scenario with the live model (OPENAI_*) and write it as a transcript.
+    Record {
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Stream the model's answers (recorded as chunk lists).
+        #[arg(long)]
+        stream: bool,
+    },
+    /// Score the scenarios against the live model (OPENAI_*).
+    Eval {
+        #[arg(long, value_name = "DIR", default_value = crate::transcript::cli::DEFAULT_SCENARIOS)]
+        scenarios: PathBuf,
+    },
 }
 
 /// Where the Altan Pay API is and how to reach it.
@@ -151,6 +174,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
+        Command::Demo => crate::transcript::cli::demo().await,
+        Command::Replay { files } => crate::transcript::cli::replay_files(&files).await,
+        Command::Record {
+            scenario,
+            out,
+            stream,
+        } => crate::transcript::cli::record_file(&scenario, &out, stream).await,
+        Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
     }
 }
 

@@ -18,3 +18,4 @@ pub mod room;
 pub mod stripe;
 pub mod sync;
 pub mod tools;
+pub mod transcript;

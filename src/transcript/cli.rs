@@ -1,0 +1,143 @@
+//! The transcript subcommands (`demo`, `replay`, `record`, `eval`) behind `src/cli.rs`.
+//! Each returns the exit code; `Err` is a usage or setup problem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::format::Transcript;
+use super::{RecordOptions, eval, live_model, record, replay};
+
+/// The scenario suite's directory, relative to the working directory.
+pub const DEFAULT_SCENARIOS: &str = "fixtures/transcripts";
+
+pub async fn demo() -> Result<ExitCode, String> {
+    match super::demo::demo().await {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::FAILURE),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Files as given; a directory stands for its `*.json` files, sorted.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Replays each file, prints each result, ends with `N passed, M failed`.
+pub async fn replay_files(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let files = expand(paths)?;
+    if files.is_empty() {
+        return Err("no transcript files given".into());
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        match replay_one(file).await {
+            Ok(line) => {
+                passed += 1;
+                println!("{line}");
+            }
+            Err(text) => {
+                failed += 1;
+                println!("{text}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `Ok(PASS line)` or `Err(FAIL lines)`.
+pub async fn replay_one(file: &Path) -> Result<String, String> {
+    let shown = file.display();
+    let transcript = Transcript::load(file).map_err(|e| format!("FAIL {shown}\n  {e}"))?;
+    let report = replay(&transcript)
+        .await
+        .map_err(|e| format!("FAIL {} ({shown})\n  {e}", transcript.name))?;
+    if report.passed() {
+        return Ok(format!(
+            "PASS {} ({shown}): {} turn(s), {} model call(s), {} Pay request(s)",
+            report.name, report.turns, report.model_calls, report.pay_requests
+        ));
+    }
+    let mut text = format!("FAIL {} ({shown})", report.name);
+    for finding in report.findings.iter().take(12) {
+        text.push_str(&format!("\n  {finding}"));
+    }
+    if report.findings.len() > 12 {
+        text.push_str(&format!("\n  … and {} more", report.findings.len() - 12));
+    }
+    Err(text)
+}
+
+/// Runs a scenario with the live model and writes the transcript.
+pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<ExitCode, String> {
+    let scenario = Transcript::load(scenario).map_err(|e| e.to_string())?;
+    let (model, config) = live_model().map_err(|e| e.to_string())?;
+    let options = RecordOptions {
+        stream,
+        temperature: config.temperature,
+        source: "live".into(),
+    };
+    let (transcript, problems) = record(&scenario, Arc::new(model), &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out, transcript.to_json_pretty())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let calls: usize = transcript.turns.iter().map(|t| t.model_calls.len()).sum();
+    let pay: usize = transcript.turns.iter().map(|t| t.pay_exchanges.len()).sum();
+    println!(
+        "recorded {} ({} model call(s), {pay} Pay request(s)) to {}",
+        transcript.name,
+        calls,
+        out.display()
+    );
+    if problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("the scenario's own checks failed on this run:");
+    for p in &problems {
+        println!("  {p}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Scores every scenario in `dir` against the live model.
+pub async fn eval_dir(dir: &Path) -> Result<ExitCode, String> {
+    let (model, _) = live_model().map_err(|e| e.to_string())?;
+    let model = Arc::new(model);
+    let files = expand(&[dir.to_path_buf()])?;
+    if files.is_empty() {
+        return Err(format!("no scenarios (*.json) in {}", dir.display()));
+    }
+    let mut rows = Vec::new();
+    for file in &files {
+        let transcript = Transcript::load(file).map_err(|e| e.to_string())?;
+        eprintln!("eval: {}", transcript.name);
+        rows.push(eval::evaluate(&transcript, model.clone()).await);
+    }
+    print!("{}", eval::report(&rows));
+    Ok(if rows.iter().all(eval::EvalRow::passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

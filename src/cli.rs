@@ -43,6 +43,8 @@ pub enum Command {
     Call(CallArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
     Gateway(crate::gateway::GatewayArgs),
+    /// Run the chat endpoint: the native thread API and the OpenAI-compatible API.
+    Serve(crate::server::ServeArgs),
 }
 
 /// Where the Altan Pay API is and how to reach it.
@@ -136,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
+        Command::Serve(args) => crate::server::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

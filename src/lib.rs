@@ -13,6 +13,8 @@ pub mod pay;
 pub mod policy;
 pub mod prompt;
 pub mod room;
+pub mod server;
+pub mod store;
 pub mod stripe;
 pub mod sync;
 pub mod tools;

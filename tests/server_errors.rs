@@ -385,3 +385,19 @@ async fn malformed_requests_get_json_errors_that_name_the_problem() {
 
     assert_eq!(script.calls(), 0, "no malformed request reached the model");
 }
+
+#[test]
+fn serve_without_tokens_refuses_a_public_address() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--sandbox", "--db"])
+        .arg(tempfile::tempdir().unwrap().path().join("s.db"))
+        .env_remove("ALTAN_PAY_SERVER_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without tokens"),
+        "{stderr}"
+    );
+}

@@ -409,3 +409,31 @@ async fn different_threads_run_together_and_one_thread_runs_in_order() {
         "the later turn saw the earlier one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_finishes_the_turn_in_flight() {
+    let script = ScriptServer::start().await;
+    let (gw, _sandbox) = gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&script, &gw, &dir.path().join("s.db"), Options::default()).await;
+    script.push(Box::new(|_| {
+        std::thread::sleep(Duration::from_millis(400));
+        Ok(json!({"content": "Slow but done."}))
+    }));
+    let base = server.base_url.clone();
+    let body = native_body("hello");
+    let turn = tokio::spawn(async move { post(&base, "t-slow", &body).await });
+    while script.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.shutdown().await.unwrap();
+    let (status, answer) = turn.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"], "completed");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Slow but done.")
+    );
+}

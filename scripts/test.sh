@@ -13,6 +13,8 @@ fi
 if [ -f scripts/install-peers.sh ]; then
   bash scripts/install-peers.sh
 fi
+# The official openai Python SDK, the client of the server's OpenAI-compatible tests.
+bash scripts/install-test-python.sh
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

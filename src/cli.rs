@@ -68,6 +68,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = crate::transcript::cli::DEFAULT_SCENARIOS)]
         scenarios: PathBuf,
     },
+    /// Run the chat endpoint: the native thread API and the OpenAI-compatible API.
+    Serve(crate::server::ServeArgs),
 }
 
 /// Where the Altan Pay API is and how to reach it.
@@ -182,6 +184,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             stream,
         } => crate::transcript::cli::record_file(&scenario, &out, stream).await,
         Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
+        Command::Serve(args) => crate::server::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

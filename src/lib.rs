@@ -15,6 +15,8 @@ pub mod policy;
 pub mod prompt;
 pub mod retry;
 pub mod room;
+pub mod server;
+pub mod store;
 pub mod stripe;
 pub mod sync;
 pub mod tools;

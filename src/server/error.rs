@@ -1,0 +1,249 @@
+//! Errors as JSON (`{"error": {"type", "message"}}`) and extractors whose rejections use that
+//! shape, so axum's plain-text rejections never reach a client.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::ServerState;
+use crate::agent::{AgentError, StoreError};
+
+/// An HTTP error with a machine-readable type and a sentence that names the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, kind, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    /// The JSON body, also used inside SSE `response.failed` events.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"type": self.kind, "message": self.message}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "session store failed");
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> ApiError {
+        match e {
+            AgentError::UnknownApproval(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "approval_not_found",
+                format!("no pending approval `{id}` in this thread"),
+            ),
+            AgentError::Store(e) => e.into(),
+            AgentError::Setup(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// A JSON body read with the server's size limit, checked for UTF-8, parsed with the path of
+/// the field that is wrong. The raw bytes are kept for idempotency hashing.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: axum::body::Bytes,
+}
+
+impl<T: DeserializeOwned> FromRequest<ServerState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ServerState) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            if !ct.starts_with("application/json") && !ct.contains("+json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("the body must be JSON (Content-Type: application/json), not `{ct}`"),
+                ));
+            }
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than the limit of {limit} bytes"),
+            )
+        };
+        let raw = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|e| {
+                if is_length_limit(&e) {
+                    too_large()
+                } else {
+                    ApiError::bad_request(
+                        "body_unreadable",
+                        format!("the body could not be read: {e}"),
+                    )
+                }
+            })?;
+        let value = parse_json(&raw)?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Parses a body: invalid UTF-8, bad JSON and wrong fields each get their own error type,
+/// and data errors name the field's path (`messages[0].text`).
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_utf8",
+            format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body is empty; a JSON object is expected",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!("`{path}`: ")
+            };
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("{at}{inner}"),
+            )
+        } else {
+            ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    Ok(value)
+}
+
+/// Thread ids: 1 to 128 characters of letters, digits and `-_.:`, so they are safe in
+/// logs, URLs and keys.
+pub fn check_thread_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_thread_id",
+            "the thread id must be 1 to 128 characters of letters, digits and - _ . :",
+        ))
+    }
+}
+
+/// `{thread_id}` from the path, validated.
+pub struct ThreadId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ThreadId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        check_thread_id(&id)?;
+        Ok(ThreadId(id))
+    }
+}
+
+/// `{thread_id}` and `{approval_id}` from the path.
+pub struct ApprovalPath {
+    pub thread_id: String,
+    pub approval_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ApprovalPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((thread_id, approval_id)) =
+            Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        check_thread_id(&thread_id)?;
+        Ok(ApprovalPath {
+            thread_id,
+            approval_id,
+        })
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/server.md",
+    )
+}
+
+/// Known routes called with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see docs/server.md",
+    )
+}

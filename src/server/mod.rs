@@ -1,0 +1,335 @@
+//! `altan-pay serve`: the chat endpoint. A native thread API with SSE events, an
+//! OpenAI-compatible API, bearer-token scoping, SQLite sessions and idempotency (docs/server.md).
+
+pub mod auth;
+pub mod error;
+mod native;
+mod openai;
+mod turn;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::agent::{Agent, AgentBuilder, AgentError};
+use crate::cli::PayArgs;
+use crate::engine::Limits;
+use crate::model::{OpenAiConfig, OpenAiModel};
+use crate::policy::PolicyConfig;
+use crate::store::{HistoryLimits, SqliteStore};
+pub use auth::{Access, Scope, Tokens};
+pub use error::ApiError;
+
+/// The model name the OpenAI-compatible endpoint answers to.
+pub const MODEL_NAME: &str = "altan-pay";
+
+/// Flags of `altan-pay serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback needs tokens.
+    #[arg(long, default_value = "127.0.0.1:8788")]
+    pub addr: String,
+    #[command(flatten)]
+    pub pay: PayArgs,
+    /// SQLite file for sessions and idempotency records (created if missing).
+    #[arg(long, default_value = "altan-pay.db", value_name = "FILE")]
+    pub db: PathBuf,
+    /// Bearer tokens and their accounts, TOML or JSON (see docs/server.md).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Tokens as `token=acct1,acct2;token2=*`, added to those of --tokens.
+    #[arg(long, env = "ALTAN_PAY_SERVER_TOKENS", hide_env_values = true)]
+    pub server_tokens: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds one turn (model and tools) may take before it stops and says so.
+    #[arg(long, default_value_t = 180)]
+    pub turn_timeout_secs: u64,
+    /// Messages of history kept per thread.
+    #[arg(long, default_value_t = 200)]
+    pub history_messages: usize,
+    /// Latest user turns whose tool results are kept whole; older ones keep only their ids.
+    #[arg(long, default_value_t = 4)]
+    pub keep_tool_turns: usize,
+    /// Hold destructive calls (delete, cancel, deactivate) until approved over the API.
+    #[arg(long)]
+    pub approve_destructive: bool,
+    /// A prompt directory in Altan's layout instead of the embedded prompt.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+}
+
+/// Settings the handlers read.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct ServerState {
+    pub(crate) agent: Agent,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Turns run as tasks here, so a client hanging up never cuts one short and shutdown
+    /// can wait for them.
+    pub(crate) tracker: TaskTracker,
+}
+
+impl ServerState {
+    /// Builds the agent on `store`, so sessions and idempotency records share one file.
+    pub fn new(
+        builder: AgentBuilder,
+        store: Arc<SqliteStore>,
+        tokens: Tokens,
+        config: ServerConfig,
+    ) -> Result<ServerState, AgentError> {
+        let agent = builder.store(store.clone()).build()?;
+        Ok(ServerState {
+            agent,
+            store,
+            tokens: Arc::new(tokens),
+            config: Arc::new(config),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+/// All routes: `/healthz`, the native thread API and the OpenAI-compatible API.
+pub fn router(state: ServerState) -> Router {
+    let v1 = Router::new()
+        .route("/threads/{thread_id}/messages", post(native::post_messages))
+        .route("/threads/{thread_id}", get(native::get_thread))
+        .route(
+            "/threads/{thread_id}/approvals/{approval_id}",
+            post(native::post_approval),
+        )
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/models", get(openai::list_models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .method_not_allowed_fallback(error::method_not_allowed);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/v1", v1)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Checks the bearer token before anything else and leaves the request's [`Access`].
+async fn authenticate(
+    State(state): State<ServerState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let access = state.tokens.authenticate(request.headers())?;
+    request.extensions_mut().insert(access);
+    Ok(next.run(request).await)
+}
+
+/// Serves until `shutdown` resolves, then finishes the connections and turns in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tracker = state.tracker.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// A server running in this process (tests, benchmarks).
+pub struct ServerHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// Stops accepting and waits for running turns to finish.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the server on a bound listener.
+pub fn spawn(listener: TcpListener, state: ServerState) -> std::io::Result<ServerHandle> {
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    Ok(ServerHandle {
+        base_url: format!("http://{addr}"),
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// The tokens of `--tokens FILE` and `ALTAN_PAY_SERVER_TOKENS` together.
+fn load_tokens(args: &ServeArgs) -> Result<Tokens, String> {
+    let mut tokens = match &args.tokens {
+        Some(path) => Tokens::load(path).map_err(|e| e.to_string())?,
+        None => Tokens::default(),
+    };
+    if let Some(text) = args
+        .server_tokens
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    {
+        tokens.extend(Tokens::parse_env(text).map_err(|e| e.to_string())?);
+    }
+    Ok(tokens)
+}
+
+/// Without tokens, every address the name resolves to must be loopback.
+async fn check_bind(addr: &str, tokens: &Tokens) -> Result<(), String> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("--addr `{addr}`: {e}"))?
+        .collect();
+    if tokens.is_empty() && resolved.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(format!(
+            "refusing to listen on {addr} without tokens: configure --tokens FILE or ALTAN_PAY_SERVER_TOKENS, or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `altan-pay serve` until Ctrl-C or SIGTERM, then finishes running turns.
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let tokens = load_tokens(&args)?;
+    check_bind(&args.addr, &tokens).await?;
+    let model = OpenAiModel::new(OpenAiConfig::from_env()).map_err(|e| e.to_string())?;
+    let pay = crate::cli::pay_setup(&args.pay).await?;
+    let store = SqliteStore::open(&args.db)
+        .map_err(|e| e.to_string())?
+        .with_limits(HistoryLimits {
+            max_messages: args.history_messages.max(2),
+            keep_tool_turns: args.keep_tool_turns,
+            ..HistoryLimits::default()
+        });
+    let mut builder = Agent::builder()
+        .model(Arc::new(model))
+        .pay(pay.client.clone())
+        .limits(Limits {
+            deadline: Duration::from_secs(args.turn_timeout_secs.max(1)),
+            ..Limits::default()
+        });
+    if args.approve_destructive {
+        builder = builder.policy(PolicyConfig::gate_destructive());
+    }
+    if let Some(dir) = &args.prompts {
+        builder = builder.system_prompt(crate::cli::render_prompt(
+            Some(dir),
+            crate::prompt::DEFAULT_TEMPLATE,
+        )?);
+    }
+    let config = ServerConfig {
+        max_body_bytes: args.max_body_bytes.max(1024),
+    };
+    let state = ServerState::new(builder, Arc::new(store), tokens.clone(), config)
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let shown = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| args.addr.clone());
+    if tokens.is_empty() {
+        warn!(
+            "no tokens configured (--tokens or ALTAN_PAY_SERVER_TOKENS): requests are not authenticated, so the server listens on loopback only"
+        );
+        eprintln!(
+            "altan-pay serve: no tokens configured; loopback only, requests are not authenticated"
+        );
+    } else {
+        info!(tokens = ?tokens, "bearer tokens configured");
+    }
+    eprintln!(
+        "altan-pay serve listening on http://{shown} (sessions in {})",
+        args.db.display()
+    );
+    serve(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    drop(pay);
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down: finishing running turns");
+}

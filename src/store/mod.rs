@@ -1,0 +1,324 @@
+//! Sessions, thread owners and idempotency records in one SQLite file (WAL, synchronous=FULL),
+//! behind the agent's `SessionStore` trait; histories are bounded and old tool results compacted.
+
+mod compact;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::agent::{Session, SessionStore, StoreError};
+use crate::room::AgentContext;
+pub use compact::{HistoryLimits, bound_history};
+
+/// What an `Idempotency-Key` already stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// The key is new and now reserved for this request.
+    Reserved,
+    /// A request with the key and the same body is still running.
+    InProgress,
+    /// The same key and body finished; here is the stored answer.
+    Done(Value),
+    /// The key was used with another body.
+    Conflict,
+}
+
+/// The thread's owner account and the latest trusted context the platform sent for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadInfo {
+    pub account_id: Option<String>,
+    pub context: AgentContext,
+}
+
+/// A SQLite file holding every thread's session; one connection behind a mutex, since each
+/// statement is short and SQLite serialises writers anyway.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    limits: HistoryLimits,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    thread_id TEXT PRIMARY KEY,
+    session TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id TEXT PRIMARY KEY,
+    account_id TEXT,
+    context TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    response TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+";
+
+fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError(format!("{what}: {e}"))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the file, in WAL mode with full fsync on commit.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        Self::setup(conn, HistoryLimits::default())
+    }
+
+    /// A private in-memory database, for tests and benchmarks.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
+        Self::setup(conn, HistoryLimits::default())
+    }
+
+    /// How much history each thread keeps.
+    pub fn with_limits(mut self, limits: HistoryLimits) -> SqliteStore {
+        self.limits = limits;
+        self
+    }
+
+    fn setup(conn: Connection, limits: HistoryLimits) -> Result<SqliteStore, StoreError> {
+        // journal_mode answers with a row, so it is read rather than executed.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(db_err("enabling WAL"))?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .map_err(db_err("pragmas"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(db_err("creating tables"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            limits,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic elsewhere while holding the lock leaves SQLite itself consistent.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The owner and context of a thread, if any request created it.
+    pub fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, StoreError> {
+        let row: Option<(Option<String>, String)> = self
+            .conn()
+            .query_row(
+                "SELECT account_id, context FROM threads WHERE thread_id = ?1",
+                [thread_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err("reading a thread"))?;
+        row.map(|(account_id, context)| {
+            let context = serde_json::from_str(&context)
+                .map_err(|e| StoreError(format!("thread {thread_id}: stored context: {e}")))?;
+            Ok(ThreadInfo {
+                account_id,
+                context,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the thread's latest context; the owner account is set once and kept.
+    pub fn remember_thread(
+        &self,
+        thread_id: &str,
+        context: &AgentContext,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?;
+        self.conn()
+            .execute(
+                "INSERT INTO threads (thread_id, account_id, context) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(thread_id) DO UPDATE SET context = excluded.context,
+                 account_id = COALESCE(threads.account_id, excluded.account_id)",
+                params![thread_id, context.account_id, text],
+            )
+            .map_err(db_err("saving a thread"))?;
+        Ok(())
+    }
+
+    /// Reserves an idempotency key for a body hash, or says what it already stands for.
+    pub fn reserve(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+    ) -> Result<Reservation, StoreError> {
+        let conn = self.conn();
+        let existing: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2",
+                [scope, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err("reading an idempotency key"))?;
+        match existing {
+            Some((hash, _)) if hash != body_hash => Ok(Reservation::Conflict),
+            Some((_, None)) => Ok(Reservation::InProgress),
+            Some((_, Some(text))) => serde_json::from_str(&text)
+                .map(Reservation::Done)
+                .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
+            None => {
+                conn.execute(
+                    "INSERT INTO idempotency (scope, key, body_hash, response, created_at)
+                     VALUES (?1, ?2, ?3, NULL, ?4)",
+                    params![scope, key, body_hash, now()],
+                )
+                .map_err(db_err("reserving an idempotency key"))?;
+                Ok(Reservation::Reserved)
+            }
+        }
+    }
+
+    /// Stores the answer for a reserved key.
+    pub fn complete(&self, scope: &str, key: &str, response: &Value) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE idempotency SET response = ?3 WHERE scope = ?1 AND key = ?2",
+                params![scope, key, response.to_string()],
+            )
+            .map_err(db_err("storing an idempotent answer"))?;
+        Ok(())
+    }
+
+    /// Frees a reserved key whose request never produced an answer, so it can be retried.
+    pub fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND response IS NULL",
+                [scope, key],
+            )
+            .map_err(db_err("releasing an idempotency key"))?;
+        Ok(())
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT session FROM sessions WHERE thread_id = ?1",
+                [thread_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err("reading a session"))?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| StoreError(format!("session {thread_id} is unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let mut bounded = session.clone();
+        bound_history(&mut bounded.history, self.limits);
+        let text = serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))?;
+        self.conn()
+            .execute(
+                "INSERT INTO sessions (thread_id, session, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(thread_id) DO UPDATE SET session = excluded.session,
+                 updated_at = excluded.updated_at",
+                params![session.thread_id, text, now()],
+            )
+            .map_err(db_err("saving a session"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChatMessage;
+
+    #[test]
+    fn sessions_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut session = Session::new("t1");
+        session.history.push(ChatMessage::user("hello"));
+        SqliteStore::open(&path).unwrap().save(&session).unwrap();
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.load("t1").unwrap(), Some(session));
+        assert_eq!(again.load("t2").unwrap(), None);
+        let mode: String = again
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn idempotency_keys_replay_and_conflict() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(
+            store.reserve("s", "k", "h1").unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve("s", "k", "h1").unwrap(),
+            Reservation::InProgress
+        );
+        assert_eq!(
+            store.reserve("s", "k", "h2").unwrap(),
+            Reservation::Conflict
+        );
+        store
+            .complete("s", "k", &serde_json::json!({"a": 1}))
+            .unwrap();
+        assert_eq!(
+            store.reserve("s", "k", "h1").unwrap(),
+            Reservation::Done(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            store.reserve("s2", "k", "h2").unwrap(),
+            Reservation::Reserved
+        );
+        store.release("s2", "k").unwrap();
+        assert_eq!(
+            store.reserve("s2", "k", "h3").unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    #[test]
+    fn thread_owner_is_kept() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ctx = |a: &str| AgentContext {
+            account_id: Some(a.into()),
+            ..AgentContext::default()
+        };
+        store.remember_thread("t", &ctx("a1")).unwrap();
+        store.remember_thread("t", &ctx("a2")).unwrap();
+        let info = store.thread("t").unwrap().unwrap();
+        assert_eq!(info.account_id.as_deref(), Some("a1"));
+        assert_eq!(info.context.account_id.as_deref(), Some("a2"));
+    }
+}

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod cli;
 pub mod engine;
+pub mod events;
 pub mod gateway;
 pub mod model;
 pub mod pay;

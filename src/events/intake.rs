@@ -249,6 +249,9 @@ impl EventsState {
             .get("created")
             .and_then(Value::as_i64)
             .ok_or_else(|| IntakeError::Malformed("no integer `created`".into()))?;
+        if !event.pointer("/data/object").is_some_and(Value::is_object) {
+            return Err(IntakeError::Malformed("no object `data.object`".into()));
+        }
         let connect = match event.get("account") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.as_str()),

@@ -43,6 +43,8 @@ pub enum Command {
     Call(CallArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
     Gateway(crate::gateway::GatewayArgs),
+    /// Compare the database mirror with Stripe: drift, the sync plan, and database-wins pushes.
+    Reconcile(crate::events::reconcile::ReconcileArgs),
 }
 
 /// Where the Altan Pay API is and how to reach it.
@@ -136,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
+        Command::Reconcile(args) => crate::events::reconcile::run(args).await,
     }
 }
 

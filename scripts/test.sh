@@ -16,4 +16,5 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
+# The PostgreSQL tests (reconcile) need a server: with-postgres.sh starts a throwaway one.
+bash scripts/with-postgres.sh cargo test --all-targets

@@ -83,7 +83,11 @@ fn unify_rows(
 impl Mirror {
     /// `{"products": [rows], "prices": [...], ...}` under the mapping's table names; every
     /// table must be present (an empty list for an empty table).
-    pub fn from_snapshot(doc: &Value, mapping: &SyncMapping, origin: &str) -> Result<Mirror, ReconcileError> {
+    pub fn from_snapshot(
+        doc: &Value,
+        mapping: &SyncMapping,
+        origin: &str,
+    ) -> Result<Mirror, ReconcileError> {
         let bad = |problem: String| ReconcileError::Snapshot {
             path: origin.to_owned(),
             problem,
@@ -106,7 +110,10 @@ impl Mirror {
                     .ok_or_else(|| bad(format!("{table}[{i}] is not an object")))?;
                 parsed.push(row.clone());
             }
-            rows.insert(kind, unify_rows(kind, mapping, parsed, "table").map_err(bad)?);
+            rows.insert(
+                kind,
+                unify_rows(kind, mapping, parsed, "table").map_err(bad)?,
+            );
         }
         Ok(Mirror { rows })
     }
@@ -118,7 +125,8 @@ impl Mirror {
             path: origin.clone(),
             problem,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         let doc: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         Mirror::from_snapshot(&doc, mapping, &origin)
     }
@@ -258,10 +266,9 @@ pub async fn list_stripe(
                 })
                 .await
                 .map_err(|e| ReconcileError::Pay(format!("{operation}: {e}")))?;
-            let data = page
-                .get("data")
-                .and_then(Value::as_array)
-                .ok_or_else(|| ReconcileError::Pay(format!("{operation}: the answer has no `data` list")))?;
+            let data = page.get("data").and_then(Value::as_array).ok_or_else(|| {
+                ReconcileError::Pay(format!("{operation}: the answer has no `data` list"))
+            })?;
             let mut last = None;
             for object in data {
                 if let Some(id) = object.get("id").and_then(Value::as_str) {
@@ -428,7 +435,9 @@ impl Report {
             out.push_str("\nNo drift: the database mirror matches Stripe.\n");
         } else {
             out.push_str(&format!("\nDrift ({}):\n", self.drift.len()));
-            let head = ["TABLE", "ID", "PROBLEM", "COLUMN", "DATABASE", "STRIPE", "WINNER"];
+            let head = [
+                "TABLE", "ID", "PROBLEM", "COLUMN", "DATABASE", "STRIPE", "WINNER",
+            ];
             let rows: Vec<[String; 7]> = self
                 .drift
                 .iter()
@@ -645,8 +654,8 @@ pub fn diff(
                 if same(&have, &want) {
                     continue;
                 }
-                let field = column_field(column.path.as_str())
-                    .filter(|f| pushable(kind).contains(f));
+                let field =
+                    column_field(column.path.as_str()).filter(|f| pushable(kind).contains(f));
                 let push = match field {
                     Some(f) if rule.wins(&t.table, &column.name) => {
                         let stripe_value = object.get(f).cloned().unwrap_or(Value::Null);
@@ -804,7 +813,12 @@ pub async fn apply_updates(
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
     /// The database mirror as JSON: `{"products": [rows], "prices": [...], ...}`.
-    #[arg(long, value_name = "FILE", conflicts_with = "database_url", required_unless_present = "database_url")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "database_url",
+        required_unless_present = "database_url"
+    )]
     pub snapshot: Option<PathBuf>,
     /// PostgreSQL URL of the database mirror (`postgres://user@host:port/db`).
     #[arg(long, value_name = "URL")]
@@ -828,7 +842,11 @@ pub struct ReconcileArgs {
     #[arg(long)]
     pub json: bool,
     /// Columns the database wins (`name` for every table, `products.name` for one).
-    #[arg(long, value_delimiter = ',', default_value = "name,description,metadata")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "name,description,metadata"
+    )]
     pub db_wins: Vec<String>,
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
     #[arg(long, value_name = "FILE")]
@@ -842,6 +860,12 @@ pub struct ReconcileArgs {
 
 /// Runs the command: exit 0 when done (drift or not), an `Err` for what stopped it.
 pub async fn run(args: ReconcileArgs) -> Result<ExitCode, String> {
+    print!("{}", execute(args).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command's whole output (the table, or the JSON with `--json`).
+pub async fn execute(args: ReconcileArgs) -> Result<String, String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),
@@ -888,17 +912,15 @@ pub async fn run(args: ReconcileArgs) -> Result<ExitCode, String> {
     if args.json {
         let mut out = report.to_json();
         out["applied"] = json!(applied.as_ref().map(Vec::len).unwrap_or(0));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
-        );
+        let text = serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string());
+        Ok(text + "\n")
     } else {
-        print!("{}", report.to_text());
+        let mut text = report.to_text();
         if let Some(a) = &applied {
-            println!("\nApplied {} Stripe update(s).", a.len());
+            text.push_str(&format!("\nApplied {} Stripe update(s).\n", a.len()));
         }
+        Ok(text)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn pay_for(

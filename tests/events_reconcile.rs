@@ -26,7 +26,7 @@ fn seed() -> Value {
     for i in 0..150 {
         products.push(json!({"id": format!("prod_bulk_{i:03}"), "name": format!("Bulk {i}")}));
     }
-    json!({"accounts": {ACCOUNT: {
+    let mut doc = json!({"accounts": {ACCOUNT: {
         "stripe_connect_id": CONNECT,
         "products": products,
         "prices": [{"id": "price_1", "product": "prod_a", "currency": "usd", "unit_amount": 1000,
@@ -37,7 +37,18 @@ fn seed() -> Value {
             "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_1"}, "quantity": 1}]}}],
         "coupons": [{"id": "co_1", "name": "Ten", "percent_off": 10, "duration": "once"}],
         "promotion_codes": [{"id": "promo_1", "code": "TEN", "coupon": "co_1"}]
-    }}})
+    }}});
+    // A fixed `created`: two sandboxes seeded in different seconds hold the same objects.
+    for list in doc["accounts"][ACCOUNT]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+    {
+        for object in list.as_array_mut().into_iter().flatten() {
+            object["created"] = json!(1_767_225_600);
+        }
+    }
+    doc
 }
 
 struct Stripe {

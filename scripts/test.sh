@@ -18,4 +18,5 @@ bash scripts/install-test-python.sh
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
+# The PostgreSQL tests (reconcile) need a server: with-postgres.sh starts a throwaway one.
+bash scripts/with-postgres.sh cargo test --all-targets

@@ -70,6 +70,8 @@ pub enum Command {
     },
     /// Run the chat endpoint: the native thread API and the OpenAI-compatible API.
     Serve(crate::server::ServeArgs),
+    /// Compare the database mirror with Stripe: drift, the sync plan, and database-wins pushes.
+    Reconcile(crate::events::reconcile::ReconcileArgs),
 }
 
 /// Where the Altan Pay API is and how to reach it.
@@ -185,6 +187,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         } => crate::transcript::cli::record_file(&scenario, &out, stream).await,
         Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
         Command::Serve(args) => crate::server::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Reconcile(args) => crate::events::reconcile::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod chat;
 pub mod cli;
 pub mod engine;
+pub mod events;
 pub mod gateway;
 pub mod model;
 pub mod pay;

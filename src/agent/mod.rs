@@ -141,6 +141,13 @@ pub enum AgentError {
     Setup(String),
 }
 
+/// Stripe changes the agent did not make itself (Stripe events, checkout), waiting for the
+/// next answer in their account's thread so nothing exists only in Stripe.
+pub trait PendingSource: Send + Sync {
+    /// Removes and returns the account's pending changes.
+    fn take(&self, account_id: &str) -> Vec<Mutation>;
+}
+
 /// Builds an [`Agent`].
 #[derive(Default)]
 pub struct AgentBuilder {
@@ -153,6 +160,7 @@ pub struct AgentBuilder {
     mapping: Option<SyncMapping>,
     bounce_threshold: Option<usize>,
     plans: Option<crate::tools::plan::PlanStore>,
+    pending: Option<Arc<dyn PendingSource>>,
 }
 
 impl AgentBuilder {
@@ -190,6 +198,12 @@ impl AgentBuilder {
     /// Which database tables and columns the sync plan writes.
     pub fn sync_mapping(mut self, mapping: SyncMapping) -> Self {
         self.mapping = Some(mapping);
+        self
+    }
+
+    /// Where Stripe changes made outside the agent come from (e.g. the events endpoint).
+    pub fn pending_source(mut self, source: Arc<dyn PendingSource>) -> Self {
+        self.pending = Some(source);
         self
     }
 
@@ -237,6 +251,7 @@ impl AgentBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryStore::default())),
                 mapping: self.mapping.unwrap_or_default(),
                 bounce_threshold: self.bounce_threshold.unwrap_or(4),
+                pending: self.pending,
                 threads: Mutex::default(),
             }),
         })
@@ -260,6 +275,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     mapping: SyncMapping,
     bounce_threshold: usize,
+    pending: Option<Arc<dyn PendingSource>>,
     /// One lock per thread: answers in a thread are serialised, threads run in parallel.
     threads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -477,6 +493,15 @@ impl Agent {
             }
         };
 
+        // Changes Stripe made outside this agent go into the same hand-over; saved at once so
+        // a crash before the answer loses none of them.
+        if let (Some(source), Some(account)) = (&inner.pending, &context.account_id) {
+            let pending = source.take(account);
+            if !pending.is_empty() {
+                session.unsynced.extend(pending);
+                inner.store.save(session)?;
+            }
+        }
         // Everything after the preamble is the thread's history from now on.
         session.history = turn.messages()[preamble..].to_vec();
         let (model_text, answer_end, stop_reason) = match &end {

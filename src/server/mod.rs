@@ -72,6 +72,24 @@ pub struct ServeArgs {
     /// A prompt directory in Altan's layout instead of the embedded prompt.
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
+    /// Stripe webhook endpoint secret(s) (`whsec_...`, comma-separated during a rotation);
+    /// turns on `POST /v1/stripe/events` and `GET /v1/accounts/{id}/pending-syncs`.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub stripe_webhook_secret: Vec<String>,
+    /// Which Altan account each Connect account's events belong to: `acct_1=ws_1,acct_2=ws_2`.
+    #[arg(long, value_delimiter = ',', value_name = "ACCT=ACCOUNT")]
+    pub stripe_account_map: Vec<String>,
+    /// The Altan account of events that name no Connect account.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub stripe_fixed_account: Option<String>,
+    /// SQLite file of received events and pending syncs.
+    #[arg(long, default_value = "altan-pay-events.db", value_name = "FILE")]
+    pub events_db: PathBuf,
 }
 
 /// Settings the handlers read.
@@ -98,6 +116,8 @@ pub struct ServerState {
     /// Turns run as tasks here, so a client hanging up never cuts one short and shutdown
     /// can wait for them.
     pub(crate) tracker: TaskTracker,
+    /// Stripe events in, when a webhook secret is configured.
+    pub(crate) events: Option<Arc<crate::events::EventsState>>,
 }
 
 impl ServerState {
@@ -115,7 +135,15 @@ impl ServerState {
             tokens: Arc::new(tokens),
             config: Arc::new(config),
             tracker: TaskTracker::new(),
+            events: None,
         })
+    }
+
+    /// Serves Stripe events too; the agent should take their pending syncs
+    /// (`AgentBuilder::pending_source`) so the next answer hands them over.
+    pub fn with_events(mut self, events: Arc<crate::events::EventsState>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     pub fn agent(&self) -> &Agent {
@@ -136,12 +164,40 @@ pub fn router(state: ServerState) -> Router {
         .route("/models", get(openai::list_models))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .method_not_allowed_fallback(error::method_not_allowed);
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .nest("/v1", v1)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone());
+    match &state.events {
+        // The events POST is authenticated by Stripe's signature; the pending-syncs listing
+        // shows customer data, so it takes a bearer token scoped to the account.
+        Some(events) => app.merge(crate::events::router(events.clone()).route_layer(
+            middleware::from_fn_with_state(state.clone(), authenticate_reads),
+        )),
+        None => app,
+    }
+}
+
+/// Token and account checks for the GET routes of the events part.
+async fn authenticate_reads(
+    State(state): State<ServerState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if request.method() == axum::http::Method::GET {
+        let access = state.tokens.authenticate(request.headers())?;
+        // /v1/accounts/{account_id}/pending-syncs
+        let account = request
+            .uri()
+            .path()
+            .split('/')
+            .nth(3)
+            .and_then(crate::pay::routes::percent_decode);
+        access.check(account.as_deref())?;
+    }
+    Ok(next.run(request).await)
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
@@ -281,8 +337,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes.max(1024),
     };
-    let state = ServerState::new(builder, Arc::new(store), tokens.clone(), config)
+    let events = events_state(&args, &pay.client)?;
+    if let Some(events) = &events {
+        builder = builder.pending_source(events.clone());
+    }
+    let mut state = ServerState::new(builder, Arc::new(store), tokens.clone(), config)
         .map_err(|e| e.to_string())?;
+    if let Some(events) = events {
+        state = state.with_events(events);
+    }
     let listener = TcpListener::bind(&args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
@@ -309,6 +372,43 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("server: {e}"))?;
     drop(pay);
     Ok(())
+}
+
+/// The events part, when a webhook secret is configured.
+fn events_state(
+    args: &ServeArgs,
+    pay: &crate::pay::PayClient,
+) -> Result<Option<Arc<crate::events::EventsState>>, String> {
+    let secrets: Vec<String> = args
+        .stripe_webhook_secret
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    let mut accounts = crate::events::AccountMap {
+        fixed: args.stripe_fixed_account.clone(),
+        ..Default::default()
+    };
+    for pair in &args.stripe_account_map {
+        let (connect, account) = pair
+            .split_once('=')
+            .filter(|(c, a)| !c.trim().is_empty() && !a.trim().is_empty())
+            .ok_or_else(|| format!("--stripe-account-map: `{pair}` is not ACCT=ACCOUNT"))?;
+        accounts
+            .connect
+            .insert(connect.trim().to_string(), account.trim().to_string());
+    }
+    let store = crate::events::SqlitePendingStore::open(&args.events_db)
+        .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?;
+    let state = crate::events::EventsState::new(
+        crate::events::EventsConfig::new(secrets, accounts),
+        Arc::new(store),
+    )
+    .with_pay(pay.clone());
+    Ok(Some(Arc::new(state)))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -50,6 +50,11 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
             json!({"amount_discount": off, "amount_shipping": 0, "amount_tax": 0});
     }
     tx.put("checkout.session", session.clone());
+    // Kept aside (Stripe returns them only when expanded) for `Sandbox::complete_checkout`.
+    tx.put(
+        "checkout.line_items",
+        json!({"id": id, "data": p.get("line_items")}),
+    );
     Ok(session)
 }
 

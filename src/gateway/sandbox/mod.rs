@@ -4,6 +4,7 @@
 mod billing;
 mod catalog;
 mod checkout;
+pub mod events;
 mod list;
 pub mod params;
 mod seed;
@@ -22,6 +23,7 @@ use super::error::ApiError;
 use super::{Backend, PayRequest, PayResponse};
 use store::{Changes, IdemRecord, State, StoreError};
 
+pub use events::{CheckoutCompletion, EventSink, EventSinkConfig, EventingSandbox};
 pub use seed::SeedError;
 
 /// The sandbox. Cloning shares the same state.

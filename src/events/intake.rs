@@ -1,0 +1,455 @@
+//! Event intake as a library: signature, parsing, account resolution, the mutations an event
+//! stands for (checkout sessions fetch their customer and subscription), and the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::room::RoomPoster;
+use super::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
+use super::store::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
+use crate::pay::{PayCall, PayClient, PayError};
+use crate::sync::{
+    Mutation, MutationSource, ObjectKind, Outcome, SyncLedger, SyncMapping, SyncPlan,
+};
+
+/// Which Altan accounts this endpoint serves, and how an event finds its account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountMap {
+    /// Stripe Connect id (`acct_...`, the event's `account`) → Altan account id.
+    pub connect: HashMap<String, String>,
+    /// The account of events without `account` (a direct, non-Connect endpoint).
+    pub fixed: Option<String>,
+}
+
+impl AccountMap {
+    /// One account, reached by its Connect id.
+    pub fn single(connect_id: &str, account_id: &str) -> AccountMap {
+        AccountMap {
+            connect: HashMap::from([(connect_id.to_owned(), account_id.to_owned())]),
+            fixed: None,
+        }
+    }
+
+    /// The Altan account of an event; `None` means this endpoint does not serve it.
+    pub fn resolve(&self, connect_id: Option<&str>) -> Option<&str> {
+        match connect_id {
+            Some(id) => self.connect.get(id).map(String::as_str),
+            None => self.fixed.as_deref(),
+        }
+    }
+
+    /// Whether an Altan account is served here.
+    pub fn serves(&self, account_id: &str) -> bool {
+        self.fixed.as_deref() == Some(account_id) || self.connect.values().any(|a| a == account_id)
+    }
+
+    /// The Connect id of a served account, when the map knows it.
+    pub fn connect_id_of(&self, account_id: &str) -> Option<&str> {
+        self.connect
+            .iter()
+            .find(|(_, a)| a.as_str() == account_id)
+            .map(|(c, _)| c.as_str())
+    }
+}
+
+/// Settings of the events endpoint.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Endpoint secrets (`whsec_...`); several during a rotation, any one may sign.
+    pub secrets: Vec<String>,
+    /// How far a signature's timestamp may be from now (Stripe: 5 minutes).
+    pub tolerance: Duration,
+    pub accounts: AccountMap,
+    pub mapping: SyncMapping,
+}
+
+impl EventsConfig {
+    pub fn new(secrets: Vec<String>, accounts: AccountMap) -> EventsConfig {
+        EventsConfig {
+            secrets,
+            tolerance: Duration::from_secs(DEFAULT_TOLERANCE_SECS as u64),
+            accounts,
+            mapping: SyncMapping::default(),
+        }
+    }
+}
+
+/// The event types that become mutations; others are acknowledged and ignored.
+pub const HANDLED_EVENT_TYPES: &[&str] = &[
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "coupon.created",
+    "coupon.updated",
+    "coupon.deleted",
+    "promotion_code.created",
+    "promotion_code.updated",
+    "promotion_code.deleted",
+    "checkout.session.completed",
+];
+
+/// Why an event was refused; [`IntakeError::status`] is the HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("bad signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("this endpoint does not serve {0}")]
+    NotServed(String),
+    #[error("cannot fetch the checkout session's objects through the Altan Pay API: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Store(#[from] PendingError),
+}
+
+impl IntakeError {
+    /// 400 for what the sender must fix, 403 for an account not served here, 5xx for what a
+    /// redelivery can fix (Stripe retries non-2xx answers).
+    pub fn status(&self) -> u16 {
+        match self {
+            IntakeError::Signature(_) | IntakeError::Malformed(_) => 400,
+            IntakeError::NotServed(_) => 403,
+            IntakeError::Fetch(_) => 502,
+            IntakeError::Store(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            IntakeError::Signature(_) => "signature_invalid",
+            IntakeError::Malformed(_) => "event_malformed",
+            IntakeError::NotServed(_) => "account_not_served",
+            IntakeError::Fetch(_) => "pay_api_unavailable",
+            IntakeError::Store(_) => "store_failed",
+        }
+    }
+}
+
+/// What happened to an accepted event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub event_id: String,
+    pub event_type: String,
+    pub account_id: String,
+    /// `applied`, `duplicate` or `ignored` (a type this endpoint does not handle).
+    pub status: &'static str,
+    pub queued: usize,
+    pub stale: usize,
+}
+
+/// Everything the router needs; the server shares it behind an `Arc`.
+pub struct EventsState {
+    config: EventsConfig,
+    store: Arc<dyn PendingStore>,
+    pay: Option<PayClient>,
+    room: Option<RoomPoster>,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for EventsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsState")
+            .field(
+                "secrets",
+                &format!("<{} redacted>", self.config.secrets.len()),
+            )
+            .field("accounts", &self.config.accounts)
+            .finish()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl EventsState {
+    pub fn new(config: EventsConfig, store: Arc<dyn PendingStore>) -> EventsState {
+        EventsState {
+            config,
+            store,
+            pay: None,
+            room: None,
+            clock: Arc::new(unix_now),
+        }
+    }
+
+    /// The Altan Pay client that fetches a completed checkout session's objects.
+    pub fn with_pay(mut self, pay: PayClient) -> Self {
+        self.pay = Some(pay);
+        self
+    }
+
+    /// Posts each account's new pending syncs to its room thread.
+    pub fn with_room(mut self, room: RoomPoster) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    /// A fixed clock for signature tolerance tests.
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn config(&self) -> &EventsConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn PendingStore> {
+        &self.store
+    }
+
+    /// Verifies, parses and applies one delivery; nothing changes unless it is `Ok`.
+    pub async fn receive(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Receipt, IntakeError> {
+        let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
+        signature::verify(
+            signature_header,
+            body,
+            &self.config.secrets,
+            (self.clock)(),
+            tolerance,
+        )?;
+        let event: Value = serde_json::from_slice(body)
+            .map_err(|e| IntakeError::Malformed(format!("the body is not JSON: {e}")))?;
+        let field = |name: &str| {
+            event
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| IntakeError::Malformed(format!("no string `{name}`")))
+        };
+        let event_id = field("id")?.to_owned();
+        let event_type = field("type")?.to_owned();
+        if event.get("object").and_then(Value::as_str) != Some("event") {
+            return Err(IntakeError::Malformed("`object` is not \"event\"".into()));
+        }
+        let created = event
+            .get("created")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| IntakeError::Malformed("no integer `created`".into()))?;
+        if !event.pointer("/data/object").is_some_and(Value::is_object) {
+            return Err(IntakeError::Malformed("no object `data.object`".into()));
+        }
+        let connect = match event.get("account") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => return Err(IntakeError::Malformed("`account` is not a string".into())),
+        };
+        let account_id = self
+            .config
+            .accounts
+            .resolve(connect)
+            .ok_or_else(|| {
+                IntakeError::NotServed(match connect {
+                    Some(c) => format!("the Stripe account {c}"),
+                    None => "events without a Connect `account`".to_owned(),
+                })
+            })?
+            .to_owned();
+        let record = EventRecord {
+            id: event_id.clone(),
+            event_type: event_type.clone(),
+            account_id: account_id.clone(),
+            created,
+        };
+        let receipt = |status, queued, stale| Receipt {
+            event_id: event_id.clone(),
+            event_type: event_type.clone(),
+            account_id: account_id.clone(),
+            status,
+            queued,
+            stale,
+        };
+        if !HANDLED_EVENT_TYPES.contains(&event_type.as_str()) {
+            info!(
+                event_id,
+                event_type, "Stripe event type not handled; acknowledged and ignored"
+            );
+            return Ok(receipt("ignored", 0, 0));
+        }
+        if self.store.is_processed(&event_id)? {
+            return Ok(receipt("duplicate", 0, 0));
+        }
+        let mutations = if event_type == "checkout.session.completed" {
+            self.checkout_mutations(&event, &event_id, &account_id, connect, created)
+                .await?
+        } else {
+            let mutation = Mutation::from_stripe_event(&event)
+                .map_err(|e| IntakeError::Malformed(e.to_string()))?;
+            let version = match &mutation.outcome {
+                Outcome::Exists { object } => version_of(object, created),
+                Outcome::Deleted => created,
+            };
+            vec![Versioned { mutation, version }]
+        };
+        let applied = self.store.apply(&record, &mutations)?;
+        match applied {
+            Applied::Duplicate => Ok(receipt("duplicate", 0, 0)),
+            Applied::Applied { queued, stale } => {
+                if stale > 0 {
+                    info!(event_id, stale, "older than what was applied; not queued");
+                }
+                if queued > 0
+                    && let Some(room) = &self.room
+                {
+                    room.notify(&account_id);
+                }
+                Ok(receipt("applied", queued, stale))
+            }
+        }
+    }
+
+    async fn checkout_mutations(
+        &self,
+        event: &Value,
+        event_id: &str,
+        account_id: &str,
+        connect: Option<&str>,
+        created: i64,
+    ) -> Result<Vec<Versioned>, IntakeError> {
+        let session = event
+            .pointer("/data/object")
+            .filter(|o| o.get("object").and_then(Value::as_str) == Some("checkout.session"))
+            .ok_or_else(|| IntakeError::Malformed("no checkout session in `data.object`".into()))?;
+        let id_of = |name: &str| match session.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+        let wanted = [
+            (
+                "customers.retrieve",
+                ObjectKind::Customer,
+                id_of("customer"),
+            ),
+            (
+                "subscriptions.retrieve",
+                ObjectKind::Subscription,
+                id_of("subscription"),
+            ),
+        ];
+        if wanted.iter().all(|(_, _, id)| id.is_none()) {
+            return Ok(Vec::new());
+        }
+        let pay = self.pay.as_ref().ok_or_else(|| {
+            IntakeError::Fetch("no Altan Pay API is configured for checkout sessions".into())
+        })?;
+        let connect_id = match connect.map(str::to_owned).or_else(|| {
+            self.config
+                .accounts
+                .connect_id_of(account_id)
+                .map(str::to_owned)
+        }) {
+            Some(c) => c,
+            None => pay
+                .stripe_connect_id(account_id)
+                .await
+                .map_err(|e| IntakeError::Fetch(e.to_string()))?,
+        };
+        let mut out = Vec::new();
+        for (operation, kind, id) in wanted {
+            let Some(id) = id else { continue };
+            let object = pay
+                .call(PayCall {
+                    operation,
+                    account_id,
+                    stripe_connect_id: Some(&connect_id),
+                    id: Some(&id),
+                    params: json!({}),
+                    idempotency_key: None,
+                })
+                .await
+                .map_err(|e: PayError| IntakeError::Fetch(format!("{operation} {id}: {e}")))?;
+            let deleted = object.get("deleted").and_then(Value::as_bool) == Some(true);
+            let version = version_of(&object, created);
+            out.push(Versioned {
+                mutation: Mutation {
+                    source: MutationSource::StripeEvent {
+                        event_id: event_id.to_owned(),
+                    },
+                    operation: "checkout.session.completed".to_owned(),
+                    kind,
+                    id,
+                    outcome: if deleted {
+                        Outcome::Deleted
+                    } else {
+                        Outcome::Exists { object }
+                    },
+                },
+                version,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The account's pending entries, oldest first (for `GET .../pending-syncs`).
+    pub fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+        self.store.pending(account_id)
+    }
+
+    /// The plan the pending entries make, without taking them.
+    pub fn pending_plan(&self, entries: &[PendingEntry]) -> Option<SyncPlan> {
+        let mut ledger = SyncLedger::new();
+        for e in entries {
+            ledger.record(e.mutation.clone());
+        }
+        ledger.plan(&self.config.mapping, &())
+    }
+
+    /// The hook for the Agent: the account's pending mutations, removed from the queue, to put
+    /// into `Session::unsynced` before composing the next answer.
+    pub fn try_take_pending(&self, account_id: &str) -> Result<Vec<Mutation>, PendingError> {
+        Ok(self
+            .store
+            .take(account_id)?
+            .into_iter()
+            .map(|e| e.mutation)
+            .collect())
+    }
+
+    /// [`EventsState::try_take_pending`] for callers that cannot handle an error: a failing
+    /// store is logged and leaves the queue intact, so the next answer gets them.
+    pub fn take_pending(&self, account_id: &str) -> Vec<Mutation> {
+        self.try_take_pending(account_id).unwrap_or_else(|e| {
+            warn!(account_id, "pending syncs not taken: {e}");
+            Vec::new()
+        })
+    }
+}
+
+/// The object's `updated` when Stripe gives one, else the event's `created`.
+fn version_of(object: &Value, created: i64) -> i64 {
+    object
+        .get("updated")
+        .and_then(Value::as_i64)
+        .unwrap_or(created)
+}
+
+/// The agent takes an account's pending syncs before it composes an answer.
+impl crate::agent::PendingSource for EventsState {
+    fn take(&self, account_id: &str) -> Vec<Mutation> {
+        self.take_pending(account_id)
+    }
+}

@@ -1,0 +1,18 @@
+//! Objects Stripe changes on its own reach Altan: signed Stripe events in, pending syncs out
+//! (next answer, listing, room post), and reconciliation of the database mirror against Stripe.
+
+mod http;
+mod intake;
+pub mod reconcile;
+mod room;
+pub mod signature;
+mod store;
+
+pub use http::{MAX_EVENT_BYTES, router};
+pub use intake::{
+    AccountMap, EventsConfig, EventsState, HANDLED_EVENT_TYPES, IntakeError, Receipt,
+};
+pub use room::{RoomConfig, RoomPoster, handoff_text};
+pub use store::{
+    Applied, EventRecord, PendingEntry, PendingError, PendingStore, SqlitePendingStore, Versioned,
+};

@@ -1,0 +1,427 @@
+//! Signed Stripe events for the sandbox's own changes: a wrapper [`Backend`] that emits one
+//! event per successful mutation to a configured URL, and completing a checkout session.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::store::Changes;
+use super::util::random_id;
+use super::{Sandbox, Tx, billing, connect_id_for, params, subscriptions};
+use crate::gateway::error::ApiError;
+use crate::gateway::{Backend, PayRequest, PayResponse};
+
+/// The Stripe event type a successful operation causes; `None` for reads and checkout creation.
+pub fn event_type_for(operation: &str) -> Option<&'static str> {
+    Some(match operation {
+        "products.create" => "product.created",
+        "products.update" => "product.updated",
+        "products.delete" => "product.deleted",
+        "prices.create" => "price.created",
+        "prices.update" => "price.updated",
+        "customers.create" => "customer.created",
+        "customers.update" => "customer.updated",
+        "customers.delete" => "customer.deleted",
+        "subscriptions.create" => "customer.subscription.created",
+        "subscriptions.update" => "customer.subscription.updated",
+        // Stripe reports a canceled subscription as deleted.
+        "subscriptions.cancel" => "customer.subscription.deleted",
+        "coupons.create" => "coupon.created",
+        "coupons.update" => "coupon.updated",
+        "coupons.delete" => "coupon.deleted",
+        "promotion_codes.create" => "promotion_code.created",
+        "promotion_codes.update" => "promotion_code.updated",
+        _ => return None,
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A Stripe event object for a Connect account.
+pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created: i64) -> Value {
+    json!({
+        "id": random_id("evt_", 24),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "type": event_type,
+        "created": created,
+        "account": connect_id,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": object},
+    })
+}
+
+/// Where events go and how hard to try.
+#[derive(Debug, Clone)]
+pub struct EventSinkConfig {
+    pub url: String,
+    /// The endpoint secret that signs every delivery.
+    pub secret: String,
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl EventSinkConfig {
+    pub fn new(url: &str, secret: &str) -> EventSinkConfig {
+        EventSinkConfig {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+enum SinkMessage {
+    Event(Value),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counts of what the sink did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SinkStats {
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Delivers events in order, one at a time, signed like Stripe, retrying 429, 5xx and
+/// connection errors with exponential backoff. Needs a Tokio runtime.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<SinkMessage>,
+    stats: Arc<Mutex<SinkStats>>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl EventSink {
+    pub fn spawn(config: EventSinkConfig) -> EventSink {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Mutex::new(SinkStats::default()));
+        tokio::spawn(deliver_all(config, rx, stats.clone()));
+        EventSink { tx, stats }
+    }
+
+    /// Queues one event for delivery.
+    pub fn send(&self, event: Value) {
+        let _ = self.tx.send(SinkMessage::Event(event));
+    }
+
+    /// Waits until every event queued before this call was delivered or given up.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(SinkMessage::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn stats(&self) -> SinkStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+async fn deliver_all(
+    config: EventSinkConfig,
+    mut rx: mpsc::UnboundedReceiver<SinkMessage>,
+    stats: Arc<Mutex<SinkStats>>,
+) {
+    let http = match reqwest::Client::builder().timeout(config.timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("event sink disabled: cannot build the HTTP client: {e}");
+            return;
+        }
+    };
+    while let Some(message) = rx.recv().await {
+        match message {
+            SinkMessage::Flush(done) => {
+                let _ = done.send(());
+            }
+            SinkMessage::Event(event) => {
+                let ok = deliver(&config, &http, &event).await;
+                if let Ok(mut s) = stats.lock() {
+                    if ok {
+                        s.delivered += 1;
+                    } else {
+                        s.failed += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Signs and posts one event; `true` once the endpoint answered 2xx.
+pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &Value) -> bool {
+    let body = event.to_string();
+    let id = event.get("id").and_then(Value::as_str).unwrap_or("?");
+    for attempt in 0..config.max_attempts.max(1) {
+        if attempt > 0 {
+            let wait = config
+                .base_delay
+                .saturating_mul(2u32.saturating_pow(attempt - 1))
+                .min(Duration::from_secs(10));
+            tokio::time::sleep(wait).await;
+        }
+        // Signed at each attempt, like Stripe: a retry carries a fresh timestamp.
+        let header = crate::events::signature::header(&config.secret, unix_now(), body.as_bytes());
+        let sent = http
+            .post(&config.url)
+            .header("Content-Type", "application/json")
+            .header("Stripe-Signature", header)
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                debug!(event = id, "event delivered");
+                return true;
+            }
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                warn!(event = id, status = %r.status(), "event refused by the endpoint");
+                return false;
+            }
+            Ok(r) => warn!(event = id, attempt, status = %r.status(), "event delivery failed"),
+            Err(e) => warn!(event = id, attempt, "event delivery failed: {e}"),
+        }
+    }
+    false
+}
+
+/// What completing a checkout session made, and the events Stripe would send for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckoutCompletion {
+    pub session: Value,
+    /// The customer, when checkout created one.
+    pub created_customer: Option<Value>,
+    pub subscription: Option<Value>,
+    /// `customer.created`, `customer.subscription.created`, `checkout.session.completed`.
+    pub events: Vec<Value>,
+}
+
+impl Sandbox {
+    /// Wraps this sandbox so every successful mutation sends a signed event to `url`.
+    pub fn with_event_sink(self, url: &str, secret: &str) -> EventingSandbox {
+        EventingSandbox::new(self, EventSink::spawn(EventSinkConfig::new(url, secret)))
+    }
+
+    /// Completes an open checkout session as if the customer paid: creates the customer
+    /// (unless the session named one) and, in subscription mode, the subscription, atomically.
+    pub fn complete_checkout(
+        &self,
+        account: &str,
+        session_id: &str,
+    ) -> Result<CheckoutCompletion, ApiError> {
+        let mut state = self.lock();
+        let connect_id = connect_id_for(&state, account);
+        let mut tx = Tx::new(&state, account);
+        let now = tx.now;
+        let mut session = tx
+            .get("checkout.session", session_id)
+            .ok_or_else(|| ApiError::missing("checkout.session", session_id))?;
+        if session["status"] != json!("open") {
+            return Err(ApiError::invalid(format!(
+                "The checkout session '{session_id}' is not open (status {}).",
+                session["status"]
+            )));
+        }
+        let mode = session["mode"].as_str().unwrap_or("payment").to_owned();
+        let mut created_customer = None;
+        let customer_id = match session["customer"].as_str() {
+            Some(id) => billing::live_customer(&tx, id)?["id"].clone(),
+            None => {
+                let mut p = Map::new();
+                let email = session["customer_email"]
+                    .as_str()
+                    .or_else(|| session["customer_details"]["email"].as_str());
+                if let Some(email) = email {
+                    p.insert("email".into(), json!(email));
+                }
+                let fields = params::accepted("customers.create")
+                    .ok_or_else(|| ApiError::internal("no customers.create parameters"))?;
+                let p = params::validate(fields, &p)?;
+                let customer = billing::create_customer(&mut tx, &p)?;
+                let id = customer["id"].clone();
+                created_customer = Some(customer);
+                id
+            }
+        };
+        let mut subscription = None;
+        if mode == "subscription" {
+            let stored = tx.get("checkout.line_items", session_id);
+            let items = stored
+                .as_ref()
+                .and_then(|s| s["data"].as_array())
+                .or_else(|| session["line_items"]["data"].as_array())
+                .or_else(|| session["line_items"].as_array())
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "The checkout session '{session_id}' has no line items to subscribe to."
+                    ))
+                })?;
+            let items: Vec<Value> = items
+                .iter()
+                .map(|i| json!({"price": i["price"], "quantity": i["quantity"].as_i64().unwrap_or(1)}))
+                .collect();
+            let mut p = Map::new();
+            p.insert("customer".into(), customer_id.clone());
+            p.insert("items".into(), Value::Array(items));
+            if let Some(coupon) = session["discounts"][0]["coupon"].as_str() {
+                p.insert("discounts".into(), json!([{"coupon": coupon}]));
+            }
+            let fields = params::accepted("subscriptions.create")
+                .ok_or_else(|| ApiError::internal("no subscriptions.create parameters"))?;
+            let p = params::validate(fields, &p)?;
+            subscription = Some(subscriptions::create(&mut tx, &p)?);
+        }
+        session["status"] = json!("complete");
+        session["payment_status"] = json!(if mode == "setup" {
+            "no_payment_required"
+        } else {
+            "paid"
+        });
+        session["customer"] = customer_id;
+        session["subscription"] = subscription
+            .as_ref()
+            .map(|s| s["id"].clone())
+            .unwrap_or(Value::Null);
+        tx.put("checkout.session", session.clone());
+        let writes = std::mem::take(&mut tx.writes);
+        let changes = Changes {
+            objects: writes,
+            ..Changes::default()
+        };
+        state.commit(account, changes).map_err(|e| {
+            ApiError::internal(format!("the sandbox could not save the change: {e}"))
+        })?;
+        let mut events = Vec::new();
+        if let Some(c) = &created_customer {
+            events.push(stripe_event("customer.created", &connect_id, c, now));
+        }
+        if let Some(s) = &subscription {
+            events.push(stripe_event(
+                "customer.subscription.created",
+                &connect_id,
+                s,
+                now,
+            ));
+        }
+        events.push(stripe_event(
+            "checkout.session.completed",
+            &connect_id,
+            &session,
+            now,
+        ));
+        Ok(CheckoutCompletion {
+            session,
+            created_customer,
+            subscription,
+            events,
+        })
+    }
+}
+
+/// The sandbox behind the gateway, sending a signed event after each successful mutation.
+#[derive(Clone)]
+pub struct EventingSandbox {
+    sandbox: Sandbox,
+    sink: EventSink,
+    /// (account, idempotency key) already announced: a replayed request sends nothing, as in Stripe.
+    announced: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl EventingSandbox {
+    pub fn new(sandbox: Sandbox, sink: EventSink) -> EventingSandbox {
+        EventingSandbox {
+            sandbox,
+            sink,
+            announced: Arc::default(),
+        }
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    pub fn sink(&self) -> &EventSink {
+        &self.sink
+    }
+
+    /// [`Sandbox::complete_checkout`], then its events to the sink.
+    pub async fn complete_checkout(
+        &self,
+        account: &str,
+        session_id: &str,
+    ) -> Result<CheckoutCompletion, ApiError> {
+        let sandbox = self.sandbox.clone();
+        let (account, session_id) = (account.to_owned(), session_id.to_owned());
+        let done =
+            tokio::task::spawn_blocking(move || sandbox.complete_checkout(&account, &session_id))
+                .await
+                .map_err(|e| ApiError::internal(format!("sandbox task failed: {e}")))??;
+        for event in &done.events {
+            self.sink.send(event.clone());
+        }
+        Ok(done)
+    }
+
+    /// Whether a successful request is new (not an idempotent replay of an announced one).
+    fn first_time(&self, account: &str, key: Option<String>) -> bool {
+        let Some(key) = key else {
+            return true;
+        };
+        match self.announced.lock() {
+            Ok(mut seen) => seen.insert((account.to_owned(), key)),
+            Err(_) => true,
+        }
+    }
+}
+
+impl Backend for EventingSandbox {
+    fn handle(
+        &self,
+        request: PayRequest,
+    ) -> Pin<Box<dyn Future<Output = PayResponse> + Send + '_>> {
+        Box::pin(async move {
+            let event_type = event_type_for(&request.operation);
+            let connect_id = request.stripe_connect_id.clone();
+            let key = request.idempotency_key.clone();
+            let account = request.account_id.clone();
+            let response = Backend::handle(&self.sandbox, request).await;
+            if let (Some(event_type), Some(connect_id), 200) =
+                (event_type, connect_id, response.status)
+                && self.first_time(&account, key)
+            {
+                self.sink.send(stripe_event(
+                    event_type,
+                    &connect_id,
+                    &response.body,
+                    unix_now(),
+                ));
+            }
+            response
+        })
+    }
+}

@@ -1,0 +1,388 @@
+//! Stripe events end to end without the chat server: a checkout completed in the sandbox sends
+//! a signed event, the events router verifies it, the pending store and a stand-in room get it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use altan_pay::events::{
+    AccountMap, EventsConfig, EventsState, PendingStore, RoomConfig, RoomPoster,
+    SqlitePendingStore, router, signature,
+};
+use altan_pay::gateway::{Sandbox, spawn};
+use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
+use altan_pay::sync::{AnswerInput, ObjectKind, Room, SyncLedger, SyncMapping, compose_answer};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_e2e";
+
+#[derive(Default)]
+struct RoomLog {
+    attempts: usize,
+    posts: Vec<(String, String, String)>,
+}
+
+/// The room API stand-in: records posts; the first attempt fails with 503 to exercise retries.
+async fn room_standin() -> (String, Arc<Mutex<RoomLog>>) {
+    let log = Arc::new(Mutex::new(RoomLog::default()));
+    async fn handle(
+        State(log): State<Arc<Mutex<RoomLog>>>,
+        Path(thread): Path<String>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> StatusCode {
+        let mut log = log.lock().unwrap();
+        log.attempts += 1;
+        if log.attempts == 1 {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let text = body["text"].as_str().unwrap_or_default().to_owned();
+        let agent = q.get("agent_id").cloned().unwrap_or_default();
+        log.posts.push((thread, agent, text));
+        StatusCode::CREATED
+    }
+    let app = axum::Router::new()
+        .route("/v2/threads/{thread}/messages", post(handle))
+        .with_state(log.clone());
+    (serve(app).await, log)
+}
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn seed() -> Value {
+    json!({"accounts": {"ws_1": {
+        "stripe_connect_id": "acct_test1",
+        "products": [{"id": "prod_1", "name": "Pro"}],
+        "prices": [{"id": "price_1", "product": "prod_1", "currency": "usd", "unit_amount": 2000,
+            "recurring": {"interval": "month", "interval_count": 1}}]
+    }}})
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn deliver(events_url: &str, body: &str, secret: &str, t: i64) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{events_url}/v1/stripe/events"))
+        .header(
+            "Stripe-Signature",
+            signature::header(secret, t, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+struct World {
+    events_url: String,
+    state: Arc<EventsState>,
+    store: Arc<SqlitePendingStore>,
+    eventing: altan_pay::gateway::sandbox::EventingSandbox,
+    pay: PayClient,
+    _gateway: altan_pay::gateway::GatewayHandle,
+}
+
+async fn world(room: Option<RoomConfig>) -> World {
+    let store = Arc::new(SqlitePendingStore::in_memory().unwrap());
+    let routes = RouteTable::embedded();
+    // The events endpoint needs the gateway (checkout fetches) and the gateway's sink needs the
+    // endpoint's URL: bind the endpoint first.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let events_url = format!("http://{}", listener.local_addr().unwrap());
+    let eventing = Sandbox::with_state(&seed())
+        .unwrap()
+        .with_event_sink(&format!("{events_url}/v1/stripe/events"), SECRET);
+    let gateway = spawn(routes.clone(), Arc::new(eventing.clone()), None)
+        .await
+        .unwrap();
+    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
+    let config = EventsConfig::new(
+        vec!["whsec_previous".into(), SECRET.into()],
+        AccountMap::single("acct_test1", "ws_1"),
+    );
+    let dyn_store: Arc<dyn PendingStore> = store.clone();
+    let mut state = EventsState::new(config, dyn_store.clone()).with_pay(pay.clone());
+    if let Some(room) = room {
+        state = state.with_room(RoomPoster::spawn(room, dyn_store, SyncMapping::default()));
+    }
+    let state = Arc::new(state);
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    World {
+        events_url,
+        state,
+        store,
+        eventing,
+        pay,
+        _gateway: gateway,
+    }
+}
+
+async fn open_checkout(w: &World) -> String {
+    let session = w
+        .pay
+        .call(PayCall {
+            operation: "checkout_sessions.create",
+            account_id: "ws_1",
+            stripe_connect_id: Some("acct_test1"),
+            id: None,
+            params: json!({"mode": "subscription", "customer_email": "ada@example.com",
+                "success_url": "https://example.com/ok",
+                "line_items": [{"price": "price_1", "quantity": 1}]}),
+            idempotency_key: Some("checkout-1".into()),
+        })
+        .await
+        .unwrap();
+    session["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
+    let (room_url, room_log) = room_standin().await;
+    let mut room = RoomConfig::new(&room_url, "agent_pay");
+    room.threads.insert("ws_1".into(), "thread_ws_1".into());
+    room.altan_member_id = Some("mem_altan".into());
+    room.window = Duration::from_millis(1500);
+    room.base_delay = Duration::from_millis(50);
+    let w = world(Some(room)).await;
+
+    let session_id = open_checkout(&w).await;
+    let done = w
+        .eventing
+        .complete_checkout("ws_1", &session_id)
+        .await
+        .unwrap();
+    let customer = done.created_customer.as_ref().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let subscription = done.subscription.as_ref().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.eventing.sink().flush().await;
+    assert_eq!(
+        w.eventing.sink().stats().delivered,
+        3,
+        "customer, subscription, checkout events"
+    );
+
+    // Within the batching window: the store holds one entry per object.
+    let pending = w.store.pending("ws_1").unwrap();
+    let mut got: Vec<(ObjectKind, String)> = pending
+        .iter()
+        .map(|e| (e.mutation.kind, e.mutation.id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (ObjectKind::Customer, customer.clone()),
+            (ObjectKind::Subscription, subscription.clone())
+        ]
+    );
+    let listed: Value = reqwest::get(format!("{}/v1/accounts/ws_1/pending-syncs", w.events_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["pending"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        listed["sync_plan"]["operations"].as_array().unwrap().len(),
+        2
+    );
+
+    // One batched handoff, after one failed attempt.
+    let mut waited = 0;
+    while room_log.lock().unwrap().posts.is_empty() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    {
+        let log = room_log.lock().unwrap();
+        assert_eq!(log.posts.len(), 1);
+        assert_eq!(log.attempts, 2);
+        let (thread, agent, text) = &log.posts[0];
+        assert_eq!(thread, "thread_ws_1");
+        assert_eq!(agent, "agent_pay");
+        assert!(
+            text.contains(&format!("upsert customers {customer}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("upsert subscriptions {subscription}")),
+            "{text}"
+        );
+        assert!(
+            text.trim_end().ends_with("[@Altan](/member/mem_altan)"),
+            "{text}"
+        );
+        assert_eq!(text.matches("@Altan").count(), 1, "{text}");
+    }
+    assert!(w.store.pending("ws_1").unwrap().is_empty(), "handed over");
+
+    // The same event again changes nothing.
+    let completed = done
+        .events
+        .iter()
+        .find(|e| e["type"] == "checkout.session.completed")
+        .unwrap()
+        .to_string();
+    let (status, body) = deliver(&w.events_url, &completed, SECRET, now()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "duplicate");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(w.store.pending("ws_1").unwrap().is_empty());
+    assert_eq!(room_log.lock().unwrap().posts.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_room_the_next_answer_carries_the_pending_syncs() {
+    let w = world(None).await;
+    let session_id = open_checkout(&w).await;
+    let done = w
+        .eventing
+        .complete_checkout("ws_1", &session_id)
+        .await
+        .unwrap();
+    w.eventing.sink().flush().await;
+    let customer = done.created_customer.as_ref().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The Agent's hook: take, record into the ledger, compose.
+    let mutations = w.state.take_pending("ws_1");
+    assert_eq!(mutations.len(), 2);
+    let mut ledger = SyncLedger::new();
+    for m in mutations {
+        ledger.record(m);
+    }
+    let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
+    let answer = compose_answer(AnswerInput {
+        model_text: "Here is what changed.",
+        plan: Some(&plan),
+        inconsistencies: &[],
+        room: &Room::default(),
+        agents_bouncing: false,
+    });
+    assert!(answer.text.contains(&customer));
+    assert!(answer.text.contains("ada@example.com"));
+    assert!(w.state.take_pending("ws_1").is_empty(), "taken once");
+}
+
+fn event(id: &str, kind: &str, account: Option<&str>, object: Value, created: i64) -> String {
+    let mut e = json!({"id": id, "object": "event", "type": kind, "created": created,
+        "data": {"object": object}});
+    if let Some(a) = account {
+        e["account"] = json!(a);
+    }
+    e.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let w = world(None).await;
+    let url = &w.events_url;
+    let t = now();
+    let product = |name: &str, updated: i64| {
+        json!({"id": "prod_9", "object": "product", "name": name, "active": true,
+            "created": 1, "updated": updated, "metadata": {}})
+    };
+    let newer = event(
+        "evt_new",
+        "product.updated",
+        Some("acct_test1"),
+        product("New", t),
+        t,
+    );
+    let older = event(
+        "evt_old",
+        "product.updated",
+        Some("acct_test1"),
+        product("Old", t - 60),
+        t - 60,
+    );
+
+    // Wrong secret, stale timestamp, no header: 400, nothing stored.
+    assert_eq!(deliver(url, &newer, "whsec_wrong", t).await.0, 400);
+    assert_eq!(deliver(url, &newer, SECRET, t - 301).await.0, 400);
+    let unsigned = reqwest::Client::new()
+        .post(format!("{url}/v1/stripe/events"))
+        .body(newer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 400);
+    assert!(!w.store.is_processed("evt_new").unwrap());
+    assert!(w.store.pending("ws_1").unwrap().is_empty());
+
+    // Rotation: the previous secret still verifies.
+    let (status, body) = deliver(url, &newer, "whsec_previous", t).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
+    // Out of order: the older update arrives later and loses.
+    let (status, body) = deliver(url, &older, SECRET, t).await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["stale"].as_u64()),
+        (200, Some("applied"), Some(1))
+    );
+    let pending = w.store.pending("ws_1").unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event_id, "evt_new");
+
+    // Malformed (signed) bodies.
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"id":"evt_x","object":"event","type":"product.updated","created":1}"#,
+    ] {
+        let (status, body) = deliver(url, bad, SECRET, t).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"]["code"], "event_malformed");
+    }
+    // Unknown type: acknowledged and ignored.
+    let unknown = event(
+        "evt_u",
+        "invoice.paid",
+        Some("acct_test1"),
+        json!({"id": "in_1", "object": "invoice"}),
+        t,
+    );
+    let (status, body) = deliver(url, &unknown, SECRET, t).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    // An account this endpoint does not serve, or no account at all: refused.
+    let foreign = event(
+        "evt_f",
+        "product.updated",
+        Some("acct_other"),
+        product("X", t),
+        t,
+    );
+    let (status, body) = deliver(url, &foreign, SECRET, t).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("account_not_served"))
+    );
+    let direct = event("evt_d", "product.updated", None, product("X", t), t);
+    assert_eq!(deliver(url, &direct, SECRET, t).await.0, 403);
+    assert_eq!(w.store.pending("ws_1").unwrap().len(), 1);
+    let resp = reqwest::get(format!("{url}/v1/accounts/ws_other/pending-syncs"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}

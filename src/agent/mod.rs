@@ -152,9 +152,17 @@ pub struct AgentBuilder {
     store: Option<Arc<dyn SessionStore>>,
     mapping: Option<SyncMapping>,
     bounce_threshold: Option<usize>,
+    compact_tools: bool,
 }
 
 impl AgentBuilder {
+    /// Send the compact tool definitions ([`ToolSet::to_openai_json_compact`]): no strict
+    /// mode, optional properties not required. Off by default.
+    pub fn compact_tools(mut self, compact: bool) -> Self {
+        self.compact_tools = compact;
+        self
+    }
+
     pub fn model(mut self, model: Arc<dyn ChatModel>) -> Self {
         self.model = Some(model);
         self
@@ -212,7 +220,19 @@ impl AgentBuilder {
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
         let tools = ToolSet::altan_pay();
-        let tool_json = match tools.to_openai_json() {
+        let as_list = |v: Value| match v {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let (tool_json_account_known, definitions) = if self.compact_tools {
+            (
+                Some(as_list(tools.to_openai_json_compact(true))),
+                tools.to_openai_json_compact(false),
+            )
+        } else {
+            (None, tools.to_openai_json())
+        };
+        let tool_json = match definitions {
             Value::Array(items) => items,
             _ => Vec::new(),
         };
@@ -222,6 +242,7 @@ impl AgentBuilder {
                 env: ToolEnv { pay },
                 tools,
                 tool_json,
+                tool_json_account_known,
                 prompt,
                 policy: self.policy,
                 limits: self.limits,
@@ -247,6 +268,9 @@ struct Inner {
     env: ToolEnv,
     tools: ToolSet,
     tool_json: Vec<Value>,
+    /// Compact mode only: the tools without `account_id`, for turns whose trusted context
+    /// carries the account id.
+    tool_json_account_known: Option<Vec<Value>>,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,
@@ -415,7 +439,11 @@ impl Agent {
         ];
         let preamble = messages.len();
         messages.extend(session.history.iter().cloned());
-        let mut turn = Turn::new(messages, inner.tool_json.clone(), inner.limits);
+        let tools = match (&inner.tool_json_account_known, &context.account_id) {
+            (Some(known), Some(_)) => known.clone(),
+            _ => inner.tool_json.clone(),
+        };
+        let mut turn = Turn::new(messages, tools, inner.limits);
         let deadline = tokio::time::Instant::now() + inner.limits.deadline;
         let cancel = options.cancel.clone().unwrap_or_default();
         let mut records = Vec::new();

@@ -1,6 +1,7 @@
 //! This runtime in the side-by-side benchmark: `altan_pay::Agent` with `OpenAiModel` pointed at
 //! the scripted model server and `PayClient` pointed at the sandbox gateway. One thread per
-//! conversation. See `bench/run.sh`.
+//! conversation. `BENCH_COMPACT=1` turns on the opt-in compact tool definitions.
+//! See `bench/run.sh`.
 
 #[path = "../harness.rs"]
 mod harness;
@@ -28,6 +29,7 @@ async fn main() -> Result<(), String> {
     let agent = Agent::builder()
         .model(Arc::new(model))
         .pay(pay)
+        .compact_tools(std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1"))
         .build()
         .map_err(|e| e.to_string())?;
     let context = AgentContext {
@@ -41,7 +43,12 @@ async fn main() -> Result<(), String> {
         kind: MemberKind::User,
         text: "Create Pro at $20/month and $200/year".into(),
     }];
-    harness::measure("altan", &args, |thread| {
+    let name = if std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1") {
+        "altan_compact"
+    } else {
+        "altan"
+    };
+    harness::measure(name, &args, |thread| {
         let agent = agent.clone();
         let context = &context;
         let said = &said;

@@ -49,7 +49,11 @@ pub fn answer(request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         .filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
         .count();
     Ok(match rounds {
-        0 => calls(vec![("c1", "create_product", json!({"name": "Pro"}).to_string())]),
+        0 => calls(vec![(
+            "c1",
+            "create_product",
+            json!({"name": "Pro"}).to_string(),
+        )]),
         1 => {
             let last = request
                 .messages

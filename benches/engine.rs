@@ -38,7 +38,9 @@ fn product() -> Value {
 }
 
 fn turn_state_machine(c: &mut Criterion) {
-    let prompt = PromptLibrary::embedded().render_default().unwrap_or_default();
+    let prompt = PromptLibrary::embedded()
+        .render_default()
+        .unwrap_or_default();
     let tools = match ToolSet::altan_pay().to_openai_json() {
         Value::Array(t) => t,
         _ => Vec::new(),
@@ -107,7 +109,10 @@ fn agent_and_floor(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let thread = format!("t{}", n.fetch_add(1, Ordering::Relaxed));
             let answer = agent.respond(&thread, &context, &said).await;
-            assert!(matches!(&answer, Ok(a) if a.tool_calls.len() == 3), "{answer:?}");
+            assert!(
+                matches!(&answer, Ok(a) if a.tool_calls.len() == 3),
+                "{answer:?}"
+            );
         })
     });
     let http = reqwest::Client::new();

@@ -60,7 +60,9 @@ fn strict_len(tools: &ToolSet) -> usize {
 async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
     let sandbox = Sandbox::in_memory().deterministic(1);
     let routes = RouteTable::embedded();
-    let gateway = spawn(routes.clone(), Arc::new(sandbox), None).await.unwrap();
+    let gateway = spawn(routes.clone(), Arc::new(sandbox), None)
+        .await
+        .unwrap();
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
     let model = Arc::new(ScriptedModel::new(vec![
         Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
@@ -115,9 +117,16 @@ async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
     let answer = agent.respond("t1", &context, &said).await.unwrap();
     assert_eq!(answer.end, AnswerEnd::Completed);
     assert_eq!(answer.tool_calls.len(), 3);
-    assert!(answer.tool_calls.iter().all(|c| c.error.is_none()), "{:?}", answer.tool_calls);
+    assert!(
+        answer.tool_calls.iter().all(|c| c.error.is_none()),
+        "{:?}",
+        answer.tool_calls
+    );
     assert_eq!(answer.sync_plan.map(|p| p.operations().len()), Some(3));
     let sent = &model.requests()[0].tools;
     assert!(sent.iter().all(|t| t["function"].get("strict").is_none()));
-    assert!(sent.iter().all(|t| t["function"]["parameters"]["properties"]["account_id"].is_null()));
+    assert!(
+        sent.iter()
+            .all(|t| t["function"]["parameters"]["properties"]["account_id"].is_null())
+    );
 }

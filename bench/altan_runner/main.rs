@@ -58,7 +58,10 @@ async fn main() -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             if answer.end != AnswerEnd::Completed || answer.tool_calls.len() != 3 {
-                return Err(format!("unexpected answer: {:?} {}", answer.end, answer.text));
+                return Err(format!(
+                    "unexpected answer: {:?} {}",
+                    answer.end, answer.text
+                ));
             }
             Ok(())
         }

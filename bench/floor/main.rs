@@ -33,8 +33,9 @@ impl Floor {
 
     async fn tool(&self, call: &Value) -> Result<Value, String> {
         let name = call["function"]["name"].as_str().unwrap_or_default();
-        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
-            .map_err(|e| e.to_string())?;
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
+                .map_err(|e| e.to_string())?;
         let resource = match name {
             "create_product" => "products/{a}/create_product",
             "create_price" => "prices/{a}/create_price",
@@ -65,7 +66,10 @@ impl Floor {
         ];
         for _ in 0..4 {
             let message = self.chat(&messages).await?;
-            let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+            let calls = message["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             messages.push(message);
             if calls.is_empty() {
                 return Ok(());
@@ -82,14 +86,20 @@ impl Floor {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = harness::parse_args()?;
-    let prompt = std::fs::read_to_string(&args.prompt).map_err(|e| format!("{}: {e}", args.prompt))?;
+    let prompt =
+        std::fs::read_to_string(&args.prompt).map_err(|e| format!("{}: {e}", args.prompt))?;
     let all: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(&args.tools).map_err(|e| format!("{}: {e}", args.tools))?,
     )
     .map_err(|e| e.to_string())?;
     let tools = all
         .into_iter()
-        .filter(|t| matches!(t["function"]["name"].as_str(), Some("create_product" | "create_price")))
+        .filter(|t| {
+            matches!(
+                t["function"]["name"].as_str(),
+                Some("create_product" | "create_price")
+            )
+        })
         .collect();
     let floor = Floor {
         http: reqwest::Client::new(),

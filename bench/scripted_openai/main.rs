@@ -115,7 +115,9 @@ async fn chat(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"message": "streaming is not scripted", "type": "invalid_request_error"}})),
+            Json(
+                json!({"error": {"message": "streaming is not scripted", "type": "invalid_request_error"}}),
+            ),
         );
     }
     match answer(&body) {

@@ -25,7 +25,9 @@ const MATCHING: &[(&str, &str)] = &[
 fn main() -> Result<(), String> {
     let bpe = tiktoken_rs::o200k_base().map_err(|e| e.to_string())?;
     let count = |v: &Value| bpe.encode_with_special_tokens(&v.to_string()).len();
-    let stripe_path = std::env::args().nth(1).ok_or("usage: bench_tokens STRIPE_TOOLS.json")?;
+    let stripe_path = std::env::args()
+        .nth(1)
+        .ok_or("usage: bench_tokens STRIPE_TOOLS.json")?;
     let stripe: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(&stripe_path).map_err(|e| format!("{stripe_path}: {e}"))?,
     )

@@ -12,11 +12,7 @@ use rig_core::providers::openai::{OpenAIConfig, Route};
 use rig_core::tool::{DynamicTool, ToolExecutionError, ToolOutput};
 use serde_json::{Value, json};
 
-fn pay_tool(
-    definition: &Value,
-    http: reqwest::Client,
-    url: String,
-) -> Result<DynamicTool, String> {
+fn pay_tool(definition: &Value, http: reqwest::Client, url: String) -> Result<DynamicTool, String> {
     let f = &definition["function"];
     let name = ToolName::new(f["name"].as_str().unwrap_or_default().to_string())
         .map_err(|e| e.to_string())?;

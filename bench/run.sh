@@ -102,7 +102,7 @@ if command -v perf >/dev/null && perf record -o "$out/perf-probe.data" true >/de
     perf record -F 2000 -g -o "$out/perf.data" "$ex/bench_altan" "${common[@]}" --conc 1 \
         --rounds 300 --warmup 3 > /dev/null 2> "$out/perf-record.log" || true
     perf report -i "$out/perf.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
-        | grep -E '^ +[0-9]' | sed 's/ *$//' | cut -c1-160 | head -25 > "$out/perf-top.txt" || true
+        | grep -E '^ +[0-9]' | cut -c1-160 | sed 's/ *$//' | head -25 > "$out/perf-top.txt" || true
     perf report -i "$out/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null \
         | grep -E '^ +[0-9]' | sed 's/ *$//' | head -8 > "$out/perf-dso.txt" || true
 else

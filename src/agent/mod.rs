@@ -161,9 +161,17 @@ pub struct AgentBuilder {
     bounce_threshold: Option<usize>,
     plans: Option<crate::tools::plan::PlanStore>,
     pending: Option<Arc<dyn PendingSource>>,
+    compact_tools: bool,
 }
 
 impl AgentBuilder {
+    /// Send the compact tool definitions ([`ToolSet::to_openai_json_compact`]): no strict
+    /// mode, optional properties not required. Off by default.
+    pub fn compact_tools(mut self, compact: bool) -> Self {
+        self.compact_tools = compact;
+        self
+    }
+
     pub fn model(mut self, model: Arc<dyn ChatModel>) -> Self {
         self.model = Some(model);
         self
@@ -233,7 +241,19 @@ impl AgentBuilder {
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
         let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
-        let tool_json = match tools.to_openai_json() {
+        let as_list = |v: Value| match v {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let (tool_json_account_known, definitions) = if self.compact_tools {
+            (
+                Some(as_list(tools.to_openai_json_compact(true))),
+                tools.to_openai_json_compact(false),
+            )
+        } else {
+            (None, tools.to_openai_json())
+        };
+        let tool_json = match definitions {
             Value::Array(items) => items,
             _ => Vec::new(),
         };
@@ -243,6 +263,7 @@ impl AgentBuilder {
                 env: ToolEnv { pay },
                 tools,
                 tool_json,
+                tool_json_account_known,
                 prompt,
                 policy: self.policy,
                 limits: self.limits,
@@ -269,6 +290,9 @@ struct Inner {
     env: ToolEnv,
     tools: ToolSet,
     tool_json: Vec<Value>,
+    /// Compact mode only: the tools without `account_id`, for turns whose trusted context
+    /// carries the account id.
+    tool_json_account_known: Option<Vec<Value>>,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,
@@ -438,7 +462,11 @@ impl Agent {
         ];
         let preamble = messages.len();
         messages.extend(session.history.iter().cloned());
-        let mut turn = Turn::new(messages, inner.tool_json.clone(), inner.limits);
+        let tools = match (&inner.tool_json_account_known, &context.account_id) {
+            (Some(known), Some(_)) => known.clone(),
+            _ => inner.tool_json.clone(),
+        };
+        let mut turn = Turn::new(messages, tools, inner.limits);
         let deadline = tokio::time::Instant::now() + inner.limits.deadline;
         let cancel = options.cancel.clone().unwrap_or_default();
         let mut records = Vec::new();

@@ -55,6 +55,19 @@ impl ToolDefinition {
             }
         })
     }
+
+    /// The opt-in compact entry: no strict mode, and properties that accept `null` are not
+    /// `required` (see [`schema::compact_schema`]); fewer tokens on every model call.
+    pub fn to_openai_compact(&self) -> Value {
+        json!({
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": schema::compact_schema(&self.parameters),
+            }
+        })
+    }
 }
 
 /// A Stripe change made by a tool call: what the sync plan is built from.
@@ -467,6 +480,28 @@ impl ToolSet {
     /// The `tools` array exactly as sent to the model.
     pub fn to_openai_json(&self) -> Value {
         Value::Array(self.definitions().map(ToolDefinition::to_openai).collect())
+    }
+
+    /// The opt-in compact `tools` array (see [`ToolDefinition::to_openai_compact`]). With
+    /// `account_known` (the trusted context carries the account id) the `account_id`
+    /// property is left out of every tool: the tools use the context's id when it is absent,
+    /// so the model has nothing to fill in and nothing to invent.
+    pub fn to_openai_json_compact(&self, account_known: bool) -> Value {
+        Value::Array(
+            self.definitions()
+                .map(|d| {
+                    let mut entry = d.to_openai_compact();
+                    if account_known
+                        && let Some(params) = entry
+                            .get_mut("function")
+                            .and_then(|f| f.get_mut("parameters"))
+                    {
+                        schema::remove_property(params, "account_id");
+                    }
+                    entry
+                })
+                .collect(),
+        )
     }
 
     /// `altan-pay tools --json` and tools/schemas.json: the `tools` array, pretty-printed.

@@ -169,3 +169,68 @@ pub fn strict_violation(schema: &Value, path: &str) -> Option<String> {
     }
     None
 }
+
+/// The compact form of a strict schema, for [`crate::tools::ToolSet::to_openai_json_compact`]:
+/// a property that accepts `null` is no longer listed in `required`, so the model may leave it
+/// out. Nothing else changes: every type, enum, description and closed object stays as it is.
+/// Argument decoding treats a missing optional property exactly as `null` (serde `Option`),
+/// and the tools layer validates every argument, so this loses no correctness; it only drops
+/// strict mode's guarantee that the model writes every property, and with it the tokens of
+/// the long `required` lists.
+pub fn compact_schema(schema: &Value) -> Value {
+    let mut out = schema.clone();
+    compact_in_place(&mut out);
+    out
+}
+
+fn accepts_null(prop: &Value) -> bool {
+    match prop.get("type") {
+        Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
+        Some(Value::String(t)) => t == "null",
+        _ => prop
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|v| v.get("type") == Some(&json!("null")))),
+    }
+}
+
+fn compact_in_place(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        let mut nullable = Vec::new();
+        for (name, prop) in props.iter_mut() {
+            compact_in_place(prop);
+            if accepts_null(prop) {
+                nullable.push(name.clone());
+            }
+        }
+        if let Some(Value::Array(required)) = obj.get_mut("required") {
+            required.retain(|r| r.as_str().is_none_or(|r| !nullable.iter().any(|n| n == r)));
+            if required.is_empty() {
+                obj.remove("required");
+            }
+        }
+    }
+    for key in ["items", "anyOf", "oneOf", "allOf"] {
+        match obj.get_mut(key) {
+            Some(Value::Array(list)) => list.iter_mut().for_each(compact_in_place),
+            Some(v @ Value::Object(_)) => compact_in_place(v),
+            _ => {}
+        }
+    }
+}
+
+/// Removes a top-level property (and its `required` entry) from an object schema.
+pub fn remove_property(schema: &mut Value, name: &str) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.remove(name);
+    }
+    if let Some(Value::Array(required)) = obj.get_mut("required") {
+        required.retain(|r| r.as_str() != Some(name));
+    }
+}

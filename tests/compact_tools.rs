@@ -1,0 +1,132 @@
+//! The opt-in compact tool definitions: fewer tokens, same behaviour.
+
+use std::sync::Arc;
+
+use altan_pay::agent::{Agent, AnswerEnd};
+use altan_pay::gateway::{Sandbox, spawn};
+use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::pay::{PayClient, PayConfig, RouteTable};
+use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
+use altan_pay::tools::ToolSet;
+use serde_json::{Value, json};
+
+#[test]
+fn compact_definitions_keep_every_tool_and_property_but_require_only_non_nullable_ones() {
+    let tools = ToolSet::altan_pay();
+    let strict = tools.to_openai_json();
+    let compact = tools.to_openai_json_compact(false);
+    let (strict, compact) = (strict.as_array().unwrap(), compact.as_array().unwrap());
+    assert_eq!(strict.len(), compact.len());
+    for (s, c) in strict.iter().zip(compact) {
+        let (s, c) = (&s["function"], &c["function"]);
+        assert_eq!(s["name"], c["name"]);
+        assert_eq!(s["description"], c["description"]);
+        assert!(c.get("strict").is_none());
+        let props = |f: &Value| {
+            f["parameters"]["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>())
+        };
+        assert_eq!(props(s), props(c), "{}", s["name"]);
+        let required: Vec<&str> = c["parameters"]["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for name in required {
+            let t = &c["parameters"]["properties"][name]["type"];
+            assert!(
+                !t.as_array().is_some_and(|t| t.contains(&json!("null"))),
+                "{} requires nullable {name}",
+                s["name"]
+            );
+        }
+    }
+    let known = tools.to_openai_json_compact(true);
+    assert!(
+        known
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["function"]["parameters"]["properties"]["account_id"].is_null())
+    );
+    assert!(known.to_string().len() < strict_len(&tools));
+}
+
+fn strict_len(tools: &ToolSet) -> usize {
+    tools.to_openai_json().to_string().len()
+}
+
+#[tokio::test]
+async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
+    let sandbox = Sandbox::in_memory().deterministic(1);
+    let routes = RouteTable::embedded();
+    let gateway = spawn(routes.clone(), Arc::new(sandbox), None)
+        .await
+        .unwrap();
+    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
+    let model = Arc::new(ScriptedModel::new(vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::dynamic(|req| {
+            let last = req
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == altan_pay::model::Role::Tool)
+                .and_then(|m| m.content.clone())
+                .ok_or("no tool result")?;
+            let v: Value = serde_json::from_str(&last).map_err(|e| e.to_string())?;
+            let id = v["id"].as_str().ok_or("no id")?.to_string();
+            Ok(altan_pay::model::ChatResponse {
+                message: altan_pay::model::ChatMessage {
+                    role: altan_pay::model::Role::Assistant,
+                    content: None,
+                    name: None,
+                    tool_calls: ["month", "year"]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, interval)| altan_pay::model::ToolCall {
+                            id: format!("p{i}"),
+                            name: "create_price".into(),
+                            arguments: json!({"product": id, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": interval}}).to_string(),
+                        })
+                        .collect(),
+                    tool_call_id: None,
+                },
+                finish_reason: Some(altan_pay::model::FinishReason::ToolCalls),
+                usage: Default::default(),
+            })
+        }),
+        Step::text("Created Pro with two prices."),
+    ]));
+    let agent = Agent::builder()
+        .model(model.clone())
+        .pay(pay)
+        .compact_tools(true)
+        .build()
+        .unwrap();
+    let context = AgentContext {
+        account_id: Some("ws_1".into()),
+        ..Default::default()
+    };
+    let said = [RoomMessage {
+        member_id: "u-1".into(),
+        name: "Ada".into(),
+        kind: MemberKind::User,
+        text: "Create Pro at $20/month and $200/year".into(),
+    }];
+    let answer = agent.respond("t1", &context, &said).await.unwrap();
+    assert_eq!(answer.end, AnswerEnd::Completed);
+    assert_eq!(answer.tool_calls.len(), 3);
+    assert!(
+        answer.tool_calls.iter().all(|c| c.error.is_none()),
+        "{:?}",
+        answer.tool_calls
+    );
+    assert_eq!(answer.sync_plan.map(|p| p.operations().len()), Some(3));
+    let sent = &model.requests()[0].tools;
+    assert!(sent.iter().all(|t| t["function"].get("strict").is_none()));
+    assert!(
+        sent.iter()
+            .all(|t| t["function"]["parameters"]["properties"]["account_id"].is_null())
+    );
+}

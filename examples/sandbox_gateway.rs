@@ -22,9 +22,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => RouteTable::embedded(),
     };
     let sandbox = gateway::open_sandbox(&cli.args)?;
+    let backend = gateway::faults::FaultyBackend::wrap_from_file(
+        Arc::new(sandbox),
+        cli.args.faults.as_deref(),
+    )?;
     let listener = tokio::net::TcpListener::bind(&cli.args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    gateway::serve(listener, routes, Arc::new(sandbox), cli.args.token).await?;
+    gateway::serve(listener, routes, backend, cli.args.token).await?;
     Ok(())
 }

@@ -412,6 +412,11 @@ fn excerpt(s: &str) -> String {
     }
 }
 
+/// A JSON value cut to an excerpt, for errors and logs.
+pub fn excerpt_value(value: &Value) -> String {
+    excerpt(&value.to_string())
+}
+
 fn excerpt_bytes(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "(empty body)".into();

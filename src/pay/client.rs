@@ -53,7 +53,7 @@ impl RetryPolicy {
 }
 
 /// Settings of a [`PayClient`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PayConfig {
     pub routes: RouteTable,
     /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
@@ -61,6 +61,18 @@ pub struct PayConfig {
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+/// The token is redacted: configs end up in logs and panic messages.
+impl std::fmt::Debug for PayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayConfig")
+            .field("base_url", &self.routes.base_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl PayConfig {

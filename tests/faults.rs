@@ -233,6 +233,39 @@ async fn every_answer_lost_means_one_object_and_an_unknown_outcome_not_a_guess()
     assert!(plan_rows(&answer).is_subset(&stripe_rows(&w.sandbox)));
 }
 
+/// The first attempt commits and loses its answer, every retry is refused with a 429: the
+/// final error is a plain 429, yet the outcome stays unknown (found by the soak).
+#[tokio::test]
+async fn an_uncertain_attempt_keeps_the_outcome_unknown_whatever_the_last_error() {
+    let plan = FaultPlan::new(8)
+        .rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(1))
+        .rule(FaultRule::new(
+            "products.create",
+            Fault::RateLimit {
+                retry_after: Duration::ZERO,
+            },
+        ));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("Unclear.").expect_tool_result_containing("outcome_unknown"),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    let answer = w
+        .agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    let counts = w.faults.counts();
+    assert_eq!((counts.drops, counts.rate_limits), (1, 3));
+    assert_eq!(w.model.remaining(), 0);
+    assert_eq!(
+        answer.tool_calls[0].result["error"]["outcome_unknown"],
+        json!(true)
+    );
+    assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
+    assert!(answer.sync_plan.is_none());
+}
+
 /// Seeded random faults of every kind on every route, over many calls: whatever failed is
 /// reported as failed, whatever succeeded is planned once, nothing is created twice.
 #[tokio::test]

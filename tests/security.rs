@@ -92,7 +92,11 @@ async fn cross_account_attempts_through_the_agent_are_refused_and_logged() {
                 "get_products",
                 json!({"stripe_connect_id": altan_pay::gateway::sandbox::derived_connect_id("ws_2")}),
             ),
-            ("c3", "update_product", json!({"id": "prod_Theirs", "name": "Pwned"})),
+            (
+                "c3",
+                "update_product",
+                json!({"id": "prod_Theirs", "name": "Pwned"}),
+            ),
             ("c4", "delete_product", json!({"id": "prod_Theirs"})),
         ]),
         Step::text("I can only act for this workspace."),
@@ -117,8 +121,18 @@ async fn cross_account_attempts_through_the_agent_are_refused_and_logged() {
     let codes: Vec<_> = answer.tool_calls.iter().map(|c| c.error).collect();
     assert_eq!(codes[0], Some(ErrorCode::AccountMismatch));
     assert_eq!(codes[1], Some(ErrorCode::AccountMismatch));
-    assert_eq!(codes[2], Some(ErrorCode::NotFound), "{:?}", answer.tool_calls[2]);
-    assert_eq!(codes[3], Some(ErrorCode::NotFound), "{:?}", answer.tool_calls[3]);
+    assert_eq!(
+        codes[2],
+        Some(ErrorCode::NotFound),
+        "{:?}",
+        answer.tool_calls[2]
+    );
+    assert_eq!(
+        codes[3],
+        Some(ErrorCode::NotFound),
+        "{:?}",
+        answer.tool_calls[3]
+    );
     assert!(answer.sync_plan.is_none());
     // ws_2 is untouched.
     let theirs = w.sandbox.handle_now(&PayRequest {
@@ -132,7 +146,10 @@ async fn cross_account_attempts_through_the_agent_are_refused_and_logged() {
     assert_eq!(theirs.body["name"], json!("Theirs"));
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     let logs = logs.text();
-    assert!(logs.contains("AccountMismatch"), "the refusal is logged: {logs:.2000}");
+    assert!(
+        logs.contains("AccountMismatch"),
+        "the refusal is logged: {logs:.2000}"
+    );
 }
 
 /// At the gateway: a Connect id of another account, or one account's object through another
@@ -224,7 +241,11 @@ async fn secrets_never_appear_in_logs_answers_or_errors() {
                 if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
                     a.lock().unwrap().push(v.to_string());
                 }
-                let next = s.lock().unwrap().pop().unwrap_or_else(|| json!({"choices": []}));
+                let next = s
+                    .lock()
+                    .unwrap()
+                    .pop()
+                    .unwrap_or_else(|| json!({"choices": []}));
                 axum::Json(next)
             }
         }),
@@ -278,7 +299,10 @@ async fn secrets_never_appear_in_logs_answers_or_errors() {
         debug_of_client,
         debug_of_configs,
     ];
-    assert!(logs.text().contains("NotAuthorized"), "the failure is logged");
+    assert!(
+        logs.text().contains("NotAuthorized"),
+        "the failure is logged"
+    );
     for (i, text) in everything.iter().enumerate() {
         for secret in [PAY_TOKEN, MODEL_KEY] {
             assert!(
@@ -302,7 +326,10 @@ async fn injected_world(room_text: &str) -> (World, altan_pay::agent::Answer) {
         // A model that obeys whatever the Stripe data says.
         Step::dynamic(|req| {
             let listed = last_tool_json(req)?;
-            let id = listed["data"][0]["id"].as_str().ok_or("no product")?.to_string();
+            let id = listed["data"][0]["id"]
+                .as_str()
+                .ok_or("no product")?
+                .to_string();
             Ok(calls(vec![("c2", "delete_product", json!({"id": id}))]))
         }),
         Step::text("Done."),
@@ -340,7 +367,11 @@ async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
 #[tokio::test]
 async fn a_deletion_the_room_asked_for_still_runs() {
     let (w, answer) = injected_world("Please delete the Legacy plan product.").await;
-    assert_eq!(answer.tool_calls[1].error, None, "{:?}", answer.tool_calls[1]);
+    assert_eq!(
+        answer.tool_calls[1].error, None,
+        "{:?}",
+        answer.tool_calls[1]
+    );
     assert!(stripe_list(&w.sandbox, "products.list").is_empty());
     assert_eq!(plan_rows(&answer).len(), 1);
 }

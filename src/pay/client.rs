@@ -211,6 +211,8 @@ impl PayClient {
         let headers = self.headers(call.idempotency_key.as_deref(), body.is_some())?;
 
         let mut attempt = 0;
+        // Once an attempt may have reached Stripe, the call's outcome stays unknown.
+        let mut uncertain = false;
         loop {
             attempt += 1;
             let outcome = self
@@ -223,10 +225,16 @@ impl PayClient {
             match (outcome, wait) {
                 (Ok(value), _) => return Ok(value),
                 (Err(failure), Some(wait)) => {
+                    uncertain |= failure.error.outcome_unknown();
                     warn!(operation = call.operation, attempt, ?wait, error = %failure.error, "retrying Altan Pay call");
                     tokio::time::sleep(wait).await;
                 }
-                (Err(failure), None) => return Err(failure.error.with_attempts(attempt)),
+                (Err(failure), None) => {
+                    return Err(failure
+                        .error
+                        .with_attempts(attempt)
+                        .after_uncertain(uncertain && route.kind.is_mutation()));
+                }
             }
         }
     }

@@ -1011,7 +1011,8 @@ async fn pay_api_responses() {
     let product = json!({"id": "prod_1", "object": "product", "name": "Pro", "active": true});
     let err = |code: &str| Some(code.to_string());
     // (name, tool, responses, expected error code name or None, outcome_unknown expected)
-    let rows: Vec<(&str, &str, Vec<Scripted>, Option<String>, bool)> = vec![
+    type Row<'a> = (&'a str, &'a str, Vec<Scripted>, Option<String>, bool);
+    let rows: Vec<Row> = vec![
         (
             "truncated JSON",
             "create_product",
@@ -1236,7 +1237,8 @@ async fn pay_api_responses() {
 fn templates() {
     let mut cat = Catalogue::new("templates");
     // (name, files (path, bytes), what the error must name)
-    let rows: Vec<(&str, Vec<(&str, Vec<u8>)>, &str)> = vec![
+    type Files<'a> = Vec<(&'a str, Vec<u8>)>;
+    let rows: Vec<(&str, Files, &str)> = vec![
         (
             "missing block",
             vec![("templates/a.md", b"Hello ${nowhere}".to_vec())],

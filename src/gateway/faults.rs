@@ -104,19 +104,10 @@ impl FaultRule {
 }
 
 /// The rules of one run, checked in order; the first that fires wins.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultPlan {
     pub seed: u64,
     pub rules: Vec<FaultRule>,
-}
-
-impl Default for FaultPlan {
-    fn default() -> Self {
-        FaultPlan {
-            seed: 0,
-            rules: Vec::new(),
-        }
-    }
 }
 
 /// Why a fault file was refused.

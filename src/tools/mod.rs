@@ -289,7 +289,7 @@ fn check_shape(
 ) -> Result<(), ToolError> {
     let problem = if result.get("error").is_some() && result.get("id").is_none() {
         Some("a success status with an error body".to_string())
-    } else if operation.ends_with(".list") {
+    } else if operation.ends_with(".list") && result.get("object") == Some(&json!("list")) {
         (!result.get("data").is_some_and(Value::is_array))
             .then(|| "a list without a `data` array".to_string())
     } else if kind.is_mutation() {
@@ -300,7 +300,10 @@ fn check_shape(
             (Some(Value::String(id)), _) if id.trim().is_empty() => {
                 Some("an empty `id`".to_string())
             }
-            (Some(Value::String(_)), Some(o)) if o != object => {
+            // Another known kind would be synced into the wrong table.
+            (Some(Value::String(_)), Some(o))
+                if o != object && crate::sync::ObjectKind::from_object_name(o).is_some() =>
+            {
                 Some(format!("a `{o}` where a `{object}` was expected"))
             }
             (Some(Value::String(_)), _) => None,

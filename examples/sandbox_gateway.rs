@@ -21,10 +21,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => RouteTable::from_file(path)?,
         None => RouteTable::embedded(),
     };
-    let sandbox = gateway::open_sandbox(&cli.args)?;
+    let sandbox = Arc::new(gateway::open_sandbox(&cli.args)?);
+    let faults = match &cli.args.faults {
+        Some(path) => Some(Arc::new(gateway::faults::FaultyBackend::new(
+            sandbox.clone(),
+            gateway::faults::FaultPlan::load(path)?,
+        ))),
+        None => None,
+    };
+    let backend: Arc<dyn gateway::Backend> = match &faults {
+        Some(f) => f.clone(),
+        None => sandbox,
+    };
     let listener = tokio::net::TcpListener::bind(&cli.args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    gateway::serve(listener, routes, Arc::new(sandbox), cli.args.token).await?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    gateway::serve_with_shutdown(listener, routes, backend, cli.args.token, stop).await?;
+    // On Ctrl-C (SIGINT), say how many faults fired: the soak reads this line.
+    if let Some(f) = faults {
+        let c = f.counts();
+        println!(
+            "faults injected: {} (errors {}, 429s {}, late answers {}, dropped connections {})",
+            c.total(),
+            c.errors,
+            c.rate_limits,
+            c.delays,
+            c.drops
+        );
+    }
     Ok(())
 }

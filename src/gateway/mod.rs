@@ -1,6 +1,7 @@
 //! A local Altan Pay API server on the same route table as the client: the embedded sandbox
 //! (a stateful Stripe emulator) or a Stripe REST upstream behind it.
 
+pub mod faults;
 pub mod upstream;
 
 use std::future::Future;
@@ -82,6 +83,9 @@ pub struct GatewayArgs {
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Fault injection rules (TOML, or JSON by extension; see `gateway::faults`).
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 /// Why the gateway could not start or stopped.
@@ -102,6 +106,8 @@ pub enum GatewayError {
     Serve(std::io::Error),
     #[error("Stripe upstream: {0}")]
     Upstream(String),
+    #[error(transparent)]
+    Faults(#[from] faults::FaultConfigError),
 }
 
 /// Runs `altan-pay gateway` until Ctrl-C.
@@ -124,6 +130,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             )
         }
     };
+    let backend = faults::FaultyBackend::wrap_from_file(backend, args.faults.as_deref())?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|source| GatewayError::Bind {

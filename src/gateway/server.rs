@@ -26,6 +26,10 @@ use crate::pay::routes::{Method, Route, RouteTable, percent_decode};
 /// Largest request body accepted; bigger ones get a Stripe-shaped 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// A backend answering this status asks the server to close the connection without an
+/// answer (fault injection: a write that committed but whose answer was lost).
+pub const DROP_CONNECTION: u16 = 0;
+
 struct App {
     routes: RouteTable,
     backend: Arc<dyn Backend>,
@@ -171,6 +175,17 @@ impl IntoResponse for Refusal {
 }
 
 fn app_response(pay: PayResponse) -> Response {
+    if pay.status == DROP_CONNECTION {
+        // A body that fails at once makes hyper abort the connection before any answer.
+        let broken = futures::stream::once(async {
+            Err::<axum::body::Bytes, io::Error>(io::Error::other("connection dropped on purpose"))
+        });
+        return Response::new(Body::from_stream(broken));
+    }
+    let retry_after = match (pay.status, pay.body["error"]["retry_after"].as_u64()) {
+        (429, Some(secs)) => Some(secs),
+        _ => None,
+    };
     let status = StatusCode::from_u16(pay.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&pay.body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Body::from(body));
@@ -179,6 +194,11 @@ fn app_response(pay: PayResponse) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     response
 }
 

@@ -20,7 +20,7 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 pub use crate::retry::RetryPolicy;
 
 /// Settings of a [`PayClient`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PayConfig {
     pub routes: RouteTable,
     /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
@@ -28,6 +28,18 @@ pub struct PayConfig {
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+/// The token is redacted: configs end up in logs and panic messages.
+impl std::fmt::Debug for PayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayConfig")
+            .field("base_url", &self.routes.base_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl PayConfig {
@@ -166,6 +178,8 @@ impl PayClient {
         let headers = self.headers(call.idempotency_key.as_deref(), body.is_some())?;
 
         let mut attempt = 0;
+        // Once an attempt may have reached Stripe, the call's outcome stays unknown.
+        let mut uncertain = false;
         loop {
             attempt += 1;
             let outcome = self
@@ -178,10 +192,16 @@ impl PayClient {
             match (outcome, wait) {
                 (Ok(value), _) => return Ok(value),
                 (Err(failure), Some(wait)) => {
+                    uncertain |= failure.error.outcome_unknown();
                     warn!(operation = call.operation, attempt, ?wait, error = %failure.error, "retrying Altan Pay call");
                     tokio::time::sleep(wait).await;
                 }
-                (Err(failure), None) => return Err(failure.error.with_attempts(attempt)),
+                (Err(failure), None) => {
+                    return Err(failure
+                        .error
+                        .with_attempts(attempt)
+                        .after_uncertain(uncertain && route.kind.is_mutation()));
+                }
             }
         }
     }
@@ -359,6 +379,11 @@ fn excerpt(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// A JSON value cut to an excerpt, for errors and logs.
+pub fn excerpt_value(value: &Value) -> String {
+    excerpt(&value.to_string())
 }
 
 fn excerpt_bytes(bytes: &[u8]) -> String {

@@ -39,6 +39,10 @@ pub enum PayError {
         detail: String,
         excerpt: String,
     },
+    /// The last attempt failed plainly, but an earlier one may have reached Stripe (a lost
+    /// answer, a timeout): the change may exist although the final error says otherwise.
+    #[error("{error} (an earlier attempt may already have been applied)")]
+    AfterUncertainAttempt { error: Box<PayError> },
     #[error(transparent)]
     Route(#[from] RouteError),
     /// A mistake in how the client was set up or called.
@@ -77,7 +81,10 @@ impl PayError {
                 is_retryable_status(*status)
             }
             PayError::Timeout { .. } | PayError::Connect { .. } => true,
-            PayError::InvalidResponse { .. } | PayError::Route(_) | PayError::Config(_) => false,
+            PayError::InvalidResponse { .. }
+            | PayError::AfterUncertainAttempt { .. }
+            | PayError::Route(_)
+            | PayError::Config(_) => false,
         }
     }
 
@@ -86,7 +93,7 @@ impl PayError {
         match self {
             PayError::Timeout { .. } | PayError::Connect { .. } => true,
             PayError::Stripe { status, .. } | PayError::Http { status, .. } => *status >= 500,
-            PayError::InvalidResponse { .. } => true,
+            PayError::InvalidResponse { .. } | PayError::AfterUncertainAttempt { .. } => true,
             PayError::Route(_) | PayError::Config(_) => false,
         }
     }
@@ -97,6 +104,7 @@ impl PayError {
             PayError::Stripe { status, .. }
             | PayError::Http { status, .. }
             | PayError::InvalidResponse { status, .. } => Some(*status),
+            PayError::AfterUncertainAttempt { error } => error.status(),
             _ => None,
         }
     }
@@ -110,5 +118,16 @@ impl PayError {
             _ => {}
         }
         self
+    }
+
+    /// Keeps "may have been applied" when an earlier attempt was uncertain.
+    pub(crate) fn after_uncertain(self, earlier_uncertain: bool) -> PayError {
+        if earlier_uncertain && !self.outcome_unknown() {
+            PayError::AfterUncertainAttempt {
+                error: Box::new(self),
+            }
+        } else {
+            self
+        }
     }
 }

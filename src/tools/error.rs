@@ -103,6 +103,18 @@ impl ToolError {
 
     /// Maps a failed Altan Pay call; `mutation` tells whether an unknown outcome matters.
     pub fn from_pay(error: &PayError, mutation: bool) -> ToolError {
+        if let PayError::AfterUncertainAttempt { error: last } = error {
+            let mut e = ToolError::from_pay(last, mutation);
+            e.operator_detail = error.to_string();
+            if mutation && !e.outcome_unknown {
+                e.outcome_unknown = true;
+                e.model_message = format!(
+                    "{} An earlier attempt may already have been applied: list the objects to check before trying again, and tell the user if it is still unclear.",
+                    e.model_message
+                );
+            }
+            return e;
+        }
         let detail = error.to_string();
         let (code, message, param) = match error {
             PayError::Stripe {
@@ -151,7 +163,7 @@ impl ToolError {
                 "The Altan Pay API gave an answer that could not be read.".to_string(),
                 None,
             ),
-            PayError::Route(_) | PayError::Config(_) => (
+            PayError::AfterUncertainAttempt { .. } | PayError::Route(_) | PayError::Config(_) => (
                 ErrorCode::Internal,
                 "The action could not be sent because of a configuration problem.".to_string(),
                 None,

@@ -237,6 +237,7 @@ impl<T: PayTool> PayToolAdapter<T> {
             })
             .await
             .map_err(|e| ToolError::from_pay(&e, kind.is_mutation()))?;
+        check_shape(operation, kind, &route.object, &result)?;
 
         let effect = kind.is_mutation().then(|| Effect {
             operation: operation.to_string(),
@@ -288,6 +289,62 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
             .instrument(span),
         )
     }
+}
+
+/// A 2xx answer the sync plan can rely on: a mutation names the object it changed (a string
+/// `id`, the route's `object`), a list has `data`. Anything else is a bad response whose
+/// outcome is unknown, never a half-understood success.
+fn check_shape(
+    operation: &str,
+    kind: RouteKind,
+    object: &str,
+    result: &Value,
+) -> Result<(), ToolError> {
+    let problem = if result.get("error").is_some() && result.get("id").is_none() {
+        Some("a success status with an error body".to_string())
+    } else if operation.ends_with(".list") && result.get("object") == Some(&json!("list")) {
+        (!result.get("data").is_some_and(Value::is_array))
+            .then(|| "a list without a `data` array".to_string())
+    } else if kind.is_mutation() {
+        match (
+            result.get("id"),
+            result.get("object").and_then(Value::as_str),
+        ) {
+            (Some(Value::String(id)), _) if id.trim().is_empty() => {
+                Some("an empty `id`".to_string())
+            }
+            // Another known kind would be synced into the wrong table.
+            (Some(Value::String(_)), Some(o))
+                if o != object && crate::sync::ObjectKind::from_object_name(o).is_some() =>
+            {
+                Some(format!("a `{o}` where a `{object}` was expected"))
+            }
+            (Some(Value::String(_)), _) => None,
+            _ => Some("no string `id`".to_string()),
+        }
+    } else {
+        None
+    };
+    let Some(problem) = problem else {
+        return Ok(());
+    };
+    let mutation = kind.is_mutation();
+    let mut error = ToolError::new(
+        ErrorCode::BadResponse,
+        "The Altan Pay API gave an answer that could not be read.",
+    )
+    .with_operator_detail(format!(
+        "{operation}: the Altan Pay API answered {problem}: {}",
+        crate::pay::client::excerpt_value(result)
+    ));
+    if mutation {
+        error.outcome_unknown = true;
+        error.model_message = format!(
+            "{} The change may or may not have been applied: list the objects to check before trying again, and tell the user if it is still unclear.",
+            error.model_message
+        );
+    }
+    Err(error)
 }
 
 /// The account id and Connect id the model may pass next to a tool's own arguments.

@@ -69,6 +69,17 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Found by the `form_decode` fuzz target: numeric top-level keys made the whole query an
+/// array, which the gateway then dropped.
+#[test]
+fn numeric_top_level_keys_stay_an_object() {
+    assert_eq!(
+        form::decode("0=a&1=b").unwrap(),
+        json!({"0": "a", "1": "b"})
+    );
+    assert_eq!(form::decode("0").unwrap(), json!({"0": ""}));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -93,7 +93,10 @@ pub fn decode(query: &str) -> Result<Value, FormError> {
         })?;
         insert(&mut root, &key, Value::String(value))?;
     }
-    normalise_arrays(&mut root);
+    // Only nested maps become arrays: the top level stays an object even for `0=a&1=b`.
+    if let Value::Object(map) = &mut root {
+        map.values_mut().for_each(normalise_arrays);
+    }
     Ok(root)
 }
 

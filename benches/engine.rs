@@ -41,9 +41,9 @@ fn turn_state_machine(c: &mut Criterion) {
     let prompt = PromptLibrary::embedded()
         .render_default()
         .unwrap_or_default();
-    let tools = match ToolSet::altan_pay().to_openai_json() {
-        Value::Array(t) => t,
-        _ => Vec::new(),
+    let tools: std::sync::Arc<[Value]> = match ToolSet::altan_pay().to_openai_json() {
+        Value::Array(t) => t.into(),
+        _ => Vec::new().into(),
     };
     c.bench_function("turn_state_machine", |b| {
         b.iter(|| {

@@ -212,7 +212,7 @@ fn request() -> ChatRequest {
             ChatMessage::system("You are Altan Pay."),
             ChatMessage::user("List my products"),
         ],
-        tools: vec![tool("list_products")],
+        tools: vec![tool("list_products")].into(),
     }
 }
 
@@ -291,7 +291,7 @@ async fn sends_the_exact_openai_request_with_the_key() {
             calls,
             ChatMessage::tool_result("call_a", "{\"data\":[]}"),
         ],
-        tools: vec![tool("list_products")],
+        tools: vec![tool("list_products")].into(),
     };
     let response = model.complete(&request, None).await.unwrap();
     assert_eq!(response.message.content.as_deref(), Some("ok"));

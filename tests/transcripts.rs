@@ -233,7 +233,7 @@ async fn recordings_redact_keys_tokens_and_authorization() {
         messages: vec![ChatMessage::user(
             "my OpenAI key is sk-proj-abcdefghijklmnop and the token Bearer abcdefghijkl",
         )],
-        tools: Vec::new(),
+        tools: Vec::new().into(),
     };
     model.complete(&request, None).await.unwrap();
     let recorded = serde_json::to_string(&model.take()).unwrap();

@@ -247,15 +247,15 @@ impl AgentBuilder {
         };
         let (tool_json_account_known, definitions) = if self.compact_tools {
             (
-                Some(as_list(tools.to_openai_json_compact(true))),
+                Some(as_list(tools.to_openai_json_compact(true)).into()),
                 tools.to_openai_json_compact(false),
             )
         } else {
             (None, tools.to_openai_json())
         };
-        let tool_json = match definitions {
-            Value::Array(items) => items,
-            _ => Vec::new(),
+        let tool_json: Arc<[Value]> = match definitions {
+            Value::Array(items) => items.into(),
+            _ => Vec::new().into(),
         };
         Ok(Agent {
             inner: Arc::new(Inner {
@@ -289,10 +289,10 @@ struct Inner {
     model: Arc<dyn ChatModel>,
     env: ToolEnv,
     tools: ToolSet,
-    tool_json: Vec<Value>,
+    tool_json: Arc<[Value]>,
     /// Compact mode only: the tools without `account_id`, for turns whose trusted context
     /// carries the account id.
-    tool_json_account_known: Option<Vec<Value>>,
+    tool_json_account_known: Option<Arc<[Value]>>,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,

@@ -95,7 +95,7 @@ pub struct Refusal {
 #[derive(Debug, Clone)]
 pub struct Turn {
     messages: Vec<ChatMessage>,
-    tools: Vec<Value>,
+    tools: std::sync::Arc<[Value]>,
     limits: Limits,
     model_calls: u32,
     tool_calls: u32,
@@ -113,7 +113,7 @@ pub struct Turn {
 
 impl Turn {
     /// `messages`: system prompt, context, history and the new room messages.
-    pub fn new(messages: Vec<ChatMessage>, tools: Vec<Value>, limits: Limits) -> Turn {
+    pub fn new(messages: Vec<ChatMessage>, tools: std::sync::Arc<[Value]>, limits: Limits) -> Turn {
         Turn {
             messages,
             tools,
@@ -158,7 +158,7 @@ impl Turn {
         self.model_calls += 1;
         // The last allowed call gets no tools, so the model must answer in words.
         let tools = if self.model_calls >= self.limits.max_model_calls {
-            Vec::new()
+            Vec::new().into()
         } else {
             self.tools.clone()
         };

@@ -94,8 +94,9 @@ impl ChatMessage {
 pub struct ChatRequest {
     /// The whole conversation, system prompt first.
     pub messages: Vec<ChatMessage>,
-    /// OpenAI `tools` entries (`{"type":"function","function":{...}}`).
-    pub tools: Vec<Value>,
+    /// OpenAI `tools` entries (`{"type":"function","function":{...}}`), shared: the same
+    /// definitions go into every call of every turn, so they are never copied.
+    pub tools: std::sync::Arc<[Value]>,
 }
 
 /// Why the model stopped.

@@ -19,7 +19,8 @@ use tracing::{debug, warn};
 
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::wire::{
-    StreamAssembler, deltas_of, error_body_text, excerpt, parse_response, request_body,
+    RequestBody, StreamAssembler, deltas_of, error_body_text, excerpt, parse_response,
+    request_body_ref,
 };
 use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
 
@@ -176,7 +177,7 @@ impl OpenAiModel {
         deltas: Option<UnboundedSender<ModelDelta>>,
     ) -> Result<ChatResponse, ModelError> {
         let streaming = deltas.is_some() && self.config.stream;
-        let body = request_body(
+        let body = request_body_ref(
             &self.config.model,
             request,
             self.config.temperature,
@@ -216,9 +217,9 @@ impl OpenAiModel {
         }
     }
 
-    async fn complete_once(&self, body: &Value) -> Result<ChatResponse, ModelError> {
+    async fn complete_once(&self, body: &RequestBody<'_>) -> Result<ChatResponse, ModelError> {
         let chat = self.client.chat();
-        let call = chat.create_byot::<&Value, Value>(body);
+        let call = chat.create_byot::<&RequestBody<'_>, Value>(body);
         let answer = tokio::time::timeout(self.config.timeout, call)
             .await
             .map_err(|_| self.timed_out())?
@@ -228,12 +229,12 @@ impl OpenAiModel {
 
     async fn stream_once(
         &self,
-        body: &Value,
+        body: &RequestBody<'_>,
         tx: &UnboundedSender<ModelDelta>,
         forwarded: &mut bool,
     ) -> Result<ChatResponse, ModelError> {
         let chat = self.client.chat();
-        let open = chat.create_stream_byot::<&Value, Value>(body);
+        let open = chat.create_stream_byot::<&RequestBody<'_>, Value>(body);
         let mut stream = tokio::time::timeout(self.config.timeout, open)
             .await
             .map_err(|_| self.timed_out())?

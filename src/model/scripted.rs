@@ -345,7 +345,7 @@ mod tests {
     fn request(last: ChatMessage) -> ChatRequest {
         ChatRequest {
             messages: vec![ChatMessage::system("s"), last],
-            tools: Vec::new(),
+            tools: Vec::new().into(),
         }
     }
 

@@ -8,22 +8,52 @@ use super::{
 };
 use super::{ModelError, ToolCall as Call};
 
-/// The request body, in OpenAI's wire format. `parallel_tool_calls` is left to the server.
+/// The request body, in OpenAI's wire format, as a JSON value (for recordings).
 pub fn request_body(
     model: &str,
     request: &ChatRequest,
     temperature: Option<f32>,
     stream: bool,
 ) -> Value {
+    serde_json::to_value(request_body_ref(model, request, temperature, stream))
+        .unwrap_or(Value::Null)
+}
+
+/// The request body for sending: everything but the tools built per call, the tool
+/// definitions serialised straight from the shared list instead of copied into the body.
+pub struct RequestBody<'a> {
+    head: Map<String, Value>,
+    tools: &'a [Value],
+}
+
+impl serde::Serialize for RequestBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let extra = usize::from(!self.tools.is_empty());
+        let mut map = serializer.serialize_map(Some(self.head.len() + extra))?;
+        for (k, v) in &self.head {
+            map.serialize_entry(k, v)?;
+        }
+        if !self.tools.is_empty() {
+            map.serialize_entry("tools", self.tools)?;
+        }
+        map.end()
+    }
+}
+
+/// The request body in OpenAI's wire format. `parallel_tool_calls` is left to the server.
+pub fn request_body_ref<'a>(
+    model: &str,
+    request: &'a ChatRequest,
+    temperature: Option<f32>,
+    stream: bool,
+) -> RequestBody<'a> {
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
     body.insert(
         "messages".into(),
         Value::Array(request.messages.iter().map(message_json).collect()),
     );
-    if !request.tools.is_empty() {
-        body.insert("tools".into(), Value::Array(request.tools.clone()));
-    }
     if let Some(t) = temperature {
         body.insert("temperature".into(), json!(t));
     }
@@ -31,7 +61,10 @@ pub fn request_body(
     if stream {
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    Value::Object(body)
+    RequestBody {
+        head: body,
+        tools: &request.tools,
+    }
 }
 
 /// One message as OpenAI expects it: tool calls nested under `function` with

@@ -75,7 +75,7 @@ pub enum Command {
 }
 
 /// Where the Altan Pay API is and how to reach it.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct PayArgs {
     /// Base URL of the Altan Pay API (or of a gateway).
     #[arg(long, env = "ALTAN_PAY_BASE_URL")]
@@ -104,6 +104,19 @@ pub struct ChatArgs {
     /// Directory for the room's plans (one plan.md per workspace).
     #[arg(long, default_value = "altan-pay-plans")]
     pub plans_dir: PathBuf,
+}
+
+/// The token never appears in debug output.
+impl std::fmt::Debug for PayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayArgs")
+            .field("pay_base_url", &self.pay_base_url)
+            .field("sandbox", &self.sandbox)
+            .field("routes", &self.routes)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 #[derive(Args, Debug)]

@@ -108,7 +108,9 @@ async fn cancellation_ends_the_turn_and_keeps_the_thread_usable() {
 #[tokio::test]
 async fn usage_is_counted_per_model_call_and_events_arrive_in_order() {
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]).with_usage(100, 10),
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))])
+            .with_text("Creating it now.")
+            .with_usage(100, 10),
         Step::text("Created Pro.").with_usage(150, 5),
     ]));
     let (agent, _g) = agent(model, Limits::default()).await;
@@ -141,4 +143,7 @@ async fn usage_is_counted_per_model_call_and_events_arrive_in_order() {
     let started = kinds.iter().position(|k| *k == "tool_started").unwrap();
     let finished = kinds.iter().position(|k| *k == "tool_finished").unwrap();
     assert!(started < finished);
+    // The text the model wrote before its tool call streams out before the tool events.
+    let text = kinds.iter().position(|k| *k == "text").unwrap();
+    assert!(text < started, "{kinds:?}");
 }

@@ -404,3 +404,29 @@ async fn oversized_tool_arguments_are_refused_before_any_request() {
     assert!(answer.sync_plan.is_none());
     assert_eq!(counting.requests.load(Ordering::SeqCst), 0);
 }
+
+/// The command line's parsed flags never print a token.
+#[test]
+fn command_line_flags_redact_tokens_in_debug_output() {
+    use clap::Parser;
+    let cli = altan_pay::cli::Cli::try_parse_from([
+        "altan-pay",
+        "gateway",
+        "--token",
+        "tok_gateway_secret",
+    ])
+    .unwrap();
+    assert!(
+        !format!("{cli:?}").contains("tok_gateway_secret"),
+        "{cli:?}"
+    );
+    let cli = altan_pay::cli::Cli::try_parse_from([
+        "altan-pay",
+        "call",
+        "get_products",
+        "--token",
+        "tok_call_secret",
+    ])
+    .unwrap();
+    assert!(!format!("{cli:?}").contains("tok_call_secret"), "{cli:?}");
+}

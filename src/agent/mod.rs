@@ -48,6 +48,9 @@ use crate::sync::{
 use crate::tools::{ErrorCode, ToolContext, ToolEnv, ToolError, ToolOutput, ToolSet};
 pub use session::{MemoryStore, PendingApproval, Session, SessionStore, StoreError};
 
+/// Thread locks kept before the idle ones are dropped.
+const LOCKS_BEFORE_PRUNING: usize = 1024;
+
 /// How many of the latest room messages are kept for spotting agents going back and forth.
 const TRAIL_LEN: usize = 20;
 
@@ -400,6 +403,11 @@ impl Agent {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // Forget the locks nobody holds or waits for, so the map does not grow with every
+        // thread ever seen.
+        if threads.len() >= LOCKS_BEFORE_PRUNING {
+            threads.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
         threads.entry(thread_id.to_string()).or_default().clone()
     }
 
@@ -477,7 +485,7 @@ impl Agent {
         let end = loop {
             match step {
                 Step::CallModel(request) => {
-                    let deltas = forward_deltas(options.events.clone());
+                    let (deltas, forwarder) = forward_deltas(options.events.clone());
                     let call = inner
                         .model
                         .complete(&request, deltas)
@@ -491,6 +499,10 @@ impl Agent {
                         _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),
                         _ = cancel.cancelled() => Err(StopReason::Cancelled),
                     };
+                    // Every text delta is out before any tool event of this step.
+                    if let Some(forwarder) = forwarder {
+                        let _ = forwarder.await;
+                    }
                     step = match outcome {
                         Ok(Ok(response)) => turn.model_response(response),
                         Ok(Err(e)) => {
@@ -878,13 +890,18 @@ fn record(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
     }
 }
 
-/// Passes the model's text deltas on as events.
+/// Passes the model's text deltas on as events; the task ends when the model drops its sender.
 fn forward_deltas(
     events: Option<UnboundedSender<AgentEvent>>,
-) -> Option<UnboundedSender<ModelDelta>> {
-    let events = events?;
+) -> (
+    Option<UnboundedSender<ModelDelta>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let Some(events) = events else {
+        return (None, None);
+    };
     let (tx, mut rx) = unbounded_channel::<ModelDelta>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(delta) = rx.recv().await {
             if let ModelDelta::Text(text) = delta
                 && events.send(AgentEvent::TextDelta { text }).is_err()
@@ -893,7 +910,7 @@ fn forward_deltas(
             }
         }
     });
-    Some(tx)
+    (Some(tx), Some(task))
 }
 
 fn prompt_context(context: &AgentContext) -> PromptContext {

@@ -59,7 +59,7 @@ pub enum BackendKind {
 }
 
 /// Flags of `altan-pay gateway`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
@@ -86,6 +86,22 @@ pub struct GatewayArgs {
     /// Fault injection rules (TOML, or JSON by extension; see `gateway::faults`).
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
+}
+
+/// The token never appears in debug output.
+impl std::fmt::Debug for GatewayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayArgs")
+            .field("addr", &self.addr)
+            .field("backend", &self.backend)
+            .field("data", &self.data)
+            .field("state", &self.state)
+            .field("routes", &self.routes)
+            .field("stripe_base_url", &self.stripe_base_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 /// Why the gateway could not start or stopped.

@@ -381,7 +381,7 @@ impl Agent {
         session.syncs.answer_started();
         let note = if approve {
             let output = self
-                .execute(&mut session, context, &pending.call, true, &options)
+                .execute(&mut session, context, &pending.call, true)
                 .await;
             format!(
                 "[platform] The held call {} {} was approved and has run. Result: {}",
@@ -766,11 +766,7 @@ impl Agent {
                         None => session.provenance.observe_result(&output.content),
                         Some(e) => {
                             let error = ToolError::new(
-                                if e.code == ErrorCode::NotFound {
-                                    ErrorCode::NotFound
-                                } else {
-                                    e.code
-                                },
+                                e.code,
                                 format!(
                                     "`{id}` could not be verified in Stripe before {}: {}",
                                     call.name, e.model_message
@@ -795,7 +791,6 @@ impl Agent {
         context: &AgentContext,
         call: &ToolCall,
         approved: bool,
-        _options: &TurnOptions,
     ) -> ToolOutput {
         let verdict = policy::check(
             &self.inner.policy,

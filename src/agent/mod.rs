@@ -354,7 +354,7 @@ impl Agent {
         for message in new_messages {
             self.take_in(&mut session, context, message);
         }
-        self.inner.store.save(&session)?;
+        self.inner.store.save_async(&session).await?;
         self.run(&mut session, context, &options)
             .instrument(info_span!("turn", thread = thread_id))
             .await
@@ -394,7 +394,7 @@ impl Agent {
             )
         };
         session.history.push(ChatMessage::user(note));
-        self.inner.store.save(&session)?;
+        self.inner.store.save_async(&session).await?;
         self.run(&mut session, context, &options).await
     }
 
@@ -539,7 +539,7 @@ impl Agent {
             let pending = source.take(account);
             if !pending.is_empty() {
                 session.unsynced.extend(pending);
-                inner.store.save(session)?;
+                inner.store.save_async(session).await?;
             }
         }
         // Everything after the preamble is the thread's history from now on.
@@ -589,7 +589,7 @@ impl Agent {
             kind: MemberKind::Agent,
             text: answer.text.clone(),
         });
-        inner.store.save(session)?;
+        inner.store.save_async(session).await?;
         if let Some(events) = &options.events {
             let _ = events.send(AgentEvent::Completed {
                 answer: Box::new(answer.clone()),
@@ -707,7 +707,7 @@ impl Agent {
             changed |= self.absorb(session, call, &output);
             results.insert(call.id.clone(), output);
         }
-        if changed && let Err(e) = self.inner.store.save(session) {
+        if changed && let Err(e) = self.inner.store.save_async(session).await {
             // The answer still carries the plan; only a crash before it would lose it.
             warn!(error = %e, "could not save the session after a Stripe change");
         }
@@ -808,7 +808,7 @@ impl Agent {
         }
         let output = self.call_tool(session, context, call).await;
         if self.absorb(session, call, &output)
-            && let Err(e) = self.inner.store.save(session)
+            && let Err(e) = self.inner.store.save_async(session).await
         {
             warn!(error = %e, "could not save the session after a Stripe change");
         }

@@ -2,6 +2,8 @@
 //! keeps it (in memory here; SQLite with the chat endpoint).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +59,16 @@ pub struct StoreError(pub String);
 pub trait SessionStore: Send + Sync {
     fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError>;
     fn save(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The save the agent uses. A store that syncs to disk overrides it so that the caller's
+    /// task yields while the write is made durable and concurrent saves can share one commit;
+    /// the default is the blocking `save`.
+    fn save_async<'a>(
+        &'a self,
+        session: &'a Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(std::future::ready(self.save(session)))
+    }
 }
 
 /// Sessions in memory: the default for the library and tests.

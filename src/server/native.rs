@@ -69,10 +69,10 @@ pub async fn post_messages(
         ));
     }
     let context = turn::context_from_headers(request.context, &headers);
-    let context = turn::admit(&state, &access, &thread_id, context)?;
+    let context = turn::admit(&state, &access, &thread_id, context).await?;
     let context_json = serde_json::to_vec(&context).unwrap_or_default();
     let scope = format!("messages:{thread_id}");
-    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw, &context_json])?;
+    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw, &context_json]).await?;
     let messages = request
         .messages
         .into_iter()
@@ -112,9 +112,9 @@ pub async fn post_approval(
         Some(c) => turn::context_from_headers(c, &headers),
         None => info.context,
     };
-    let context = turn::admit(&state, &access, &thread_id, context)?;
+    let context = turn::admit(&state, &access, &thread_id, context).await?;
     let scope = format!("approvals:{thread_id}:{approval_id}");
-    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw])?;
+    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw]).await?;
     let work = Work::Approval {
         approval_id,
         approve: body.value.approve,

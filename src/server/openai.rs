@@ -190,7 +190,7 @@ pub async fn chat_completions(
         return Err(invalid("`messages` has no user message"));
     };
     let thread_id = thread_id_of(&request, &context, &first_user.1.text)?;
-    let context = turn::admit(&state, &access, &thread_id, context)?;
+    let context = turn::admit(&state, &access, &thread_id, context).await?;
     // A stateless client resends the conversation: only what follows the agent's last
     // answer is new once the thread has answered before.
     let answered = state.store.load(&thread_id)?.is_some_and(|s| s.answers > 0);
@@ -210,7 +210,7 @@ pub async fn chat_completions(
     }
     let context_json = serde_json::to_vec(&context).unwrap_or_default();
     let scope = format!("chat:{thread_id}");
-    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw, &context_json])?;
+    let idem = turn::idempotency(&state, &headers, &scope, &[&body.raw, &context_json]).await?;
     let stream = request.stream.unwrap_or(false);
     let include_usage = request
         .stream_options

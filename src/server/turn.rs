@@ -60,16 +60,14 @@ pub fn context_from_headers(mut context: AgentContext, headers: &HeaderMap) -> A
 /// Checks the token may act for the request's account and that the thread is not another
 /// account's; a request naming no account on an owned thread acts for the owner. Records the
 /// thread's context. Nothing has run when this fails.
-pub fn admit(
+pub async fn admit(
     state: &ServerState,
     access: &Access,
     thread_id: &str,
     mut context: AgentContext,
 ) -> Result<AgentContext, ApiError> {
-    let owner = state
-        .store
-        .thread(thread_id)?
-        .and_then(|info| info.account_id);
+    let known = state.store.thread(thread_id)?;
+    let owner = known.as_ref().and_then(|info| info.account_id.clone());
     if let Some(owner) = &owner {
         match &context.account_id {
             None => context.account_id = Some(owner.clone()),
@@ -85,7 +83,13 @@ pub fn admit(
         }
     }
     access.check(context.account_id.as_deref())?;
-    state.store.remember_thread(thread_id, &context)?;
+    // Most turns repeat the thread's context: no write (and no fsync) for those.
+    if known.is_none_or(|info| info.context != context) {
+        state
+            .store
+            .remember_thread_async(thread_id, &context)
+            .await?;
+    }
     Ok(context)
 }
 
@@ -100,7 +104,7 @@ pub enum Idempotency {
 
 /// Reserves the request's `Idempotency-Key` (scope: endpoint and thread), or finds the stored
 /// answer. `fingerprint` is everything that makes two requests the same (body, context).
-pub fn idempotency(
+pub async fn idempotency(
     state: &ServerState,
     headers: &HeaderMap,
     scope: &str,
@@ -130,7 +134,7 @@ pub fn idempotency(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    match state.store.reserve(scope, key, &hash)? {
+    match state.store.reserve_async(scope, key, &hash).await? {
         Reservation::Reserved => Ok(Idempotency::Fresh(scope.to_string(), key.to_string())),
         Reservation::Done(answer) => Ok(Idempotency::Replay(answer)),
         Reservation::InProgress => Err(ApiError::new(
@@ -207,7 +211,7 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
                     "turn finished"
                 );
                 if let Some((scope, key)) = &job.idempotency
-                    && let Err(e) = store.complete(scope, key, &body)
+                    && let Err(e) = store.complete_async(scope, key, &body).await
                 {
                     warn!(error = %e, "could not store the idempotent answer");
                 }
@@ -215,7 +219,7 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
             }
             Err(e) => {
                 if let Some((scope, key)) = &job.idempotency {
-                    let _ = store.release(scope, key);
+                    let _ = store.release_async(scope, key).await;
                 }
                 Err(ApiError::from(e))
             }

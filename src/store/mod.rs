@@ -1,10 +1,14 @@
 //! Sessions, thread owners and idempotency records in one SQLite file (WAL, synchronous=FULL),
 //! behind the agent's `SessionStore` trait; histories are bounded and old tool results compacted.
+//! Async writes share commits (group commit, `commit.rs`): one fsync covers every concurrent turn.
 
+mod commit;
 mod compact;
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -34,10 +38,14 @@ pub struct ThreadInfo {
     pub context: AgentContext,
 }
 
-/// A SQLite file holding every thread's session; one connection behind a mutex, since each
-/// statement is short and SQLite serialises writers anyway.
+/// A SQLite file holding every thread's session. Reads go through their own connection (WAL
+/// lets them run while a commit is being synced); writes go through one write connection, either
+/// at once (the blocking methods) or batched by the group-commit thread (the `_async` methods).
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    read: Arc<Mutex<Connection>>,
+    /// The same connection as `read` for an in-memory database, which cannot be shared.
+    write: Arc<Mutex<Connection>>,
+    commits: commit::GroupCommit,
     limits: HistoryLimits,
 }
 
@@ -74,6 +82,24 @@ fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError(format!("{what}: {e}"))
 }
 
+/// A panic elsewhere while holding the lock leaves SQLite itself consistent.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// WAL, full fsync on commit, a busy timeout, and the tables.
+fn configure(conn: Connection) -> Result<Connection, StoreError> {
+    // journal_mode answers with a row, so it is read rather than executed.
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(db_err("enabling WAL"))?;
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+        .map_err(db_err("pragmas"))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(db_err("creating tables"))?;
+    Ok(conn)
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,15 +111,19 @@ impl SqliteStore {
     /// Opens (or creates) the file, in WAL mode with full fsync on commit.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-        Self::setup(conn, HistoryLimits::default())
+        let open = || {
+            Connection::open(path)
+                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))
+        };
+        let write = configure(open()?)?;
+        let read = configure(open()?)?;
+        Self::assemble(read, Some(write))
     }
 
     /// A private in-memory database, for tests and benchmarks.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
-        Self::setup(conn, HistoryLimits::default())
+        Self::assemble(configure(conn)?, None)
     }
 
     /// How much history each thread keeps.
@@ -102,26 +132,27 @@ impl SqliteStore {
         self
     }
 
-    fn setup(conn: Connection, limits: HistoryLimits) -> Result<SqliteStore, StoreError> {
-        // journal_mode answers with a row, so it is read rather than executed.
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(db_err("enabling WAL"))?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
-            .map_err(db_err("pragmas"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db_err("creating tables"))?;
+    fn assemble(read: Connection, write: Option<Connection>) -> Result<SqliteStore, StoreError> {
+        let read = Arc::new(Mutex::new(read));
+        let write = match write {
+            Some(conn) => Arc::new(Mutex::new(conn)),
+            None => read.clone(),
+        };
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            limits,
+            commits: commit::GroupCommit::start(write.clone())?,
+            read,
+            write,
+            limits: HistoryLimits::default(),
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic elsewhere while holding the lock leaves SQLite itself consistent.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.read)
     }
 
+    fn write_conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.write)
+    }
     /// The owner and context of a thread, if any request created it.
     pub fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, StoreError> {
         let row: Option<(Option<String>, String)> = self
@@ -150,16 +181,18 @@ impl SqliteStore {
         thread_id: &str,
         context: &AgentContext,
     ) -> Result<(), StoreError> {
-        let text = serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?;
-        self.conn()
-            .execute(
-                "INSERT INTO threads (thread_id, account_id, context) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(thread_id) DO UPDATE SET context = excluded.context,
-                 account_id = COALESCE(threads.account_id, excluded.account_id)",
-                params![thread_id, context.account_id, text],
-            )
-            .map_err(db_err("saving a thread"))?;
-        Ok(())
+        let row = ThreadRow::new(thread_id, context)?;
+        row.write(&self.write_conn())
+    }
+
+    /// [`SqliteStore::remember_thread`], sharing a commit with concurrent writes.
+    pub async fn remember_thread_async(
+        &self,
+        thread_id: &str,
+        context: &AgentContext,
+    ) -> Result<(), StoreError> {
+        let row = ThreadRow::new(thread_id, context)?;
+        self.commits.run(move |conn| row.write(conn)).await
     }
 
     /// Reserves an idempotency key for a body hash, or says what it already stands for.
@@ -169,54 +202,170 @@ impl SqliteStore {
         key: &str,
         body_hash: &str,
     ) -> Result<Reservation, StoreError> {
-        let conn = self.conn();
-        let existing: Option<(String, Option<String>)> = conn
-            .query_row(
-                "SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2",
-                [scope, key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db_err("reading an idempotency key"))?;
-        match existing {
-            Some((hash, _)) if hash != body_hash => Ok(Reservation::Conflict),
-            Some((_, None)) => Ok(Reservation::InProgress),
-            Some((_, Some(text))) => serde_json::from_str(&text)
-                .map(Reservation::Done)
-                .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
-            None => {
-                conn.execute(
-                    "INSERT INTO idempotency (scope, key, body_hash, response, created_at)
-                     VALUES (?1, ?2, ?3, NULL, ?4)",
-                    params![scope, key, body_hash, now()],
-                )
-                .map_err(db_err("reserving an idempotency key"))?;
-                Ok(Reservation::Reserved)
-            }
-        }
+        reserve_key(&self.write_conn(), scope, key, body_hash)
+    }
+
+    /// [`SqliteStore::reserve`], sharing a commit with concurrent writes; the check and the
+    /// insert stay one step, since a batch runs its writes one after the other.
+    pub async fn reserve_async(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+    ) -> Result<Reservation, StoreError> {
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), body_hash.to_string());
+        self.commits
+            .run(move |conn| reserve_key(conn, &scope, &key, &hash))
+            .await
     }
 
     /// Stores the answer for a reserved key.
     pub fn complete(&self, scope: &str, key: &str, response: &Value) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE idempotency SET response = ?3 WHERE scope = ?1 AND key = ?2",
-                params![scope, key, response.to_string()],
-            )
-            .map_err(db_err("storing an idempotent answer"))?;
-        Ok(())
+        complete_key(&self.write_conn(), scope, key, &response.to_string())
+    }
+
+    /// [`SqliteStore::complete`], sharing a commit with concurrent writes.
+    pub async fn complete_async(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &Value,
+    ) -> Result<(), StoreError> {
+        let (scope, key, text) = (scope.to_string(), key.to_string(), response.to_string());
+        self.commits
+            .run(move |conn| complete_key(conn, &scope, &key, &text))
+            .await
     }
 
     /// Frees a reserved key whose request never produced an answer, so it can be retried.
     pub fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND response IS NULL",
-                [scope, key],
-            )
-            .map_err(db_err("releasing an idempotency key"))?;
+        release_key(&self.write_conn(), scope, key)
+    }
+
+    /// [`SqliteStore::release`], sharing a commit with concurrent writes.
+    pub async fn release_async(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.commits
+            .run(move |conn| release_key(conn, &scope, &key))
+            .await
+    }
+
+    /// Writes queued for group commit so far, and the transactions that committed them.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let stats = self.commits.stats();
+        (
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The session as stored: history bounded, serialised.
+    fn session_row(&self, session: &Session) -> Result<SessionRow, StoreError> {
+        let mut bounded = session.clone();
+        bound_history(&mut bounded.history, self.limits);
+        let text = serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))?;
+        Ok(SessionRow {
+            thread_id: session.thread_id.clone(),
+            text,
+        })
+    }
+}
+
+/// One `threads` row, ready to write.
+struct ThreadRow {
+    thread_id: String,
+    account_id: Option<String>,
+    context: String,
+}
+
+impl ThreadRow {
+    fn new(thread_id: &str, context: &AgentContext) -> Result<ThreadRow, StoreError> {
+        Ok(ThreadRow {
+            thread_id: thread_id.to_string(),
+            account_id: context.account_id.clone(),
+            context: serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?,
+        })
+    }
+
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO threads (thread_id, account_id, context) VALUES (?1, ?2, ?3)
+             ON CONFLICT(thread_id) DO UPDATE SET context = excluded.context,
+             account_id = COALESCE(threads.account_id, excluded.account_id)",
+            params![self.thread_id, self.account_id, self.context],
+        )
+        .map_err(db_err("saving a thread"))?;
         Ok(())
     }
+}
+
+/// One `sessions` row, ready to write.
+struct SessionRow {
+    thread_id: String,
+    text: String,
+}
+
+impl SessionRow {
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO sessions (thread_id, session, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(thread_id) DO UPDATE SET session = excluded.session,
+             updated_at = excluded.updated_at",
+            params![self.thread_id, self.text, now()],
+        )
+        .map_err(db_err("saving a session"))?;
+        Ok(())
+    }
+}
+
+fn reserve_key(
+    conn: &Connection,
+    scope: &str,
+    key: &str,
+    body_hash: &str,
+) -> Result<Reservation, StoreError> {
+    let existing: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2",
+            [scope, key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err("reading an idempotency key"))?;
+    match existing {
+        Some((hash, _)) if hash != body_hash => Ok(Reservation::Conflict),
+        Some((_, None)) => Ok(Reservation::InProgress),
+        Some((_, Some(text))) => serde_json::from_str(&text)
+            .map(Reservation::Done)
+            .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
+        None => {
+            conn.execute(
+                "INSERT INTO idempotency (scope, key, body_hash, response, created_at)
+                 VALUES (?1, ?2, ?3, NULL, ?4)",
+                params![scope, key, body_hash, now()],
+            )
+            .map_err(db_err("reserving an idempotency key"))?;
+            Ok(Reservation::Reserved)
+        }
+    }
+}
+
+fn complete_key(conn: &Connection, scope: &str, key: &str, text: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE idempotency SET response = ?3 WHERE scope = ?1 AND key = ?2",
+        params![scope, key, text],
+    )
+    .map_err(db_err("storing an idempotent answer"))?;
+    Ok(())
+}
+
+fn release_key(conn: &Connection, scope: &str, key: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND response IS NULL",
+        [scope, key],
+    )
+    .map_err(db_err("releasing an idempotency key"))?;
+    Ok(())
 }
 
 impl SessionStore for SqliteStore {
@@ -238,18 +387,17 @@ impl SessionStore for SqliteStore {
     }
 
     fn save(&self, session: &Session) -> Result<(), StoreError> {
-        let mut bounded = session.clone();
-        bound_history(&mut bounded.history, self.limits);
-        let text = serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))?;
-        self.conn()
-            .execute(
-                "INSERT INTO sessions (thread_id, session, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(thread_id) DO UPDATE SET session = excluded.session,
-                 updated_at = excluded.updated_at",
-                params![session.thread_id, text, now()],
-            )
-            .map_err(db_err("saving a session"))?;
-        Ok(())
+        self.session_row(session)?.write(&self.write_conn())
+    }
+
+    fn save_async<'a>(
+        &'a self,
+        session: &'a Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(async move {
+            let row = self.session_row(session)?;
+            self.commits.run(move |conn| row.write(conn)).await
+        })
     }
 }
 
@@ -273,6 +421,37 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// Saves from many tasks at once are all durable once answered, and share commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_async_saves_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut session = Session::new(&format!("t{i}"));
+                session
+                    .history
+                    .push(ChatMessage::user(format!("message {i}")));
+                store.save_async(&session).await.map(|()| session)
+            }));
+        }
+        let mut saved = Vec::new();
+        for task in tasks {
+            saved.push(task.await.unwrap().unwrap());
+        }
+        let (writes, commits) = store.commit_stats();
+        assert_eq!(writes, 64);
+        assert!((1..=64).contains(&commits), "{commits}");
+        drop(store);
+        let again = SqliteStore::open(&path).unwrap();
+        for session in saved {
+            assert_eq!(again.load(&session.thread_id).unwrap(), Some(session));
+        }
     }
 
     #[test]

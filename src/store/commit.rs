@@ -1,0 +1,272 @@
+//! Group commit: writes submitted by async callers queue up for one thread, which runs all the
+//! queued writes in one transaction and syncs the file once; each caller gets its own result.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::agent::StoreError;
+
+/// The most writes one transaction takes, so a long queue is committed in steps.
+const MAX_BATCH: usize = 256;
+
+/// One queued write.
+trait Write: Send {
+    /// Runs inside the batch's transaction; false when it failed (its changes are undone).
+    fn apply(&mut self, conn: &Connection) -> bool;
+    /// Reports the outcome once the commit is known: the write's own error, or the commit's.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Pending<F, R> {
+    work: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Write for Pending<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
+    R: Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let outcome = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Err(StoreError("the write was never run".into())),
+        };
+        // The caller may have gone away (its request was cancelled); the write stands.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// How many writes were queued and how many transactions committed them.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub writes: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// The queue to the commit thread. The thread ends when this is dropped.
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn Write>>,
+    stats: Arc<CommitStats>,
+}
+
+impl GroupCommit {
+    pub(super) fn start(conn: Arc<Mutex<Connection>>) -> Result<GroupCommit, StoreError> {
+        let (queue, writes) = mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
+        let counted = stats.clone();
+        std::thread::Builder::new()
+            .name("sqlite-group-commit".into())
+            .spawn(move || commit_loop(&conn, &writes, &counted))
+            .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?;
+        Ok(GroupCommit { queue, stats })
+    }
+
+    pub(super) fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
+    /// Runs `work` on the write connection in the next batch, and answers once that batch is
+    /// committed (durable) or failed.
+    pub(super) async fn run<F, R>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.queue
+            .send(Box::new(pending))
+            .map_err(|_| StoreError("the commit thread has stopped".into()))?;
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        answer
+            .await
+            .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
+    }
+}
+
+fn commit_loop(
+    conn: &Mutex<Connection>,
+    writes: &mpsc::Receiver<Box<dyn Write>>,
+    stats: &CommitStats,
+) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&super::lock(conn), batch);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One transaction for the whole batch, each write inside its own savepoint so a failed write
+/// is undone alone; one commit (one fsync) for all.
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>) {
+    let count = batch.len();
+    let mut run = || -> Result<(), rusqlite::Error> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for write in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT one_write")?;
+            if write.apply(conn) {
+                conn.execute_batch("RELEASE one_write")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO one_write; RELEASE one_write")?;
+            }
+        }
+        conn.execute_batch("COMMIT")
+    };
+    let outcome = run().map_err(|e| StoreError(format!("committing {count} writes: {e}")));
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for write in batch {
+        write.finish(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (tempfile::TempDir, Arc<Mutex<Connection>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("c.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v TEXT PRIMARY KEY);")
+            .unwrap();
+        (dir, Arc::new(Mutex::new(conn)))
+    }
+
+    fn insert(v: &'static str) -> impl FnOnce(&Connection) -> Result<usize, StoreError> {
+        move |c: &Connection| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map_err(|e| StoreError(e.to_string()))
+        }
+    }
+
+    /// Writes queued while a commit is under way go out together in the next one; a failing
+    /// write is undone alone and reported to its caller only.
+    // Holding the connection's lock across awaits is the point: it stands for a slow commit.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_writes_share_one_commit_and_fail_alone() {
+        let (_dir, conn) = table();
+        let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
+        let held = conn.lock().unwrap();
+        let mut tasks = Vec::new();
+        for v in ["a", "b", "a", "c", "d"] {
+            let commits = commits.clone();
+            tasks.push(tokio::spawn(async move { commits.run(insert(v)).await }));
+        }
+        while commits.stats().writes.load(Ordering::Relaxed) < 5 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+        assert_eq!(failed.len(), 1, "{results:?}");
+        assert!(format!("{:?}", failed[0]).contains("UNIQUE"), "{failed:?}");
+        let rows: Vec<String> = {
+            let c = conn.lock().unwrap();
+            let mut st = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(rows, ["a", "b", "c", "d"]);
+        // The first write may have been taken alone before the lock was released.
+        let made = commits.stats().commits.load(Ordering::Relaxed);
+        assert!((1..=2).contains(&made), "{made} commits for 5 writes");
+    }
+
+    /// A commit that fails reports its error to every write of the batch, and nothing of the
+    /// batch is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_every_write_of_the_batch() {
+        let (_dir, conn) = table();
+        // A deferred foreign key that is violated only shows at COMMIT.
+        conn.lock()
+            .unwrap()
+            .execute_batch(
+                "PRAGMA foreign_keys=ON;
+                 CREATE TABLE child (p TEXT REFERENCES t(v) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
+        // A first write that holds its batch open until the next two are queued, so that
+        // those two are certain to be committed together.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let commits = commits.clone();
+            async move {
+                commits
+                    .run(move |_: &Connection| {
+                        let _ = started_tx.send(());
+                        let _ = go_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started.recv().unwrap())
+            .await
+            .unwrap();
+        let orphan = tokio::spawn({
+            let commits = commits.clone();
+            async move {
+                commits
+                    .run(|c: &Connection| {
+                        c.execute("INSERT INTO child (p) VALUES ('nobody')", [])
+                            .map_err(|e| StoreError(e.to_string()))
+                    })
+                    .await
+            }
+        });
+        let fine = tokio::spawn({
+            let commits = commits.clone();
+            async move { commits.run(insert("x")).await }
+        });
+        while commits.stats().writes.load(Ordering::Relaxed) < 3 {
+            tokio::task::yield_now().await;
+        }
+        go.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let (orphan, fine) = (orphan.await.unwrap(), fine.await.unwrap());
+        assert!(orphan.is_err() && fine.is_err(), "{orphan:?} {fine:?}");
+        assert!(format!("{fine:?}").contains("FOREIGN KEY"), "{fine:?}");
+        let count: i64 = conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+}

@@ -122,16 +122,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(SqliteStore::open(dir.path().join("bench.db"))?);
     let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
     let builder = Agent::builder().model(Arc::new(Instant)).pay(pay);
-    let state = ServerState::new(builder, store, Tokens::default(), ServerConfig::default())?;
+    let state = ServerState::new(
+        builder,
+        store.clone(),
+        Tokens::default(),
+        ServerConfig::default(),
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = altan_pay::server::spawn(listener, state)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()?;
 
-    println!("| concurrent threads | turns | turns/s | p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| concurrent threads | turns | turns/s | p50 ms | p99 ms | writes per commit |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for threads in [1usize, 16, 256] {
+        let (writes_before, commits_before) = store.commit_stats();
         let (lat, elapsed) = level(
             &client,
             &server.base_url,
@@ -140,12 +146,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.turns_per_thread,
         )
         .await?;
+        let (writes, commits) = store.commit_stats();
         println!(
-            "| {threads} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {threads} | {} | {:.0} | {:.2} | {:.2} | {:.1} |",
             lat.len(),
             lat.len() as f64 / elapsed.as_secs_f64(),
             percentile(&lat, 0.50).as_secs_f64() * 1000.0,
             percentile(&lat, 0.99).as_secs_f64() * 1000.0,
+            (writes - writes_before) as f64 / (commits - commits_before).max(1) as f64,
         );
     }
 

@@ -171,7 +171,15 @@ async fn a_lasting_outage_is_reported_to_the_model_and_nothing_is_planned() {
         .await
         .unwrap();
     assert_eq!(w.model.remaining(), 0, "the model saw the failure");
-    assert_eq!(w.faults.counts().errors, 4, "four attempts, all refused");
+    assert_eq!(
+        w.faults.counts().errors,
+        8,
+        "four attempts, and four of the replay before the answer, all refused"
+    );
+    assert_eq!(answer.tool_calls[1].id, "c1-confirm");
+    // Still unknown: kept for the next answer.
+    let stored = w.agent.store().load("t").unwrap().unwrap();
+    assert_eq!(stored.uncertain.len(), 1);
     let call = &answer.tool_calls[0];
     assert_eq!(call.error, Some(ErrorCode::Unavailable));
     assert_eq!(call.result["error"]["outcome_unknown"], json!(true));
@@ -219,9 +227,12 @@ async fn every_answer_lost_means_one_object_and_an_unknown_outcome_not_a_guess()
         .respond("t", &context(), &[user("Create Pro")])
         .await
         .unwrap();
-    assert_eq!(w.faults.counts().drops, 4);
+    // Four attempts of the call, then four of its replay with the same key before the answer.
+    assert_eq!(w.faults.counts().drops, 8);
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     assert_eq!(answer.tool_calls[0].error, Some(ErrorCode::Unavailable));
+    assert_eq!(answer.tool_calls[2].id, "c1-confirm");
+    assert_eq!(answer.tool_calls[2].error, Some(ErrorCode::Unavailable));
     assert_eq!(
         answer.tool_calls[1].result["data"]
             .as_array()
@@ -231,6 +242,117 @@ async fn every_answer_lost_means_one_object_and_an_unknown_outcome_not_a_guess()
     );
     // Nothing planned that the agent did not see happen.
     assert!(plan_rows(&answer).is_subset(&stripe_rows(&w.sandbox)));
+}
+
+/// Every attempt of a create loses its answer; before the answer the agent replays it with the
+/// same idempotency key, Stripe answers with the object the first attempt made, and the plan
+/// has it: what Stripe holds and what the plan says are the same.
+#[tokio::test]
+async fn a_write_whose_answers_were_all_lost_is_confirmed_with_its_key_and_synced() {
+    let plan =
+        FaultPlan::new(9).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(4));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("The connection broke; I could not confirm Pro.")
+            .expect_tool_result_containing("outcome_unknown"),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    let answer = w
+        .agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    assert_eq!(w.faults.counts().drops, 4);
+    assert_eq!(w.model.remaining(), 0);
+    let products = stripe_list(&w.sandbox, "products.list");
+    assert_eq!(products.len(), 1);
+    assert_eq!(answer.tool_calls.len(), 2);
+    assert_eq!(answer.tool_calls[0].error, Some(ErrorCode::Unavailable));
+    let confirm = &answer.tool_calls[1];
+    assert_eq!((confirm.id.as_str(), confirm.error), ("c1-confirm", None));
+    assert_eq!(confirm.result["id"], products[0]["id"]);
+    assert_exactly_what_committed(&w, &answer);
+    // Settled: the next answer replays nothing.
+    let again = w.agent.respond("t", &context(), &[user("Thanks")]).await;
+    assert!(again.is_err() || again.unwrap().tool_calls.is_empty());
+}
+
+/// The outage outlasts the answer: the write stays uncertain in the session, and the next
+/// answer confirms it and hands it over.
+#[tokio::test]
+async fn a_write_still_unknown_at_the_answer_is_confirmed_by_the_next_answer() {
+    let plan =
+        FaultPlan::new(10).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(8));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
+        Step::text("Here is where things stand."),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    let first = w
+        .agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    assert_eq!(w.faults.counts().drops, 8);
+    assert!(first.sync_plan.is_none());
+    let stored = w.agent.store().load("t").unwrap().unwrap();
+    assert_eq!(stored.uncertain.len(), 1);
+    assert_eq!(stored.uncertain[0].call.id, "c1");
+
+    let second = w
+        .agent
+        .respond("t", &context(), &[user("Did it work?")])
+        .await
+        .unwrap();
+    assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
+    assert_eq!(second.tool_calls.len(), 1);
+    assert_eq!(second.tool_calls[0].id, "c1-confirm");
+    assert_exactly_what_committed(&w, &second);
+    assert!(
+        w.agent
+            .store()
+            .load("t")
+            .unwrap()
+            .unwrap()
+            .uncertain
+            .is_empty()
+    );
+}
+
+/// In a later answer the model repeats the uncertain call with the same arguments (an exact
+/// repeat within one answer is refused by the engine): the repeat reuses the first key, so
+/// Stripe returns the first object instead of making a second one, and nothing is left to
+/// confirm.
+#[tokio::test]
+async fn repeating_an_uncertain_write_in_a_later_answer_reuses_its_key() {
+    let plan =
+        FaultPlan::new(11).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(8));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
+        Step::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
+        Step::text("Pro exists."),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    let first = w
+        .agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    assert!(first.sync_plan.is_none());
+    let answer = w
+        .agent
+        .respond("t", &context(), &[user("Try again")])
+        .await
+        .unwrap();
+    let products = stripe_list(&w.sandbox, "products.list");
+    assert_eq!(products.len(), 1, "the repeat made a second product");
+    let ids: Vec<&str> = answer.tool_calls.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c9"], "nothing left to confirm");
+    assert_eq!(answer.tool_calls[0].error, None);
+    assert_eq!(answer.tool_calls[0].result["id"], products[0]["id"]);
+    assert_exactly_what_committed(&w, &answer);
 }
 
 /// The first attempt commits and loses its answer, every retry is refused with a 429: the
@@ -256,7 +378,11 @@ async fn an_uncertain_attempt_keeps_the_outcome_unknown_whatever_the_last_error(
         .await
         .unwrap();
     let counts = w.faults.counts();
-    assert_eq!((counts.drops, counts.rate_limits), (1, 3));
+    // The call: one drop, three 429s; its replay before the answer: four more 429s.
+    assert_eq!((counts.drops, counts.rate_limits), (1, 7));
+    // A 429 says nothing about the first attempt: the write stays to be confirmed.
+    let stored = w.agent.store().load("t").unwrap().unwrap();
+    assert_eq!(stored.uncertain.len(), 1);
     assert_eq!(w.model.remaining(), 0);
     assert_eq!(
         answer.tool_calls[0].result["error"]["outcome_unknown"],

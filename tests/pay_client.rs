@@ -84,7 +84,6 @@ async fn other_4xx_are_never_retried() {
         (401, "invalid_request_error", "api_key_invalid"),
         (403, "invalid_request_error", "account_invalid"),
         (404, "invalid_request_error", "resource_missing"),
-        (409, "idempotency_error", "idempotency_key_in_use"),
     ] {
         let pay = MockPay::start().await;
         pay.push(Scripted::stripe_error(
@@ -116,6 +115,49 @@ async fn other_4xx_are_never_retried() {
             other => panic!("HTTP {status}: {other:?}"),
         }
     }
+}
+
+/// A 409 says another request with the same key is still running: retried (as Stripe's SDKs
+/// do), and when it lasts the write's outcome is unknown, since the other request may apply.
+#[tokio::test]
+async fn a_409_for_a_key_in_use_is_retried_and_leaves_the_outcome_unknown() {
+    let pay = MockPay::start().await;
+    pay.push(Scripted::stripe_error(
+        409,
+        "idempotency_error",
+        "idempotency_key_in_use",
+        "in progress",
+        None,
+    ));
+    pay.push(Scripted::json(
+        200,
+        json!({"id": "prod_1", "object": "product"}),
+    ));
+    let ok = pay
+        .client(Duration::from_secs(5))
+        .call(create_call(Some("k")))
+        .await
+        .unwrap();
+    assert_eq!(ok["id"], "prod_1");
+    assert_eq!(pay.requests().len(), 2);
+
+    let pay = MockPay::start().await;
+    for _ in 0..3 {
+        pay.push(Scripted::stripe_error(
+            409,
+            "idempotency_error",
+            "idempotency_key_in_use",
+            "in progress",
+            None,
+        ));
+    }
+    let err = pay
+        .client(Duration::from_secs(5))
+        .call(create_call(Some("k")))
+        .await
+        .unwrap_err();
+    assert_eq!(pay.requests().len(), 3);
+    assert!(err.outcome_unknown(), "{err:?}");
 }
 
 #[tokio::test]

@@ -46,7 +46,9 @@ use crate::sync::{
     compose_answer, detect_agents_bouncing, parse_acknowledgements,
 };
 use crate::tools::{ErrorCode, ToolContext, ToolEnv, ToolError, ToolOutput, ToolSet};
-pub use session::{MemoryStore, PendingApproval, Session, SessionStore, StoreError};
+pub use session::{
+    MemoryStore, PendingApproval, Session, SessionStore, StoreError, UncertainWrite,
+};
 
 /// Thread locks kept before the idle ones are dropped.
 const LOCKS_BEFORE_PRUNING: usize = 1024;
@@ -533,6 +535,19 @@ impl Agent {
             }
         };
 
+        // Writes whose answers were lost are confirmed before the hand-over, within the
+        // turn's deadline; whatever is still unknown is tried again with the next answer.
+        if !session.uncertain.is_empty() && !cancel.is_cancelled() {
+            let settle = self.settle_uncertain(session, context, &mut records);
+            let changed = tokio::select! {
+                changed = settle => changed,
+                _ = tokio::time::sleep_until(deadline) => true,
+                _ = cancel.cancelled() => true,
+            };
+            if changed {
+                inner.store.save_async(session).await?;
+            }
+        }
         // Changes Stripe made outside this agent go into the same hand-over; saved at once so
         // a crash before the answer loses none of them.
         if let (Some(source), Some(account)) = (&inner.pending, &context.account_id) {
@@ -696,15 +711,17 @@ impl Agent {
                 }
             }
         }
+        let keys: Vec<String> = runnable.iter().map(|c| key_id(session, c)).collect();
         let outputs = futures::future::join_all(
             runnable
                 .iter()
-                .map(|call| self.call_tool(session, context, call)),
+                .zip(&keys)
+                .map(|(call, key)| self.call_tool_with_key(session, context, call, key)),
         )
         .await;
         let mut changed = false;
-        for (call, output) in runnable.iter().zip(outputs) {
-            changed |= self.absorb(session, call, &output);
+        for ((call, key), output) in runnable.iter().zip(&keys).zip(outputs) {
+            changed |= self.absorb(session, call, key, &output);
             results.insert(call.id.clone(), output);
         }
         if changed && let Err(e) = self.inner.store.save_async(session).await {
@@ -728,6 +745,59 @@ impl Agent {
             }
         }
         (results, records, held)
+    }
+
+    /// Replays each write of unknown outcome with its own idempotency key: Stripe answers with
+    /// what the first attempt did, or does it now, once. Applied writes join the sync plan;
+    /// writes Stripe refuses outright are dropped; the rest wait for the next answer. Each replay is
+    /// listed among the answer's tool calls as `<call id>-confirm`. Returns whether the session
+    /// changed. Cancelling it between replays loses nothing: each settles on its own.
+    async fn settle_uncertain(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        records: &mut Vec<ToolCallRecord>,
+    ) -> bool {
+        let mut changed = false;
+        for write in session.uncertain.clone() {
+            if unix_now().saturating_sub(write.since) > KEY_LIFETIME_SECS {
+                warn!(
+                    tool = %write.call.name,
+                    call = %write.call.id,
+                    "a write of unknown outcome is older than Stripe keeps idempotency keys; not replayed, reconcile finds it if it happened"
+                );
+                session.uncertain.retain(|w| w.key_id != write.key_id);
+                changed = true;
+                continue;
+            }
+            let output = self
+                .call_tool_with_key(session, context, &write.call, &write.key_id)
+                .await;
+            let confirm = ToolCall {
+                id: format!("{}-confirm", write.call.id),
+                ..write.call.clone()
+            };
+            records.push(record(&confirm, &output));
+            match &output.error {
+                // Stripe refused the request itself: with the same key it would have answered
+                // with the first attempt's result had that attempt applied, so nothing was.
+                Some(e)
+                    if matches!(
+                        e.code,
+                        ErrorCode::StripeInvalidRequest | ErrorCode::NotFound
+                    ) =>
+                {
+                    session.uncertain.retain(|w| w.key_id != write.key_id);
+                    changed = true;
+                }
+                // Unavailable, rate limited, unreadable: still unknown, tried with the next answer.
+                Some(_) => {}
+                None => {
+                    changed |= self.absorb(session, &write.call, &write.key_id, &output);
+                }
+            }
+        }
+        changed
     }
 
     /// Decides whether a call may run, verifying the objects it targets first.
@@ -806,8 +876,9 @@ impl Agent {
         if let Verdict::Refuse(error) = verdict {
             return ToolOutput::failed(error);
         }
-        let output = self.call_tool(session, context, call).await;
-        if self.absorb(session, call, &output)
+        let key = key_id(session, call);
+        let output = self.call_tool_with_key(session, context, call, &key).await;
+        if self.absorb(session, call, &key, &output)
             && let Err(e) = self.inner.store.save_async(session).await
         {
             warn!(error = %e, "could not save the session after a Stripe change");
@@ -821,10 +892,21 @@ impl Agent {
         context: &AgentContext,
         call: &ToolCall,
     ) -> ToolOutput {
+        let key = key_id(session, call);
+        self.call_tool_with_key(session, context, call, &key).await
+    }
+
+    /// Runs a call whose idempotency key is made from `key_id` (see [`key_id`]).
+    async fn call_tool_with_key(
+        &self,
+        session: &Session,
+        context: &AgentContext,
+        call: &ToolCall,
+        key_id: &str,
+    ) -> ToolOutput {
         let ctx = ToolContext {
             conversation_id: session.thread_id.clone(),
-            // The answer number keeps keys apart when a model reuses call ids across answers.
-            tool_call_id: format!("a{}-{}", session.answers, call.id),
+            tool_call_id: key_id.to_string(),
             account_id: context.account_id.clone(),
             stripe_connect_id: context.stripe_connect_id.clone(),
         };
@@ -834,11 +916,28 @@ impl Agent {
             .await
     }
 
-    /// Learns from a finished call; returns whether Stripe changed.
-    fn absorb(&self, session: &mut Session, call: &ToolCall, output: &ToolOutput) -> bool {
-        if output.error.is_some() {
-            return false;
+    /// Learns from a finished call made with `key_id`; returns whether the session gained
+    /// something that must be saved at once (a Stripe change, or a write of unknown outcome).
+    fn absorb(
+        &self,
+        session: &mut Session,
+        call: &ToolCall,
+        key_id: &str,
+        output: &ToolOutput,
+    ) -> bool {
+        if let Some(error) = &output.error {
+            if !error.outcome_unknown || session.uncertain.iter().any(|w| w.key_id == key_id) {
+                return false;
+            }
+            session.uncertain.push(UncertainWrite {
+                call: call.clone(),
+                key_id: key_id.to_string(),
+                since: unix_now(),
+            });
+            return true;
         }
+        // A repeat of an uncertain write (same key) settles it.
+        session.uncertain.retain(|w| w.key_id != key_id);
         session.provenance.observe_result(&output.content);
         let Some(effect) = &output.effect else {
             return false;
@@ -849,6 +948,27 @@ impl Agent {
         }
         true
     }
+}
+
+/// What a call's idempotency key is made from: the key of an uncertain write it repeats, so
+/// the repeat cannot apply twice; otherwise the answer number (keys stay apart when a model
+/// reuses call ids across answers) and the model's call id.
+fn key_id(session: &Session, call: &ToolCall) -> String {
+    match session.uncertain.iter().find(|w| w.matches(call)) {
+        Some(write) => write.key_id.clone(),
+        None => format!("a{}-{}", session.answers, call.id),
+    }
+}
+
+/// Stripe forgets an idempotency key after 24 hours; an uncertain write older than this is not
+/// replayed (the replay could apply it twice) and is left to `altan-pay reconcile`.
+const KEY_LIFETIME_SECS: u64 = 23 * 3600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// How many recent room messages (ours excluded) can carry a request to delete or cancel:

@@ -20,6 +20,32 @@ pub struct PendingApproval {
     pub call: ToolCall,
 }
 
+/// A Stripe write whose answer was lost on every attempt: it may or may not have happened.
+/// Replaying it with the same idempotency key either returns what Stripe did or does it once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UncertainWrite {
+    /// The call as the model made it.
+    pub call: ToolCall,
+    /// What its idempotency key was made from; every replay and repeat uses it again.
+    pub key_id: String,
+    /// When it was first sent (unix seconds): Stripe keeps keys for 24 hours.
+    pub since: u64,
+}
+
+impl UncertainWrite {
+    /// Whether `call` asks for the same write: same tool, same arguments (as JSON values).
+    pub fn matches(&self, call: &ToolCall) -> bool {
+        if self.call.name != call.name {
+            return false;
+        }
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+        match (parse(&self.call.arguments), parse(&call.arguments)) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.call.arguments == call.arguments,
+        }
+    }
+}
+
 /// One thread's memory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -35,6 +61,9 @@ pub struct Session {
     pub trail: Vec<RoomMessage>,
     /// Calls waiting for a person's approval.
     pub approvals: Vec<PendingApproval>,
+    /// Writes whose outcome is unknown, confirmed with their own key before each answer.
+    #[serde(default)]
+    pub uncertain: Vec<UncertainWrite>,
     /// Sync plans handed to Altan and what Altan said about them.
     pub syncs: PendingSyncs,
     /// Answers given in this thread.

@@ -73,12 +73,13 @@ fn attempts_note(attempts: u32) -> String {
 }
 
 impl PayError {
-    /// Whether another attempt of the same request may succeed: 429, 5xx and lost
-    /// connections. Other 4xx never are: the request itself is wrong.
+    /// Whether another attempt of the same request may succeed: 429, 5xx, lost connections,
+    /// and 409 (another request with the same idempotency key is still running; Stripe's own
+    /// SDKs retry it). Other 4xx never are: the request itself is wrong.
     pub fn is_retryable(&self) -> bool {
         match self {
             PayError::Stripe { status, .. } | PayError::Http { status, .. } => {
-                is_retryable_status(*status)
+                is_retryable_status(*status) || *status == 409
             }
             PayError::Timeout { .. } | PayError::Connect { .. } => true,
             PayError::InvalidResponse { .. }
@@ -92,7 +93,10 @@ impl PayError {
     pub fn outcome_unknown(&self) -> bool {
         match self {
             PayError::Timeout { .. } | PayError::Connect { .. } => true,
-            PayError::Stripe { status, .. } | PayError::Http { status, .. } => *status >= 500,
+            // A 409 means a request with this key is in flight: it may yet apply.
+            PayError::Stripe { status, .. } | PayError::Http { status, .. } => {
+                *status >= 500 || *status == 409
+            }
             PayError::InvalidResponse { .. } | PayError::AfterUncertainAttempt { .. } => true,
             PayError::Route(_) | PayError::Config(_) => false,
         }

@@ -18,7 +18,7 @@ fn tools() -> Vec<serde_json::Value> {
 fn turn(limits: Limits) -> Turn {
     Turn::new(
         vec![ChatMessage::system("sys"), ChatMessage::user("hi")],
-        tools().into(),
+        tools(),
         limits,
     )
 }

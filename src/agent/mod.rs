@@ -36,7 +36,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
 use crate::engine::{Limits, Step, StopReason, Turn, TurnEnd};
-use crate::model::{ChatMessage, ChatModel, ModelDelta, ModelError, Role, ToolCall, Usage};
+use crate::model::{
+    ChatMessage, ChatModel, ModelDelta, ModelError, Role, ToolCall, ToolDefs, Usage,
+};
 use crate::pay::PayClient;
 use crate::policy::{self, CallScope, PolicyConfig, Verdict};
 use crate::prompt::{PromptContext, PromptLibrary};
@@ -252,16 +254,13 @@ impl AgentBuilder {
         };
         let (tool_json_account_known, definitions) = if self.compact_tools {
             (
-                Some(as_list(tools.to_openai_json_compact(true)).into()),
+                Some(ToolDefs::new(as_list(tools.to_openai_json_compact(true)))),
                 tools.to_openai_json_compact(false),
             )
         } else {
             (None, tools.to_openai_json())
         };
-        let tool_json: Arc<[Value]> = match definitions {
-            Value::Array(items) => items.into(),
-            _ => Vec::new().into(),
-        };
+        let tool_json = ToolDefs::new(as_list(definitions));
         Ok(Agent {
             inner: Arc::new(Inner {
                 model,
@@ -294,10 +293,10 @@ struct Inner {
     model: Arc<dyn ChatModel>,
     env: ToolEnv,
     tools: ToolSet,
-    tool_json: Arc<[Value]>,
+    tool_json: ToolDefs,
     /// Compact mode only: the tools without `account_id`, for turns whose trusted context
     /// carries the account id.
-    tool_json_account_known: Option<Arc<[Value]>>,
+    tool_json_account_known: Option<ToolDefs>,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::model::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage};
+use crate::model::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolDefs, Usage,
+};
 use crate::tools::{ErrorCode, ToolError, ToolOutput};
 
 /// Bounds on one turn. Whatever the model does, the turn ends within these.
@@ -95,7 +97,7 @@ pub struct Refusal {
 #[derive(Debug, Clone)]
 pub struct Turn {
     messages: Vec<ChatMessage>,
-    tools: std::sync::Arc<[Value]>,
+    tools: ToolDefs,
     limits: Limits,
     model_calls: u32,
     tool_calls: u32,
@@ -113,10 +115,10 @@ pub struct Turn {
 
 impl Turn {
     /// `messages`: system prompt, context, history and the new room messages.
-    pub fn new(messages: Vec<ChatMessage>, tools: std::sync::Arc<[Value]>, limits: Limits) -> Turn {
+    pub fn new(messages: Vec<ChatMessage>, tools: impl Into<ToolDefs>, limits: Limits) -> Turn {
         Turn {
             messages,
-            tools,
+            tools: tools.into(),
             limits,
             model_calls: 0,
             tool_calls: 0,
@@ -158,7 +160,7 @@ impl Turn {
         self.model_calls += 1;
         // The last allowed call gets no tools, so the model must answer in words.
         let tools = if self.model_calls >= self.limits.max_model_calls {
-            Vec::new().into()
+            ToolDefs::default()
         } else {
             self.tools.clone()
         };

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -96,7 +97,69 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// OpenAI `tools` entries (`{"type":"function","function":{...}}`), shared: the same
     /// definitions go into every call of every turn, so they are never copied.
-    pub tools: std::sync::Arc<[Value]>,
+    pub tools: ToolDefs,
+}
+
+/// The tool definitions of every request of an agent: the values, for in-process models and
+/// recordings, and the same list serialised once, written into each request body as it is
+/// (escaping some 60 KB of definitions on every call was the top cost of a model call).
+#[derive(Clone)]
+pub struct ToolDefs {
+    values: Arc<[Value]>,
+    /// `None` only if the values could not be serialised; they are then written one by one.
+    json: Option<Arc<serde_json::value::RawValue>>,
+}
+
+impl ToolDefs {
+    pub fn new(values: impl Into<Arc<[Value]>>) -> ToolDefs {
+        let values = values.into();
+        let json = serde_json::value::to_raw_value(&*values)
+            .ok()
+            .map(Arc::from);
+        ToolDefs { values, json }
+    }
+
+    /// The definitions as one JSON array, ready to write.
+    pub fn raw_json(&self) -> Option<&serde_json::value::RawValue> {
+        self.json.as_deref()
+    }
+}
+
+impl Default for ToolDefs {
+    fn default() -> ToolDefs {
+        ToolDefs::new(Vec::new())
+    }
+}
+
+impl std::ops::Deref for ToolDefs {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+impl From<Vec<Value>> for ToolDefs {
+    fn from(values: Vec<Value>) -> ToolDefs {
+        ToolDefs::new(values)
+    }
+}
+
+impl From<Arc<[Value]>> for ToolDefs {
+    fn from(values: Arc<[Value]>) -> ToolDefs {
+        ToolDefs::new(values)
+    }
+}
+
+impl PartialEq for ToolDefs {
+    fn eq(&self, other: &ToolDefs) -> bool {
+        self.values == other.values
+    }
+}
+
+impl std::fmt::Debug for ToolDefs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.values.iter()).finish()
+    }
 }
 
 /// Why the model stopped.

@@ -4,7 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, FinishReason, ModelDelta, Role, ToolCall, Usage,
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ModelDelta, Role, ToolCall, ToolDefs,
+    Usage,
 };
 use super::{ModelError, ToolCall as Call};
 
@@ -19,97 +20,132 @@ pub fn request_body(
         .unwrap_or(Value::Null)
 }
 
-/// The request body for sending: everything but the tools built per call, the tool
-/// definitions serialised straight from the shared list instead of copied into the body.
+/// The request body for sending, borrowed from the request: the messages are written straight
+/// from the conversation and the tool definitions from their serialised form, with no copy.
 pub struct RequestBody<'a> {
-    head: Map<String, Value>,
-    tools: &'a [Value],
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: Option<f32>,
+    stream: bool,
+    tools: &'a ToolDefs,
 }
 
 impl serde::Serialize for RequestBody<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let extra = usize::from(!self.tools.is_empty());
-        let mut map = serializer.serialize_map(Some(self.head.len() + extra))?;
-        for (k, v) in &self.head {
-            map.serialize_entry(k, v)?;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", self.model)?;
+        map.serialize_entry("messages", &WireMessages(self.messages))?;
+        if let Some(t) = self.temperature {
+            map.serialize_entry("temperature", &t)?;
+        }
+        map.serialize_entry("stream", &self.stream)?;
+        if self.stream {
+            map.serialize_entry("stream_options", &json!({"include_usage": true}))?;
         }
         if !self.tools.is_empty() {
-            map.serialize_entry("tools", self.tools)?;
+            match self.tools.raw_json() {
+                Some(raw) => map.serialize_entry("tools", raw)?,
+                None => map.serialize_entry("tools", &**self.tools)?,
+            }
         }
         map.end()
     }
 }
 
-/// The request body in OpenAI's wire format. `parallel_tool_calls` is left to the server.
-pub fn request_body_ref<'a>(
-    model: &str,
-    request: &'a ChatRequest,
-    temperature: Option<f32>,
-    stream: bool,
-) -> RequestBody<'a> {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert(
-        "messages".into(),
-        Value::Array(request.messages.iter().map(message_json).collect()),
-    );
-    if let Some(t) = temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    body.insert("stream".into(), json!(stream));
-    if stream {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    RequestBody {
-        head: body,
-        tools: &request.tools,
+struct WireMessages<'a>(&'a [ChatMessage]);
+
+impl serde::Serialize for WireMessages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(WireMessage))
     }
 }
 
 /// One message as OpenAI expects it: tool calls nested under `function` with
 /// `type: "function"`, `tool_call_id` on tool results, `name` where set.
+struct WireMessage<'a>(&'a ChatMessage);
+
+impl serde::Serialize for WireMessage<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let message = self.0;
+        let mut m = serializer.serialize_map(None)?;
+        let role = match message.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        };
+        m.serialize_entry("role", role)?;
+        match (&message.content, message.role) {
+            (Some(text), _) => m.serialize_entry("content", text)?,
+            // An assistant message that only calls tools may leave content out.
+            (None, Role::Assistant) if !message.tool_calls.is_empty() => {}
+            // Everything else must carry content; servers reject a message without it.
+            (None, _) => m.serialize_entry("content", "")?,
+        }
+        if let Some(name) = &message.name {
+            m.serialize_entry("name", name)?;
+        }
+        if !message.tool_calls.is_empty() {
+            m.serialize_entry("tool_calls", &WireCalls(&message.tool_calls))?;
+        }
+        if let Some(id) = &message.tool_call_id {
+            m.serialize_entry("tool_call_id", id)?;
+        }
+        m.end()
+    }
+}
+
+struct WireCalls<'a>(&'a [Call]);
+
+impl serde::Serialize for WireCalls<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        serializer.collect_seq(self.0.iter().map(|c| {
+            struct Function<'a>(&'a Call);
+            impl serde::Serialize for Function<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let mut f = s.serialize_map(Some(2))?;
+                    f.serialize_entry("name", &self.0.name)?;
+                    f.serialize_entry("arguments", &self.0.arguments)?;
+                    f.end()
+                }
+            }
+            struct Entry<'a>(&'a Call);
+            impl serde::Serialize for Entry<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let mut e = s.serialize_map(Some(3))?;
+                    e.serialize_entry("id", &self.0.id)?;
+                    e.serialize_entry("type", "function")?;
+                    e.serialize_entry("function", &Function(self.0))?;
+                    e.end()
+                }
+            }
+            Entry(c)
+        }))
+    }
+}
+
+/// The request body in OpenAI's wire format. `parallel_tool_calls` is left to the server.
+pub fn request_body_ref<'a>(
+    model: &'a str,
+    request: &'a ChatRequest,
+    temperature: Option<f32>,
+    stream: bool,
+) -> RequestBody<'a> {
+    RequestBody {
+        model,
+        messages: &request.messages,
+        temperature,
+        stream,
+        tools: &request.tools,
+    }
+}
+
+/// One message as OpenAI expects it, as a JSON value.
 pub fn message_json(message: &ChatMessage) -> Value {
-    let mut m = Map::new();
-    let role = match message.role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    };
-    m.insert("role".into(), json!(role));
-    match (&message.content, message.role) {
-        (Some(text), _) => {
-            m.insert("content".into(), json!(text));
-        }
-        // An assistant message that only calls tools may leave content out.
-        (None, Role::Assistant) if !message.tool_calls.is_empty() => {}
-        // Everything else must carry content; servers reject a message without it.
-        (None, _) => {
-            m.insert("content".into(), json!(""));
-        }
-    }
-    if let Some(name) = &message.name {
-        m.insert("name".into(), json!(name));
-    }
-    if !message.tool_calls.is_empty() {
-        let calls: Vec<Value> = message
-            .tool_calls
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                })
-            })
-            .collect();
-        m.insert("tool_calls".into(), Value::Array(calls));
-    }
-    if let Some(id) = &message.tool_call_id {
-        m.insert("tool_call_id".into(), json!(id));
-    }
-    Value::Object(m)
+    serde_json::to_value(WireMessage(message)).unwrap_or(Value::Null)
 }
 
 /// Parses a whole (non-streamed) answer. Only a missing body, no choices or no message is

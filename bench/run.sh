@@ -37,7 +37,7 @@ NODE_PATH="$npm_prefix/node_modules" node bench/tokens/stripe_toolkit_tools.js >
 echo "== build"
 CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin altan-pay \
     --example scripted_openai --example bench_floor --example bench_altan \
-    --example bench_tokens --example bench_session
+    --example bench_tokens --example bench_session --example server_load
 (cd bench/rig-peer && CARGO_TARGET_DIR="$rig_target" cargo build --release --quiet)
 bin="$target/release"
 ex="$target/release/examples"
@@ -92,6 +92,7 @@ for conc in 1 16; do
         run_one floor "$conc" "$rep" "$ex/bench_floor"
         run_one altan "$conc" "$rep" "$ex/bench_altan"
         BENCH_COMPACT=1 run_one altan_compact "$conc" "$rep" "$ex/bench_altan"
+        BENCH_STORE=sqlite run_one altan_sqlite "$conc" "$rep" "$ex/bench_altan"
         run_one rig "$conc" "$rep" "$rig_target/release/rig-peer"
         run_one python "$conc" "$rep" "$venv/bin/python" bench/python/runner.py
     done
@@ -117,6 +118,9 @@ CARGO_TARGET_DIR="$target" cargo bench --quiet --bench engine -- --noplot > "$ou
 echo "== tokens, session"
 "$ex/bench_tokens" "$out/stripe_tools.json" > "$out/tokens.json"
 for rep in 1 2 3; do "$ex/bench_session"; done > "$out/session.jsonl"
+
+echo "== chat server (server_load, 3 runs)"
+for rep in 1 2 3; do "$ex/server_load" --idle 10000 > "$out/server-$rep.txt"; done
 
 echo "== report"
 {

@@ -1,6 +1,8 @@
 //! This runtime in the side-by-side benchmark: `altan_pay::Agent` with `OpenAiModel` pointed at
 //! the scripted model server and `PayClient` pointed at the sandbox gateway. One thread per
-//! conversation. `BENCH_COMPACT=1` turns on the opt-in compact tool definitions.
+//! conversation. `BENCH_COMPACT=1` turns on the opt-in compact tool definitions;
+//! `BENCH_STORE=sqlite` keeps sessions in the durable SQLite store (a temporary file, WAL,
+//! `synchronous=FULL`, group commit) instead of in memory.
 //! See `bench/run.sh`.
 
 #[path = "../harness.rs"]
@@ -12,6 +14,7 @@ use altan_pay::agent::{Agent, AnswerEnd};
 use altan_pay::model::{OpenAiConfig, OpenAiModel};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
+use altan_pay::store::SqliteStore;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -26,12 +29,17 @@ async fn main() -> Result<(), String> {
         RouteTable::embedded().with_base_url(&args.gateway),
     ))
     .map_err(|e| e.to_string())?;
-    let agent = Agent::builder()
+    let durable = std::env::var("BENCH_STORE").is_ok_and(|v| v == "sqlite");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut builder = Agent::builder()
         .model(Arc::new(model))
         .pay(pay)
-        .compact_tools(std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1"))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .compact_tools(std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1"));
+    if durable {
+        let store = SqliteStore::open(dir.path().join("sessions.db")).map_err(|e| e.to_string())?;
+        builder = builder.store(Arc::new(store));
+    }
+    let agent = builder.build().map_err(|e| e.to_string())?;
     let context = AgentContext {
         account_id: Some(args.account.clone()),
         stripe_connect_id: Some(args.connect.clone()),
@@ -43,7 +51,9 @@ async fn main() -> Result<(), String> {
         kind: MemberKind::User,
         text: "Create Pro at $20/month and $200/year".into(),
     }];
-    let name = if std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1") {
+    let name = if durable {
+        "altan_sqlite"
+    } else if std::env::var("BENCH_COMPACT").is_ok_and(|v| v == "1") {
         "altan_compact"
     } else {
         "altan"

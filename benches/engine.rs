@@ -23,7 +23,7 @@ use altan_pay::agent::Agent;
 use altan_pay::engine::{Limits, Step, Turn};
 use altan_pay::gateway::sandbox::derived_connect_id;
 use altan_pay::gateway::{Sandbox, spawn};
-use altan_pay::model::ChatMessage;
+use altan_pay::model::{ChatMessage, ToolDefs};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::prompt::PromptLibrary;
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
@@ -41,10 +41,11 @@ fn turn_state_machine(c: &mut Criterion) {
     let prompt = PromptLibrary::embedded()
         .render_default()
         .unwrap_or_default();
-    let tools: std::sync::Arc<[Value]> = match ToolSet::altan_pay().to_openai_json() {
-        Value::Array(t) => t.into(),
-        _ => Vec::new().into(),
-    };
+    // Built once, as the agent does: the definitions are serialised when the agent is built.
+    let tools = ToolDefs::new(match ToolSet::altan_pay().to_openai_json() {
+        Value::Array(t) => t,
+        _ => Vec::new(),
+    });
     c.bench_function("turn_state_machine", |b| {
         b.iter(|| {
             let messages = vec![

@@ -65,6 +65,22 @@ fn products(sandbox: &altan_pay::gateway::Sandbox) -> Vec<Value> {
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
+/// Whether the thread's stored session holds a Stripe change not yet handed over.
+fn unsynced_on_disk(db: &std::path::Path, thread: &str) -> bool {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return false;
+    };
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT session FROM sessions WHERE thread_id = ?1",
+            [thread],
+            |r| r.get(0),
+        )
+        .ok();
+    text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|s| s["unsynced"].as_array().is_some_and(|u| !u.is_empty()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     let (gateway, sandbox) = gateway().await;
@@ -96,10 +112,11 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
         })
     };
     // Wait until Stripe has the product and the model is asked again: the write is done and
-    // the answer is not.
+    // the answer is not. The session save after the write is committed while the model is
+    // asked, so also wait until the file shows it (read on a connection of the test's own).
     let mut ready = false;
     for _ in 0..200 {
-        if products(&sandbox).len() == 1 && script.calls() >= 2 {
+        if products(&sandbox).len() == 1 && script.calls() >= 2 && unsynced_on_disk(&db, "t1") {
             ready = true;
             break;
         }

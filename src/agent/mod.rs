@@ -355,7 +355,8 @@ impl Agent {
         for message in new_messages {
             self.take_in(&mut session, context, message);
         }
-        self.inner.store.save_async(&session).await?;
+        // Durable before the answer (the final save waits for it), not before the model call.
+        self.inner.store.save_queued(&session);
         self.run(&mut session, context, &options)
             .instrument(info_span!("turn", thread = thread_id))
             .await
@@ -395,7 +396,8 @@ impl Agent {
             )
         };
         session.history.push(ChatMessage::user(note));
-        self.inner.store.save_async(&session).await?;
+        // Durable before the answer (the final save waits for it), not before the model call.
+        self.inner.store.save_queued(&session);
         self.run(&mut session, context, &options).await
     }
 
@@ -544,7 +546,7 @@ impl Agent {
                 _ = cancel.cancelled() => true,
             };
             if changed {
-                inner.store.save_async(session).await?;
+                inner.store.save_queued(session);
             }
         }
         // Changes Stripe made outside this agent go into the same hand-over; saved at once so
@@ -553,7 +555,7 @@ impl Agent {
             let pending = source.take(account);
             if !pending.is_empty() {
                 session.unsynced.extend(pending);
-                inner.store.save_async(session).await?;
+                inner.store.save_queued(session);
             }
         }
         // Everything after the preamble is the thread's history from now on.
@@ -723,9 +725,10 @@ impl Agent {
             changed |= self.absorb(session, call, key, &output);
             results.insert(call.id.clone(), output);
         }
-        if changed && let Err(e) = self.inner.store.save_async(session).await {
-            // The answer still carries the plan; only a crash before it would lose it.
-            warn!(error = %e, "could not save the session after a Stripe change");
+        if changed {
+            // On disk one commit after Stripe answered, while the model is already asked the
+            // next question; the answer waits for it (the final save is committed after it).
+            self.inner.store.save_queued(session);
         }
         let mut records = Vec::new();
         for call in &order {
@@ -877,10 +880,8 @@ impl Agent {
         }
         let key = key_id(session, call);
         let output = self.call_tool_with_key(session, context, call, &key).await;
-        if self.absorb(session, call, &key, &output)
-            && let Err(e) = self.inner.store.save_async(session).await
-        {
-            warn!(error = %e, "could not save the session after a Stripe change");
+        if self.absorb(session, call, &key, &output) {
+            self.inner.store.save_queued(session);
         }
         output
     }

@@ -98,6 +98,16 @@ pub trait SessionStore: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
         Box::pin(std::future::ready(self.save(session)))
     }
+
+    /// Saves without waiting for the save to be durable, where nothing depends on it yet: a
+    /// later `save_async` returns only once this save is durable too (stores commit in order).
+    /// A failure is logged; the later save carries the whole session anyway. The default is
+    /// the blocking `save`.
+    fn save_queued(&self, session: &Session) {
+        if let Err(e) = self.save(session) {
+            tracing::warn!(error = %e, thread = %session.thread_id, "could not save the session");
+        }
+    }
 }
 
 /// Sessions in memory: the default for the library and tests.

@@ -53,6 +53,36 @@ where
     }
 }
 
+/// A write nobody waits for: its failure is logged.
+struct Detached<F> {
+    work: Option<F>,
+    failed: Option<StoreError>,
+}
+
+impl<F> Write for Detached<F>
+where
+    F: FnOnce(&Connection) -> Result<(), StoreError> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        match work(conn) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        if let Some(e) = self.failed.or(commit.err()) {
+            tracing::warn!(error = %e, "a queued write was not saved");
+        }
+    }
+}
+
 /// How many writes were queued and how many transactions committed them.
 #[derive(Debug, Default)]
 pub struct CommitStats {
@@ -102,6 +132,23 @@ impl GroupCommit {
         answer
             .await
             .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
+    }
+
+    /// Queues `work` for the next batch without waiting for it. Writes are committed in the
+    /// order they were queued, so a write awaited later is durable only once this one is.
+    pub(super) fn queue<F>(&self, work: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let write = Detached {
+            work: Some(work),
+            failed: None,
+        };
+        self.queue
+            .send(Box::new(write))
+            .map_err(|_| StoreError("the commit thread has stopped".into()))?;
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -390,6 +390,15 @@ impl SessionStore for SqliteStore {
         self.session_row(session)?.write(&self.write_conn())
     }
 
+    fn save_queued(&self, session: &Session) {
+        let queued = self
+            .session_row(session)
+            .and_then(|row| self.commits.queue(move |conn| row.write(conn)));
+        if let Err(e) = queued {
+            tracing::warn!(error = %e, thread = %session.thread_id, "could not queue a session save");
+        }
+    }
+
     fn save_async<'a>(
         &'a self,
         session: &'a Session,
@@ -452,6 +461,20 @@ mod tests {
         for session in saved {
             assert_eq!(again.load(&session.thread_id).unwrap(), Some(session));
         }
+    }
+
+    /// A queued save is durable once a later awaited save returns: commits keep their order.
+    #[tokio::test]
+    async fn a_queued_save_is_durable_when_a_later_save_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let mut first = Session::new("queued");
+        first.history.push(ChatMessage::user("before the answer"));
+        store.save_queued(&first);
+        store.save_async(&Session::new("awaited")).await.unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.load("queued").unwrap(), Some(first));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `altan-pay serve` killed with SIGKILL in the middle of a turn, after a Stripe write and
-//! before the answer, then restarted on the same database: the thread still works and the
-//! next answer hands the committed write to Altan. The process is really killed.
+//! before the answer (or while the write's answer is still on its way), then restarted on the
+//! same database: the thread still works and the next answer hands the committed write to
+//! Altan. The process is really killed.
 
 #[path = "support/openai_script.rs"]
 mod script;
@@ -65,19 +66,22 @@ fn products(sandbox: &altan_pay::gateway::Sandbox) -> Vec<Value> {
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
+/// Posts a user message to thread `t1`.
+async fn send(
+    client: reqwest::Client,
+    base: String,
+    text: &'static str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base}/v1/threads/t1/messages"))
+        .json(&native_body(text))
+        .send()
+        .await
+}
+
 /// Whether the thread's stored session holds a Stripe change not yet handed over.
 fn unsynced_on_disk(db: &std::path::Path, thread: &str) -> bool {
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return false;
-    };
-    let text: Option<String> = conn
-        .query_row(
-            "SELECT session FROM sessions WHERE thread_id = ?1",
-            [thread],
-            |r| r.get(0),
-        )
-        .ok();
-    text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    stored_session(db, thread)
         .is_some_and(|s| s["unsynced"].as_array().is_some_and(|u| !u.is_empty()))
 }
 
@@ -101,16 +105,11 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     wait_up(&base).await;
 
     let client = reqwest::Client::new();
-    let post = {
-        let (client, base) = (client.clone(), base.clone());
-        tokio::spawn(async move {
-            client
-                .post(format!("{base}/v1/threads/t1/messages"))
-                .json(&native_body("Create a product called Pro"))
-                .send()
-                .await
-        })
-    };
+    let post = tokio::spawn(send(
+        client.clone(),
+        base.clone(),
+        "Create a product called Pro",
+    ));
     // Wait until Stripe has the product and the model is asked again: the write is done and
     // the answer is not. The session save after the write is committed while the model is
     // asked, so also wait until the file shows it (read on a connection of the test's own).
@@ -134,10 +133,7 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     // Same database, new process: the thread continues and the write is handed over.
     let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
     wait_up(&base).await;
-    let answer: Value = client
-        .post(format!("{base}/v1/threads/t1/messages"))
-        .json(&native_body("Did it work?"))
-        .send()
+    let answer: Value = send(client.clone(), base.clone(), "Did it work?")
         .await
         .unwrap()
         .json()
@@ -160,4 +156,106 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
         text.trim_end().ends_with("[@Altan](/member/altan-1)"),
         "{text}"
     );
+}
+
+/// Killed while Stripe has committed a write and its answer is still on the way: the agent
+/// recorded the write in the session before sending it, so after the restart the next answer
+/// replays it with the same idempotency key, gets the first attempt's object back (no second
+/// product) and hands it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
+    use altan_pay::gateway::faults::{Fault, FaultPlan, FaultRule, FaultyBackend};
+    use altan_pay::gateway::{Sandbox, spawn};
+    use altan_pay::pay::RouteTable;
+    use std::sync::Arc;
+
+    let sandbox = Sandbox::in_memory().deterministic(7);
+    let slow_answer = FaultPlan::new(1).rule(
+        FaultRule::new(
+            "products.create",
+            Fault::Delay {
+                delay: Duration::from_secs(20),
+                after_commit: true,
+            },
+        )
+        .times(1),
+    );
+    let backend = FaultyBackend::new(Arc::new(sandbox.clone()), slow_answer);
+    let gateway = spawn(RouteTable::embedded(), Arc::new(backend), None)
+        .await
+        .unwrap();
+    let script = ScriptServer::start().await;
+    script.tool_call("c1", "create_product", json!({"name": "Pro"}));
+    script.text("Here is where things stand.");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sessions.db");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = start_serve(port, &db, &gateway.base_url, &script.base_url);
+    wait_up(&base).await;
+    let client = reqwest::Client::new();
+    let post = tokio::spawn(send(
+        client.clone(),
+        base.clone(),
+        "Create a product called Pro",
+    ));
+    let mut ready = false;
+    for _ in 0..250 {
+        if products(&sandbox).len() == 1 && uncertain_on_disk(&db, "t1") {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the write was not committed and recorded");
+    assert_eq!(script.calls(), 1, "the write's answer has not arrived");
+    first.kill().unwrap(); // SIGKILL
+    let _ = first.wait();
+    post.abort();
+
+    let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
+    wait_up(&base).await;
+    let answer: Value = send(client.clone(), base.clone(), "Did it work?")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let stripe = products(&sandbox);
+    assert_eq!(stripe.len(), 1, "one product in Stripe: {stripe:?}");
+    let confirm = answer["tool_calls"]
+        .as_array()
+        .and_then(|calls| calls.iter().find(|c| c["id"] == "c1-confirm"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(confirm["result"]["id"], stripe[0]["id"], "{answer}");
+    let ops = answer["sync_plan"]["operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ops.len(), 1, "{answer}");
+    assert_eq!(ops[0]["table"], "products");
+    assert_eq!(ops[0]["key"]["id"], stripe[0]["id"]);
+}
+
+/// Whether the thread's stored session holds a write whose outcome is not known yet.
+fn uncertain_on_disk(db: &std::path::Path, thread: &str) -> bool {
+    stored_session(db, thread)
+        .is_some_and(|s| s["uncertain"].as_array().is_some_and(|u| !u.is_empty()))
+}
+
+fn stored_session(db: &std::path::Path, thread: &str) -> Option<Value> {
+    let conn = rusqlite::Connection::open(db).ok()?;
+    let text: String = conn
+        .query_row(
+            "SELECT session FROM sessions WHERE thread_id = ?1",
+            [thread],
+            |r| r.get(0),
+        )
+        .ok()?;
+    serde_json::from_str(&text).ok()
 }

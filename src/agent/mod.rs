@@ -713,6 +713,7 @@ impl Agent {
             }
         }
         let keys: Vec<String> = runnable.iter().map(|c| key_id(session, c)).collect();
+        self.write_ahead(session, runnable.iter().zip(&keys)).await;
         let outputs = futures::future::join_all(
             runnable
                 .iter()
@@ -747,6 +748,33 @@ impl Agent {
             }
         }
         (results, records, held)
+    }
+
+    /// Records the calls that may change Stripe as uncertain writes and waits until that is
+    /// durable, before they are sent: a crash from then until their results are absorbed
+    /// leaves them to be confirmed with their keys by the next answer, never lost. Absorbing a
+    /// result settles each one. Nothing to do for calls that only read.
+    async fn write_ahead<'c>(
+        &self,
+        session: &mut Session,
+        calls: impl IntoIterator<Item = (&'c ToolCall, &'c String)>,
+    ) {
+        let mut recorded = false;
+        for (call, key) in calls {
+            if self.inner.tools.writes_to_stripe(&call.name)
+                && !session.uncertain.iter().any(|w| &w.key_id == key)
+            {
+                session.uncertain.push(UncertainWrite {
+                    call: call.clone(),
+                    key_id: key.clone(),
+                    since: unix_now(),
+                });
+                recorded = true;
+            }
+        }
+        if recorded && let Err(e) = self.inner.store.save_async(session).await {
+            warn!(error = %e, "could not record the writes about to be sent");
+        }
     }
 
     /// Replays each write of unknown outcome with its own idempotency key: Stripe answers with
@@ -879,6 +907,7 @@ impl Agent {
             return ToolOutput::failed(error);
         }
         let key = key_id(session, call);
+        self.write_ahead(session, [(call, &key)]).await;
         let output = self.call_tool_with_key(session, context, call, &key).await;
         if self.absorb(session, call, &key, &output) {
             self.inner.store.save_queued(session);
@@ -926,15 +955,25 @@ impl Agent {
         output: &ToolOutput,
     ) -> bool {
         if let Some(error) = &output.error {
-            if !error.outcome_unknown || session.uncertain.iter().any(|w| w.key_id == key_id) {
-                return false;
-            }
-            session.uncertain.push(UncertainWrite {
-                call: call.clone(),
-                key_id: key_id.to_string(),
-                since: unix_now(),
-            });
-            return true;
+            let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
+            return match (error.outcome_unknown, recorded) {
+                // Written ahead, still unknown: it stays for the next answer to confirm.
+                (true, true) => false,
+                (true, false) => {
+                    session.uncertain.push(UncertainWrite {
+                        call: call.clone(),
+                        key_id: key_id.to_string(),
+                        since: unix_now(),
+                    });
+                    true
+                }
+                // A definite failure: the write did not happen, nothing to confirm.
+                (false, true) => {
+                    session.uncertain.retain(|w| w.key_id != key_id);
+                    true
+                }
+                (false, false) => false,
+            };
         }
         // A repeat of an uncertain write (same key) settles it.
         session.uncertain.retain(|w| w.key_id != key_id);

@@ -127,7 +127,15 @@ pub trait Tool: Send + Sync {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput>;
+    /// Whether a call may change Stripe: the agent records it in the session before sending
+    /// it, so a crash before its result is known leaves a write to confirm, not a lost one.
+    fn writes_to_stripe(&self) -> bool {
+        false
+    }
 }
+
+/// The name prefixes of the Altan Pay tools: `get_` reads, the others write.
+pub const WRITE_PREFIXES: [&str; 4] = ["create_", "update_", "delete_", "cancel_"];
 
 /// A tool that is one Altan Pay route: typed arguments in, Stripe's JSON out.
 pub trait PayTool: Send + Sync + 'static {
@@ -259,6 +267,10 @@ impl<T: PayTool> PayToolAdapter<T> {
 impl<T: PayTool> Tool for PayToolAdapter<T> {
     fn definition(&self) -> &ToolDefinition {
         &self.definition
+    }
+
+    fn writes_to_stripe(&self) -> bool {
+        WRITE_PREFIXES.iter().any(|p| T::NAME.starts_with(p))
     }
 
     fn call<'a>(
@@ -524,6 +536,11 @@ impl ToolSet {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// Whether the tool called `name` may change Stripe (unknown tools do not run at all).
+    pub fn writes_to_stripe(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|t| t.writes_to_stripe())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {

@@ -1,7 +1,7 @@
 //! Stripe events end to end without the chat server: a checkout completed in the sandbox sends
 //! a signed event, the events router verifies it, the pending store and a stand-in room get it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use altan_pay::events::{
@@ -11,50 +11,13 @@ use altan_pay::events::{
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
 use altan_pay::sync::{AnswerInput, ObjectKind, Room, SyncLedger, SyncMapping, compose_answer};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::routing::post;
 use serde_json::{Value, json};
 
+#[path = "support/room.rs"]
+mod room_api;
+use room_api::{assert_handoff, room_standin};
+
 const SECRET: &str = "whsec_e2e";
-
-#[derive(Default)]
-struct RoomLog {
-    attempts: usize,
-    posts: Vec<(String, String, String)>,
-}
-
-/// The room API stand-in: records posts; the first attempt fails with 503 to exercise retries.
-async fn room_standin() -> (String, Arc<Mutex<RoomLog>>) {
-    let log = Arc::new(Mutex::new(RoomLog::default()));
-    async fn handle(
-        State(log): State<Arc<Mutex<RoomLog>>>,
-        Path(thread): Path<String>,
-        Query(q): Query<std::collections::HashMap<String, String>>,
-        axum::Json(body): axum::Json<Value>,
-    ) -> StatusCode {
-        let mut log = log.lock().unwrap();
-        log.attempts += 1;
-        if log.attempts == 1 {
-            return StatusCode::SERVICE_UNAVAILABLE;
-        }
-        let text = body["text"].as_str().unwrap_or_default().to_owned();
-        let agent = q.get("agent_id").cloned().unwrap_or_default();
-        log.posts.push((thread, agent, text));
-        StatusCode::CREATED
-    }
-    let app = axum::Router::new()
-        .route("/v2/threads/{thread}/messages", post(handle))
-        .with_state(log.clone());
-    (serve(app).await, log)
-}
-
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 fn seed() -> Value {
     json!({"accounts": {"ws_1": {
@@ -220,19 +183,7 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
         let (thread, agent, text) = &log.posts[0];
         assert_eq!(thread, "thread_ws_1");
         assert_eq!(agent, "agent_pay");
-        assert!(
-            text.contains(&format!("upsert customers {customer}")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("upsert subscriptions {subscription}")),
-            "{text}"
-        );
-        assert!(
-            text.trim_end().ends_with("[@Altan](/member/mem_altan)"),
-            "{text}"
-        );
-        assert_eq!(text.matches("@Altan").count(), 1, "{text}");
+        assert_handoff(text, &customer, &subscription);
     }
     assert!(w.store.pending("ws_1").unwrap().is_empty(), "handed over");
 

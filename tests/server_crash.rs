@@ -3,6 +3,8 @@
 //! same database: the thread still works and the next answer hands the committed write to
 //! Altan. The process is really killed.
 
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/openai_script.rs"]
 mod script;
 
@@ -10,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use altan_pay::gateway::PayRequest;
+use process::{free_port, wait_up};
 use script::{ScriptServer, gateway, native_body};
 use serde_json::{Value, json};
 
@@ -31,25 +34,6 @@ fn start_serve(port: u16, db: &std::path::Path, pay: &str, model: &str) -> Child
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_up(base: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not come up at {base}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn products(sandbox: &altan_pay::gateway::Sandbox) -> Vec<Value> {

@@ -38,7 +38,7 @@ pub use error::ApiError;
 pub const MODEL_NAME: &str = "altan-pay";
 
 /// Flags of `altan-pay serve`.
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on; anything but loopback needs tokens.
     #[arg(long, default_value = "127.0.0.1:8788")]
@@ -90,6 +90,60 @@ pub struct ServeArgs {
     /// SQLite file of received events and pending syncs.
     #[arg(long, default_value = "altan-pay-events.db", value_name = "FILE")]
     pub events_db: PathBuf,
+    /// The room API (e.g. `https://api.altan.ai`): pending syncs from Stripe events are posted
+    /// to the account's thread at once instead of waiting for the next answer. Needs
+    /// --stripe-webhook-secret, --room-agent-id and --room-thread.
+    #[arg(long, env = "ALTAN_ROOM_URL", value_name = "URL")]
+    pub room_url: Option<String>,
+    /// This agent's id in the room API (`agent_id` of the post).
+    #[arg(long, value_name = "ID")]
+    pub room_agent_id: Option<String>,
+    /// The thread each account's handoffs go to: `ws_1=thread_1,ws_2=thread_2`. Accounts
+    /// without one get theirs with the next answer.
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT=THREAD")]
+    pub room_thread: Vec<String>,
+    /// Altan's member id in the room, for the one `[@Altan](/member/<id>)` of each post.
+    #[arg(long, value_name = "ID")]
+    pub room_altan_member_id: Option<String>,
+    /// Bearer token for the room API.
+    #[arg(long, env = "ALTAN_ROOM_TOKEN", hide_env_values = true)]
+    pub room_token: Option<String>,
+    /// Events arriving within this many milliseconds after the first go in one post.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub room_window_ms: u64,
+}
+
+/// Secrets (server tokens, webhook secrets, the room token) never appear in `Debug`.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<redacted>" } else { "<none>" };
+        f.debug_struct("ServeArgs")
+            .field("addr", &self.addr)
+            .field("pay", &self.pay)
+            .field("db", &self.db)
+            .field("tokens", &self.tokens)
+            .field("server_tokens", &hidden(self.server_tokens.is_some()))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("turn_timeout_secs", &self.turn_timeout_secs)
+            .field("history_messages", &self.history_messages)
+            .field("keep_tool_turns", &self.keep_tool_turns)
+            .field("approve_destructive", &self.approve_destructive)
+            .field("prompts", &self.prompts)
+            .field(
+                "stripe_webhook_secret",
+                &hidden(!self.stripe_webhook_secret.is_empty()),
+            )
+            .field("stripe_account_map", &self.stripe_account_map)
+            .field("stripe_fixed_account", &self.stripe_fixed_account)
+            .field("events_db", &self.events_db)
+            .field("room_url", &self.room_url)
+            .field("room_agent_id", &self.room_agent_id)
+            .field("room_thread", &self.room_thread)
+            .field("room_altan_member_id", &self.room_altan_member_id)
+            .field("room_token", &hidden(self.room_token.is_some()))
+            .field("room_window_ms", &self.room_window_ms)
+            .finish()
+    }
 }
 
 /// Settings the handlers read.
@@ -386,6 +440,9 @@ fn events_state(
         .filter(|s| !s.is_empty())
         .collect();
     if secrets.is_empty() {
+        if args.room_url.is_some() {
+            return Err("--room-url needs --stripe-webhook-secret: room posts carry the syncs of Stripe events".into());
+        }
         return Ok(None);
     }
     let mut accounts = crate::events::AccountMap {
@@ -401,14 +458,68 @@ fn events_state(
             .connect
             .insert(connect.trim().to_string(), account.trim().to_string());
     }
-    let store = crate::events::SqlitePendingStore::open(&args.events_db)
-        .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?;
-    let state = crate::events::EventsState::new(
+    let store: Arc<dyn crate::events::PendingStore> = Arc::new(
+        crate::events::SqlitePendingStore::open(&args.events_db)
+            .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?,
+    );
+    let mut state = crate::events::EventsState::new(
         crate::events::EventsConfig::new(secrets, accounts),
-        Arc::new(store),
+        store.clone(),
     )
     .with_pay(pay.clone());
+    if let Some(room) = room_config(args)? {
+        info!(
+            room = %room.base_url,
+            threads = room.threads.len(),
+            "pending syncs from Stripe events are posted to the room"
+        );
+        state = state.with_room(crate::events::RoomPoster::spawn(
+            room,
+            store,
+            crate::sync::SyncMapping::default(),
+        ));
+    }
     Ok(Some(Arc::new(state)))
+}
+
+/// The room post, when `--room-url` is given; every flag it needs is checked here.
+fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, String> {
+    let Some(url) = args
+        .room_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        if !args.room_thread.is_empty() || args.room_agent_id.is_some() {
+            return Err("--room-thread and --room-agent-id need --room-url".into());
+        }
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("--room-url `{url}` is not an http(s) URL"));
+    }
+    let agent_id = args
+        .room_agent_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .ok_or("--room-url needs --room-agent-id (this agent's id in the room API)")?;
+    let mut room = crate::events::RoomConfig::new(url, agent_id);
+    for pair in &args.room_thread {
+        let (account, thread) = pair
+            .split_once('=')
+            .map(|(a, t)| (a.trim(), t.trim()))
+            .filter(|(a, t)| !a.is_empty() && !t.is_empty())
+            .ok_or_else(|| format!("--room-thread: `{pair}` is not ACCOUNT=THREAD"))?;
+        room.threads.insert(account.to_string(), thread.to_string());
+    }
+    if room.threads.is_empty() {
+        return Err("--room-url needs at least one --room-thread ACCOUNT=THREAD".into());
+    }
+    room.altan_member_id = args.room_altan_member_id.clone();
+    room.token = args.room_token.clone();
+    room.window = std::time::Duration::from_millis(args.room_window_ms);
+    Ok(Some(room))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -10,7 +10,9 @@ use altan_pay::events::{
 };
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
-use altan_pay::sync::{AnswerInput, ObjectKind, Room, SyncLedger, SyncMapping, compose_answer};
+use altan_pay::sync::{
+    AnswerInput, ObjectKind, Outcome, Room, SyncLedger, SyncMapping, compose_answer,
+};
 use serde_json::{Value, json};
 
 #[path = "support/room.rs"]
@@ -200,6 +202,67 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(w.store.pending("ws_1").unwrap().is_empty());
     assert_eq!(room_log.lock().unwrap().posts.len(), 1);
+}
+
+/// Deleting a customer cancels its subscriptions: the sandbox announces each one
+/// (`customer.subscription.deleted`, status canceled) before `customer.deleted`, so the pending
+/// syncs cover both tables, as Stripe's own events would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_customer_announces_its_canceled_subscriptions() {
+    let w = world(None).await;
+    let call = |operation: &'static str, id: Option<String>, params: Value, key: &str| {
+        let pay = w.pay.clone();
+        let key = key.to_owned();
+        async move {
+            pay.call(PayCall {
+                operation,
+                account_id: "ws_1",
+                stripe_connect_id: Some("acct_test1"),
+                id: id.as_deref(),
+                params,
+                idempotency_key: Some(key),
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let customer = call(
+        "customers.create",
+        None,
+        json!({"email": "bo@example.com"}),
+        "c1",
+    )
+    .await;
+    let customer = customer["id"].as_str().unwrap().to_owned();
+    let sub = call(
+        "subscriptions.create",
+        None,
+        json!({"customer": customer, "items": [{"price": "price_1"}]}),
+        "s1",
+    )
+    .await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    call("customers.delete", Some(customer.clone()), json!({}), "d1").await;
+    w.eventing.sink().flush().await;
+
+    let pending = w.store.pending("ws_1").unwrap();
+    let subscription = pending
+        .iter()
+        .find(|e| e.mutation.kind == ObjectKind::Subscription && e.mutation.id == sub)
+        .expect("the canceled subscription is pending");
+    assert_eq!(
+        subscription.mutation.operation,
+        "customer.subscription.deleted"
+    );
+    match &subscription.mutation.outcome {
+        Outcome::Exists { object } => assert_eq!(object["status"], "canceled"),
+        other => panic!("{other:?}"),
+    }
+    let gone = pending
+        .iter()
+        .find(|e| e.mutation.kind == ObjectKind::Customer && e.mutation.id == customer)
+        .expect("the deleted customer is pending");
+    assert_eq!(gone.mutation.outcome, Outcome::Deleted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

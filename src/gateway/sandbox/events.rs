@@ -387,6 +387,51 @@ impl EventingSandbox {
         Ok(done)
     }
 
+    /// The ids of a customer's subscriptions that have not ended, read just before a delete.
+    async fn live_subscriptions(&self, like: &PayRequest, customer: &str) -> Vec<String> {
+        let mut params = Map::new();
+        params.insert("customer".into(), json!(customer));
+        params.insert("limit".into(), json!("100"));
+        let list = Backend::handle(
+            &self.sandbox,
+            PayRequest {
+                operation: "subscriptions.list".into(),
+                id: None,
+                params,
+                idempotency_key: None,
+                ..like.clone()
+            },
+        )
+        .await;
+        list.body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                !matches!(
+                    s["status"].as_str(),
+                    Some("canceled" | "incomplete_expired")
+                )
+            })
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn retrieve(&self, like: &PayRequest, operation: &str, id: &str) -> Option<Value> {
+        let found = Backend::handle(
+            &self.sandbox,
+            PayRequest {
+                operation: operation.into(),
+                id: Some(id.to_owned()),
+                params: Map::new(),
+                idempotency_key: None,
+                ..like.clone()
+            },
+        )
+        .await;
+        (found.status == 200).then_some(found.body)
+    }
+
     /// Whether a successful request is new (not an idempotent replay of an announced one).
     fn first_time(&self, account: &str, key: Option<String>) -> bool {
         let Some(key) = key else {
@@ -409,17 +454,33 @@ impl Backend for EventingSandbox {
             let connect_id = request.stripe_connect_id.clone();
             let key = request.idempotency_key.clone();
             let account = request.account_id.clone();
-            let response = Backend::handle(&self.sandbox, request).await;
+            // Deleting a customer cancels its subscriptions; Stripe announces each of them.
+            let cascade = match (request.operation.as_str(), &request.id) {
+                ("customers.delete", Some(customer)) => {
+                    self.live_subscriptions(&request, customer).await
+                }
+                _ => Vec::new(),
+            };
+            let response = Backend::handle(&self.sandbox, request.clone()).await;
             if let (Some(event_type), Some(connect_id), 200) =
                 (event_type, connect_id, response.status)
                 && self.first_time(&account, key)
             {
-                self.sink.send(stripe_event(
-                    event_type,
-                    &connect_id,
-                    &response.body,
-                    unix_now(),
-                ));
+                let now = unix_now();
+                for id in cascade {
+                    if let Some(canceled) =
+                        self.retrieve(&request, "subscriptions.retrieve", &id).await
+                    {
+                        self.sink.send(stripe_event(
+                            "customer.subscription.deleted",
+                            &connect_id,
+                            &canceled,
+                            now,
+                        ));
+                    }
+                }
+                self.sink
+                    .send(stripe_event(event_type, &connect_id, &response.body, now));
             }
             response
         })

@@ -355,6 +355,128 @@ async fn repeating_an_uncertain_write_in_a_later_answer_reuses_its_key() {
     assert_exactly_what_committed(&w, &answer);
 }
 
+/// A replay answered with 409 (a request with the key still in flight) settles nothing: the
+/// write stays to be confirmed, since the request in flight may yet apply.
+#[tokio::test]
+async fn a_replay_answered_with_409_keeps_the_write_uncertain() {
+    let plan = FaultPlan::new(12)
+        .rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(4))
+        .rule(FaultRule::new(
+            "products.create",
+            Fault::Error { status: 409 },
+        ));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    let answer = w
+        .agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    assert_eq!(w.faults.counts().errors, 4, "the replay's four 409s");
+    assert_eq!(answer.tool_calls[1].id, "c1-confirm");
+    assert_eq!(answer.tool_calls[1].error, Some(ErrorCode::Unavailable));
+    let stored = w.agent.store().load("t").unwrap().unwrap();
+    assert_eq!(stored.uncertain.len(), 1, "a 409 settles nothing");
+}
+
+/// The model repeats an uncertain write in a later answer and the repeat is rate limited to
+/// the end: the earlier attempt may still have applied, so its entry is kept.
+#[tokio::test]
+async fn a_rate_limited_repeat_does_not_settle_an_earlier_uncertain_write() {
+    let plan = FaultPlan::new(13)
+        .rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(8))
+        .rule(FaultRule::new(
+            "products.create",
+            Fault::RateLimit {
+                retry_after: Duration::ZERO,
+            },
+        ));
+    let steps = vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
+        Step::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
+        Step::text("Still unclear.").expect_tool_result_containing("unavailable"),
+    ];
+    let w = world(steps, plan, 5 * SECOND).await;
+    w.agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    let second = w
+        .agent
+        .respond("t", &context(), &[user("Try again")])
+        .await
+        .unwrap();
+    assert_eq!(second.tool_calls[0].error, Some(ErrorCode::Unavailable));
+    let stored = w.agent.store().load("t").unwrap().unwrap();
+    assert_eq!(
+        stored.uncertain.len(),
+        1,
+        "the first attempt may have applied"
+    );
+    assert_eq!(stored.uncertain[0].call.id, "c1");
+    assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
+}
+
+/// A session store that cannot record writes: saving a session with a write about to be sent
+/// fails, like a full disk would.
+struct NoWriteAhead(altan_pay::agent::MemoryStore);
+
+impl altan_pay::agent::SessionStore for NoWriteAhead {
+    fn load(
+        &self,
+        thread_id: &str,
+    ) -> Result<Option<altan_pay::agent::Session>, altan_pay::agent::StoreError> {
+        self.0.load(thread_id)
+    }
+
+    fn save(
+        &self,
+        session: &altan_pay::agent::Session,
+    ) -> Result<(), altan_pay::agent::StoreError> {
+        if session.uncertain.is_empty() {
+            self.0.save(session)
+        } else {
+            Err(altan_pay::agent::StoreError("disk full".into()))
+        }
+    }
+}
+
+/// When the write cannot be recorded before it is sent, it is not sent: Stripe is untouched,
+/// the model hears nothing was changed, and a read in the same step still runs.
+#[tokio::test]
+async fn a_write_that_cannot_be_recorded_first_is_not_sent() {
+    let w = world(Vec::new(), FaultPlan::new(14), 5 * SECOND).await;
+    let model = Arc::new(altan_pay::model::ScriptedModel::new(vec![
+        Step::tool_calls([
+            ("c1", "create_product", json!({"name": "Pro"})),
+            ("c2", "get_products", json!({})),
+        ]),
+        Step::text("Nothing was created.").expect_tool_result_containing("was not sent"),
+    ]));
+    let agent = Agent::builder()
+        .model(model.clone())
+        .pay(client(&w.gateway.base_url, 5 * SECOND, fast_retries()))
+        .store(Arc::new(NoWriteAhead(Default::default())))
+        .build()
+        .unwrap();
+    let answer = agent
+        .respond("t", &context(), &[user("Create Pro")])
+        .await
+        .unwrap();
+    assert_eq!(model.remaining(), 0);
+    assert!(stripe_list(&w.sandbox, "products.list").is_empty());
+    assert_eq!(w.faults.counts().total(), 0);
+    let create = answer.tool_calls.iter().find(|c| c.id == "c1").unwrap();
+    assert_eq!(create.error, Some(ErrorCode::Unavailable));
+    let read = answer.tool_calls.iter().find(|c| c.id == "c2");
+    assert!(read.is_some_and(|r| r.error.is_none()), "{answer:?}");
+    assert!(answer.sync_plan.is_none());
+}
+
 /// The first attempt commits and loses its answer, every retry is refused with a 429: the
 /// final error is a plain 429, yet the outcome stays unknown (found by the soak).
 #[tokio::test]

@@ -211,7 +211,8 @@ fn request() -> ChatRequest {
         messages: vec![
             ChatMessage::system("You are Altan Pay."),
             ChatMessage::user("List my products"),
-        ],
+        ]
+        .into(),
         tools: vec![tool("list_products")].into(),
     }
 }
@@ -290,7 +291,8 @@ async fn sends_the_exact_openai_request_with_the_key() {
             named_user,
             calls,
             ChatMessage::tool_result("call_a", "{\"data\":[]}"),
-        ],
+        ]
+        .into(),
         tools: vec![tool("list_products")].into(),
     };
     let response = model.complete(&request, None).await.unwrap();

@@ -232,7 +232,8 @@ async fn recordings_redact_keys_tokens_and_authorization() {
     let request = ChatRequest {
         messages: vec![ChatMessage::user(
             "my OpenAI key is sk-proj-abcdefghijklmnop and the token Bearer abcdefghijkl",
-        )],
+        )]
+        .into(),
         tools: Vec::new().into(),
     };
     model.complete(&request, None).await.unwrap();

@@ -712,8 +712,23 @@ impl Agent {
                 }
             }
         }
-        let keys: Vec<String> = runnable.iter().map(|c| key_id(session, c)).collect();
-        self.write_ahead(session, runnable.iter().zip(&keys)).await;
+        let mut keys: Vec<String> = runnable.iter().map(|c| key_id(session, c)).collect();
+        let fresh = match self.write_ahead(session, runnable.iter().zip(&keys)).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                // Unrecorded writes are not sent; reads in the same step still run.
+                warn!(error = %e, "could not record the writes about to be sent; not sending them");
+                let (writes, reads): (Vec<_>, Vec<_>) = runnable
+                    .into_iter()
+                    .zip(keys)
+                    .partition(|(call, _)| self.inner.tools.writes_to_stripe(&call.name));
+                for (call, _) in writes {
+                    results.insert(call.id.clone(), ToolOutput::failed(not_recorded(&e)));
+                }
+                (runnable, keys) = reads.into_iter().unzip();
+                Vec::new()
+            }
+        };
         let outputs = futures::future::join_all(
             runnable
                 .iter()
@@ -723,7 +738,7 @@ impl Agent {
         .await;
         let mut changed = false;
         for ((call, key), output) in runnable.iter().zip(&keys).zip(outputs) {
-            changed |= self.absorb(session, call, key, &output);
+            changed |= self.absorb(session, call, key, fresh.contains(key), &output);
             results.insert(call.id.clone(), output);
         }
         if changed {
@@ -753,13 +768,14 @@ impl Agent {
     /// Records the calls that may change Stripe as uncertain writes and waits until that is
     /// durable, before they are sent: a crash from then until their results are absorbed
     /// leaves them to be confirmed with their keys by the next answer, never lost. Absorbing a
-    /// result settles each one. Nothing to do for calls that only read.
+    /// result settles each one. Returns the keys recorded for this attempt; when they cannot
+    /// be recorded, the entries are taken back and the writes must not be sent.
     async fn write_ahead<'c>(
         &self,
         session: &mut Session,
         calls: impl IntoIterator<Item = (&'c ToolCall, &'c String)>,
-    ) {
-        let mut recorded = false;
+    ) -> Result<Vec<String>, StoreError> {
+        let mut recorded = Vec::new();
         for (call, key) in calls {
             if self.inner.tools.writes_to_stripe(&call.name)
                 && !session.uncertain.iter().any(|w| &w.key_id == key)
@@ -769,12 +785,16 @@ impl Agent {
                     key_id: key.clone(),
                     since: unix_now(),
                 });
-                recorded = true;
+                recorded.push(key.clone());
             }
         }
-        if recorded && let Err(e) = self.inner.store.save_async(session).await {
-            warn!(error = %e, "could not record the writes about to be sent");
+        if !recorded.is_empty()
+            && let Err(e) = self.inner.store.save_async(session).await
+        {
+            session.uncertain.retain(|w| !recorded.contains(&w.key_id));
+            return Err(e);
         }
+        Ok(recorded)
     }
 
     /// Replays each write of unknown outcome with its own idempotency key: Stripe answers with
@@ -811,19 +831,15 @@ impl Agent {
             match &output.error {
                 // Stripe refused the request itself: with the same key it would have answered
                 // with the first attempt's result had that attempt applied, so nothing was.
-                Some(e)
-                    if matches!(
-                        e.code,
-                        ErrorCode::StripeInvalidRequest | ErrorCode::NotFound
-                    ) =>
-                {
+                Some(e) if refused_outright(e) => {
                     session.uncertain.retain(|w| w.key_id != write.key_id);
                     changed = true;
                 }
-                // Unavailable, rate limited, unreadable: still unknown, tried with the next answer.
+                // Unavailable, rate limited, in flight, unreadable: still unknown, tried again
+                // with the next answer.
                 Some(_) => {}
                 None => {
-                    changed |= self.absorb(session, &write.call, &write.key_id, &output);
+                    changed |= self.absorb(session, &write.call, &write.key_id, false, &output);
                 }
             }
         }
@@ -907,9 +923,12 @@ impl Agent {
             return ToolOutput::failed(error);
         }
         let key = key_id(session, call);
-        self.write_ahead(session, [(call, &key)]).await;
+        let fresh = match self.write_ahead(session, [(call, &key)]).await {
+            Ok(fresh) => !fresh.is_empty(),
+            Err(e) => return ToolOutput::failed(not_recorded(&e)),
+        };
         let output = self.call_tool_with_key(session, context, call, &key).await;
-        if self.absorb(session, call, &key, &output) {
+        if self.absorb(session, call, &key, fresh, &output) {
             self.inner.store.save_queued(session);
         }
         output
@@ -947,19 +966,28 @@ impl Agent {
 
     /// Learns from a finished call made with `key_id`; returns whether the session gained
     /// something that must be saved at once (a Stripe change, or a write of unknown outcome).
+    /// `fresh`: the call's uncertain entry was written ahead for this very attempt, so a
+    /// definite failure means nothing happened; otherwise the key belongs to an earlier attempt
+    /// that may have applied, and only Stripe refusing the request outright settles it.
     fn absorb(
         &self,
         session: &mut Session,
         call: &ToolCall,
         key_id: &str,
+        fresh: bool,
         output: &ToolOutput,
     ) -> bool {
         if let Some(error) = &output.error {
             let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
-            return match (error.outcome_unknown, recorded) {
-                // Written ahead, still unknown: it stays for the next answer to confirm.
-                (true, true) => false,
-                (true, false) => {
+            let settled = !error.outcome_unknown && (fresh || refused_outright(error));
+            return match (recorded, error.outcome_unknown, settled) {
+                (true, _, true) => {
+                    session.uncertain.retain(|w| w.key_id != key_id);
+                    true
+                }
+                // Still unknown, or an earlier attempt that may have applied: kept.
+                (true, _, false) => false,
+                (false, true, _) => {
                     session.uncertain.push(UncertainWrite {
                         call: call.clone(),
                         key_id: key_id.to_string(),
@@ -967,12 +995,7 @@ impl Agent {
                     });
                     true
                 }
-                // A definite failure: the write did not happen, nothing to confirm.
-                (false, true) => {
-                    session.uncertain.retain(|w| w.key_id != key_id);
-                    true
-                }
-                (false, false) => false,
+                (false, false, _) => false,
             };
         }
         // A repeat of an uncertain write (same key) settles it.
@@ -997,6 +1020,26 @@ fn key_id(session: &Session, call: &ToolCall) -> String {
         Some(write) => write.key_id.clone(),
         None => format!("a{}-{}", session.answers, call.id),
     }
+}
+
+/// Whether Stripe refused a request itself (invalid, no such object) with no doubt about the
+/// outcome: with the same idempotency key it would have answered with an earlier attempt's
+/// result had that attempt applied, so none did.
+fn refused_outright(error: &ToolError) -> bool {
+    !error.outcome_unknown
+        && matches!(
+            error.code,
+            ErrorCode::StripeInvalidRequest | ErrorCode::NotFound
+        )
+}
+
+/// The answer for a write that was not sent because it could not be recorded first.
+fn not_recorded(error: &StoreError) -> ToolError {
+    ToolError::new(
+        ErrorCode::Unavailable,
+        "The change was not sent: this agent could not save its records first. Nothing was changed; try again later or tell the user.",
+    )
+    .with_operator_detail(format!("write-ahead save failed: {error}"))
 }
 
 /// Stripe forgets an idempotency key after 24 hours; an uncertain write older than this is not

@@ -2,6 +2,7 @@
 //! run tools, stop) and is told what happened; it does no I/O, so it is tested without a network.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -96,7 +97,7 @@ pub struct Refusal {
 /// The state of one turn.
 #[derive(Debug, Clone)]
 pub struct Turn {
-    messages: Vec<ChatMessage>,
+    messages: Arc<Vec<ChatMessage>>,
     tools: ToolDefs,
     limits: Limits,
     model_calls: u32,
@@ -117,7 +118,7 @@ impl Turn {
     /// `messages`: system prompt, context, history and the new room messages.
     pub fn new(messages: Vec<ChatMessage>, tools: impl Into<ToolDefs>, limits: Limits) -> Turn {
         Turn {
-            messages,
+            messages: Arc::new(messages),
             tools: tools.into(),
             limits,
             model_calls: 0,
@@ -178,7 +179,7 @@ impl Turn {
         let calls = std::mem::take(&mut message.tool_calls);
         if calls.is_empty() {
             let text = message.content.clone().unwrap_or_default();
-            self.messages.push(message);
+            Arc::make_mut(&mut self.messages).push(message);
             if text.trim().is_empty() {
                 let note = match response.finish_reason {
                     Some(FinishReason::Length) => {
@@ -196,12 +197,12 @@ impl Turn {
         if self.model_calls >= self.limits.max_model_calls {
             // Tools were not offered on this call; a model that calls them anyway is stopped.
             message.tool_calls = Vec::new();
-            self.messages.push(message);
+            Arc::make_mut(&mut self.messages).push(message);
             return self.stop(StopReason::ModelCallLimit);
         }
         let calls = unique_ids(calls);
         message.tool_calls = calls.clone();
-        self.messages.push(message);
+        Arc::make_mut(&mut self.messages).push(message);
 
         let mut to_run = Vec::new();
         for call in calls {
@@ -216,7 +217,7 @@ impl Turn {
             // Answer every call so the history stays valid, then stop.
             let calls = std::mem::take(&mut self.awaiting);
             for call in calls {
-                self.messages.push(ChatMessage::tool_result(
+                Arc::make_mut(&mut self.messages).push(ChatMessage::tool_result(
                     call.id.clone(),
                     ToolError::new(
                         ErrorCode::Internal,
@@ -305,7 +306,7 @@ impl Turn {
                 }
                 None => all_invalid = false,
             }
-            self.messages.push(ChatMessage::tool_result(
+            Arc::make_mut(&mut self.messages).push(ChatMessage::tool_result(
                 call.id.clone(),
                 content.to_string(),
             ));
@@ -333,7 +334,7 @@ impl Turn {
     pub fn interrupt(&mut self, reason: StopReason) -> TurnEnd {
         let awaiting = std::mem::take(&mut self.awaiting);
         for call in awaiting {
-            self.messages.push(ChatMessage::tool_result(
+            Arc::make_mut(&mut self.messages).push(ChatMessage::tool_result(
                 call.id,
                 ToolError::new(
                     ErrorCode::Internal,

@@ -93,8 +93,9 @@ impl ChatMessage {
 /// What one model call is asked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
-    /// The whole conversation, system prompt first.
-    pub messages: Vec<ChatMessage>,
+    /// The whole conversation, system prompt first; shared with the turn, which only copies
+    /// it if it must add a message while a request still holds it.
+    pub messages: Arc<Vec<ChatMessage>>,
     /// OpenAI `tools` entries (`{"type":"function","function":{...}}`), shared: the same
     /// definitions go into every call of every turn, so they are never copied.
     pub tools: ToolDefs,

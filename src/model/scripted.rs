@@ -344,7 +344,7 @@ mod tests {
 
     fn request(last: ChatMessage) -> ChatRequest {
         ChatRequest {
-            messages: vec![ChatMessage::system("s"), last],
+            messages: vec![ChatMessage::system("s"), last].into(),
             tools: Vec::new().into(),
         }
     }

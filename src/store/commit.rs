@@ -57,6 +57,8 @@ where
 struct Detached<F> {
     work: Option<F>,
     failed: Option<StoreError>,
+    /// Called once the write is committed or failed.
+    done: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<F> Write for Detached<F>
@@ -79,6 +81,9 @@ where
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         if let Some(e) = self.failed.or(commit.err()) {
             tracing::warn!(error = %e, "a queued write was not saved");
+        }
+        if let Some(done) = self.done {
+            done();
         }
     }
 }
@@ -136,13 +141,15 @@ impl GroupCommit {
 
     /// Queues `work` for the next batch without waiting for it. Writes are committed in the
     /// order they were queued, so a write awaited later is durable only once this one is.
-    pub(super) fn queue<F>(&self, work: F) -> Result<(), StoreError>
+    /// `done` runs on the commit thread once the write is committed or failed.
+    pub(super) fn queue<F>(&self, work: F, done: Box<dyn FnOnce() + Send>) -> Result<(), StoreError>
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
         let write = Detached {
             work: Some(work),
             failed: None,
+            done: Some(done),
         };
         self.queue
             .send(Box::new(write))
@@ -165,14 +172,13 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&super::lock(conn), batch);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
+        commit_batch(&super::lock(conn), batch, stats);
     }
 }
 
 /// One transaction for the whole batch, each write inside its own savepoint so a failed write
 /// is undone alone; one commit (one fsync) for all.
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>) {
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &CommitStats) {
     let count = batch.len();
     let mut run = || -> Result<(), rusqlite::Error> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -190,6 +196,8 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>) {
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    // Counted before anyone hears back, so a caller never sees its write without its commit.
+    stats.commits.fetch_add(1, Ordering::Relaxed);
     for write in batch {
         write.finish(outcome.clone());
     }

@@ -42,6 +42,8 @@ pub struct ThreadInfo {
 /// lets them run while a commit is being synced); writes go through one write connection, either
 /// at once (the blocking methods) or batched by the group-commit thread (the `_async` methods).
 pub struct SqliteStore {
+    /// Queued session saves not yet committed, by thread: a load waits for its thread's.
+    in_flight: Arc<InFlight>,
     read: Arc<Mutex<Connection>>,
     /// The same connection as `read` for an in-memory database, which cannot be shared.
     write: Arc<Mutex<Connection>>,
@@ -139,6 +141,7 @@ impl SqliteStore {
             None => read.clone(),
         };
         Ok(SqliteStore {
+            in_flight: Arc::default(),
             commits: commit::GroupCommit::start(write.clone())?,
             read,
             write,
@@ -271,6 +274,41 @@ impl SqliteStore {
     }
 }
 
+/// Session saves queued and not yet committed, per thread. A queued save is meant to be read
+/// back by the thread's next turn: a load waits until its thread has none in flight, so a turn
+/// that was dropped mid-way never hands the next one an older session.
+#[derive(Default)]
+struct InFlight {
+    counts: Mutex<std::collections::HashMap<String, usize>>,
+    settled: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn started(&self, thread_id: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(thread_id.to_string()).or_default() += 1;
+    }
+
+    fn finished(&self, thread_id: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(thread_id) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(thread_id);
+            }
+        }
+        self.settled.notify_all();
+    }
+
+    /// Waits (at most `limit`) until no save of `thread_id` is in flight.
+    fn wait_for(&self, thread_id: &str, limit: std::time::Duration) {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .settled
+            .wait_timeout_while(counts, limit, |c| c.contains_key(thread_id));
+    }
+}
+
 /// One `threads` row, ready to write.
 struct ThreadRow {
     thread_id: String,
@@ -370,6 +408,9 @@ fn release_key(conn: &Connection, scope: &str, key: &str) -> Result<(), StoreErr
 
 impl SessionStore for SqliteStore {
     fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
+        // Usually nothing to wait for: the turn that queued a save awaited its last one.
+        self.in_flight
+            .wait_for(thread_id, std::time::Duration::from_secs(10));
         let text: Option<String> = self
             .conn()
             .query_row(
@@ -391,9 +432,17 @@ impl SessionStore for SqliteStore {
     }
 
     fn save_queued(&self, session: &Session) {
-        let queued = self
-            .session_row(session)
-            .and_then(|row| self.commits.queue(move |conn| row.write(conn)));
+        let thread = session.thread_id.clone();
+        let in_flight = self.in_flight.clone();
+        let done = Box::new(move || in_flight.finished(&thread));
+        let queued = self.session_row(session).and_then(|row| {
+            self.in_flight.started(&session.thread_id);
+            self.commits
+                .queue(move |conn| row.write(conn), done)
+                .inspect_err(|_| {
+                    self.in_flight.finished(&session.thread_id);
+                })
+        });
         if let Err(e) = queued {
             tracing::warn!(error = %e, thread = %session.thread_id, "could not queue a session save");
         }
@@ -475,6 +524,34 @@ mod tests {
         store.save_async(&Session::new("awaited")).await.unwrap();
         let other = SqliteStore::open(&path).unwrap();
         assert_eq!(other.load("queued").unwrap(), Some(first));
+    }
+
+    /// A turn dropped mid-way leaves its last save queued: the thread's next load waits for
+    /// it instead of reading the older session.
+    #[test]
+    fn a_load_waits_for_its_threads_queued_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).unwrap());
+        let mut session = Session::new("t");
+        store.save(&session).unwrap();
+        session
+            .history
+            .push(ChatMessage::user("after a Stripe change"));
+        let slow_commit = store.write_conn();
+        store.save_queued(&session);
+        let loader = {
+            let store = store.clone();
+            std::thread::spawn(move || store.load("t").unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !loader.is_finished(),
+            "the load did not wait for the queued save"
+        );
+        // Another thread's load does not wait.
+        assert_eq!(store.load("other").unwrap(), None);
+        drop(slow_commit);
+        assert_eq!(loader.join().unwrap(), Some(session));
     }
 
     #[test]

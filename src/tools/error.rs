@@ -136,7 +136,8 @@ impl ToolError {
                         ),
                         e.param.clone(),
                     ),
-                    s if crate::pay::client::is_retryable_status(*s) => (
+                    // 409: another request with the same idempotency key is still running.
+                    s if crate::pay::client::is_retryable_status(*s) || *s == 409 => (
                         ErrorCode::Unavailable,
                         format!("Stripe is unavailable right now ({stripe_message})."),
                         None,
@@ -148,11 +149,15 @@ impl ToolError {
                     ),
                 }
             }
-            PayError::Http { status, .. } if (400..500).contains(status) && *status != 429 => (
-                ErrorCode::StripeInvalidRequest,
-                format!("The Altan Pay API refused the request with HTTP {status}."),
-                None,
-            ),
+            PayError::Http { status, .. }
+                if (400..500).contains(status) && *status != 429 && *status != 409 =>
+            {
+                (
+                    ErrorCode::StripeInvalidRequest,
+                    format!("The Altan Pay API refused the request with HTTP {status}."),
+                    None,
+                )
+            }
             PayError::Http { .. } | PayError::Timeout { .. } | PayError::Connect { .. } => (
                 ErrorCode::Unavailable,
                 "The Altan Pay API could not be reached or did not answer in time.".to_string(),

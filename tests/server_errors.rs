@@ -401,3 +401,45 @@ fn serve_without_tokens_refuses_a_public_address() {
         "{stderr}"
     );
 }
+
+/// Two first requests for one new thread from two accounts, at the same time: one account
+/// gets the thread, the other a 403, however they interleave (the claim is one step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_racing_for_a_new_thread_cannot_both_get_it() {
+    let script = ScriptServer::start().await;
+    for _ in 0..40 {
+        script.text("Hello.");
+    }
+    let (gw, _sandbox) = gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        tokens: Some(TOKENS),
+        ..Options::default()
+    };
+    let server = serve(&script, &gw, &dir.path().join("s.db"), options).await;
+    let client = reqwest::Client::new();
+    for round in 0..20 {
+        let url = format!("{}/v1/threads/race-{round}/messages", server.base_url);
+        let mut bodies = [native_body("hi"), native_body("hi")];
+        bodies[1]["context"]["account_id"] = json!("ws_2");
+        let send = |body: Value| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .post(url)
+                    .bearer_auth("token-for-all")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        let [a, b] = bodies;
+        let (a, b) = tokio::join!(tokio::spawn(send(a)), tokio::spawn(send(b)));
+        let mut statuses = [a.unwrap(), b.unwrap()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 403], "round {round}");
+    }
+}

@@ -73,24 +73,32 @@ pub async fn admit(
             None => context.account_id = Some(owner.clone()),
             Some(a) if a != owner => {
                 access.check(Some(a))?;
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("thread `{thread_id}` belongs to another account"),
-                ));
+                return Err(another_accounts(thread_id));
             }
             Some(_) => {}
         }
     }
     access.check(context.account_id.as_deref())?;
-    // Most turns repeat the thread's context: no write (and no fsync) for those.
+    // Most turns repeat the thread's context: no write (and no fsync) for those. Otherwise
+    // the claim is one step of the commit thread: of two first requests from different
+    // accounts, the second finds the first's owner and is refused here.
     if known.is_none_or(|info| info.context != context) {
-        state
-            .store
-            .remember_thread_async(thread_id, &context)
-            .await?;
+        let owner = state.store.claim_thread_async(thread_id, &context).await?;
+        if let (Some(owner), Some(mine)) = (&owner, &context.account_id)
+            && owner != mine
+        {
+            return Err(another_accounts(thread_id));
+        }
     }
     Ok(context)
+}
+
+fn another_accounts(thread_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("thread `{thread_id}` belongs to another account"),
+    )
 }
 
 /// An `Idempotency-Key` and what it means for this request.

@@ -188,14 +188,17 @@ impl SqliteStore {
         row.write(&self.write_conn())
     }
 
-    /// [`SqliteStore::remember_thread`], sharing a commit with concurrent writes.
-    pub async fn remember_thread_async(
+    /// Claims the thread for the context's account and records the context, in one step of
+    /// the commit thread, so two first requests from different accounts cannot both own it.
+    /// Returns the owner afterwards; when it is another account than the context's, nothing
+    /// was written.
+    pub async fn claim_thread_async(
         &self,
         thread_id: &str,
         context: &AgentContext,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let row = ThreadRow::new(thread_id, context)?;
-        self.commits.run(move |conn| row.write(conn)).await
+        self.commits.run(move |conn| row.claim(conn)).await
     }
 
     /// Reserves an idempotency key for a body hash, or says what it already stands for.
@@ -323,6 +326,25 @@ impl ThreadRow {
             account_id: context.account_id.clone(),
             context: serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?,
         })
+    }
+
+    /// The owner after the claim: set once, by the first context that names an account.
+    fn claim(&self, conn: &Connection) -> Result<Option<String>, StoreError> {
+        let owner: Option<Option<String>> = conn
+            .query_row(
+                "SELECT account_id FROM threads WHERE thread_id = ?1",
+                [&self.thread_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err("reading a thread's owner"))?;
+        match (owner.flatten(), &self.account_id) {
+            (Some(owner), Some(mine)) if &owner != mine => Ok(Some(owner)),
+            (owner, mine) => {
+                self.write(conn)?;
+                Ok(owner.or_else(|| mine.clone()))
+            }
+        }
     }
 
     fn write(&self, conn: &Connection) -> Result<(), StoreError> {
@@ -584,6 +606,51 @@ mod tests {
         assert_eq!(
             store.reserve("s2", "k", "h3").unwrap(),
             Reservation::Reserved
+        );
+    }
+
+    /// The first account to claim a thread owns it; a later claim by another account gets
+    /// the owner back and changes nothing.
+    #[tokio::test]
+    async fn a_thread_is_claimed_once() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ctx = |a: Option<&str>, name: &str| AgentContext {
+            account_id: a.map(str::to_string),
+            agent_name: Some(name.to_string()),
+            ..AgentContext::default()
+        };
+        let first = ctx(Some("a1"), "first");
+        assert_eq!(
+            store
+                .claim_thread_async("t", &first)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        assert_eq!(
+            store
+                .claim_thread_async("t", &ctx(Some("a2"), "intruder"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        assert_eq!(store.thread("t").unwrap().unwrap().context, first);
+        // The owner's own later context, or one naming no account, is recorded.
+        let later = ctx(None, "later");
+        assert_eq!(
+            store
+                .claim_thread_async("t", &later)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        let info = store.thread("t").unwrap().unwrap();
+        assert_eq!(
+            (info.account_id.as_deref(), info.context),
+            (Some("a1"), later)
         );
     }
 

@@ -10,9 +10,7 @@ use altan_pay::events::{
 };
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
-use altan_pay::sync::{
-    AnswerInput, ObjectKind, Outcome, Room, SyncLedger, SyncMapping, compose_answer,
-};
+use altan_pay::sync::{ObjectKind, Outcome, SyncMapping};
 use serde_json::{Value, json};
 
 #[path = "support/room.rs"]
@@ -280,24 +278,88 @@ async fn without_a_room_the_next_answer_carries_the_pending_syncs() {
         .unwrap()
         .to_owned();
 
-    // The Agent's hook: take, record into the ledger, compose.
-    let mutations = w.state.take_pending("ws_1");
-    assert_eq!(mutations.len(), 2);
-    let mut ledger = SyncLedger::new();
-    for m in mutations {
-        ledger.record(m);
+    // The agent reads them, hands them over in its answer, and only then are they removed.
+    let answer = agent_answer(&w, Arc::new(altan_pay::agent::MemoryStore::default()))
+        .await
+        .unwrap();
+    let plan = answer
+        .sync_plan
+        .expect("the answer carries the pending syncs");
+    let rows: Vec<String> = plan
+        .operations()
+        .iter()
+        .map(|op| format!("{} {}", op.table, op.id))
+        .collect();
+    assert!(rows.contains(&format!("customers {customer}")), "{rows:?}");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(answer.text.contains("ada@example.com"), "{}", answer.text);
+    assert!(
+        w.store.pending("ws_1").unwrap().is_empty(),
+        "handed over once"
+    );
+}
+
+/// An answer that cannot be saved does not count as handed over: the pending syncs stay for
+/// the next answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_syncs_stay_when_the_answer_is_not_saved() {
+    let w = world(None).await;
+    let session_id = open_checkout(&w).await;
+    w.eventing
+        .complete_checkout("ws_1", &session_id)
+        .await
+        .unwrap();
+    w.eventing.sink().flush().await;
+    let failed = agent_answer(&w, Arc::new(Unsaveable)).await;
+    assert!(failed.is_err());
+    assert_eq!(
+        w.store.pending("ws_1").unwrap().len(),
+        2,
+        "kept for the next answer"
+    );
+}
+
+struct Unsaveable;
+
+impl altan_pay::agent::SessionStore for Unsaveable {
+    fn load(
+        &self,
+        _: &str,
+    ) -> Result<Option<altan_pay::agent::Session>, altan_pay::agent::StoreError> {
+        Ok(None)
     }
-    let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
-    let answer = compose_answer(AnswerInput {
-        model_text: "Here is what changed.",
-        plan: Some(&plan),
-        inconsistencies: &[],
-        room: &Room::default(),
-        agents_bouncing: false,
-    });
-    assert!(answer.text.contains(&customer));
-    assert!(answer.text.contains("ada@example.com"));
-    assert!(w.state.take_pending("ws_1").is_empty(), "taken once");
+
+    fn save(&self, _: &altan_pay::agent::Session) -> Result<(), altan_pay::agent::StoreError> {
+        Err(altan_pay::agent::StoreError("disk full".into()))
+    }
+}
+
+/// One answer of an agent whose pending source is the events part, with `store`.
+async fn agent_answer(
+    w: &World,
+    store: Arc<dyn altan_pay::agent::SessionStore>,
+) -> Result<altan_pay::agent::Answer, altan_pay::agent::AgentError> {
+    let model = altan_pay::model::ScriptedModel::new(vec![altan_pay::model::Step::text(
+        "Here is what changed.",
+    )]);
+    let agent = altan_pay::agent::Agent::builder()
+        .model(Arc::new(model))
+        .pay(w.pay.clone())
+        .store(store)
+        .pending_source(w.state.clone())
+        .build()
+        .unwrap();
+    let context = altan_pay::room::AgentContext {
+        account_id: Some("ws_1".into()),
+        ..Default::default()
+    };
+    let said = altan_pay::room::RoomMessage {
+        member_id: "u-1".into(),
+        name: "Ada".into(),
+        kind: altan_pay::room::MemberKind::User,
+        text: "What changed?".into(),
+    };
+    agent.respond("t", &context, &[said]).await
 }
 
 fn event(id: &str, kind: &str, account: Option<&str>, object: Value, created: i64) -> String {

@@ -150,9 +150,13 @@ pub enum AgentError {
 
 /// Stripe changes the agent did not make itself (Stripe events, checkout), waiting for the
 /// next answer in their account's thread so nothing exists only in Stripe.
+/// Nothing is removed until the answer that carries the changes is saved: a crash in between
+/// hands them over again (the rows are upserts, a repeat is harmless), never loses them.
 pub trait PendingSource: Send + Sync {
-    /// Removes and returns the account's pending changes.
-    fn take(&self, account_id: &str) -> Vec<Mutation>;
+    /// The account's pending changes, oldest first, each with the receipt that removes it.
+    fn pending(&self, account_id: &str) -> Vec<(i64, Mutation)>;
+    /// Removes the changes an answer carried, once that answer is saved.
+    fn handed_over(&self, account_id: &str, receipts: &[i64]);
 }
 
 /// Builds an [`Agent`].
@@ -549,14 +553,14 @@ impl Agent {
                 inner.store.save_queued(session);
             }
         }
-        // Changes Stripe made outside this agent go into the same hand-over; saved at once so
-        // a crash before the answer loses none of them.
+        // Changes Stripe made outside this agent go into the same hand-over; their source
+        // forgets them only once the answer carrying them is saved.
+        let mut handed_over = Vec::new();
         if let (Some(source), Some(account)) = (&inner.pending, &context.account_id) {
-            let pending = source.take(account);
-            if !pending.is_empty() {
-                session.unsynced.extend(pending);
-                inner.store.save_queued(session);
-            }
+            let (receipts, pending): (Vec<i64>, Vec<Mutation>) =
+                source.pending(account).into_iter().unzip();
+            session.unsynced.extend(pending);
+            handed_over = receipts;
         }
         // Everything after the preamble is the thread's history from now on.
         session.history = turn.messages()[preamble..].to_vec();
@@ -606,6 +610,11 @@ impl Agent {
             text: answer.text.clone(),
         });
         inner.store.save_async(session).await?;
+        if let (Some(source), Some(account), false) =
+            (&inner.pending, &context.account_id, handed_over.is_empty())
+        {
+            source.handed_over(account, &handed_over);
+        }
         if let Some(events) = &options.events {
             let _ = events.send(AgentEvent::Completed {
                 answer: Box::new(answer.clone()),

@@ -447,9 +447,25 @@ fn version_of(object: &Value, created: i64) -> i64 {
         .unwrap_or(created)
 }
 
-/// The agent takes an account's pending syncs before it composes an answer.
+/// The agent reads an account's pending syncs before it composes an answer and removes them
+/// once the answer is saved. A failing store is logged: the entries stay for the next answer.
 impl crate::agent::PendingSource for EventsState {
-    fn take(&self, account_id: &str) -> Vec<Mutation> {
-        self.take_pending(account_id)
+    fn pending(&self, account_id: &str) -> Vec<(i64, Mutation)> {
+        match self.store.pending(account_id) {
+            Ok(entries) => entries.into_iter().map(|e| (e.seq, e.mutation)).collect(),
+            Err(e) => {
+                warn!(account_id, "pending syncs not read: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn handed_over(&self, account_id: &str, receipts: &[i64]) {
+        if let Err(e) = self.store.remove(account_id, receipts) {
+            warn!(
+                account_id,
+                "handed-over syncs not removed; the next answer repeats them: {e}"
+            );
+        }
     }
 }

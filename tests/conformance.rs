@@ -668,6 +668,11 @@ fn free_port() -> u16 {
 /// interface (and localstripe pickles its state to /tmp), so both are started through their
 /// libraries, bound to 127.0.0.1 only, with nothing written to disk.
 fn start(fake: Fake) -> FakeServer {
+    // The tests of this file run at once: while one fake is starting, its port is free, and
+    // another test choosing a port then could be handed the same one and talk to the wrong
+    // fake. One start at a time, each held until its fake answers.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
     let log =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{port}.log", fake.name()));

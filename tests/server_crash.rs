@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use altan_pay::gateway::PayRequest;
-use process::{free_port, wait_up};
+use process::{free_port, port_guard, wait_up};
 use script::{ScriptServer, gateway, native_body};
 use serde_json::{Value, json};
 
@@ -83,10 +83,12 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sessions.db");
+    let guard = port_guard().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut first = start_serve(port, &db, &gateway.base_url, &script.base_url);
     wait_up(&base).await;
+    drop(guard);
 
     let client = reqwest::Client::new();
     let post = tokio::spawn(send(
@@ -106,6 +108,7 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ready, "the turn did not reach the second model call");
+    let guard = port_guard().await;
     first.kill().unwrap(); // SIGKILL
     let _ = first.wait();
     let lost = post.await.unwrap();
@@ -117,6 +120,7 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     // Same database, new process: the thread continues and the write is handed over.
     let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
     wait_up(&base).await;
+    drop(guard);
     let answer: Value = send(client.clone(), base.clone(), "Did it work?")
         .await
         .unwrap()
@@ -174,10 +178,12 @@ async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sessions.db");
+    let guard = port_guard().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut first = start_serve(port, &db, &gateway.base_url, &script.base_url);
     wait_up(&base).await;
+    drop(guard);
     let client = reqwest::Client::new();
     let post = tokio::spawn(send(
         client.clone(),
@@ -194,12 +200,14 @@ async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
     }
     assert!(ready, "the write was not committed and recorded");
     assert_eq!(script.calls(), 1, "the write's answer has not arrived");
+    let guard = port_guard().await;
     first.kill().unwrap(); // SIGKILL
     let _ = first.wait();
     post.abort();
 
     let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
     wait_up(&base).await;
+    drop(guard);
     let answer: Value = send(client.clone(), base.clone(), "Did it work?")
         .await
         .unwrap()

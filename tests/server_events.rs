@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
-use process::{free_port, wait_up};
+use process::{free_port, port_guard, wait_up};
 use room_api::{assert_handoff, room_standin};
 use serde_json::{Value, json};
 
@@ -41,6 +41,7 @@ fn serve_command(dir: &std::path::Path, port: u16, pay: &str) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
     let (room_url, room_log) = room_standin().await;
+    let guard = port_guard().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let seed = json!({"accounts": {"ws_1": {
@@ -74,6 +75,7 @@ async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
         .spawn()
         .unwrap();
     wait_up(&base).await;
+    drop(guard);
     let client = reqwest::Client::new();
 
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();

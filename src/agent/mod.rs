@@ -786,21 +786,17 @@ impl Agent {
     ) -> Result<Vec<String>, StoreError> {
         let mut recorded = Vec::new();
         for (call, key) in calls {
-            if self.inner.tools.writes_to_stripe(&call.name)
-                && !session.uncertain.iter().any(|w| &w.key_id == key)
+            if self.inner.tools.writes_to_stripe(&call.name) && session.record_uncertain(call, key)
             {
-                session.uncertain.push(UncertainWrite {
-                    call: call.clone(),
-                    key_id: key.clone(),
-                    since: unix_now(),
-                });
                 recorded.push(key.clone());
             }
         }
         if !recorded.is_empty()
             && let Err(e) = self.inner.store.save_async(session).await
         {
-            session.uncertain.retain(|w| !recorded.contains(&w.key_id));
+            for key in &recorded {
+                session.settle_uncertain(key);
+            }
             return Err(e);
         }
         Ok(recorded)
@@ -825,7 +821,7 @@ impl Agent {
                     call = %write.call.id,
                     "a write of unknown outcome is older than Stripe keeps idempotency keys; not replayed, reconcile finds it if it happened"
                 );
-                session.uncertain.retain(|w| w.key_id != write.key_id);
+                session.settle_uncertain(&write.key_id);
                 changed = true;
                 continue;
             }
@@ -841,7 +837,7 @@ impl Agent {
                 // Stripe refused the request itself: with the same key it would have answered
                 // with the first attempt's result had that attempt applied, so nothing was.
                 Some(e) if refused_outright(e) => {
-                    session.uncertain.retain(|w| w.key_id != write.key_id);
+                    session.settle_uncertain(&write.key_id);
                     changed = true;
                 }
                 // Unavailable, rate limited, in flight, unreadable: still unknown, tried again
@@ -987,28 +983,19 @@ impl Agent {
         output: &ToolOutput,
     ) -> bool {
         if let Some(error) = &output.error {
+            if error.outcome_unknown {
+                return session.record_uncertain(call, key_id);
+            }
+            // Still unknown when an earlier attempt with this key may have applied.
+            let settled = fresh || refused_outright(error);
             let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
-            let settled = !error.outcome_unknown && (fresh || refused_outright(error));
-            return match (recorded, error.outcome_unknown, settled) {
-                (true, _, true) => {
-                    session.uncertain.retain(|w| w.key_id != key_id);
-                    true
-                }
-                // Still unknown, or an earlier attempt that may have applied: kept.
-                (true, _, false) => false,
-                (false, true, _) => {
-                    session.uncertain.push(UncertainWrite {
-                        call: call.clone(),
-                        key_id: key_id.to_string(),
-                        since: unix_now(),
-                    });
-                    true
-                }
-                (false, false, _) => false,
-            };
+            if settled && recorded {
+                session.settle_uncertain(key_id);
+            }
+            return settled && recorded;
         }
         // A repeat of an uncertain write (same key) settles it.
-        session.uncertain.retain(|w| w.key_id != key_id);
+        session.settle_uncertain(key_id);
         session.provenance.observe_result(&output.content);
         let Some(effect) = &output.effect else {
             return false;

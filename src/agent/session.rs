@@ -77,6 +77,25 @@ impl Session {
             ..Session::default()
         }
     }
+
+    /// Records `call` as a write of unknown outcome under `key_id`; false when that key is
+    /// already recorded.
+    pub fn record_uncertain(&mut self, call: &ToolCall, key_id: &str) -> bool {
+        if self.uncertain.iter().any(|w| w.key_id == key_id) {
+            return false;
+        }
+        self.uncertain.push(UncertainWrite {
+            call: call.clone(),
+            key_id: key_id.to_string(),
+            since: super::unix_now(),
+        });
+        true
+    }
+
+    /// Forgets the uncertain write recorded under `key_id`: its outcome is known now.
+    pub fn settle_uncertain(&mut self, key_id: &str) {
+        self.uncertain.retain(|w| w.key_id != key_id);
+    }
 }
 
 /// Why the store failed.

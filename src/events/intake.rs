@@ -417,26 +417,6 @@ impl EventsState {
         }
         ledger.plan(&self.config.mapping, &())
     }
-
-    /// The hook for the Agent: the account's pending mutations, removed from the queue, to put
-    /// into `Session::unsynced` before composing the next answer.
-    pub fn try_take_pending(&self, account_id: &str) -> Result<Vec<Mutation>, PendingError> {
-        Ok(self
-            .store
-            .take(account_id)?
-            .into_iter()
-            .map(|e| e.mutation)
-            .collect())
-    }
-
-    /// [`EventsState::try_take_pending`] for callers that cannot handle an error: a failing
-    /// store is logged and leaves the queue intact, so the next answer gets them.
-    pub fn take_pending(&self, account_id: &str) -> Vec<Mutation> {
-        self.try_take_pending(account_id).unwrap_or_else(|e| {
-            warn!(account_id, "pending syncs not taken: {e}");
-            Vec::new()
-        })
-    }
 }
 
 /// The object's `updated` when Stripe gives one, else the event's `created`.
@@ -451,7 +431,7 @@ fn version_of(object: &Value, created: i64) -> i64 {
 /// once the answer is saved. A failing store is logged: the entries stay for the next answer.
 impl crate::agent::PendingSource for EventsState {
     fn pending(&self, account_id: &str) -> Vec<(i64, Mutation)> {
-        match self.store.pending(account_id) {
+        match EventsState::pending(self, account_id) {
             Ok(entries) => entries.into_iter().map(|e| (e.seq, e.mutation)).collect(),
             Err(e) => {
                 warn!(account_id, "pending syncs not read: {e}");

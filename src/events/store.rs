@@ -67,8 +67,6 @@ pub trait PendingStore: Send + Sync {
     fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError>;
     /// Removes these entries (once they reached Altan).
     fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError>;
-    /// Empties the account's queue and returns it, oldest first.
-    fn take(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError>;
 }
 
 const SCHEMA: &str = "
@@ -265,19 +263,6 @@ impl PendingStore for SqlitePendingStore {
         }
         tx.commit().map_err(sql)
     }
-
-    fn take(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction().map_err(sql)?;
-        let entries = read_entries(&tx, account_id)?;
-        tx.execute(
-            "DELETE FROM pending WHERE account_id = ?1",
-            params![account_id],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(entries)
-    }
 }
 
 #[cfg(test)]
@@ -350,7 +335,7 @@ mod tests {
         let pending = store.pending("ws_1").unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].event_id, "evt_2");
-        assert_eq!(store.take("ws_1").unwrap().len(), 1);
+        store.remove("ws_1", &[pending[0].seq]).unwrap();
         assert!(store.pending("ws_1").unwrap().is_empty());
         assert!(store.pending("ws_other").unwrap().is_empty());
     }

@@ -88,7 +88,8 @@ impl serde::Serialize for WireMessage<'_> {
             m.serialize_entry("name", name)?;
         }
         if !message.tool_calls.is_empty() {
-            m.serialize_entry("tool_calls", &WireCalls(&message.tool_calls))?;
+            let calls: Vec<WireCall> = message.tool_calls.iter().map(WireCall::from).collect();
+            m.serialize_entry("tool_calls", &calls)?;
         }
         if let Some(id) = &message.tool_call_id {
             m.serialize_entry("tool_call_id", id)?;
@@ -97,33 +98,31 @@ impl serde::Serialize for WireMessage<'_> {
     }
 }
 
-struct WireCalls<'a>(&'a [Call]);
+/// A tool call as OpenAI nests it: `{"id", "type": "function", "function": {"name", "arguments"}}`.
+#[derive(serde::Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
 
-impl serde::Serialize for WireCalls<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        serializer.collect_seq(self.0.iter().map(|c| {
-            struct Function<'a>(&'a Call);
-            impl serde::Serialize for Function<'_> {
-                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    let mut f = s.serialize_map(Some(2))?;
-                    f.serialize_entry("name", &self.0.name)?;
-                    f.serialize_entry("arguments", &self.0.arguments)?;
-                    f.end()
-                }
-            }
-            struct Entry<'a>(&'a Call);
-            impl serde::Serialize for Entry<'_> {
-                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    let mut e = s.serialize_map(Some(3))?;
-                    e.serialize_entry("id", &self.0.id)?;
-                    e.serialize_entry("type", "function")?;
-                    e.serialize_entry("function", &Function(self.0))?;
-                    e.end()
-                }
-            }
-            Entry(c)
-        }))
+#[derive(serde::Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+impl<'a> From<&'a Call> for WireCall<'a> {
+    fn from(call: &'a Call) -> WireCall<'a> {
+        WireCall {
+            id: &call.id,
+            kind: "function",
+            function: WireFunction {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }
     }
 }
 

@@ -83,7 +83,7 @@ pub async fn admit(
     // the claim is one step of the commit thread: of two first requests from different
     // accounts, the second finds the first's owner and is refused here.
     if known.is_none_or(|info| info.context != context) {
-        let owner = state.store.claim_thread_async(thread_id, &context).await?;
+        let owner = state.store.claim_thread(thread_id, &context).await?;
         if let (Some(owner), Some(mine)) = (&owner, &context.account_id)
             && owner != mine
         {
@@ -142,7 +142,7 @@ pub async fn idempotency(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    match state.store.reserve_async(scope, key, &hash).await? {
+    match state.store.reserve(scope, key, &hash).await? {
         Reservation::Reserved => Ok(Idempotency::Fresh(scope.to_string(), key.to_string())),
         Reservation::Done(answer) => Ok(Idempotency::Replay(answer)),
         Reservation::InProgress => Err(ApiError::new(
@@ -219,7 +219,7 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
                     "turn finished"
                 );
                 if let Some((scope, key)) = &job.idempotency
-                    && let Err(e) = store.complete_async(scope, key, &body).await
+                    && let Err(e) = store.complete(scope, key, &body).await
                 {
                     warn!(error = %e, "could not store the idempotent answer");
                 }
@@ -227,7 +227,7 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
             }
             Err(e) => {
                 if let Some((scope, key)) = &job.idempotency {
-                    let _ = store.release_async(scope, key).await;
+                    let _ = store.release(scope, key).await;
                 }
                 Err(ApiError::from(e))
             }

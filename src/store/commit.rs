@@ -97,20 +97,23 @@ pub struct CommitStats {
 
 /// The queue to the commit thread. The thread ends when this is dropped.
 pub(super) struct GroupCommit {
-    queue: mpsc::Sender<Box<dyn Write>>,
+    writes: mpsc::Sender<Box<dyn Write>>,
     stats: Arc<CommitStats>,
 }
 
 impl GroupCommit {
     pub(super) fn start(conn: Arc<Mutex<Connection>>) -> Result<GroupCommit, StoreError> {
-        let (queue, writes) = mpsc::channel();
+        let (sender, writes) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         let counted = stats.clone();
         std::thread::Builder::new()
             .name("sqlite-group-commit".into())
             .spawn(move || commit_loop(&conn, &writes, &counted))
             .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?;
-        Ok(GroupCommit { queue, stats })
+        Ok(GroupCommit {
+            writes: sender,
+            stats,
+        })
     }
 
     pub(super) fn stats(&self) -> &CommitStats {
@@ -130,10 +133,7 @@ impl GroupCommit {
             result: None,
             reply,
         };
-        self.queue
-            .send(Box::new(pending))
-            .map_err(|_| StoreError("the commit thread has stopped".into()))?;
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.submit(Box::new(pending))?;
         answer
             .await
             .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
@@ -151,8 +151,12 @@ impl GroupCommit {
             failed: None,
             done: Some(done),
         };
-        self.queue
-            .send(Box::new(write))
+        self.submit(Box::new(write))
+    }
+
+    fn submit(&self, write: Box<dyn Write>) -> Result<(), StoreError> {
+        self.writes
+            .send(write)
             .map_err(|_| StoreError("the commit thread has stopped".into()))?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())

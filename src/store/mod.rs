@@ -178,21 +178,11 @@ impl SqliteStore {
         .transpose()
     }
 
-    /// Records the thread's latest context; the owner account is set once and kept.
-    pub fn remember_thread(
-        &self,
-        thread_id: &str,
-        context: &AgentContext,
-    ) -> Result<(), StoreError> {
-        let row = ThreadRow::new(thread_id, context)?;
-        row.write(&self.write_conn())
-    }
-
     /// Claims the thread for the context's account and records the context, in one step of
     /// the commit thread, so two first requests from different accounts cannot both own it.
     /// Returns the owner afterwards; when it is another account than the context's, nothing
     /// was written.
-    pub async fn claim_thread_async(
+    pub async fn claim_thread(
         &self,
         thread_id: &str,
         context: &AgentContext,
@@ -201,19 +191,9 @@ impl SqliteStore {
         self.commits.run(move |conn| row.claim(conn)).await
     }
 
-    /// Reserves an idempotency key for a body hash, or says what it already stands for.
-    pub fn reserve(
-        &self,
-        scope: &str,
-        key: &str,
-        body_hash: &str,
-    ) -> Result<Reservation, StoreError> {
-        reserve_key(&self.write_conn(), scope, key, body_hash)
-    }
-
-    /// [`SqliteStore::reserve`], sharing a commit with concurrent writes; the check and the
-    /// insert stay one step, since a batch runs its writes one after the other.
-    pub async fn reserve_async(
+    /// Reserves an idempotency key for a body hash, or says what it already stands for. The
+    /// check and the insert stay one step: a batch runs its writes one after the other.
+    pub async fn reserve(
         &self,
         scope: &str,
         key: &str,
@@ -226,12 +206,7 @@ impl SqliteStore {
     }
 
     /// Stores the answer for a reserved key.
-    pub fn complete(&self, scope: &str, key: &str, response: &Value) -> Result<(), StoreError> {
-        complete_key(&self.write_conn(), scope, key, &response.to_string())
-    }
-
-    /// [`SqliteStore::complete`], sharing a commit with concurrent writes.
-    pub async fn complete_async(
+    pub async fn complete(
         &self,
         scope: &str,
         key: &str,
@@ -244,12 +219,7 @@ impl SqliteStore {
     }
 
     /// Frees a reserved key whose request never produced an answer, so it can be retried.
-    pub fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        release_key(&self.write_conn(), scope, key)
-    }
-
-    /// [`SqliteStore::release`], sharing a commit with concurrent writes.
-    pub async fn release_async(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+    pub async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.commits
             .run(move |conn| release_key(conn, &scope, &key))
@@ -576,35 +546,36 @@ mod tests {
         assert_eq!(loader.join().unwrap(), Some(session));
     }
 
-    #[test]
-    fn idempotency_keys_replay_and_conflict() {
+    #[tokio::test]
+    async fn idempotency_keys_replay_and_conflict() {
         let store = SqliteStore::in_memory().unwrap();
         assert_eq!(
-            store.reserve("s", "k", "h1").unwrap(),
+            store.reserve("s", "k", "h1").await.unwrap(),
             Reservation::Reserved
         );
         assert_eq!(
-            store.reserve("s", "k", "h1").unwrap(),
+            store.reserve("s", "k", "h1").await.unwrap(),
             Reservation::InProgress
         );
         assert_eq!(
-            store.reserve("s", "k", "h2").unwrap(),
+            store.reserve("s", "k", "h2").await.unwrap(),
             Reservation::Conflict
         );
         store
             .complete("s", "k", &serde_json::json!({"a": 1}))
+            .await
             .unwrap();
         assert_eq!(
-            store.reserve("s", "k", "h1").unwrap(),
+            store.reserve("s", "k", "h1").await.unwrap(),
             Reservation::Done(serde_json::json!({"a": 1}))
         );
         assert_eq!(
-            store.reserve("s2", "k", "h2").unwrap(),
+            store.reserve("s2", "k", "h2").await.unwrap(),
             Reservation::Reserved
         );
-        store.release("s2", "k").unwrap();
+        store.release("s2", "k").await.unwrap();
         assert_eq!(
-            store.reserve("s2", "k", "h3").unwrap(),
+            store.reserve("s2", "k", "h3").await.unwrap(),
             Reservation::Reserved
         );
     }
@@ -621,16 +592,12 @@ mod tests {
         };
         let first = ctx(Some("a1"), "first");
         assert_eq!(
-            store
-                .claim_thread_async("t", &first)
-                .await
-                .unwrap()
-                .as_deref(),
+            store.claim_thread("t", &first).await.unwrap().as_deref(),
             Some("a1")
         );
         assert_eq!(
             store
-                .claim_thread_async("t", &ctx(Some("a2"), "intruder"))
+                .claim_thread("t", &ctx(Some("a2"), "intruder"))
                 .await
                 .unwrap()
                 .as_deref(),
@@ -640,11 +607,7 @@ mod tests {
         // The owner's own later context, or one naming no account, is recorded.
         let later = ctx(None, "later");
         assert_eq!(
-            store
-                .claim_thread_async("t", &later)
-                .await
-                .unwrap()
-                .as_deref(),
+            store.claim_thread("t", &later).await.unwrap().as_deref(),
             Some("a1")
         );
         let info = store.thread("t").unwrap().unwrap();
@@ -652,19 +615,5 @@ mod tests {
             (info.account_id.as_deref(), info.context),
             (Some("a1"), later)
         );
-    }
-
-    #[test]
-    fn thread_owner_is_kept() {
-        let store = SqliteStore::in_memory().unwrap();
-        let ctx = |a: &str| AgentContext {
-            account_id: Some(a.into()),
-            ..AgentContext::default()
-        };
-        store.remember_thread("t", &ctx("a1")).unwrap();
-        store.remember_thread("t", &ctx("a2")).unwrap();
-        let info = store.thread("t").unwrap().unwrap();
-        assert_eq!(info.account_id.as_deref(), Some("a1"));
-        assert_eq!(info.context.account_id.as_deref(), Some("a2"));
     }
 }

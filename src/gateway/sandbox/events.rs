@@ -417,11 +417,12 @@ impl EventingSandbox {
             .collect()
     }
 
-    async fn retrieve(&self, like: &PayRequest, operation: &str, id: &str) -> Option<Value> {
+    /// A subscription as it is now.
+    async fn subscription(&self, like: &PayRequest, id: &str) -> Option<Value> {
         let found = Backend::handle(
             &self.sandbox,
             PayRequest {
-                operation: operation.into(),
+                operation: "subscriptions.retrieve".into(),
                 id: Some(id.to_owned()),
                 params: Map::new(),
                 idempotency_key: None,
@@ -468,9 +469,7 @@ impl Backend for EventingSandbox {
             {
                 let now = unix_now();
                 for id in cascade {
-                    if let Some(canceled) =
-                        self.retrieve(&request, "subscriptions.retrieve", &id).await
-                    {
+                    if let Some(canceled) = self.subscription(&request, &id).await {
                         self.sink.send(stripe_event(
                             "customer.subscription.deleted",
                             &connect_id,

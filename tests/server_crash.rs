@@ -36,6 +36,68 @@ fn start_serve(port: u16, db: &std::path::Path, pay: &str, model: &str) -> Child
         .unwrap()
 }
 
+/// `serve` as its own process on a port and database of its own.
+struct Served {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    port: u16,
+    base: String,
+    pay: String,
+    model: String,
+    child: Child,
+}
+
+impl Served {
+    async fn start(pay: &str, model: &str) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sessions.db");
+        let guard = port_guard().await;
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = start_serve(port, &db, pay, model);
+        wait_up(&base).await;
+        drop(guard);
+        Served {
+            _dir: dir,
+            db,
+            port,
+            base,
+            pay: pay.to_string(),
+            model: model.to_string(),
+            child,
+        }
+    }
+
+    /// SIGKILL, then the same binary on the same port and database, answering again.
+    async fn kill_and_restart(&mut self) {
+        let _guard = port_guard().await;
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+        self.child = start_serve(self.port, &self.db, &self.pay, &self.model);
+        wait_up(&self.base).await;
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The answer hands over exactly the one product Stripe has.
+fn assert_one_product_handed_over(sandbox: &altan_pay::gateway::Sandbox, answer: &Value) {
+    let stripe = products(sandbox);
+    assert_eq!(stripe.len(), 1, "one product in Stripe: {stripe:?}");
+    let ops = answer["sync_plan"]["operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ops.len(), 1, "{answer}");
+    assert_eq!(ops[0]["table"], "products");
+    assert_eq!(ops[0]["key"]["id"], stripe[0]["id"]);
+}
+
 fn products(sandbox: &altan_pay::gateway::Sandbox) -> Vec<Value> {
     let body = sandbox
         .handle_now(&PayRequest {
@@ -81,19 +143,11 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     }));
     script.text("Here is where things stand.");
 
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sessions.db");
-    let guard = port_guard().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut first = start_serve(port, &db, &gateway.base_url, &script.base_url);
-    wait_up(&base).await;
-    drop(guard);
-
+    let mut served = Served::start(&gateway.base_url, &script.base_url).await;
     let client = reqwest::Client::new();
     let post = tokio::spawn(send(
         client.clone(),
-        base.clone(),
+        served.base.clone(),
         "Create a product called Pro",
     ));
     // Wait until Stripe has the product and the model is asked again: the write is done and
@@ -101,44 +155,31 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     // asked, so also wait until the file shows it (read on a connection of the test's own).
     let mut ready = false;
     for _ in 0..200 {
-        if products(&sandbox).len() == 1 && script.calls() >= 2 && unsynced_on_disk(&db, "t1") {
+        if products(&sandbox).len() == 1
+            && script.calls() >= 2
+            && unsynced_on_disk(&served.db, "t1")
+        {
             ready = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ready, "the turn did not reach the second model call");
-    let guard = port_guard().await;
-    first.kill().unwrap(); // SIGKILL
-    let _ = first.wait();
+    // Same database, new process: the thread continues and the write is handed over.
+    served.kill_and_restart().await;
     let lost = post.await.unwrap();
     assert!(
         lost.is_err() || !lost.unwrap().status().is_success(),
         "the first answer never arrived"
     );
-
-    // Same database, new process: the thread continues and the write is handed over.
-    let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
-    wait_up(&base).await;
-    drop(guard);
-    let answer: Value = send(client.clone(), base.clone(), "Did it work?")
+    let answer: Value = send(client.clone(), served.base.clone(), "Did it work?")
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let _ = second.kill();
-    let _ = second.wait();
-
-    let stripe = products(&sandbox);
-    assert_eq!(stripe.len(), 1, "one product in Stripe");
-    let ops = answer["sync_plan"]["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(ops.len(), 1, "{answer}");
-    assert_eq!(ops[0]["table"], "products");
-    assert_eq!(ops[0]["key"]["id"], stripe[0]["id"]);
+    drop(served);
+    assert_one_product_handed_over(&sandbox, &answer);
     let text = answer["text"].as_str().unwrap_or_default();
     assert!(
         text.trim_end().ends_with("[@Altan](/member/altan-1)"),
@@ -176,23 +217,16 @@ async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
     script.tool_call("c1", "create_product", json!({"name": "Pro"}));
     script.text("Here is where things stand.");
 
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sessions.db");
-    let guard = port_guard().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut first = start_serve(port, &db, &gateway.base_url, &script.base_url);
-    wait_up(&base).await;
-    drop(guard);
+    let mut served = Served::start(&gateway.base_url, &script.base_url).await;
     let client = reqwest::Client::new();
     let post = tokio::spawn(send(
         client.clone(),
-        base.clone(),
+        served.base.clone(),
         "Create a product called Pro",
     ));
     let mut ready = false;
     for _ in 0..250 {
-        if products(&sandbox).len() == 1 && uncertain_on_disk(&db, "t1") {
+        if products(&sandbox).len() == 1 && uncertain_on_disk(&served.db, "t1") {
             ready = true;
             break;
         }
@@ -200,38 +234,27 @@ async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
     }
     assert!(ready, "the write was not committed and recorded");
     assert_eq!(script.calls(), 1, "the write's answer has not arrived");
-    let guard = port_guard().await;
-    first.kill().unwrap(); // SIGKILL
-    let _ = first.wait();
+    served.kill_and_restart().await;
     post.abort();
-
-    let mut second = start_serve(port, &db, &gateway.base_url, &script.base_url);
-    wait_up(&base).await;
-    drop(guard);
-    let answer: Value = send(client.clone(), base.clone(), "Did it work?")
+    let answer: Value = send(client.clone(), served.base.clone(), "Did it work?")
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(served);
 
-    let stripe = products(&sandbox);
-    assert_eq!(stripe.len(), 1, "one product in Stripe: {stripe:?}");
+    assert_one_product_handed_over(&sandbox, &answer);
     let confirm = answer["tool_calls"]
         .as_array()
         .and_then(|calls| calls.iter().find(|c| c["id"] == "c1-confirm"))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(confirm["result"]["id"], stripe[0]["id"], "{answer}");
-    let ops = answer["sync_plan"]["operations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(ops.len(), 1, "{answer}");
-    assert_eq!(ops[0]["table"], "products");
-    assert_eq!(ops[0]["key"]["id"], stripe[0]["id"]);
+    assert_eq!(
+        confirm["result"]["id"],
+        products(&sandbox)[0]["id"],
+        "{answer}"
+    );
 }
 
 /// Whether the thread's stored session holds a write whose outcome is not known yet.

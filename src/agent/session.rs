@@ -87,7 +87,7 @@ impl Session {
         self.uncertain.push(UncertainWrite {
             call: call.clone(),
             key_id: key_id.to_string(),
-            since: super::unix_now(),
+            since: super::write_ahead::unix_now(),
         });
         true
     }

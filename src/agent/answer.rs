@@ -1,0 +1,136 @@
+//! The answer a turn ends with: the room message, its sync plan and mention, the tool calls
+//! and token usage; composing it from the model's last words.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::Turn;
+use crate::model::Usage;
+use crate::room::AgentContext;
+use crate::sync::{
+    AnswerInput, Member, Mention, Room, SyncLedger, SyncPlan, compose_answer,
+    detect_agents_bouncing,
+};
+use crate::tools::ErrorCode;
+
+use super::{Agent, PendingApproval, Session};
+
+/// One tool call of an answer, for callers and logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCallRecord {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+    /// What the model read back.
+    pub result: Value,
+    pub error: Option<ErrorCode>,
+}
+
+/// How the answer came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerEnd {
+    /// The model answered.
+    Completed,
+    /// A limit, the deadline or cancellation ended the turn; the text says so.
+    Stopped,
+    /// The model could not be reached; whatever Stripe already did is still handed over.
+    ModelFailed,
+}
+
+/// The agent's answer to new room messages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// The message to post in the room: the model's words, the sync plan, the mention.
+    pub text: String,
+    /// Who the answer hands over to (Altan), if anyone.
+    pub mention: Option<Mention>,
+    /// Exactly the Stripe changes of this answer (and any earlier ones not yet handed over).
+    pub sync_plan: Option<SyncPlan>,
+    pub end: AnswerEnd,
+    /// Why the turn stopped, when it did not complete.
+    pub stop_reason: Option<String>,
+    /// Tokens of each model call, in order.
+    pub usage: Vec<Usage>,
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Calls waiting for a person's approval (see [`Agent::decide_approval`]).
+    pub approvals: Vec<PendingApproval>,
+}
+
+impl Answer {
+    pub fn total_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for u in &self.usage {
+            total += *u;
+        }
+        total
+    }
+}
+
+impl Agent {
+    /// Turns the model's last words into the room message: sync plan, inconsistencies, and
+    /// exactly one mention of Altan (none when agents are bouncing).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn compose(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        model_text: &str,
+        end: AnswerEnd,
+        stop_reason: Option<String>,
+        turn: &Turn,
+        tool_calls: Vec<ToolCallRecord>,
+        approvals: Vec<PendingApproval>,
+    ) -> Answer {
+        let mut ledger = SyncLedger::new();
+        for mutation in session.unsynced.drain(..) {
+            ledger.record(mutation);
+        }
+        let plan = ledger.plan(&self.inner.mapping, &session.provenance);
+        if let Some(plan) = &plan {
+            session.syncs.sent(plan);
+        }
+        let inconsistencies = session.syncs.inconsistencies();
+        session
+            .syncs
+            .mark_reported(inconsistencies.iter().map(|i| i.sync_id.as_str()));
+        let bouncing = detect_agents_bouncing(&session.trail, self.inner.bounce_threshold);
+        let room = room_of(context);
+        let composed = compose_answer(AnswerInput {
+            model_text,
+            plan: plan.as_ref(),
+            inconsistencies: &inconsistencies,
+            room: &room,
+            agents_bouncing: bouncing,
+        });
+        Answer {
+            text: composed.text,
+            mention: composed.mention,
+            sync_plan: plan,
+            end,
+            stop_reason,
+            usage: turn.usage().to_vec(),
+            tool_calls,
+            approvals,
+        }
+    }
+}
+
+/// The room as the answer composer needs it: who we are, Altan, and everyone else.
+pub(super) fn room_of(context: &AgentContext) -> Room {
+    let altan = context.altan();
+    Room {
+        me: Member::new(context.agent_name(), context.agent_member_id.clone()),
+        altan: Member::new(
+            altan.map_or(crate::room::ALTAN, |a| a.name.as_str()),
+            altan.map(|a| a.member_id.clone()),
+        ),
+        others: context
+            .members
+            .iter()
+            .filter(|m| Some(&m.member_id) != context.agent_member_id.as_ref())
+            .filter(|m| altan.is_none_or(|a| a.member_id != m.member_id))
+            .map(|m| Member::new(m.name.clone(), Some(m.member_id.clone())))
+            .collect(),
+    }
+}

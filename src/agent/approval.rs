@@ -1,0 +1,130 @@
+//! Whether a call may run (the policy verdict, verifying targets first), and calls held for a
+//! person's approval until [`Agent::decide_approval`].
+
+use serde_json::json;
+
+use crate::model::{ChatMessage, ToolCall};
+use crate::policy::{self, CallScope, Verdict};
+use crate::room::AgentContext;
+use crate::tools::{ErrorCode, ToolError, ToolOutput};
+
+use super::{Agent, AgentError, Answer, Session, TurnOptions};
+
+impl Agent {
+    /// Runs (or drops) the held call `approval_id`, then lets the model report on it.
+    pub(super) async fn resume_held_call(
+        &self,
+        thread_id: &str,
+        context: &AgentContext,
+        approval_id: &str,
+        approve: bool,
+        options: TurnOptions,
+    ) -> Result<Answer, AgentError> {
+        let lock = self.thread_lock(thread_id);
+        let _guard = lock.lock().await;
+        let mut session = self.load(thread_id)?;
+        let index = session
+            .approvals
+            .iter()
+            .position(|a| a.approval_id == approval_id)
+            .ok_or_else(|| AgentError::UnknownApproval(approval_id.to_string()))?;
+        let pending = session.approvals.remove(index);
+        session.syncs.answer_started();
+        let note = if approve {
+            let output = self
+                .execute(&mut session, context, &pending.call, true)
+                .await;
+            format!(
+                "[platform] The held call {} {} was approved and has run. Result: {}",
+                pending.call.name, pending.call.arguments, output.content
+            )
+        } else {
+            format!(
+                "[platform] The held call {} {} was declined; it did not run.",
+                pending.call.name, pending.call.arguments
+            )
+        };
+        session.history.push(ChatMessage::user(note));
+        // Durable before the answer (the final save waits for it), not before the model call.
+        self.inner.store.save_queued(&session);
+        self.run(&mut session, context, &options).await
+    }
+
+    /// Decides whether a call may run, verifying the objects it targets first.
+    pub(super) async fn admit(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        call: &ToolCall,
+    ) -> Admission {
+        for _ in 0..2 {
+            let verdict = policy::check(
+                &self.inner.policy,
+                &session.provenance,
+                CallScope {
+                    trusted_account_id: context.account_id.as_deref(),
+                    approved: false,
+                    destruction_requested: destruction_requested(session, context),
+                },
+                &call.name,
+                &call.arguments,
+            );
+            match verdict {
+                Verdict::Run => return Admission::Run,
+                Verdict::NeedsApproval => return Admission::Hold,
+                Verdict::Refuse(error) => {
+                    return Admission::Answer(Box::new(ToolOutput::failed(error)));
+                }
+                Verdict::VerifyFirst { tool, id } => {
+                    let check = ToolCall {
+                        id: format!("{}-verify", call.id),
+                        name: tool.to_string(),
+                        arguments: json!({ "id": id }).to_string(),
+                    };
+                    let output = self.call_tool(session, context, &check).await;
+                    match output.error {
+                        None => session.provenance.observe_result(&output.content),
+                        Some(e) => {
+                            let error = ToolError::new(
+                                e.code,
+                                format!(
+                                    "`{id}` could not be verified in Stripe before {}: {}",
+                                    call.name, e.model_message
+                                ),
+                            );
+                            return Admission::Answer(Box::new(ToolOutput::failed(error)));
+                        }
+                    }
+                }
+            }
+        }
+        Admission::Answer(Box::new(ToolOutput::failed(ToolError::new(
+            ErrorCode::Internal,
+            "the object could not be verified",
+        ))))
+    }
+}
+
+/// How many recent room messages (ours excluded) can carry a request to delete or cancel:
+/// enough for "delete X" followed by "yes, go ahead".
+pub(super) const REQUEST_WINDOW: usize = 6;
+
+/// Whether someone in the room recently asked to delete or cancel something. Only room
+/// messages count; Stripe data in tool results never does.
+pub(super) fn destruction_requested(session: &Session, context: &AgentContext) -> bool {
+    policy::room_requests_destruction(
+        session
+            .trail
+            .iter()
+            .rev()
+            .filter(|m| !context.is_self(m))
+            .take(REQUEST_WINDOW)
+            .map(|m| m.text.as_str()),
+    )
+}
+
+pub(super) enum Admission {
+    Run,
+    Answer(Box<ToolOutput>),
+    Hold,
+}

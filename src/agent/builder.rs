@@ -1,0 +1,143 @@
+//! [`AgentBuilder`]: what an [`Agent`] is made of, with the defaults a caller can leave out.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::engine::Limits;
+use crate::model::{ChatModel, ToolDefs};
+use crate::pay::PayClient;
+use crate::policy::PolicyConfig;
+use crate::prompt::PromptLibrary;
+use crate::sync::SyncMapping;
+use crate::tools::{ToolEnv, ToolSet};
+
+use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore};
+
+/// Builds an [`Agent`].
+#[derive(Default)]
+pub struct AgentBuilder {
+    model: Option<Arc<dyn ChatModel>>,
+    pay: Option<PayClient>,
+    prompt: Option<String>,
+    policy: PolicyConfig,
+    limits: Limits,
+    store: Option<Arc<dyn SessionStore>>,
+    mapping: Option<SyncMapping>,
+    bounce_threshold: Option<usize>,
+    plans: Option<crate::tools::plan::PlanStore>,
+    pending: Option<Arc<dyn PendingSource>>,
+    compact_tools: bool,
+}
+
+impl AgentBuilder {
+    /// Send the compact tool definitions ([`ToolSet::to_openai_json_compact`]): no strict
+    /// mode, optional properties not required. Off by default.
+    pub fn compact_tools(mut self, compact: bool) -> Self {
+        self.compact_tools = compact;
+        self
+    }
+
+    pub fn model(mut self, model: Arc<dyn ChatModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    pub fn pay(mut self, pay: PayClient) -> Self {
+        self.pay = Some(pay);
+        self
+    }
+
+    /// The rendered system prompt (default: the project's own, embedded).
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.prompt = Some(prompt.into());
+        self
+    }
+
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Which database tables and columns the sync plan writes.
+    pub fn sync_mapping(mut self, mapping: SyncMapping) -> Self {
+        self.mapping = Some(mapping);
+        self
+    }
+
+    /// Where Stripe changes made outside the agent come from (e.g. the events endpoint).
+    pub fn pending_source(mut self, source: Arc<dyn PendingSource>) -> Self {
+        self.pending = Some(source);
+        self
+    }
+
+    /// Where the room's plans are kept (default: in memory).
+    pub fn plans(mut self, plans: crate::tools::plan::PlanStore) -> Self {
+        self.plans = Some(plans);
+        self
+    }
+
+    /// How many agent messages in a row count as agents going back and forth (default 4).
+    pub fn bounce_threshold(mut self, n: usize) -> Self {
+        self.bounce_threshold = Some(n.max(2));
+        self
+    }
+
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let model = self
+            .model
+            .ok_or_else(|| AgentError::Setup("a model is required".into()))?;
+        let pay = self
+            .pay
+            .ok_or_else(|| AgentError::Setup("an Altan Pay client is required".into()))?;
+        let prompt = match self.prompt {
+            Some(p) => p,
+            None => PromptLibrary::embedded()
+                .render_default()
+                .map_err(|e| AgentError::Setup(e.to_string()))?,
+        };
+        let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
+        let as_list = |v: Value| match v {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let (tool_json_account_known, definitions) = if self.compact_tools {
+            (
+                Some(ToolDefs::new(as_list(tools.to_openai_json_compact(true)))),
+                tools.to_openai_json_compact(false),
+            )
+        } else {
+            (None, tools.to_openai_json())
+        };
+        let tool_json = ToolDefs::new(as_list(definitions));
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                model,
+                env: ToolEnv { pay },
+                tools,
+                tool_json,
+                tool_json_account_known,
+                prompt,
+                policy: self.policy,
+                limits: self.limits,
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryStore::default())),
+                mapping: self.mapping.unwrap_or_default(),
+                bounce_threshold: self.bounce_threshold.unwrap_or(4),
+                pending: self.pending,
+                threads: Mutex::default(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,235 @@
+//! One step's tool calls: policy admission, concurrent execution with idempotency keys, and
+//! what the session learns from each result (provenance, Stripe changes to sync).
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use tracing::warn;
+
+use crate::model::ToolCall;
+use crate::policy::{self, CallScope, Verdict};
+use crate::room::AgentContext;
+use crate::sync::Mutation;
+use crate::tools::{ToolContext, ToolOutput};
+
+use super::approval::{Admission, destruction_requested};
+use super::write_ahead::{key_id, not_recorded, refused_outright};
+use super::{Agent, AgentEvent, PendingApproval, Session, ToolCallRecord, TurnOptions};
+
+impl Agent {
+    /// Checks each call against the policy, runs the allowed ones concurrently, and returns
+    /// every result by call id.
+    pub(super) async fn run_tools(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        calls: Vec<ToolCall>,
+        options: &TurnOptions,
+    ) -> (
+        HashMap<String, ToolOutput>,
+        Vec<ToolCallRecord>,
+        Vec<PendingApproval>,
+    ) {
+        let mut results = HashMap::new();
+        let mut runnable = Vec::new();
+        let mut held = Vec::new();
+        let order: Vec<ToolCall> = calls.clone();
+        for call in calls {
+            if let Some(events) = &options.events {
+                let _ = events.send(AgentEvent::ToolCallStarted {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+            }
+            match self.admit(session, context, &call).await {
+                Admission::Run => runnable.push(call),
+                Admission::Answer(output) => {
+                    results.insert(call.id.clone(), *output);
+                }
+                Admission::Hold => {
+                    let approval = PendingApproval {
+                        approval_id: format!("appr_{}", uuid::Uuid::new_v4().simple()),
+                        call: call.clone(),
+                    };
+                    results.insert(
+                        call.id.clone(),
+                        ToolOutput::ok(
+                            json!({
+                                "status": "awaiting_approval",
+                                "approval_id": approval.approval_id,
+                                "message": "This call needs a person's approval and has not run. Tell the user what is waiting for approval; it runs once approved."
+                            }),
+                            None,
+                        ),
+                    );
+                    session.approvals.push(approval.clone());
+                    held.push(approval);
+                }
+            }
+        }
+        let mut keys: Vec<String> = runnable.iter().map(|c| key_id(session, c)).collect();
+        let fresh = match self.write_ahead(session, runnable.iter().zip(&keys)).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                // Unrecorded writes are not sent; reads in the same step still run.
+                warn!(error = %e, "could not record the writes about to be sent; not sending them");
+                let (writes, reads): (Vec<_>, Vec<_>) = runnable
+                    .into_iter()
+                    .zip(keys)
+                    .partition(|(call, _)| self.inner.tools.writes_to_stripe(&call.name));
+                for (call, _) in writes {
+                    results.insert(call.id.clone(), ToolOutput::failed(not_recorded(&e)));
+                }
+                (runnable, keys) = reads.into_iter().unzip();
+                Vec::new()
+            }
+        };
+        let outputs = futures::future::join_all(
+            runnable
+                .iter()
+                .zip(&keys)
+                .map(|(call, key)| self.call_tool_with_key(session, context, call, key)),
+        )
+        .await;
+        let mut changed = false;
+        for ((call, key), output) in runnable.iter().zip(&keys).zip(outputs) {
+            changed |= self.absorb(session, call, key, fresh.contains(key), &output);
+            results.insert(call.id.clone(), output);
+        }
+        if changed {
+            // On disk one commit after Stripe answered, while the model is already asked the
+            // next question; the answer waits for it (the final save is committed after it).
+            self.inner.store.save_queued(session);
+        }
+        let mut records = Vec::new();
+        for call in &order {
+            if let Some(output) = results.get(&call.id) {
+                records.push(record(call, output));
+            }
+        }
+        if let Some(events) = &options.events {
+            for r in &records {
+                let _ = events.send(AgentEvent::ToolCallFinished {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    result: r.result.clone(),
+                    error: r.error,
+                });
+            }
+        }
+        (results, records, held)
+    }
+
+    /// Runs one call exactly as the model asked (approval already given).
+    pub(super) async fn execute(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        call: &ToolCall,
+        approved: bool,
+    ) -> ToolOutput {
+        let verdict = policy::check(
+            &self.inner.policy,
+            &session.provenance,
+            CallScope {
+                trusted_account_id: context.account_id.as_deref(),
+                approved,
+                destruction_requested: destruction_requested(session, context),
+            },
+            &call.name,
+            &call.arguments,
+        );
+        if let Verdict::Refuse(error) = verdict {
+            return ToolOutput::failed(error);
+        }
+        let key = key_id(session, call);
+        let fresh = match self.write_ahead(session, [(call, &key)]).await {
+            Ok(fresh) => !fresh.is_empty(),
+            Err(e) => return ToolOutput::failed(not_recorded(&e)),
+        };
+        let output = self.call_tool_with_key(session, context, call, &key).await;
+        if self.absorb(session, call, &key, fresh, &output) {
+            self.inner.store.save_queued(session);
+        }
+        output
+    }
+
+    pub(super) async fn call_tool(
+        &self,
+        session: &Session,
+        context: &AgentContext,
+        call: &ToolCall,
+    ) -> ToolOutput {
+        let key = key_id(session, call);
+        self.call_tool_with_key(session, context, call, &key).await
+    }
+
+    /// Runs a call whose idempotency key is made from `key_id` (see [`key_id`]).
+    pub(super) async fn call_tool_with_key(
+        &self,
+        session: &Session,
+        context: &AgentContext,
+        call: &ToolCall,
+        key_id: &str,
+    ) -> ToolOutput {
+        let ctx = ToolContext {
+            conversation_id: session.thread_id.clone(),
+            tool_call_id: key_id.to_string(),
+            account_id: context.account_id.clone(),
+            stripe_connect_id: context.stripe_connect_id.clone(),
+        };
+        self.inner
+            .tools
+            .call(&self.inner.env, &ctx, &call.name, &call.arguments)
+            .await
+    }
+
+    /// Learns from a finished call made with `key_id`; returns whether the session gained
+    /// something that must be saved at once (a Stripe change, or a write of unknown outcome).
+    /// `fresh`: the call's uncertain entry was written ahead for this very attempt, so a
+    /// definite failure means nothing happened; otherwise the key belongs to an earlier attempt
+    /// that may have applied, and only Stripe refusing the request outright settles it.
+    pub(super) fn absorb(
+        &self,
+        session: &mut Session,
+        call: &ToolCall,
+        key_id: &str,
+        fresh: bool,
+        output: &ToolOutput,
+    ) -> bool {
+        if let Some(error) = &output.error {
+            if error.outcome_unknown {
+                return session.record_uncertain(call, key_id);
+            }
+            // Still unknown when an earlier attempt with this key may have applied.
+            let settled = fresh || refused_outright(error);
+            let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
+            if settled && recorded {
+                session.settle_uncertain(key_id);
+            }
+            return settled && recorded;
+        }
+        // A repeat of an uncertain write (same key) settles it.
+        session.settle_uncertain(key_id);
+        session.provenance.observe_result(&output.content);
+        let Some(effect) = &output.effect else {
+            return false;
+        };
+        match Mutation::from_effect(effect, &call.id) {
+            Ok(mutation) => session.unsynced.push(mutation),
+            Err(e) => warn!(error = %e, "a Stripe change has no table to sync"),
+        }
+        true
+    }
+}
+
+pub(super) fn record(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
+    ToolCallRecord {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+        result: output.content.clone(),
+        error: output.error.as_ref().map(|e| e.code),
+    }
+}

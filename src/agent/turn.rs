@@ -1,0 +1,323 @@
+//! The turn driver: takes the new room messages into the session, runs the engine's state
+//! machine against the model and the tools within the deadline, and saves the answer.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+use crate::engine::{Step, StopReason, Turn, TurnEnd};
+use crate::model::{ChatMessage, ModelDelta, ModelError, Role};
+use crate::prompt::PromptContext;
+use crate::room::{AgentContext, MemberKind, RoomMessage};
+use crate::sync::parse_acknowledgements;
+use crate::tools::ErrorCode;
+
+use super::{Agent, AgentError, Answer, AnswerEnd, Session};
+
+/// Thread locks kept before the idle ones are dropped.
+pub(super) const LOCKS_BEFORE_PRUNING: usize = 1024;
+
+/// How many of the latest room messages are kept for spotting agents going back and forth.
+pub(super) const TRAIL_LEN: usize = 20;
+
+/// What happens during a turn, as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    Started {
+        thread_id: String,
+    },
+    /// Text of the model's answer as it streams (before the handoff is added).
+    TextDelta {
+        text: String,
+    },
+    ToolCallStarted {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    ToolCallFinished {
+        id: String,
+        name: String,
+        result: Value,
+        error: Option<ErrorCode>,
+    },
+    Completed {
+        answer: Box<Answer>,
+    },
+}
+
+/// Per-turn options.
+#[derive(Default, Clone)]
+pub struct TurnOptions {
+    pub events: Option<UnboundedSender<AgentEvent>>,
+    pub cancel: Option<CancellationToken>,
+}
+
+impl Agent {
+    /// Takes the new room messages into the thread's session and answers them.
+    pub(super) async fn answer_new_messages(
+        &self,
+        thread_id: &str,
+        context: &AgentContext,
+        new_messages: &[RoomMessage],
+        options: TurnOptions,
+    ) -> Result<Answer, AgentError> {
+        let lock = self.thread_lock(thread_id);
+        let _guard = lock.lock().await;
+        let mut session = self.load(thread_id)?;
+        session.syncs.answer_started();
+        for message in new_messages {
+            self.take_in(&mut session, context, message);
+        }
+        // Durable before the answer (the final save waits for it), not before the model call.
+        self.inner.store.save_queued(&session);
+        self.run(&mut session, context, &options)
+            .instrument(info_span!("turn", thread = thread_id))
+            .await
+    }
+
+    pub(super) fn thread_lock(&self, thread_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut threads = match self.inner.threads.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget the locks nobody holds or waits for, so the map does not grow with every
+        // thread ever seen.
+        if threads.len() >= LOCKS_BEFORE_PRUNING {
+            threads.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        threads.entry(thread_id.to_string()).or_default().clone()
+    }
+
+    pub(super) fn load(&self, thread_id: &str) -> Result<Session, AgentError> {
+        Ok(self
+            .inner
+            .store
+            .load(thread_id)?
+            .unwrap_or_else(|| Session::new(thread_id)))
+    }
+
+    /// Adds one room message to the session: evidence for the id rules, Altan's
+    /// acknowledgements of earlier syncs, and the model's history.
+    pub(super) fn take_in(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        message: &RoomMessage,
+    ) {
+        session.provenance.observe_room_text(&message.text);
+        let from_altan = context
+            .altan()
+            .is_some_and(|a| a.member_id == message.member_id)
+            || (message.kind == MemberKind::Agent && message.name.eq_ignore_ascii_case("Altan"));
+        if from_altan {
+            let acks = parse_acknowledgements(&message.text);
+            if !acks.is_empty() {
+                session.syncs.apply(&acks);
+            }
+        }
+        session.trail.push(message.clone());
+        if session.trail.len() > TRAIL_LEN {
+            let extra = session.trail.len() - TRAIL_LEN;
+            session.trail.drain(..extra);
+        }
+        if context.is_self(message) {
+            // The platform echoes our own answers; the history already has them.
+            return;
+        }
+        let kind = match message.kind {
+            MemberKind::User => "user",
+            MemberKind::Agent => "agent",
+        };
+        session.history.push(ChatMessage::user(format!(
+            "{} ({kind}, member {}): {}",
+            message.name, message.member_id, message.text
+        )));
+    }
+
+    pub(super) async fn run(
+        &self,
+        session: &mut Session,
+        context: &AgentContext,
+        options: &TurnOptions,
+    ) -> Result<Answer, AgentError> {
+        let inner = &self.inner;
+        if let Some(events) = &options.events {
+            let _ = events.send(AgentEvent::Started {
+                thread_id: session.thread_id.clone(),
+            });
+        }
+        let mut messages = vec![
+            ChatMessage::system(inner.prompt.clone()),
+            ChatMessage::system(crate::prompt::context_message(&prompt_context(context))),
+        ];
+        let preamble = messages.len();
+        messages.extend(session.history.iter().cloned());
+        let tools = match (&inner.tool_json_account_known, &context.account_id) {
+            (Some(known), Some(_)) => known.clone(),
+            _ => inner.tool_json.clone(),
+        };
+        let mut turn = Turn::new(messages, tools, inner.limits);
+        let deadline = tokio::time::Instant::now() + inner.limits.deadline;
+        let cancel = options.cancel.clone().unwrap_or_default();
+        let mut records = Vec::new();
+        let mut approvals = Vec::new();
+        let mut model_error: Option<ModelError> = None;
+
+        let mut step = turn.start();
+        let end = loop {
+            match step {
+                Step::CallModel(request) => {
+                    let (deltas, forwarder) = forward_deltas(options.events.clone());
+                    let call = inner
+                        .model
+                        .complete(&request, deltas)
+                        .instrument(info_span!(
+                            "model_call",
+                            model = inner.model.name(),
+                            messages = request.messages.len()
+                        ));
+                    let outcome = tokio::select! {
+                        r = call => Ok(r),
+                        _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),
+                        _ = cancel.cancelled() => Err(StopReason::Cancelled),
+                    };
+                    // Every text delta is out before any tool event of this step.
+                    if let Some(forwarder) = forwarder {
+                        let _ = forwarder.await;
+                    }
+                    step = match outcome {
+                        Ok(Ok(response)) => turn.model_response(response),
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "model call failed");
+                            model_error = Some(e);
+                            break turn.interrupt(StopReason::ModelFailed);
+                        }
+                        Err(reason) => break turn.interrupt(reason),
+                    };
+                }
+                Step::CallTools(calls) => {
+                    let work = self.run_tools(session, context, calls, options);
+                    let outcome = tokio::select! {
+                        r = work => Ok(r),
+                        _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),
+                        _ = cancel.cancelled() => Err(StopReason::Cancelled),
+                    };
+                    match outcome {
+                        Ok((results, mut recs, mut held)) => {
+                            records.append(&mut recs);
+                            approvals.append(&mut held);
+                            step = turn.tool_results(results);
+                        }
+                        Err(reason) => break turn.interrupt(reason),
+                    }
+                }
+                Step::Done(end) => break end,
+            }
+        };
+
+        // Writes whose answers were lost are confirmed before the hand-over, within the
+        // turn's deadline; whatever is still unknown is tried again with the next answer.
+        if !session.uncertain.is_empty() && !cancel.is_cancelled() {
+            let settle = self.settle_uncertain(session, context, &mut records);
+            let changed = tokio::select! {
+                changed = settle => changed,
+                _ = tokio::time::sleep_until(deadline) => true,
+                _ = cancel.cancelled() => true,
+            };
+            if changed {
+                inner.store.save_queued(session);
+            }
+        }
+        // Changes Stripe made outside this agent go into the same hand-over; their source
+        // forgets them only once the answer carrying them is saved.
+        let handed_over = self.take_pending(session, context);
+        // Everything after the preamble is the thread's history from now on.
+        session.history = turn.messages()[preamble..].to_vec();
+        let (model_text, answer_end, stop_reason) = match &end {
+            TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed, None),
+            TurnEnd::Stopped { text, reason } => {
+                let end = if *reason == StopReason::ModelFailed {
+                    AnswerEnd::ModelFailed
+                } else {
+                    AnswerEnd::Stopped
+                };
+                let detail = model_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                (
+                    text.clone(),
+                    end,
+                    Some(format!("{}{detail}", reason.describe())),
+                )
+            }
+        };
+        let answer = self.compose(
+            session,
+            context,
+            &model_text,
+            answer_end,
+            stop_reason,
+            &turn,
+            records,
+            approvals,
+        );
+        // What the room saw replaces the model's raw last words in the history.
+        match session.history.last_mut() {
+            Some(last) if last.role == Role::Assistant && last.tool_calls.is_empty() => {
+                last.content = Some(answer.text.clone());
+            }
+            _ => session
+                .history
+                .push(ChatMessage::assistant(answer.text.clone())),
+        }
+        session.answers += 1;
+        session.trail.push(RoomMessage {
+            member_id: context.agent_member_id.clone().unwrap_or_default(),
+            name: context.agent_name().to_string(),
+            kind: MemberKind::Agent,
+            text: answer.text.clone(),
+        });
+        inner.store.save_async(session).await?;
+        self.release_handed_over(context, &handed_over);
+        if let Some(events) = &options.events {
+            let _ = events.send(AgentEvent::Completed {
+                answer: Box::new(answer.clone()),
+            });
+        }
+        Ok(answer)
+    }
+}
+
+/// Passes the model's text deltas on as events; the task ends when the model drops its sender.
+pub(super) fn forward_deltas(
+    events: Option<UnboundedSender<AgentEvent>>,
+) -> (
+    Option<UnboundedSender<ModelDelta>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let Some(events) = events else {
+        return (None, None);
+    };
+    let (tx, mut rx) = unbounded_channel::<ModelDelta>();
+    let task = tokio::spawn(async move {
+        while let Some(delta) = rx.recv().await {
+            if let ModelDelta::Text(text) = delta
+                && events.send(AgentEvent::TextDelta { text }).is_err()
+            {
+                break;
+            }
+        }
+    });
+    (Some(tx), Some(task))
+}
+
+pub(super) fn prompt_context(context: &AgentContext) -> PromptContext {
+    PromptContext::from_agent_context(context)
+}

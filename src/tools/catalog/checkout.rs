@@ -1,0 +1,132 @@
+//! The checkout tool: a hosted Stripe Checkout page for prices.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::skip;
+use crate::tools::PayTool;
+use crate::tools::args::{DiscountArg, Metadata, check_discounts, check_id, check_opt};
+use crate::tools::error::ToolError;
+
+/// What a checkout session sells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutMode {
+    /// One-time prices.
+    Payment,
+    /// Recurring prices; Stripe creates the customer and subscription on success.
+    Subscription,
+    /// Save a payment method only.
+    Setup,
+}
+
+/// A price and quantity in a checkout session.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineItemArg {
+    /// Price id (price_...).
+    pub price: String,
+    pub quantity: u32,
+}
+
+/// Create a Stripe Checkout session and return its payment page url. On success Stripe
+/// creates the customer (and the subscription in subscription mode) by itself.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCheckoutSessionArgs {
+    pub mode: CheckoutMode,
+    /// Prices to buy; none in setup mode.
+    pub line_items: Vec<LineItemArg>,
+    /// Where the customer lands after paying.
+    pub success_url: String,
+    /// Where the customer lands after giving up.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub cancel_url: Option<String>,
+    /// Existing customer (cus_...).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub customer: Option<String>,
+    /// Prefill the email when there is no customer.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub customer_email: Option<String>,
+    /// Coupon or promotion code applied up front.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub discounts: Option<Vec<DiscountArg>>,
+    /// Let the customer type a promotion code; not with discounts.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub allow_promotion_codes: Option<bool>,
+    /// Your own reference, e.g. the user id in the app.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub client_reference_id: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+fn check_url(param: &str, url: &str) -> Result<(), ToolError> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(ToolError::invalid(
+            Some(param),
+            format!("`{param}` `{url}` must be an absolute http(s) URL"),
+        ))
+    }
+}
+
+pub struct CreateCheckoutSession;
+impl PayTool for CreateCheckoutSession {
+    const NAME: &'static str = "create_checkout_session";
+    type Args = CreateCheckoutSessionArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "checkout_sessions.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        match a.mode {
+            CheckoutMode::Setup if !a.line_items.is_empty() => {
+                return Err(ToolError::invalid(
+                    Some("line_items"),
+                    "setup mode takes no `line_items`",
+                ));
+            }
+            CheckoutMode::Payment | CheckoutMode::Subscription if a.line_items.is_empty() => {
+                return Err(ToolError::invalid(
+                    Some("line_items"),
+                    "`line_items` needs at least one price in payment and subscription mode",
+                ));
+            }
+            _ => {}
+        }
+        for (i, item) in a.line_items.iter().enumerate() {
+            check_id(
+                &format!("line_items[{i}].price"),
+                &item.price,
+                &["price_", "plan_"],
+            )?;
+            if item.quantity == 0 {
+                return Err(ToolError::invalid(
+                    Some("line_items"),
+                    format!("`line_items[{i}].quantity` must be at least 1"),
+                ));
+            }
+        }
+        check_url("success_url", &a.success_url)?;
+        check_opt(&a.cancel_url, |u| check_url("cancel_url", u))?;
+        check_opt(&a.customer, |c| check_id("customer", c, &["cus_"]))?;
+        if a.customer.is_some() && a.customer_email.is_some() {
+            return Err(ToolError::invalid(
+                Some("customer_email"),
+                "give `customer` or `customer_email`, not both",
+            ));
+        }
+        if let Some(d) = &a.discounts {
+            check_discounts("discounts", d)?;
+            if a.allow_promotion_codes == Some(true) {
+                return Err(ToolError::invalid(
+                    Some("allow_promotion_codes"),
+                    "`allow_promotion_codes` cannot be combined with `discounts`",
+                ));
+            }
+        }
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}

@@ -1,0 +1,228 @@
+//! Coupon tools: create (percent or amount off), list or fetch, rename, delete.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{require_change, skip};
+use crate::tools::PayTool;
+use crate::tools::args::{
+    Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
+    check_text,
+};
+use crate::tools::error::ToolError;
+
+/// How long a coupon's discount lasts once applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CouponDuration {
+    Once,
+    Repeating,
+    Forever,
+}
+
+/// Create a coupon: exactly one of percent_off, or amount_off with currency. Apply it by
+/// attaching it to a customer (update_customer) or a subscription (discounts).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCouponArgs {
+    /// Percentage off, above 0 and at most 100.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub percent_off: Option<f64>,
+    /// Fixed amount off in the smallest currency unit; needs currency.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub amount_off: Option<i64>,
+    /// Currency of amount_off.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub currency: Option<String>,
+    pub duration: CouponDuration,
+    /// Months the discount lasts; only and always with duration repeating.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub duration_in_months: Option<u32>,
+    /// Name shown to customers, e.g. "Launch 20%".
+    #[serde(default, skip_serializing_if = "skip")]
+    pub name: Option<String>,
+    /// Own coupon id, e.g. LAUNCH20; Stripe makes one if null.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// Total times it can be redeemed.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub max_redemptions: Option<u32>,
+    /// Unix timestamp after which it can no longer be redeemed.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub redeem_by: Option<i64>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+pub struct CreateCoupon;
+impl PayTool for CreateCoupon {
+    const NAME: &'static str = "create_coupon";
+    type Args = CreateCouponArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "coupons.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        match (a.percent_off, a.amount_off) {
+            (Some(_), Some(_)) => {
+                return Err(ToolError::invalid(
+                    Some("percent_off"),
+                    "give either `percent_off` or `amount_off` with `currency`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ToolError::invalid(
+                    Some("percent_off"),
+                    "a coupon needs `percent_off`, or `amount_off` with `currency`",
+                ));
+            }
+            (Some(p), None) => {
+                if !(p > 0.0 && p <= 100.0) {
+                    return Err(ToolError::invalid(
+                        Some("percent_off"),
+                        format!("`percent_off` is {p}; it must be above 0 and at most 100"),
+                    ));
+                }
+                if a.currency.is_some() {
+                    return Err(ToolError::invalid(
+                        Some("currency"),
+                        "`currency` goes only with `amount_off`; leave it null with `percent_off`",
+                    ));
+                }
+            }
+            (None, Some(amount)) => {
+                check_amount("amount_off", amount)?;
+                if amount == 0 {
+                    return Err(ToolError::invalid(
+                        Some("amount_off"),
+                        "`amount_off` must be above 0",
+                    ));
+                }
+                match &mut a.currency {
+                    Some(c) => check_currency("currency", c)?,
+                    None => {
+                        return Err(ToolError::invalid(
+                            Some("currency"),
+                            "`amount_off` needs `currency`, e.g. usd",
+                        ));
+                    }
+                }
+            }
+        }
+        match (a.duration, a.duration_in_months) {
+            (CouponDuration::Repeating, None | Some(0)) => {
+                return Err(ToolError::invalid(
+                    Some("duration_in_months"),
+                    "duration repeating needs `duration_in_months` of at least 1",
+                ));
+            }
+            (CouponDuration::Once | CouponDuration::Forever, Some(_)) => {
+                return Err(ToolError::invalid(
+                    Some("duration_in_months"),
+                    "`duration_in_months` is only allowed with duration repeating",
+                ));
+            }
+            _ => {}
+        }
+        check_opt(&a.id, |id| check_id("id", id, &[]))?;
+        check_opt(&a.name, |n| check_text("name", n, 40))?;
+        if a.max_redemptions == Some(0) {
+            return Err(ToolError::invalid(
+                Some("max_redemptions"),
+                "`max_redemptions` must be at least 1",
+            ));
+        }
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}
+
+/// List coupons, newest first, as whole objects with has_more; or fetch one by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetCouponsArgs {
+    /// Fetch this one coupon instead of listing.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// 1 to 100, default 10.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub starting_after: Option<String>,
+}
+
+pub struct GetCoupons;
+impl PayTool for GetCoupons {
+    const NAME: &'static str = "get_coupons";
+    type Args = GetCouponsArgs;
+    fn operation(a: &Self::Args) -> &'static str {
+        if a.id.is_some() {
+            "coupons.retrieve"
+        } else {
+            "coupons.list"
+        }
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_opt(&a.id, |id| check_id("id", id, &[]))?;
+        check_id_alone(&a.id, a.limit.is_some() || a.starting_after.is_some())?;
+        check_limit(a.limit)
+    }
+}
+
+const COUPON_IMMUTABLE: &str =
+    "only a coupon's name and metadata can change; create a new coupon instead";
+
+/// Rename a coupon or change its metadata; nothing else about a coupon can change.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCouponArgs {
+    /// Coupon id from a Stripe result.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub name: Option<String>,
+    /// Merged into the existing metadata.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+pub struct UpdateCoupon;
+impl PayTool for UpdateCoupon {
+    const NAME: &'static str = "update_coupon";
+    type Args = UpdateCouponArgs;
+    const REFUSED: &'static [(&'static str, &'static str)] = &[
+        ("percent_off", COUPON_IMMUTABLE),
+        ("amount_off", COUPON_IMMUTABLE),
+        ("currency", COUPON_IMMUTABLE),
+        ("duration", COUPON_IMMUTABLE),
+        ("duration_in_months", COUPON_IMMUTABLE),
+    ];
+    fn operation(_: &Self::Args) -> &'static str {
+        "coupons.update"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &[])?;
+        check_opt(&a.name, |n| check_text("name", n, 40))?;
+        check_opt(&a.metadata, |m| m.check("metadata"))?;
+        require_change(Self::NAME, a.name.is_some() || a.metadata.is_some())
+    }
+}
+
+/// Delete a coupon. Customers and subscriptions that already have it keep their discount.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteCouponArgs {
+    /// Coupon id from a Stripe result.
+    pub id: String,
+}
+
+pub struct DeleteCoupon;
+impl PayTool for DeleteCoupon {
+    const NAME: &'static str = "delete_coupon";
+    type Args = DeleteCouponArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "coupons.delete"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &[])
+    }
+}

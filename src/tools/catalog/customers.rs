@@ -1,0 +1,174 @@
+//! Customer tools: create, list or fetch, update (discounts too), delete.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{require_change, skip};
+use crate::tools::PayTool;
+use crate::tools::args::{
+    DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
+};
+use crate::tools::error::ToolError;
+
+/// Create a customer (a payer). Every subscription needs one.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomerArgs {
+    #[serde(default, skip_serializing_if = "skip")]
+    pub email: Option<String>,
+    /// Full name or business name.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+fn check_email(email: &Option<String>) -> Result<(), ToolError> {
+    check_opt(email, |e| {
+        let ok = e.len() <= 512
+            && e.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !e.contains(char::is_whitespace)
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(ToolError::invalid(
+                Some("email"),
+                format!("`email` `{e}` is not an email address"),
+            ))
+        }
+    })
+}
+
+pub struct CreateCustomer;
+impl PayTool for CreateCustomer {
+    const NAME: &'static str = "create_customer";
+    type Args = CreateCustomerArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "customers.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_email(&a.email)?;
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}
+
+/// List customers, newest first, as whole objects with has_more; or fetch one by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetCustomersArgs {
+    /// Fetch this one customer (cus_...) instead of listing.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// Only customers with this exact email (case-sensitive).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub email: Option<String>,
+    /// 1 to 100, default 10.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub starting_after: Option<String>,
+}
+
+pub struct GetCustomers;
+impl PayTool for GetCustomers {
+    const NAME: &'static str = "get_customers";
+    type Args = GetCustomersArgs;
+    fn operation(a: &Self::Args) -> &'static str {
+        if a.id.is_some() {
+            "customers.retrieve"
+        } else {
+            "customers.list"
+        }
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_opt(&a.id, |id| check_id("id", id, &["cus_"]))?;
+        check_id_alone(
+            &a.id,
+            a.email.is_some() || a.limit.is_some() || a.starting_after.is_some(),
+        )?;
+        check_limit(a.limit)
+    }
+}
+
+/// Change a customer, or apply a coupon or promotion code to them with discounts.
+/// Verify the customer first with get_customers.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomerArgs {
+    /// Customer id (cus_...) from a Stripe result.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub phone: Option<String>,
+    /// Merged into the existing metadata.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+    /// Discount to apply to the customer's future invoices; an empty list removes it.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub discounts: Option<Vec<DiscountArg>>,
+}
+
+pub struct UpdateCustomer;
+impl PayTool for UpdateCustomer {
+    const NAME: &'static str = "update_customer";
+    type Args = UpdateCustomerArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "customers.update"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &["cus_"])?;
+        check_email(&a.email)?;
+        check_opt(&a.metadata, |m| m.check("metadata"))?;
+        if let Some(d) = &a.discounts {
+            if d.len() > 1 {
+                return Err(ToolError::invalid(
+                    Some("discounts"),
+                    "a customer takes at most one discount",
+                ));
+            }
+            check_discounts("discounts", d)?;
+        }
+        require_change(
+            Self::NAME,
+            a.email.is_some()
+                || a.name.is_some()
+                || a.description.is_some()
+                || a.phone.is_some()
+                || a.metadata.is_some()
+                || a.discounts.is_some(),
+        )
+    }
+}
+
+/// Delete a customer. Stripe cancels their subscriptions at once. Destructive: only when
+/// the user asked for it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteCustomerArgs {
+    /// Customer id (cus_...) from a Stripe result.
+    pub id: String,
+}
+
+pub struct DeleteCustomer;
+impl PayTool for DeleteCustomer {
+    const NAME: &'static str = "delete_customer";
+    type Args = DeleteCustomerArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "customers.delete"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &["cus_"])
+    }
+}

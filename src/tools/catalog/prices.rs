@@ -1,0 +1,233 @@
+//! Price tools: create, list or fetch, update what Stripe lets change.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{require_change, skip};
+use crate::tools::PayTool;
+use crate::tools::args::{
+    Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
+};
+use crate::tools::error::ToolError;
+
+/// Billing period of a recurring price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Interval {
+    /// Stripe allows at most one year between charges.
+    fn max_count(self) -> u32 {
+        match self {
+            Interval::Day => 365,
+            Interval::Week => 52,
+            Interval::Month => 12,
+            Interval::Year => 1,
+        }
+    }
+}
+
+/// Makes a price recurring.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringArg {
+    pub interval: Interval,
+    /// Number of intervals between charges, default 1 (e.g. 3 with month = quarterly).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub interval_count: Option<u32>,
+}
+
+/// How tax is counted in the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxBehavior {
+    Inclusive,
+    Exclusive,
+    Unspecified,
+}
+
+/// Create a price for a product: one-time (recurring null) or recurring. The amount,
+/// currency, recurring and product can never change afterwards.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePriceArgs {
+    /// Product id (prod_...) this price belongs to.
+    pub product: String,
+    /// Amount in the smallest currency unit, e.g. 2000 = $20.00.
+    pub unit_amount: i64,
+    /// Three-letter ISO code, lower case, e.g. usd.
+    pub currency: String,
+    /// Null for a one-time price.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub recurring: Option<RecurringArg>,
+    /// Internal label, not shown to customers.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub nickname: Option<String>,
+    /// Stable key to find the price by.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub lookup_key: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub tax_behavior: Option<TaxBehavior>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+pub struct CreatePrice;
+impl PayTool for CreatePrice {
+    const NAME: &'static str = "create_price";
+    type Args = CreatePriceArgs;
+    const REFUSED: &'static [(&'static str, &'static str)] = &[
+        (
+            "interval",
+            "put it inside `recurring`: {\"interval\": \"month\"}",
+        ),
+        (
+            "interval_count",
+            "put it inside `recurring` next to `interval`",
+        ),
+        (
+            "product_data",
+            "create the product first with create_product",
+        ),
+    ];
+    fn operation(_: &Self::Args) -> &'static str {
+        "prices.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("product", &a.product, &[])?;
+        check_amount("unit_amount", a.unit_amount)?;
+        check_currency("currency", &mut a.currency)?;
+        if let Some(r) = &a.recurring {
+            match r.interval_count {
+                Some(n) if n == 0 || n > r.interval.max_count() => {
+                    return Err(ToolError::invalid(
+                        Some("recurring.interval_count"),
+                        format!(
+                            "`recurring.interval_count` {n} is out of range: between 1 and {} for interval {:?} (at most one year)",
+                            r.interval.max_count(),
+                            r.interval
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}
+
+/// One-time or recurring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceType {
+    OneTime,
+    Recurring,
+}
+
+/// List prices, newest first, as whole objects with has_more; or fetch one by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPricesArgs {
+    /// Fetch this one price (price_...) instead of listing.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// Only prices of this product (prod_...).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub product: Option<String>,
+    /// Only active (true) or archived (false) prices.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub r#type: Option<PriceType>,
+    /// 1 to 100, default 10.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub starting_after: Option<String>,
+}
+
+pub struct GetPrices;
+impl PayTool for GetPrices {
+    const NAME: &'static str = "get_prices";
+    type Args = GetPricesArgs;
+    fn operation(a: &Self::Args) -> &'static str {
+        if a.id.is_some() {
+            "prices.retrieve"
+        } else {
+            "prices.list"
+        }
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_opt(&a.id, |id| check_id("id", id, &["price_", "plan_"]))?;
+        check_opt(&a.product, |p| check_id("product", p, &[]))?;
+        check_id_alone(
+            &a.id,
+            a.product.is_some()
+                || a.active.is_some()
+                || a.r#type.is_some()
+                || a.limit.is_some()
+                || a.starting_after.is_some(),
+        )?;
+        check_limit(a.limit)
+    }
+}
+
+/// Change what Stripe lets change on a price: active (false archives it), nickname,
+/// lookup_key, tax_behavior, metadata. To change the amount, create a new price and
+/// archive this one. Verify it first with get_prices.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePriceArgs {
+    /// Price id (price_...) from a Stripe result.
+    pub id: String,
+    /// false archives the price (prices cannot be deleted).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Internal label, not shown to customers.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub nickname: Option<String>,
+    /// Stable key to find the price by.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub lookup_key: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub tax_behavior: Option<TaxBehavior>,
+    /// Merged into the existing metadata.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+const PRICE_IMMUTABLE: &str = "a price's amount, currency, recurring and product never change; create a new price with create_price and archive this one with active=false";
+
+pub struct UpdatePrice;
+impl PayTool for UpdatePrice {
+    const NAME: &'static str = "update_price";
+    type Args = UpdatePriceArgs;
+    const REFUSED: &'static [(&'static str, &'static str)] = &[
+        ("unit_amount", PRICE_IMMUTABLE),
+        ("currency", PRICE_IMMUTABLE),
+        ("recurring", PRICE_IMMUTABLE),
+        ("product", PRICE_IMMUTABLE),
+    ];
+    fn operation(_: &Self::Args) -> &'static str {
+        "prices.update"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &["price_", "plan_"])?;
+        check_opt(&a.metadata, |m| m.check("metadata"))?;
+        require_change(
+            Self::NAME,
+            a.active.is_some()
+                || a.nickname.is_some()
+                || a.lookup_key.is_some()
+                || a.tax_behavior.is_some()
+                || a.metadata.is_some(),
+        )
+    }
+}

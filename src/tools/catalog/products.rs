@@ -1,0 +1,188 @@
+//! Product tools: create, list or fetch, update, delete.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{require_change, skip};
+use crate::tools::PayTool;
+use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
+use crate::tools::error::ToolError;
+
+/// Create a product (a good or service to sell). Returns the product with its id; add
+/// prices with create_price.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductArgs {
+    /// Name shown to customers.
+    pub name: String,
+    /// Description shown to customers.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub description: Option<String>,
+    /// Whether it can be bought. Default true.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+    /// Image URLs, at most 8.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub images: Option<Vec<String>>,
+    /// Public URL of the product.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub url: Option<String>,
+    /// Unit label on receipts, e.g. "seat".
+    #[serde(default, skip_serializing_if = "skip")]
+    pub unit_label: Option<String>,
+}
+
+pub struct CreateProduct;
+impl PayTool for CreateProduct {
+    const NAME: &'static str = "create_product";
+    type Args = CreateProductArgs;
+    const REFUSED: &'static [(&'static str, &'static str)] = &[(
+        "default_price_data",
+        "create the product, then its prices with create_price",
+    )];
+    fn operation(_: &Self::Args) -> &'static str {
+        "products.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_text("name", &a.name, 250)?;
+        check_images(&a.images)?;
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}
+
+fn check_images(images: &Option<Vec<String>>) -> Result<(), ToolError> {
+    match images {
+        Some(list) if list.len() > 8 => Err(ToolError::invalid(
+            Some("images"),
+            format!("`images` has {} URLs; Stripe allows at most 8", list.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// List products, newest first, as whole objects with has_more; or fetch one by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetProductsArgs {
+    /// Fetch this one product (prod_...) instead of listing.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// Only active (true) or archived (false) products.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Only these product ids.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub ids: Option<Vec<String>>,
+    /// 1 to 100, default 10.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub starting_after: Option<String>,
+}
+
+pub struct GetProducts;
+impl PayTool for GetProducts {
+    const NAME: &'static str = "get_products";
+    type Args = GetProductsArgs;
+    fn operation(a: &Self::Args) -> &'static str {
+        if a.id.is_some() {
+            "products.retrieve"
+        } else {
+            "products.list"
+        }
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_opt(&a.id, |id| check_id("id", id, &[]))?;
+        check_id_alone(
+            &a.id,
+            a.active.is_some()
+                || a.ids.is_some()
+                || a.limit.is_some()
+                || a.starting_after.is_some(),
+        )?;
+        check_limit(a.limit)
+    }
+}
+
+/// Change a product. Verify it first with get_products; only the given fields change.
+/// To stop selling it, set active to false.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProductArgs {
+    /// Product id (prod_...) from a Stripe result.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub description: Option<String>,
+    /// false archives the product.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Merged into the existing metadata.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub images: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub unit_label: Option<String>,
+    /// Price id (price_...) to make the product's default price.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub default_price: Option<String>,
+}
+
+pub struct UpdateProduct;
+impl PayTool for UpdateProduct {
+    const NAME: &'static str = "update_product";
+    type Args = UpdateProductArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "products.update"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &[])?;
+        check_opt(&a.name, |n| check_text("name", n, 250))?;
+        check_images(&a.images)?;
+        check_opt(&a.metadata, |m| m.check("metadata"))?;
+        check_opt(&a.default_price, |p| {
+            check_id("default_price", p, &["price_", "plan_"])
+        })?;
+        require_change(
+            Self::NAME,
+            a.name.is_some()
+                || a.description.is_some()
+                || a.active.is_some()
+                || a.metadata.is_some()
+                || a.images.is_some()
+                || a.url.is_some()
+                || a.unit_label.is_some()
+                || a.default_price.is_some(),
+        )
+    }
+}
+
+/// Delete a product. Stripe refuses while the product has prices: archive its prices
+/// (update_price active=false), then delete; if Stripe still refuses, archive the product
+/// (update_product active=false).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteProductArgs {
+    /// Product id (prod_...) from a Stripe result.
+    pub id: String,
+}
+
+pub struct DeleteProduct;
+impl PayTool for DeleteProduct {
+    const NAME: &'static str = "delete_product";
+    type Args = DeleteProductArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "products.delete"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &[])
+    }
+}

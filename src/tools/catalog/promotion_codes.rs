@@ -1,0 +1,159 @@
+//! Promotion code tools: customer-facing codes for a coupon.
+//! The doc comments on the argument types are what the model reads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{require_change, skip};
+use crate::tools::PayTool;
+use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt};
+use crate::tools::error::ToolError;
+
+/// Create a customer-facing code (e.g. FALL20) for a coupon.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePromotionCodeArgs {
+    /// Coupon id the code redeems.
+    pub coupon: String,
+    /// The code customers type; Stripe makes one if null.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Only this customer (cus_...) may use it.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub customer: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub max_redemptions: Option<u32>,
+    /// Unix timestamp when the code expires.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+pub struct CreatePromotionCode;
+impl PayTool for CreatePromotionCode {
+    const NAME: &'static str = "create_promotion_code";
+    type Args = CreatePromotionCodeArgs;
+    fn operation(_: &Self::Args) -> &'static str {
+        "promotion_codes.create"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("coupon", &a.coupon, &[])?;
+        check_opt(&a.code, |c| {
+            if c.is_empty()
+                || c.len() > 500
+                || !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                Err(ToolError::invalid(
+                    Some("code"),
+                    format!("`code` `{c}` may only hold letters, digits, - and _"),
+                ))
+            } else {
+                Ok(())
+            }
+        })?;
+        check_opt(&a.customer, |c| check_id("customer", c, &["cus_"]))?;
+        if a.max_redemptions == Some(0) {
+            return Err(ToolError::invalid(
+                Some("max_redemptions"),
+                "`max_redemptions` must be at least 1",
+            ));
+        }
+        check_opt(&a.metadata, |m| m.check("metadata"))
+    }
+}
+
+/// List promotion codes, newest first, as whole objects with has_more; or fetch one by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPromotionCodesArgs {
+    /// Fetch this one promotion code (promo_...) instead of listing.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub id: Option<String>,
+    /// Only this customer-facing code.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub code: Option<String>,
+    /// Only codes of this coupon.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub coupon: Option<String>,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Only codes restricted to this customer (cus_...).
+    #[serde(default, skip_serializing_if = "skip")]
+    pub customer: Option<String>,
+    /// 1 to 100, default 10.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub starting_after: Option<String>,
+}
+
+pub struct GetPromotionCodes;
+impl PayTool for GetPromotionCodes {
+    const NAME: &'static str = "get_promotion_codes";
+    type Args = GetPromotionCodesArgs;
+    fn operation(a: &Self::Args) -> &'static str {
+        if a.id.is_some() {
+            "promotion_codes.retrieve"
+        } else {
+            "promotion_codes.list"
+        }
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_opt(&a.id, |id| check_id("id", id, &["promo_"]))?;
+        check_opt(&a.customer, |c| check_id("customer", c, &["cus_"]))?;
+        check_id_alone(
+            &a.id,
+            a.code.is_some()
+                || a.coupon.is_some()
+                || a.active.is_some()
+                || a.customer.is_some()
+                || a.limit.is_some()
+                || a.starting_after.is_some(),
+        )?;
+        check_limit(a.limit)
+    }
+}
+
+/// Turn a promotion code on or off, or change its metadata. Promotion codes cannot be
+/// deleted: deactivate with active=false.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePromotionCodeArgs {
+    /// Promotion code id (promo_...) from a Stripe result.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "skip")]
+    pub active: Option<bool>,
+    /// Merged into the existing metadata.
+    #[serde(default, skip_serializing_if = "skip")]
+    pub metadata: Option<Metadata>,
+}
+
+pub struct UpdatePromotionCode;
+impl PayTool for UpdatePromotionCode {
+    const NAME: &'static str = "update_promotion_code";
+    type Args = UpdatePromotionCodeArgs;
+    const REFUSED: &'static [(&'static str, &'static str)] = &[
+        (
+            "code",
+            "a promotion code's code never changes; create a new one",
+        ),
+        (
+            "coupon",
+            "a promotion code's coupon never changes; create a new one",
+        ),
+    ];
+    fn operation(_: &Self::Args) -> &'static str {
+        "promotion_codes.update"
+    }
+    fn check(a: &mut Self::Args) -> Result<(), ToolError> {
+        check_id("id", &a.id, &["promo_"])?;
+        check_opt(&a.metadata, |m| m.check("metadata"))?;
+        require_change(Self::NAME, a.active.is_some() || a.metadata.is_some())
+    }
+}

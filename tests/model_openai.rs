@@ -378,7 +378,33 @@ async fn text_answer_with_usage() {
         Usage {
             prompt_tokens: 10,
             completion_tokens: 2,
-            total_tokens: 12
+            total_tokens: 12,
+            ..Usage::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn cached_and_reasoning_tokens_are_read_from_the_details() {
+    let server = Endpoint::start(vec![Reply::json(completion(
+        json!({"role": "assistant", "content": "Done."}),
+        json!("stop"),
+        Some(
+            json!({"prompt_tokens": 2400, "completion_tokens": 30, "total_tokens": 2430,
+                    "prompt_tokens_details": {"cached_tokens": 2048, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 12}}),
+        ),
+    ))])
+    .await;
+    let response = run(&server.model(), false).await.0.unwrap();
+    assert_eq!(
+        response.usage,
+        Usage {
+            prompt_tokens: 2400,
+            completion_tokens: 30,
+            total_tokens: 2430,
+            cached_tokens: 2048,
+            reasoning_tokens: 12,
         }
     );
 }

@@ -181,6 +181,13 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Of `prompt_tokens`, those the server read from its prompt cache
+    /// (`prompt_tokens_details.cached_tokens`): what a byte-identical prefix saves.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Of `completion_tokens`, those spent reasoning (`completion_tokens_details.reasoning_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl std::ops::AddAssign for Usage {
@@ -188,6 +195,8 @@ impl std::ops::AddAssign for Usage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.total_tokens += other.total_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
     }
 }
 

@@ -138,6 +138,7 @@ impl Step {
                 prompt_tokens,
                 completion_tokens,
                 total_tokens: prompt_tokens + completion_tokens,
+                ..Usage::default()
             };
         }
         self

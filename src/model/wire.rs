@@ -560,17 +560,19 @@ fn finish_reason(value: &Value) -> Option<FinishReason> {
 }
 
 fn usage(value: &Value) -> Usage {
-    let n = |key: &str| {
-        value
-            .get(key)
-            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+    let count = |value: Option<&Value>| {
+        value.and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
     };
+    let n = |key: &str| count(value.get(key));
+    let detail = |group: &str, key: &str| count(value.get(group).and_then(|g| g.get(key)));
     let prompt = n("prompt_tokens").unwrap_or(0);
     let completion = n("completion_tokens").unwrap_or(0);
     Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: n("total_tokens").unwrap_or(prompt.saturating_add(completion)),
+        cached_tokens: detail("prompt_tokens_details", "cached_tokens").unwrap_or(0),
+        reasoning_tokens: detail("completion_tokens_details", "reasoning_tokens").unwrap_or(0),
     }
 }
 

@@ -96,6 +96,7 @@ fn response(list: Vec<(&str, &str, Value)>) -> ChatResponse {
             prompt_tokens: 1450,
             completion_tokens: 60,
             total_tokens: 1510,
+            ..Usage::default()
         },
     }
 }
@@ -148,6 +149,7 @@ fn dynamic_text(
                 prompt_tokens: 1900,
                 completion_tokens: 80,
                 total_tokens: 1980,
+                ..Usage::default()
             },
         })
     })

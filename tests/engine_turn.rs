@@ -31,6 +31,7 @@ fn answer(text: &str) -> ChatResponse {
             prompt_tokens: 10,
             completion_tokens: 2,
             total_tokens: 12,
+            ..Usage::default()
         },
     }
 }

@@ -2,12 +2,10 @@
 //! API or the embedded sandbox, showing tool calls as they happen.
 
 use std::io::{BufRead, Write};
-use std::sync::Arc;
 
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::agent::{Agent, AgentEvent, Answer, TurnOptions};
-use crate::model::openai::{OpenAiConfig, OpenAiModel};
 use crate::room::{AgentContext, MemberKind, RoomMember, RoomMessage};
 
 /// The room a terminal session pretends to be: you, Altan, and Altan Pay.
@@ -144,14 +142,4 @@ pub fn abbreviate(text: &str, max: usize) -> String {
     }
     let cut: String = text.chars().take(max).collect();
     format!("{cut}…")
-}
-
-/// The live model from the environment, or an error saying how to configure one.
-pub fn live_model() -> Result<Arc<OpenAiModel>, String> {
-    let config = OpenAiConfig::live_from_env().ok_or(
-        "no model configured: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, ALTAN_PAY_MODEL) for a live model",
-    )?;
-    OpenAiModel::new(config)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
 }

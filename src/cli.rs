@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::pay::{PayClient, PayConfig, RouteTable};
+use crate::config::{PayArgs, pay_setup, render_prompt};
 use crate::tools::{ToolContext, ToolEnv, ToolSet};
 
 #[derive(Parser, Debug)]
@@ -74,26 +73,6 @@ pub enum Command {
     Reconcile(crate::events::reconcile::ReconcileArgs),
 }
 
-/// Where the Altan Pay API is and how to reach it.
-#[derive(Args, Clone)]
-pub struct PayArgs {
-    /// Base URL of the Altan Pay API (or of a gateway).
-    #[arg(long, env = "ALTAN_PAY_BASE_URL")]
-    pub pay_base_url: Option<String>,
-    /// Run against an embedded sandbox gateway instead of a remote API.
-    #[arg(long, conflicts_with = "pay_base_url")]
-    pub sandbox: bool,
-    /// A route table replacing the embedded tools/routes.toml.
-    #[arg(long, value_name = "FILE")]
-    pub routes: Option<PathBuf>,
-    /// Bearer token for the Altan Pay API.
-    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Seconds before one request attempt is abandoned.
-    #[arg(long, default_value_t = 30)]
-    pub timeout_secs: u64,
-}
-
 #[derive(Args, Debug)]
 pub struct ChatArgs {
     #[command(flatten)]
@@ -104,19 +83,6 @@ pub struct ChatArgs {
     /// Directory for the room's plans (one plan.md per workspace).
     #[arg(long, default_value = "altan-pay-plans")]
     pub plans_dir: PathBuf,
-}
-
-/// The token never appears in debug output.
-impl std::fmt::Debug for PayArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayArgs")
-            .field("pay_base_url", &self.pay_base_url)
-            .field("sandbox", &self.sandbox)
-            .field("routes", &self.routes)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
-    }
 }
 
 #[derive(Args, Debug)]
@@ -215,48 +181,8 @@ fn print_tools(json: bool) {
     }
 }
 
-/// The system prompt from `--prompts DIR`, or the embedded one.
-pub fn render_prompt(dir: Option<&std::path::Path>, template: &str) -> Result<String, String> {
-    let library = match dir {
-        Some(dir) => crate::prompt::PromptLibrary::load(dir).map_err(|e| e.to_string())?,
-        None => crate::prompt::PromptLibrary::embedded(),
-    };
-    library.render(template).map_err(|e| e.to_string())
-}
-
 fn first_sentence(text: &str) -> &str {
     text.split_once(". ").map_or(text, |(first, _)| first)
-}
-
-/// A running Pay API: a remote base URL, or an embedded sandbox gateway kept alive here.
-pub struct PaySetup {
-    pub client: PayClient,
-    /// Keeps the embedded gateway running while the client is used.
-    pub sandbox: Option<crate::gateway::GatewayHandle>,
-}
-
-/// Builds the client from flags; with `--sandbox`, starts an in-process sandbox gateway.
-pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
-    let routes = match &args.routes {
-        Some(path) => RouteTable::from_file(path).map_err(|e| e.to_string())?,
-        None => RouteTable::embedded(),
-    };
-    let (routes, sandbox) = if args.sandbox {
-        let handle = crate::gateway::spawn_sandbox(routes.clone())
-            .await
-            .map_err(|e| format!("cannot start the embedded sandbox: {e}"))?;
-        (routes.with_base_url(&handle.base_url), Some(handle))
-    } else if let Some(url) = &args.pay_base_url {
-        url::Url::parse(url).map_err(|e| format!("--pay-base-url `{url}`: {e}"))?;
-        (routes.with_base_url(url), None)
-    } else {
-        (routes, None)
-    };
-    let mut config = PayConfig::new(routes);
-    config.token = args.token.clone().filter(|t| !t.is_empty());
-    config.timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let client = PayClient::new(config).map_err(|e| e.to_string())?;
-    Ok(PaySetup { client, sandbox })
 }
 
 async fn call(args: CallArgs) -> Result<ExitCode, String> {
@@ -293,7 +219,7 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
 }
 
 async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
-    let model = crate::chat::live_model()?;
+    let (model, _) = crate::config::live_model()?;
     let setup = pay_setup(&args.pay).await?;
     let account_id = match (&args.account_id, args.pay.sandbox) {
         (Some(id), _) => Some(id.clone()),
@@ -301,7 +227,7 @@ async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
         (None, false) => None,
     };
     let agent = crate::agent::Agent::builder()
-        .model(model)
+        .model(std::sync::Arc::new(model))
         .pay(setup.client.clone())
         .plans(crate::tools::plan::PlanStore::directory(&args.plans_dir))
         .build()

@@ -5,6 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
+/// Whether an HTTP status is worth retrying: rate limited (429) or a server error (5xx).
+pub fn is_retryable_status(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
 /// Capped attempts with exponential backoff and full jitter; a `Retry-After` the server
 /// sends is honoured when it is not longer than `max_retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

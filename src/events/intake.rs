@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::room::RoomPoster;
-use super::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use super::store::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
 use crate::pay::{PayCall, PayClient, PayError};
+use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use crate::sync::{
     Mutation, MutationSource, ObjectKind, Outcome, SyncLedger, SyncMapping, SyncPlan,
 };

@@ -5,9 +5,10 @@ mod http;
 mod intake;
 pub mod reconcile;
 mod room;
-pub mod signature;
 mod store;
 
+/// Stripe's webhook signature, kept here too where the events endpoint's users look for it.
+pub use crate::stripe::signature;
 pub use http::{MAX_EVENT_BYTES, router};
 pub use intake::{
     AccountMap, EventsConfig, EventsState, HANDLED_EVENT_TYPES, IntakeError, Receipt,

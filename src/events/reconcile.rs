@@ -852,7 +852,7 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
     #[command(flatten)]
-    pub pay: crate::cli::PayArgs,
+    pub pay: crate::config::PayArgs,
     /// With --sandbox: an initial state for the embedded sandbox (demos, benchmarks).
     #[arg(long, value_name = "FILE", requires = "sandbox")]
     pub sandbox_state: Option<PathBuf>,
@@ -927,7 +927,7 @@ async fn pay_for(
     args: &ReconcileArgs,
 ) -> Result<(PayClient, Option<crate::gateway::GatewayHandle>), String> {
     if !args.pay.sandbox {
-        let setup = crate::cli::pay_setup(&args.pay).await?;
+        let setup = crate::config::pay_setup(&args.pay).await?;
         return Ok((setup.client, setup.sandbox));
     }
     let sandbox = crate::gateway::Sandbox::in_memory();

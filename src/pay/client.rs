@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
+
+pub use crate::retry::is_retryable_status;
 
 use super::error::PayError;
 use super::routes::{Method, RouteTable, RouteValues};
@@ -391,11 +392,6 @@ fn excerpt_bytes(bytes: &[u8]) -> String {
         return "(empty body)".into();
     }
     excerpt(&String::from_utf8_lossy(bytes))
-}
-
-/// Whether an HTTP status is worth retrying.
-pub fn is_retryable_status(status: u16) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS.as_u16() || (500..600).contains(&status)
 }
 
 #[cfg(test)]

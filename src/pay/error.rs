@@ -3,8 +3,8 @@
 
 use crate::stripe::StripeError;
 
-use super::client::is_retryable_status;
 use super::routes::RouteError;
+use crate::retry::is_retryable_status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {

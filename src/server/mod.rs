@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::agent::{Agent, AgentBuilder, AgentError};
-use crate::cli::PayArgs;
+use crate::config::PayArgs;
 use crate::engine::Limits;
 use crate::model::{OpenAiConfig, OpenAiModel};
 use crate::policy::PolicyConfig;
@@ -364,7 +364,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let tokens = load_tokens(&args)?;
     check_bind(&args.addr, &tokens).await?;
     let model = OpenAiModel::new(OpenAiConfig::from_env()).map_err(|e| e.to_string())?;
-    let pay = crate::cli::pay_setup(&args.pay).await?;
+    let pay = crate::config::pay_setup(&args.pay).await?;
     let store = SqliteStore::open(&args.db)
         .map_err(|e| e.to_string())?
         .with_limits(HistoryLimits {
@@ -383,7 +383,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         builder = builder.policy(PolicyConfig::gate_destructive());
     }
     if let Some(dir) = &args.prompts {
-        builder = builder.system_prompt(crate::cli::render_prompt(
+        builder = builder.system_prompt(crate::config::render_prompt(
             Some(dir),
             crate::prompt::DEFAULT_TEMPLATE,
         )?);

@@ -11,6 +11,7 @@ mod list;
 mod object;
 mod price;
 mod product;
+pub mod signature;
 mod subscription;
 
 use std::collections::BTreeMap;

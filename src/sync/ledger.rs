@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::mapping::{ObjectKind, SyncMapping};
+use crate::pay::RouteKind;
 use crate::stripe::StripeObject;
-use crate::tools::Effect;
 
 /// Where a mutation was learned: the agent's own tool call, or a Stripe event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,17 @@ pub enum NotSynced {
     NotAMutation { operation: String },
     #[error("the Stripe event is malformed: {problem}")]
     BadEvent { problem: String },
+}
+
+/// A Stripe change made by a tool call: what the sync plan is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub operation: String,
+    pub kind: RouteKind,
+    pub account_id: String,
+    pub stripe_connect_id: Option<String>,
+    /// Stripe's answer: the object after the change, or the deleted tombstone.
+    pub object: Value,
 }
 
 impl Mutation {

@@ -15,8 +15,8 @@ pub use compose::{
     RoomMessage, compose_answer, contains_thanks, detect_agents_bouncing,
 };
 pub use ledger::{
-    KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome, RelatedObjects,
-    RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
+    Effect, KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome,
+    RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
 };
 pub use mapping::{
     Column, ColumnPath, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping, TableMapping,

@@ -137,7 +137,7 @@ impl ToolError {
                         e.param.clone(),
                     ),
                     // 409: another request with the same idempotency key is still running.
-                    s if crate::pay::client::is_retryable_status(*s) || *s == 409 => (
+                    s if crate::retry::is_retryable_status(*s) || *s == 409 => (
                         ErrorCode::Unavailable,
                         format!("Stripe is unavailable right now ({stripe_message})."),
                         None,

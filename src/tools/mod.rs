@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use tracing::{Instrument, info_span};
 
 use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
+pub use crate::sync::Effect;
 pub use error::{Disposition, ErrorCode, ToolError};
 
 /// Where a tool call comes from and which account it may act for.
@@ -68,17 +69,6 @@ impl ToolDefinition {
             }
         })
     }
-}
-
-/// A Stripe change made by a tool call: what the sync plan is built from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Effect {
-    pub operation: String,
-    pub kind: RouteKind,
-    pub account_id: String,
-    pub stripe_connect_id: Option<String>,
-    /// Stripe's answer: the object after the change, or the deleted tombstone.
-    pub object: Value,
 }
 
 /// The result of one tool call.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::format::{Expect, NoPlan, PayExchange, PlanExpect, Rule};
-use super::run::TurnRun;
+use super::outcome::TurnRun;
 use crate::sync::contains_thanks;
 
 /// Where in a turn a finding was made.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod eval;
 pub mod format;
+pub mod outcome;
 pub mod record;
 pub mod redact;
 pub mod run;
@@ -23,8 +24,9 @@ pub use format::{
     AnswerExpect, Expect, Fault, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect,
     RecordingInfo, Rule, Transcript, Turn, TurnInput,
 };
+pub use outcome::{RunOutput, TurnRun};
 pub use record::{PayRecorder, RecordingModel, spawn_pay_recorder};
-pub use run::{RunConfig, RunOutput, TurnRun};
+pub use run::RunConfig;
 pub use server::ReplayServer;
 
 use crate::agent::AgentEvent;
@@ -300,12 +302,5 @@ pub fn state_expectation(
 
 /// A live model from the environment, or an error saying what to set.
 pub fn live_model() -> Result<(OpenAiModel, OpenAiConfig), TranscriptError> {
-    let config = OpenAiConfig::live_from_env().ok_or_else(|| {
-        TranscriptError::Setup(
-            "no live model configured: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any OpenAI-compatible server), and ALTAN_PAY_MODEL for the model name".into(),
-        )
-    })?;
-    let model = OpenAiModel::new(config.clone())
-        .map_err(|e| TranscriptError::Setup(format!("model: {e}")))?;
-    Ok((model, config))
+    crate::config::live_model().map_err(TranscriptError::Setup)
 }

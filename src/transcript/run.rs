@@ -9,10 +9,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::TranscriptError;
-use super::format::{ModelCall, PayExchange, Transcript, TurnInput};
+use super::format::{Transcript, TurnInput};
+use super::outcome::{RunOutput, TurnRun};
 use super::record::{RecordingModel, spawn_pay_recorder};
 use super::server::ReplayState;
-use crate::agent::{Agent, AgentEvent, Answer, TurnOptions};
+use crate::agent::{Agent, AgentEvent, TurnOptions};
 use crate::gateway::sandbox::DETERMINISTIC_CLOCK;
 use crate::gateway::{PayRequest, Sandbox, spawn};
 use crate::model::ChatModel;
@@ -39,26 +40,6 @@ pub struct RunConfig {
     pub replay: Option<Arc<ReplayState>>,
     /// Every agent event, with its turn index (the demo prints them).
     pub events: Option<UnboundedSender<(usize, AgentEvent)>>,
-}
-
-/// What one turn did.
-#[derive(Debug, Clone)]
-pub struct TurnRun {
-    pub answer: Option<Answer>,
-    /// Why there is no answer.
-    pub error: Option<String>,
-    pub model_calls: Vec<ModelCall>,
-    pub pay: Vec<PayExchange>,
-    /// Every object per kind after the turn, oldest first.
-    pub state: BTreeMap<String, Vec<Value>>,
-}
-
-/// A whole run.
-#[derive(Debug, Clone)]
-pub struct RunOutput {
-    pub turns: Vec<TurnRun>,
-    /// Ids present in the initial state (eval matches every other id as "a new one").
-    pub seeded_ids: BTreeSet<String>,
 }
 
 /// The initial state with `created` fixed, so seeded objects read the same in every run.

@@ -5,7 +5,8 @@ use serde_json::{Map, Value, json};
 
 use super::catalog::{matches_flag, matches_str, retrieve};
 use super::util::{
-    add_months, copy_fields, exclusive, merge_metadata, missing_ref, random_code, random_id, str_of,
+    add_months, copy_fields, exclusive, is_ended, mark_canceled, merge_metadata, missing_ref,
+    random_code, random_id, str_of,
 };
 use super::{Tx, list};
 use crate::gateway::error::ApiError;
@@ -127,8 +128,8 @@ pub fn delete_customer(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
         .filter(|s| s["customer"] == json!(id))
         .collect();
     for mut sub in subs {
-        if !super::subscriptions::is_ended(&sub) {
-            super::subscriptions::mark_canceled(&mut sub, tx.now, None);
+        if !is_ended(&sub) {
+            mark_canceled(&mut sub, tx.now, None);
             tx.put("subscription", sub);
         }
     }

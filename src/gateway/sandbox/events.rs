@@ -185,7 +185,7 @@ pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &V
             tokio::time::sleep(wait).await;
         }
         // Signed at each attempt, like Stripe: a retry carries a fresh timestamp.
-        let header = crate::events::signature::header(&config.secret, unix_now(), body.as_bytes());
+        let header = crate::stripe::signature::header(&config.secret, unix_now(), body.as_bytes());
         let sent = http
             .post(&config.url)
             .header("Content-Type", "application/json")

@@ -6,36 +6,13 @@ use serde_json::{Map, Value, json};
 use super::billing::{live_customer, redeem, resolve_discount};
 use super::catalog::{matches_str, retrieve};
 use super::util::{
-    add_interval, copy_fields, ensure_object, merge_metadata, missing_ref, random_id, str_of,
+    add_interval, copy_fields, ensure_object, is_ended, mark_canceled, merge_metadata, missing_ref,
+    random_id, str_of,
 };
 use super::{Tx, list};
 use crate::gateway::error::ApiError;
 
 type Params = Map<String, Value>;
-
-/// Canceled and incomplete_expired subscriptions are over for good.
-pub fn is_ended(sub: &Value) -> bool {
-    matches!(
-        sub["status"].as_str(),
-        Some("canceled" | "incomplete_expired")
-    )
-}
-
-pub fn mark_canceled(sub: &mut Value, now: i64, details: Option<&Value>) {
-    sub["status"] = json!("canceled");
-    sub["canceled_at"] = json!(now);
-    sub["ended_at"] = json!(now);
-    sub["cancel_at_period_end"] = json!(false);
-    sub["cancellation_details"] =
-        json!({"comment": null, "feedback": null, "reason": "cancellation_requested"});
-    if let Some(Value::Object(d)) = details {
-        copy_fields(
-            &mut sub["cancellation_details"],
-            d,
-            &["comment", "feedback"],
-        );
-    }
-}
 
 /// An active recurring price, or the error Stripe gives for this item.
 fn usable_price(tx: &Tx, id: &str, param: &str) -> Result<Value, ApiError> {

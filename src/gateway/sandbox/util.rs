@@ -1,8 +1,9 @@
 //! Small helpers the sandbox's resources share: ids, clocks, calendar arithmetic, metadata
-//! merging and optional-field copying with Stripe's "empty string unsets" rule.
+//! merging, optional-field copying with Stripe's "empty string unsets" rule, and the end of a
+//! subscription (which deleting a customer causes too).
 
 use rand::Rng;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::gateway::error::ApiError;
 
@@ -188,6 +189,30 @@ pub fn missing_ref(object: &str, id: &str, param: &str) -> ApiError {
     ApiError::invalid(format!("No such {object}: '{id}'"))
         .code("resource_missing")
         .param(param)
+}
+
+/// Canceled and incomplete_expired subscriptions are over for good.
+pub fn is_ended(sub: &Value) -> bool {
+    matches!(
+        sub["status"].as_str(),
+        Some("canceled" | "incomplete_expired")
+    )
+}
+
+pub fn mark_canceled(sub: &mut Value, now: i64, details: Option<&Value>) {
+    sub["status"] = json!("canceled");
+    sub["canceled_at"] = json!(now);
+    sub["ended_at"] = json!(now);
+    sub["cancel_at_period_end"] = json!(false);
+    sub["cancellation_details"] =
+        json!({"comment": null, "feedback": null, "reason": "cancellation_requested"});
+    if let Some(Value::Object(d)) = details {
+        copy_fields(
+            &mut sub["cancellation_details"],
+            d,
+            &["comment", "feedback"],
+        );
+    }
 }
 
 #[cfg(test)]

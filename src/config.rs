@@ -1,0 +1,95 @@
+//! Set-up that several commands share: where the Altan Pay API is (or an embedded sandbox),
+//! the rendered system prompt, and the live model from the environment.
+//! The commands (`cli`, `server::run`, `events::reconcile::run`) parse flags; this builds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::gateway::GatewayHandle;
+use crate::model::{OpenAiConfig, OpenAiModel};
+use crate::pay::{PayClient, PayConfig, RouteTable};
+use crate::prompt::PromptLibrary;
+
+/// Where the Altan Pay API is and how to reach it.
+#[derive(Args, Clone)]
+pub struct PayArgs {
+    /// Base URL of the Altan Pay API (or of a gateway).
+    #[arg(long, env = "ALTAN_PAY_BASE_URL")]
+    pub pay_base_url: Option<String>,
+    /// Run against an embedded sandbox gateway instead of a remote API.
+    #[arg(long, conflicts_with = "pay_base_url")]
+    pub sandbox: bool,
+    /// A route table replacing the embedded tools/routes.toml.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+    /// Bearer token for the Altan Pay API.
+    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds before one request attempt is abandoned.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+}
+
+/// The token never appears in debug output.
+impl std::fmt::Debug for PayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayArgs")
+            .field("pay_base_url", &self.pay_base_url)
+            .field("sandbox", &self.sandbox)
+            .field("routes", &self.routes)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// A running Pay API: a remote base URL, or an embedded sandbox gateway kept alive here.
+pub struct PaySetup {
+    pub client: PayClient,
+    /// Keeps the embedded gateway running while the client is used.
+    pub sandbox: Option<GatewayHandle>,
+}
+
+/// Builds the client from flags; with `--sandbox`, starts an in-process sandbox gateway.
+pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
+    let routes = match &args.routes {
+        Some(path) => RouteTable::from_file(path).map_err(|e| e.to_string())?,
+        None => RouteTable::embedded(),
+    };
+    let (routes, sandbox) = if args.sandbox {
+        let handle = crate::gateway::spawn_sandbox(routes.clone())
+            .await
+            .map_err(|e| format!("cannot start the embedded sandbox: {e}"))?;
+        (routes.with_base_url(&handle.base_url), Some(handle))
+    } else if let Some(url) = &args.pay_base_url {
+        url::Url::parse(url).map_err(|e| format!("--pay-base-url `{url}`: {e}"))?;
+        (routes.with_base_url(url), None)
+    } else {
+        (routes, None)
+    };
+    let mut config = PayConfig::new(routes);
+    config.token = args.token.clone().filter(|t| !t.is_empty());
+    config.timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let client = PayClient::new(config).map_err(|e| e.to_string())?;
+    Ok(PaySetup { client, sandbox })
+}
+
+/// The system prompt from `--prompts DIR`, or the embedded one.
+pub fn render_prompt(dir: Option<&Path>, template: &str) -> Result<String, String> {
+    let library = match dir {
+        Some(dir) => PromptLibrary::load(dir).map_err(|e| e.to_string())?,
+        None => PromptLibrary::embedded(),
+    };
+    library.render(template).map_err(|e| e.to_string())
+}
+
+/// A live model from the environment, or an error saying what to set.
+pub fn live_model() -> Result<(OpenAiModel, OpenAiConfig), String> {
+    let config = OpenAiConfig::live_from_env().ok_or(
+        "no live model configured: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any OpenAI-compatible server), and ALTAN_PAY_MODEL for the model name",
+    )?;
+    let model = OpenAiModel::new(config.clone()).map_err(|e| format!("model: {e}"))?;
+    Ok((model, config))
+}

@@ -5,13 +5,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::Turn;
+use crate::model::ToolCall;
 use crate::model::Usage;
 use crate::room::AgentContext;
 use crate::sync::{
     AnswerInput, Member, Mention, Room, SyncLedger, SyncPlan, compose_answer,
     detect_agents_bouncing,
 };
-use crate::tools::ErrorCode;
+use crate::tools::{ErrorCode, ToolOutput};
 
 use super::{Agent, PendingApproval, Session};
 
@@ -24,6 +25,19 @@ pub struct ToolCallRecord {
     /// What the model read back.
     pub result: Value,
     pub error: Option<ErrorCode>,
+}
+
+impl ToolCallRecord {
+    /// The record of a finished call: what was asked and what the model read back.
+    pub(super) fn of(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
+        ToolCallRecord {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+            result: output.content.clone(),
+            error: output.error.as_ref().map(|e| e.code),
+        }
+    }
 }
 
 /// How the answer came about.

@@ -105,7 +105,7 @@ impl Agent {
         let mut records = Vec::new();
         for call in &order {
             if let Some(output) = results.get(&call.id) {
-                records.push(record(call, output));
+                records.push(ToolCallRecord::of(call, output));
             }
         }
         if let Some(events) = &options.events {
@@ -221,15 +221,5 @@ impl Agent {
             Err(e) => warn!(error = %e, "a Stripe change has no table to sync"),
         }
         true
-    }
-}
-
-pub(super) fn record(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
-    ToolCallRecord {
-        id: call.id.clone(),
-        name: call.name.clone(),
-        arguments: call.arguments.clone(),
-        result: output.content.clone(),
-        error: output.error.as_ref().map(|e| e.code),
     }
 }

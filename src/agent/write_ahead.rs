@@ -7,7 +7,6 @@ use crate::model::ToolCall;
 use crate::room::AgentContext;
 use crate::tools::{ErrorCode, ToolError};
 
-use super::tool_calls::record;
 use super::{Agent, Session, StoreError, ToolCallRecord};
 
 impl Agent {
@@ -69,7 +68,7 @@ impl Agent {
                 id: format!("{}-confirm", write.call.id),
                 ..write.call.clone()
             };
-            records.push(record(&confirm, &output));
+            records.push(ToolCallRecord::of(&confirm, &output));
             match &output.error {
                 // Stripe refused the request itself: with the same key it would have answered
                 // with the first attempt's result had that attempt applied, so nothing was.

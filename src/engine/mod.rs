@@ -1,5 +1,6 @@
-//! The agent loop: [`turn::Turn`] is the state machine (no I/O), and [`driver`] runs it
-//! against a model, the tools and the policy, with deadlines, cancellation and events.
+//! The agent loop: [`turn::Turn`] is the state machine (no I/O); the agent
+//! ([`crate::agent`]) drives it against a model, the tools and the policy, with deadlines,
+//! cancellation and events.
 
 pub mod turn;
 

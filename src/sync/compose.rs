@@ -356,7 +356,7 @@ fn strip_handles(text: &str, removed: &mut Vec<String>) -> String {
 
 const THANKS_WORDS: &[&str] = &["thank", "thanks", "thankyou", "thanx", "thx"];
 
-/// Whether a piece of text thanks someone: one of [`THANKS_WORDS`] as a whole word, not part
+/// Whether a piece of text thanks someone: one of `THANKS_WORDS` as a whole word, not part
 /// of a URL or a file name (`/thank-you`, `thanks.html`), not a longer word (`thanksgiving`).
 pub fn contains_thanks(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();

@@ -54,7 +54,7 @@ impl Sandbox {
         Ok(Sandbox::from_state(State::open(path)?))
     }
 
-    /// In-memory state seeded from an initial-state document (format in [`seed`]).
+    /// In-memory state seeded from an initial-state document (format in `sandbox/seed.rs`).
     pub fn with_state(state: &Value) -> Result<Sandbox, SandboxError> {
         let sandbox = Sandbox::in_memory();
         sandbox.seed(state)?;

@@ -7,21 +7,25 @@ use std::path::{Path, PathBuf};
 
 /// The parts from the bottom up. A part may use only the parts before it in this list.
 const LAYERS: &[&str] = &[
-    // Leaves: shared vocabulary with no part below it.
+    // Leaves, with no part below them: shared vocabulary, and the tracing set-up.
     "retry",
     "room",
     "stripe",
+    "telemetry",
     // The Altan Pay API client, and the local Altan Pay API server on the same route table.
     "pay",
     "gateway",
-    // Stripe changes become database rows.
+    // Stripe changes become database rows; the database side that applies them.
     "sync",
+    "mirror",
     // What the model can call, and the rules checked before a call runs.
     "tools",
     "policy",
     // The system prompt and the model client.
     "prompt",
     "model",
+    // What operators watch: counters and histograms every part below the server updates.
+    "metrics",
     // The loop as a state machine, and the agent that drives it.
     "engine",
     "agent",

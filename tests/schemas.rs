@@ -64,7 +64,9 @@ fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
             undescribed(prop, &here, out);
             for key in ["items", "anyOf"] {
                 match prop.get(key) {
-                    Some(Value::Array(list)) => list.iter().for_each(|v| undescribed(v, &here, out)),
+                    Some(Value::Array(list)) => {
+                        list.iter().for_each(|v| undescribed(v, &here, out))
+                    }
                     Some(v) => undescribed(v, &here, out),
                     None => {}
                 }
@@ -100,7 +102,8 @@ fn tools_and_the_parameters_that_need_it_are_described() {
 const BUDGETS: &[(&str, usize)] = &[
     ("create_product", 205),
     ("create_price", 325),
-    ("open_tools", 145),
+    ("open_tools", 175),
+    ("get_account_stripe_connection_id", 80),
     ("get_products", 120),
     ("update_product", 225),
     ("delete_product", 90),
@@ -124,7 +127,6 @@ const BUDGETS: &[(&str, usize)] = &[
     ("create_checkout_session", 385),
     ("read_plan", 60),
     ("update_plan", 95),
-    ("get_account_stripe_connection_id", 80),
 ];
 
 #[test]

@@ -53,7 +53,9 @@ async fn non_streamed_completion_runs_tools_and_fills_usage() {
     assert_eq!(first["messages"][0]["role"], "system");
     let tools = first["tools"].as_array().unwrap();
     assert!(
-        tools.iter().any(|t| t["function"]["name"] == "create_product"),
+        tools
+            .iter()
+            .any(|t| t["function"]["name"] == "create_product"),
         "{tools:?}"
     );
 

@@ -145,7 +145,10 @@ fn main() -> Result<(), String> {
     if let (Some(stripe), Some(seed)) = (&args.stripe, &args.seed) {
         let stripe: Vec<Value> = serde_json::from_str(&read(stripe)?).map_err(|e| e.to_string())?;
         let seed = read(seed)?;
-        let (p, t) = (count(&seed), count(&Value::Array(stripe.clone()).to_string()));
+        let (p, t) = (
+            count(&seed),
+            count(&Value::Array(stripe.clone()).to_string()),
+        );
         out["peer"] = json!({
             "seed_prompt_tokens": p,
             "toolkit_tools": stripe.len(),

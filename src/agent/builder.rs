@@ -41,7 +41,11 @@ pub(super) struct ToolDefsCache {
 impl ToolDefsCache {
     /// The definitions of a call with the `opened` tools.
     pub(super) fn get(&self, tools: &ToolSet, opened: Opened, account_known: bool) -> ToolDefs {
-        let opened = if self.all_tools { Opened::all() } else { opened };
+        let opened = if self.all_tools {
+            Opened::all()
+        } else {
+            opened
+        };
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         built
             .entry((opened, account_known))

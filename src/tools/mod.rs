@@ -598,7 +598,7 @@ impl ToolSet {
     /// Every tool in the strict form with the `account_id` property: the definitions of a
     /// conversation whose context has no account id, with every group open.
     pub fn to_openai_json(&self) -> Value {
-        Value::Array(self.definitions().map(ToolDefinition::to_openai).collect())
+        Value::Array(self.entries(Opened::all(), false, false))
     }
 
     /// The opt-in compact `tools` array (see [`ToolDefinition::to_openai_compact`]), every
@@ -710,7 +710,11 @@ mod tests {
             })
         );
         let empty = json!({"object": "list", "data": [], "has_more": false});
-        assert_eq!(model_view(empty.clone()), empty, "an empty list still says it is empty");
+        assert_eq!(
+            model_view(empty.clone()),
+            empty,
+            "an empty list still says it is empty"
+        );
         // `plan` and `url` are only dropped where they repeat something.
         let plan = json!({"object": "plan_holder", "plan": "x", "url": "https://x"});
         assert_eq!(model_view(plan.clone()), plan);

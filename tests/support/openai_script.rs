@@ -132,8 +132,9 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
     } else {
         "stop"
     };
-    let usage =
-        usage.unwrap_or_else(|| json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}));
+    let usage = usage.unwrap_or_else(
+        || json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
+    );
     if request["stream"] == json!(true) {
         let mut out = String::new();
         let mut chunk = |delta: Value, finish: Value| {

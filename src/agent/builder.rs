@@ -38,6 +38,9 @@ pub(super) struct ToolDefsCache {
     built: Mutex<HashMap<(Opened, bool), ToolDefs>>,
 }
 
+/// Tool sets kept serialised at most (each a few KB).
+const MAX_CACHED_TOOL_SETS: usize = 256;
+
 impl ToolDefsCache {
     /// The definitions of a call with the `opened` tools.
     pub(super) fn get(&self, tools: &ToolSet, opened: Opened, account_known: bool) -> ToolDefs {
@@ -47,6 +50,10 @@ impl ToolDefsCache {
             opened
         };
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        // Threads open few distinct sets; a bound keeps an unusual mix from growing the map.
+        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&(opened, account_known)) {
+            built.clear();
+        }
         built
             .entry((opened, account_known))
             .or_insert_with(|| ToolDefs::new(tools.entries(opened, account_known, self.compact)))

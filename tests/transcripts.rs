@@ -324,3 +324,26 @@ async fn eval_scores_state_plan_and_rules_without_a_network() {
     assert!(table.contains("hard-two-mentions"), "{table}");
     assert!(table.contains("success rate 50% (1/2)"), "{table}");
 }
+
+/// Removes the token detail objects recordings gained with issue 13.
+fn strip_token_details(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.remove("prompt_tokens_details");
+            map.remove("completion_tokens_details");
+            map.values_mut().for_each(strip_token_details);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_token_details),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_from_before_cached_token_details_still_replays() {
+    let mut v = fixture_value("demo-create-product-pro");
+    assert!(v.to_string().contains("prompt_tokens_details"));
+    strip_token_details(&mut v);
+    assert!(!v.to_string().contains("cached_tokens"));
+    let failures = failures_of(&transcript(&v)).await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}

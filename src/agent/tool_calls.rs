@@ -149,6 +149,7 @@ impl Agent {
             Err(e) => return ToolOutput::failed(not_recorded(&e)),
         };
         let output = self.call_tool_with_key(session, context, call, &key).await;
+        crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
         if self.absorb(session, call, &key, fresh, &output) {
             self.inner.store.save_queued(session);
         }
@@ -224,7 +225,9 @@ impl Agent {
     }
 }
 
+/// The call as the answer lists it; every listed call is counted in the metrics.
 pub(super) fn record(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
+    crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
     ToolCallRecord {
         id: call.id.clone(),
         name: call.name.clone(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::agent::StoreError;
 
@@ -134,7 +135,14 @@ impl GroupCommit {
             reply,
         };
         self.submit(Box::new(pending))?;
+        // The caller's wait for the commit that makes its write durable.
+        let span = tracing::info_span!(
+            "store_commit",
+            otel.name = "store commit",
+            db.system.name = "sqlite",
+        );
         answer
+            .instrument(span)
             .await
             .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
     }
@@ -184,6 +192,7 @@ fn commit_loop(
 /// is undone alone; one commit (one fsync) for all.
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &CommitStats) {
     let count = batch.len();
+    let started = std::time::Instant::now();
     let mut run = || -> Result<(), rusqlite::Error> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
@@ -202,6 +211,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &Commi
     }
     // Counted before anyone hears back, so a caller never sees its write without its commit.
     stats.commits.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::global().store_commit(started.elapsed(), count);
     for write in batch {
         write.finish(outcome.clone());
     }

@@ -366,7 +366,7 @@ fn model_span(model: &str, messages: usize) -> Span {
         gen_ai.usage.output_tokens = field::Empty,
         gen_ai.usage.cached_tokens = field::Empty,
         error.type = field::Empty,
-        messages,
+        messages = int(messages as u64),
     )
 }
 
@@ -380,9 +380,9 @@ fn record_model_call<E>(
     match outcome {
         Ok(Ok(response)) => {
             let u = &response.usage;
-            span.record("gen_ai.usage.input_tokens", u.prompt_tokens);
-            span.record("gen_ai.usage.output_tokens", u.completion_tokens);
-            span.record("gen_ai.usage.cached_tokens", u.cached_tokens);
+            span.record("gen_ai.usage.input_tokens", int(u.prompt_tokens));
+            span.record("gen_ai.usage.output_tokens", int(u.completion_tokens));
+            span.record("gen_ai.usage.cached_tokens", int(u.cached_tokens));
             // One choice, one reason (`tracing` fields cannot be arrays).
             if let Some(reason) = &response.finish_reason {
                 use crate::model::FinishReason::*;
@@ -429,13 +429,18 @@ pub(super) fn record_turn(session: &Session, answer: &Answer) {
     let span = Span::current();
     let usage = answer.total_usage();
     span.record("altan_pay.status", status);
-    span.record("altan_pay.tool_calls", answer.tool_calls.len());
-    span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
-    span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+    span.record("altan_pay.tool_calls", int(answer.tool_calls.len() as u64));
+    span.record("gen_ai.usage.input_tokens", int(usage.prompt_tokens));
+    span.record("gen_ai.usage.output_tokens", int(usage.completion_tokens));
     let metrics = crate::metrics::global();
     metrics.turn(status);
     if answer.sync_plan.is_some() {
         metrics.sync_plan("emitted");
     }
     metrics.uncertain_writes(&session.thread_id, session.uncertain.len());
+}
+
+/// OTLP integers are signed: `tracing-opentelemetry` exports an unsigned field as a string.
+pub(crate) fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -191,7 +191,7 @@ impl PayClient {
                 http.request.method = method,
                 url.template = %route.path,
                 altan_pay.operation = call.operation,
-                http.request.resend_count = attempt - 1,
+                http.request.resend_count = i64::from(attempt - 1),
                 http.response.status_code = tracing::field::Empty,
             );
             let outcome = self
@@ -285,7 +285,7 @@ impl PayClient {
         }
         let response = request.send().await.map_err(Failure::transport)?;
         let status = response.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

@@ -272,7 +272,7 @@ async fn observe(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     crate::metrics::global().http_request(&route, status, started.elapsed());
     response
 }

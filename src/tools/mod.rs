@@ -279,25 +279,12 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        // `execute_tool` in the GenAI conventions; the arguments stay out (e-mails, names).
-        let span = info_span!(
-            "tool",
-            otel.name = %format_args!("execute_tool {}", T::NAME),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = T::NAME,
-            gen_ai.tool.type = "function",
-            gen_ai.tool.call.id = %ctx.tool_call_id,
-            error.type = tracing::field::Empty,
-            name = T::NAME,
-            call_id = %ctx.tool_call_id,
-        );
+        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
         Box::pin(
             async move {
                 match self.run(env, ctx, arguments).await {
                     Ok(output) => output,
                     Err(error) => {
-                        tracing::Span::current()
-                            .record("error.type", crate::metrics::code_name(error.code));
                         // Mistakes the model fixes itself are routine; the rest need an operator.
                         match error.code.disposition().0 {
                             Disposition::ModelRetry => {

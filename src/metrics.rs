@@ -22,12 +22,15 @@ use crate::tools::ErrorCode;
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Counters1 = Family<Labels1, Counter>;
+/// Labels whose values are only known at run time (tool names, routes, statuses).
+type Owned<const N: usize> = [(&'static str, String); N];
+type Histograms1 = Family<Owned<1>, Histogram, fn() -> Histogram>;
 
 /// Every metric of the process. Read it with [`global`].
 pub struct Metrics {
     registry: Registry,
     turns: Counters1,
-    tool_calls: Family<[(&'static str, String); 2], Counter>,
+    tool_calls: Family<Owned<2>, Counter>,
     model_calls: Counters1,
     model_latency: Histogram,
     tokens: Counters1,
@@ -38,8 +41,8 @@ pub struct Metrics {
     commit_latency: Histogram,
     commit_batch: Histogram,
     stripe_events: Counters1,
-    http_requests: Family<[(&'static str, String); 2], Counter>,
-    http_latency: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>,
+    http_requests: Family<Owned<2>, Counter>,
+    http_latency: Histograms1,
 }
 
 /// Latency buckets from 100 µs to about 26 s.

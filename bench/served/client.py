@@ -81,14 +81,14 @@ def main():
 
         def one(i):
             r = client.chat.completions.create(
-                model="altan-pay", user=f"bench-{args.tag}-{i}",
+                model="altan-pay", user=f"bench-{args.mode}-{args.tag}-{i}",
                 messages=[{"role": "user", "content": TEXT}])
             assert r.model_extra["altan_pay"]["sync_plan"], r
     elif args.mode == "raw":
         serve = Conn(args.serve)
 
         def one(i):
-            r = serve.post("/v1/chat/completions", {"model": "altan-pay", "user": f"bench-{args.tag}-{i}",
+            r = serve.post("/v1/chat/completions", {"model": "altan-pay", "user": f"bench-{args.mode}-{args.tag}-{i}",
                            "messages": [{"role": "user", "content": TEXT}]}, headers)
             assert r["altan_pay"]["sync_plan"], r
     else:

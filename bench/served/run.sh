@@ -19,7 +19,8 @@ rounds="${ROUNDS:-60}"
 bash scripts/install-test-python.sh > /dev/null
 py="$repo/.ci-cache/pyenv/bin/python"
 
-cargo build --release --quiet --bin altan-pay --example scripted_openai --example served_spans
+cargo build --release --quiet --bin altan-pay --example scripted_openai --example served_spans \
+    --example bench_floor --example bench_altan
 bin="$target/release/altan-pay"
 ex="$target/release/examples"
 
@@ -60,9 +61,25 @@ run() { # TAG MODE [ARGS...]
     local tag="$1" mode="$2"; shift 2
     "$py" bench/served/client.py "$mode" --rounds "$rounds" --tag "$tag" "$@" >> "$out/results.jsonl"
 }
+# The in-process path on the same servers at the same time: bench_altan (Agent in process,
+# sessions in memory or in the durable SQLite store under TMPDIR) and its reqwest floor.
+inproc() { # TAG [ENV...] -- COMMAND
+    local tag="$1"; shift
+    env "$@" --model-url "http://127.0.0.1:$model_port/v1" --gateway "http://127.0.0.1:$gw_port" \
+        --account ws_bench --connect "$connect" --prompt "$out/prompt.txt" --tools "$out/tools.json" \
+        --conc 1 --rounds "$rounds" --warmup 5 \
+        | python3 -c 'import json, statistics, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+print(json.dumps({"mode": sys.argv[1], "tag": sys.argv[2], "median_ms": statistics.median(d["conv_ms"])}))' \
+            "${tag%%@*}" "${tag#*@}" >> "$out/results.jsonl"
+}
 disk_db="$out/serve.db"
 shm_db="/dev/shm/altan-pay-served-bench-$$.db"
 for rep in 1 2 3; do
+    inproc "rust_floor@disk-$rep" "$ex/bench_floor"
+    inproc "inproc_memory@disk-$rep" "$ex/bench_altan"
+    inproc "inproc_sqlite@disk-$rep" BENCH_STORE=sqlite TMPDIR="$out" "$ex/bench_altan"
+    inproc "inproc_sqlite@shm-$rep" BENCH_STORE=sqlite TMPDIR=/dev/shm "$ex/bench_altan"
     run "floor-$rep" floor --model-url "http://127.0.0.1:$model_port/v1" \
         --gateway "http://127.0.0.1:$gw_port" --connect "$connect" \
         --prompt "$out/prompt.txt" --tools "$out/tools.json"
@@ -95,6 +112,11 @@ for store in ["disk", "shm"]:
     for mode in ["openai", "raw"]:
         m = med(lambda r: r["mode"] == mode and r["tag"].startswith(store + "-"))
         print(f"serve, db on {store}, {mode} client: {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f}) ms, above the floor {m[0]-floor[0]:.2f} ms")
+rf = med(lambda r: r["mode"] == "rust_floor")
+print(f"in process: reqwest floor {rf[0]:.2f} ({rf[1]:.2f}-{rf[2]:.2f}) ms")
+for mode, store in [("inproc_memory", "disk"), ("inproc_sqlite", "disk"), ("inproc_sqlite", "shm")]:
+    m = med(lambda r: r["mode"] == mode and r["tag"].startswith(store + "-"))
+    print(f"in process, {mode} ({store}): {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f}) ms, above its floor {m[0]-rf[0]:.2f} ms")
 print("stages (median ms over", json.load(open(sys.argv[2]))["conversations"], "conversations):")
 for k, v in json.load(open(sys.argv[2]))["median_ms"].items():
     print(f"  {k}: {v:.3f}")

@@ -1,5 +1,5 @@
 """Writes BENCHMARKS.md from bench/run.sh's outputs, keeping the sections measured by their own
-commands ("Sandbox gateway", "Stripe events and reconcile").
+commands ("Sandbox gateway", "Stripe events and reconcile", "Served path").
 Usage: python3 bench/report.py OUT_DIR CRITERION_DIR BENCHMARKS.md"""
 
 import json
@@ -22,7 +22,7 @@ def mmm(values, fmt="{:.2f}"):
 machine = dict(l.split("=", 1) for l in open(f"{out}/machine.txt").read().splitlines() if "=" in l)
 
 old = open(target).read() if os.path.exists(target) else ""
-KEPT = ["Sandbox gateway", "Stripe events and reconcile"]
+KEPT = ["Sandbox gateway", "Stripe events and reconcile", "Served path"]
 kept = []
 for heading in KEPT:
     m = re.search(r"^## " + re.escape(heading) + r"\b.*?(?=^## |\Z)", old, re.S | re.M)
@@ -71,8 +71,8 @@ def overhead(name, conc, key):
 L = []
 w = L.append
 w("# Benchmarks\n")
-w("Measured, not asserted: no test depends on these numbers. Every section but \"Sandbox gateway\"")
-w("and \"Stripe events and reconcile\" (each with its own command)")
+w("Measured, not asserted: no test depends on these numbers. Every section but \"Sandbox gateway\",")
+w("\"Stripe events and reconcile\" and \"Served path\" (each with its own command)")
 w("is written by `bash bench/run.sh` (rerunnable; about 5 minutes once built).\n")
 w(f"- Machine: {machine['nproc']} cores (`nproc`), `{machine['cpu']}` (`lscpu | grep 'Model name'`), {machine['mem']} memory (`free -h`)")
 w(f"- Date: {machine['date']}, {machine['rustc']}, {machine['python']}, release builds")

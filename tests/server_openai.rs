@@ -4,9 +4,7 @@
 #[path = "support/openai_script.rs"]
 mod script;
 
-use std::path::PathBuf;
-
-use script::{Options, ScriptServer, gateway, parse_sse, serve};
+use script::{Options, ScriptServer, gateway, parse_sse, serve, venv_python};
 use serde_json::{Value, json};
 
 fn chat(text: &str) -> Value {
@@ -158,16 +156,6 @@ async fn streamed_completion_is_chunks_then_done() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["total_tokens"], 30);
-}
-
-fn venv_python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci-cache/pyenv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-python.sh (scripts/test.sh does) to install the openai SDK these tests use",
-        python.display()
-    );
-    python
 }
 
 const PY_CLIENT: &str = r#"

@@ -28,8 +28,10 @@ pub struct ToolCallRecord {
 }
 
 impl ToolCallRecord {
-    /// The record of a finished call: what was asked and what the model read back.
+    /// The record of a finished call: what was asked and what the model read back. Every
+    /// listed call is counted in the metrics.
     pub(super) fn of(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
+        crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
         ToolCallRecord {
             id: call.id.clone(),
             name: call.name.clone(),

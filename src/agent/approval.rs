@@ -2,6 +2,7 @@
 //! person's approval until [`Agent::decide_approval`].
 
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::model::{ChatMessage, ToolCall};
 use crate::policy::{self, CallScope, Verdict};
@@ -47,7 +48,9 @@ impl Agent {
         session.history.push(ChatMessage::user(note));
         // Durable before the answer (the final save waits for it), not before the model call.
         self.inner.store.save_queued(&session);
-        self.run(&mut session, context, &options).await
+        self.run(&mut session, context, &options)
+            .instrument(super::turn::turn_span(thread_id))
+            .await
     }
 
     /// Decides whether a call may run, verifying the objects it targets first.

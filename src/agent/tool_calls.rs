@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use tracing::warn;
+use tracing::{Instrument, info_span, warn};
 
 use crate::model::ToolCall;
 use crate::policy::{self, CallScope, Verdict};
@@ -149,6 +149,7 @@ impl Agent {
             Err(e) => return ToolOutput::failed(not_recorded(&e)),
         };
         let output = self.call_tool_with_key(session, context, call, &key).await;
+        crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
         if self.absorb(session, call, &key, fresh, &output) {
             self.inner.store.save_queued(session);
         }
@@ -179,10 +180,27 @@ impl Agent {
             account_id: context.account_id.clone(),
             stripe_connect_id: context.stripe_connect_id.clone(),
         };
-        self.inner
+        // `execute_tool` in the GenAI conventions, with the model's call id; the arguments stay
+        // out (e-mails, names). The tool's own span (with the idempotency key id) is its child.
+        let span = info_span!(
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {}", call.name),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            gen_ai.tool.type = "function",
+            gen_ai.tool.call.id = %call.id,
+            error.type = tracing::field::Empty,
+        );
+        let output = self
+            .inner
             .tools
             .call(&self.inner.env, &ctx, &call.name, &call.arguments)
-            .await
+            .instrument(span.clone())
+            .await;
+        if let Some(error) = &output.error {
+            span.record("error.type", crate::metrics::code_name(error.code));
+        }
+        output
     }
 
     /// Learns from a finished call made with `key_id`; returns whether the session gained

@@ -7,13 +7,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, Span, field, info_span, warn};
 
 use crate::engine::{Step, StopReason, Turn, TurnEnd};
 use crate::model::{ChatMessage, ModelDelta, ModelError, Role, ToolDefs};
 use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
-use crate::sync::parse_acknowledgements;
+use crate::sync::{AckStatus, parse_acknowledgements};
 use crate::tools::ErrorCode;
 use crate::tools::open::OPEN_TOOLS;
 
@@ -68,18 +68,21 @@ impl Agent {
         new_messages: &[RoomMessage],
         options: TurnOptions,
     ) -> Result<Answer, AgentError> {
-        let lock = self.thread_lock(thread_id);
-        let _guard = lock.lock().await;
-        let mut session = self.load(thread_id)?;
-        session.syncs.answer_started();
-        for message in new_messages {
-            self.take_in(&mut session, context, message);
+        let span = turn_span(thread_id);
+        async {
+            let lock = self.thread_lock(thread_id);
+            let _guard = lock.lock().await;
+            let mut session = self.load(thread_id)?;
+            session.syncs.answer_started();
+            for message in new_messages {
+                self.take_in(&mut session, context, message);
+            }
+            // Durable before the answer (the final save waits for it), not before the model call.
+            self.inner.store.save_queued(&session);
+            self.run(&mut session, context, &options).await
         }
-        // Durable before the answer (the final save waits for it), not before the model call.
-        self.inner.store.save_queued(&session);
-        self.run(&mut session, context, &options)
-            .instrument(info_span!("turn", thread = thread_id))
-            .await
+        .instrument(span)
+        .await
     }
 
     pub(super) fn thread_lock(&self, thread_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -96,6 +99,7 @@ impl Agent {
     }
 
     pub(super) fn load(&self, thread_id: &str) -> Result<Session, AgentError> {
+        let _span = info_span!("session_load").entered();
         Ok(self
             .inner
             .store
@@ -119,7 +123,13 @@ impl Agent {
         if from_altan {
             let acks = parse_acknowledgements(&message.text);
             if !acks.is_empty() {
-                session.syncs.apply(&acks);
+                let report = session.syncs.apply(&acks);
+                for ack in acks.iter().filter(|a| report.updated.contains(&a.sync_id)) {
+                    crate::metrics::global().sync_plan(match ack.status {
+                        AckStatus::Applied => "acknowledged",
+                        AckStatus::Failed { .. } => "failed",
+                    });
+                }
             }
         }
         session.trail.push(message.clone());
@@ -172,19 +182,18 @@ impl Agent {
             match step {
                 Step::CallModel(request) => {
                     let (deltas, forwarder) = forward_deltas(options.events.clone());
+                    let span = model_span(inner.model.name(), request.messages.len());
+                    let started = std::time::Instant::now();
                     let call = inner
                         .model
                         .complete(&request, deltas)
-                        .instrument(info_span!(
-                            "model_call",
-                            model = inner.model.name(),
-                            messages = request.messages.len()
-                        ));
+                        .instrument(span.clone());
                     let outcome = tokio::select! {
                         r = call => Ok(r),
                         _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),
                         _ = cancel.cancelled() => Err(StopReason::Cancelled),
                     };
+                    record_model_call(&span, started.elapsed(), &outcome);
                     // Every text delta is out before any tool event of this step.
                     if let Some(forwarder) = forwarder {
                         let _ = forwarder.await;
@@ -259,16 +268,18 @@ impl Agent {
                 )
             }
         };
-        let answer = self.compose(
-            session,
-            context,
-            &model_text,
-            answer_end,
-            stop_reason,
-            &turn,
-            records,
-            approvals,
-        );
+        let answer = info_span!("compose").in_scope(|| {
+            self.compose(
+                session,
+                context,
+                &model_text,
+                answer_end,
+                stop_reason,
+                &turn,
+                records,
+                approvals,
+            )
+        });
         // What the room saw replaces the model's raw last words in the history.
         match session.history.last_mut() {
             Some(last) if last.role == Role::Assistant && last.tool_calls.is_empty() => {
@@ -286,6 +297,7 @@ impl Agent {
             text: answer.text.clone(),
         });
         inner.store.save_async(session).await?;
+        record_turn(session, &answer);
         self.release_handed_over(context, &handed_over);
         if let Some(events) = &options.events {
             let _ = events.send(AgentEvent::Completed {
@@ -350,4 +362,115 @@ pub(super) fn forward_deltas(
 
 pub(super) fn prompt_context(context: &AgentContext) -> PromptContext {
     PromptContext::from_agent_context(context)
+}
+
+/// The span of one turn (`invoke_agent` in the GenAI conventions); the model-call, tool,
+/// Pay-request and store-commit spans of the turn are its children.
+pub(super) fn turn_span(thread_id: &str) -> Span {
+    info_span!(
+        "turn",
+        otel.name = "invoke_agent Altan Pay",
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = "Altan Pay",
+        gen_ai.conversation.id = thread_id,
+        thread = thread_id,
+        altan_pay.status = field::Empty,
+        altan_pay.tool_calls = field::Empty,
+        gen_ai.usage.input_tokens = field::Empty,
+        gen_ai.usage.output_tokens = field::Empty,
+    )
+}
+
+/// The span of one model call (`chat` in the GenAI conventions); usage and finish reason are
+/// filled in when the answer is there.
+fn model_span(model: &str, messages: usize) -> Span {
+    info_span!(
+        "model_call",
+        otel.name = %format_args!("chat {model}"),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = "openai",
+        gen_ai.request.model = model,
+        gen_ai.response.finish_reasons = field::Empty,
+        gen_ai.usage.input_tokens = field::Empty,
+        gen_ai.usage.output_tokens = field::Empty,
+        gen_ai.usage.cached_tokens = field::Empty,
+        error.type = field::Empty,
+        messages = int(messages as u64),
+    )
+}
+
+/// The model call's usage and outcome into its span and the metrics.
+fn record_model_call<E>(
+    span: &Span,
+    took: std::time::Duration,
+    outcome: &Result<Result<crate::model::ChatResponse, ModelError>, E>,
+) {
+    let metrics = crate::metrics::global();
+    match outcome {
+        Ok(Ok(response)) => {
+            let u = &response.usage;
+            span.record("gen_ai.usage.input_tokens", int(u.prompt_tokens));
+            span.record("gen_ai.usage.output_tokens", int(u.completion_tokens));
+            span.record("gen_ai.usage.cached_tokens", int(u.cached_tokens));
+            // One choice, one reason (`tracing` fields cannot be arrays).
+            if let Some(reason) = &response.finish_reason {
+                use crate::model::FinishReason::*;
+                let reason = match reason {
+                    Stop => "stop",
+                    ToolCalls => "tool_calls",
+                    Length => "length",
+                    ContentFilter => "content_filter",
+                    Other(other) => other.as_str(),
+                };
+                span.record("gen_ai.response.finish_reasons", reason);
+            }
+            metrics.model_call(true, took, Some(u));
+        }
+        Ok(Err(e)) => {
+            span.record("error.type", field::display(model_error_type(e)));
+            metrics.model_call(false, took, None);
+        }
+        // Cut short by the deadline or a cancellation.
+        Err(_) => {
+            span.record("error.type", "cancelled");
+            metrics.model_call(false, took, None);
+        }
+    }
+}
+
+fn model_error_type(e: &ModelError) -> String {
+    match e {
+        ModelError::Status { status, .. } => status.to_string(),
+        ModelError::Transport(_) => "transport".into(),
+        ModelError::BadResponse(_) => "bad_response".into(),
+        ModelError::Cancelled => "cancelled".into(),
+        ModelError::Config(_) => "config".into(),
+    }
+}
+
+/// The finished turn into the turn span and the metrics.
+pub(super) fn record_turn(session: &Session, answer: &Answer) {
+    let status = match answer.end {
+        AnswerEnd::Completed => "completed",
+        AnswerEnd::Stopped => "stopped",
+        AnswerEnd::ModelFailed => "failed",
+    };
+    let span = Span::current();
+    let usage = answer.total_usage();
+    span.record("altan_pay.status", status);
+    span.record("altan_pay.tool_calls", int(answer.tool_calls.len() as u64));
+    span.record("gen_ai.usage.input_tokens", int(usage.prompt_tokens));
+    span.record("gen_ai.usage.output_tokens", int(usage.completion_tokens));
+    let metrics = crate::metrics::global();
+    metrics.turn(status);
+    if answer.sync_plan.is_some() {
+        metrics.sync_plan("emitted");
+    }
+    metrics.uncertain_writes(&session.thread_id, session.uncertain.len());
+}
+
+/// OTLP integers are signed: `tracing-opentelemetry` exports an unsigned field as a string.
+pub(crate) fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

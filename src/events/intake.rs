@@ -223,6 +223,19 @@ impl EventsState {
         signature_header: Option<&str>,
         body: &[u8],
     ) -> Result<Receipt, IntakeError> {
+        let outcome = self.verify_and_apply(signature_header, body).await;
+        crate::metrics::global().stripe_event(match &outcome {
+            Ok(receipt) => receipt.status,
+            Err(_) => "rejected",
+        });
+        outcome
+    }
+
+    async fn verify_and_apply(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Receipt, IntakeError> {
         let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
         signature::verify(
             signature_header,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 pub use crate::retry::is_retryable_status;
 
@@ -183,8 +183,21 @@ impl PayClient {
         let mut uncertain = false;
         loop {
             attempt += 1;
+            // One span per attempt; the path template, never the URL (ids, e-mails in the query).
+            let method = route.method.as_str();
+            let span = info_span!(
+                "pay_request",
+                otel.name = %format_args!("{method} {}", call.operation),
+                otel.kind = "client",
+                http.request.method = method,
+                url.template = %route.path,
+                altan_pay.operation = call.operation,
+                http.request.resend_count = i64::from(attempt - 1),
+                http.response.status_code = tracing::field::Empty,
+            );
             let outcome = self
                 .send_once(route.method, &url, &headers, body.clone())
+                .instrument(span)
                 .await;
             let wait = match &outcome {
                 Ok(_) => None,
@@ -273,6 +286,7 @@ impl PayClient {
         }
         let response = request.send().await.map_err(Failure::transport)?;
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

@@ -16,14 +16,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::agent::{Agent, AgentBuilder, AgentError};
 use crate::config::PayArgs;
@@ -220,18 +220,61 @@ pub fn router(state: ServerState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed);
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), authenticate)),
+        )
         .nest("/v1", v1)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());
-    match &state.events {
+    let app = match &state.events {
         // The events POST is authenticated by Stripe's signature; the pending-syncs listing
         // shows customer data, so it takes a bearer token scoped to the account.
         Some(events) => app.merge(crate::events::router(events.clone()).route_layer(
             middleware::from_fn_with_state(state.clone(), authenticate_reads),
         )),
         None => app,
-    }
+    };
+    app.layer(middleware::from_fn(observe))
+}
+
+/// `GET /metrics`: every metric of the process in the Prometheus text format. Behind a token
+/// when tokens are configured (any token: the figures carry no account).
+async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::global().render(),
+    )
+        .into_response()
+}
+
+/// One span (the HTTP server span, parent of the turn's) and one count per request, by route
+/// template: the path's ids and the query never reach a label or an attribute.
+async fn observe(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", i64::from(status));
+    crate::metrics::global().http_request(&route, status, started.elapsed());
+    response
 }
 
 /// Token and account checks for the GET routes of the events part.

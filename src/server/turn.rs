@@ -188,51 +188,62 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
     };
     let agent = state.agent.clone();
     let store = state.store.clone();
-    let answer = state.tracker.spawn(async move {
-        let options = TurnOptions {
-            events: tx,
-            cancel: None,
-        };
-        let result = match &job.work {
-            Work::Messages(messages) => {
-                agent
-                    .respond_with(&job.thread_id, &job.context, messages, options)
-                    .await
-            }
-            Work::Approval {
-                approval_id,
-                approve,
-            } => {
-                agent
-                    .decide_approval(&job.thread_id, &job.context, approval_id, *approve, options)
-                    .await
-            }
-        };
-        match result {
-            Ok(answer) => {
-                let body = answer_json(&job.thread_id, &answer);
-                info!(
-                    thread = %job.thread_id,
-                    account = job.context.account_id.as_deref().unwrap_or("-"),
-                    status = body["status"].as_str().unwrap_or(""),
-                    tool_calls = answer.tool_calls.len(),
-                    "turn finished"
-                );
-                if let Some((scope, key)) = &job.idempotency
-                    && let Err(e) = store.complete(scope, key, &body).await
-                {
-                    warn!(error = %e, "could not store the idempotent answer");
+    // Inside the request's span, so the turn's span is its child.
+    let span = tracing::Span::current();
+    let answer = state.tracker.spawn(tracing::Instrument::instrument(
+        async move {
+            let options = TurnOptions {
+                events: tx,
+                cancel: None,
+            };
+            let result = match &job.work {
+                Work::Messages(messages) => {
+                    agent
+                        .respond_with(&job.thread_id, &job.context, messages, options)
+                        .await
                 }
-                Ok(body)
-            }
-            Err(e) => {
-                if let Some((scope, key)) = &job.idempotency {
-                    let _ = store.release(scope, key).await;
+                Work::Approval {
+                    approval_id,
+                    approve,
+                } => {
+                    agent
+                        .decide_approval(
+                            &job.thread_id,
+                            &job.context,
+                            approval_id,
+                            *approve,
+                            options,
+                        )
+                        .await
                 }
-                Err(ApiError::from(e))
+            };
+            match result {
+                Ok(answer) => {
+                    let body = answer_json(&job.thread_id, &answer);
+                    info!(
+                        thread = %job.thread_id,
+                        account = job.context.account_id.as_deref().unwrap_or("-"),
+                        status = body["status"].as_str().unwrap_or(""),
+                        tool_calls = answer.tool_calls.len(),
+                        "turn finished"
+                    );
+                    if let Some((scope, key)) = &job.idempotency
+                        && let Err(e) = store.complete(scope, key, &body).await
+                    {
+                        warn!(error = %e, "could not store the idempotent answer");
+                    }
+                    Ok(body)
+                }
+                Err(e) => {
+                    if let Some((scope, key)) = &job.idempotency {
+                        let _ = store.release(scope, key).await;
+                    }
+                    Err(ApiError::from(e))
+                }
             }
-        }
-    });
+        },
+        span,
+    ));
     Running { events: rx, answer }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::agent::StoreError;
 
@@ -18,12 +19,19 @@ trait Write: Send {
     fn apply(&mut self, conn: &Connection) -> bool;
     /// Reports the outcome once the commit is known: the write's own error, or the commit's.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+    /// Whether its caller was told it succeeded before the commit (see [`GroupCommit::run_applied`]).
+    fn answered_early(&self) -> bool {
+        false
+    }
 }
 
 struct Pending<F, R> {
     work: Option<F>,
     result: Option<Result<R, StoreError>>,
-    reply: oneshot::Sender<Result<R, StoreError>>,
+    reply: Option<oneshot::Sender<Result<R, StoreError>>>,
+    /// Answer as soon as the write is applied, not after the commit.
+    early: bool,
+    answered_early: bool,
 }
 
 impl<F, R> Write for Pending<F, R>
@@ -37,11 +45,21 @@ where
         };
         let result = work(conn);
         let ok = result.is_ok();
-        self.result = Some(result);
+        if self.early
+            && let Some(reply) = self.reply.take()
+        {
+            self.answered_early = ok;
+            let _ = reply.send(result);
+        } else {
+            self.result = Some(result);
+        }
         ok
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let Some(reply) = self.reply else {
+            return;
+        };
         let outcome = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
@@ -49,7 +67,11 @@ where
             (None, Ok(())) => Err(StoreError("the write was never run".into())),
         };
         // The caller may have gone away (its request was cancelled); the write stands.
-        let _ = self.reply.send(outcome);
+        let _ = reply.send(outcome);
+    }
+
+    fn answered_early(&self) -> bool {
+        self.answered_early
     }
 }
 
@@ -93,6 +115,9 @@ where
 pub struct CommitStats {
     pub writes: AtomicU64,
     pub commits: AtomicU64,
+    /// A write answered before its commit was lost with a failed commit: its caller acted on
+    /// something that is not on disk, so no later write is taken (fail closed).
+    pub lost_early_write: std::sync::atomic::AtomicBool,
 }
 
 /// The queue to the commit thread. The thread ends when this is dropped.
@@ -127,14 +152,43 @@ impl GroupCommit {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        self.submit_pending(work, false).await
+    }
+
+    /// Like [`GroupCommit::run`], but answers as soon as `work` has run inside the batch's
+    /// transaction, before the commit's fsync. For a write whose caller only needs to know its
+    /// outcome (a thread's owner) and whose durability any later awaited write brings along:
+    /// batches commit in queue order. Should that commit fail, every later write is refused.
+    pub(super) async fn run_applied<F, R>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.submit_pending(work, true).await
+    }
+
+    async fn submit_pending<F, R>(&self, work: F, early: bool) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             work: Some(work),
             result: None,
-            reply,
+            reply: Some(reply),
+            early,
+            answered_early: false,
         };
         self.submit(Box::new(pending))?;
+        // The caller's wait for the commit that makes its write durable.
+        let span = tracing::info_span!(
+            "store_commit",
+            otel.name = "store commit",
+            db.system.name = "sqlite",
+        );
         answer
+            .instrument(span)
             .await
             .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
     }
@@ -155,6 +209,11 @@ impl GroupCommit {
     }
 
     fn submit(&self, write: Box<dyn Write>) -> Result<(), StoreError> {
+        if self.stats.lost_early_write.load(Ordering::Acquire) {
+            return Err(StoreError(
+                "a commit failed after its write was acted upon; restart the server (the store refuses further writes)".into(),
+            ));
+        }
         self.writes
             .send(write)
             .map_err(|_| StoreError("the commit thread has stopped".into()))?;
@@ -184,6 +243,7 @@ fn commit_loop(
 /// is undone alone; one commit (one fsync) for all.
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &CommitStats) {
     let count = batch.len();
+    let started = std::time::Instant::now();
     let mut run = || -> Result<(), rusqlite::Error> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
@@ -200,8 +260,15 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &Commi
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    if outcome.is_err() && batch.iter().any(|w| w.answered_early()) {
+        tracing::error!(
+            "a failed commit lost a write that was already answered; refusing further writes"
+        );
+        stats.lost_early_write.store(true, Ordering::Release);
+    }
     // Counted before anyone hears back, so a caller never sees its write without its commit.
     stats.commits.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::global().store_commit(started.elapsed(), count);
     for write in batch {
         write.finish(outcome.clone());
     }
@@ -327,5 +394,113 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 0);
+    }
+
+    /// A write that waits inside its batch until `go` is sent; the first `started` says it runs.
+    fn gate(
+        commits: &Arc<GroupCommit>,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let commits = commits.clone();
+        let task = tokio::spawn(async move {
+            commits
+                .run(move |_: &Connection| {
+                    let _ = started_tx.send(());
+                    let _ = go_rx.recv();
+                    Ok(())
+                })
+                .await
+        });
+        (task, started, go)
+    }
+
+    /// An early write is answered while its batch is still open, before the commit; the
+    /// batch still commits it with the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_applied_write_is_answered_before_its_commit() {
+        let (_dir, conn) = table();
+        let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
+        // A first batch held open while the next two queue up, so they share one batch.
+        let (first, first_started, first_go) = gate(&commits);
+        tokio::task::spawn_blocking(move || first_started.recv().unwrap())
+            .await
+            .unwrap();
+        let early = tokio::spawn({
+            let commits = commits.clone();
+            async move { commits.run_applied(insert("e")).await }
+        });
+        while commits.stats().writes.load(Ordering::Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let (blocker, _, go) = gate(&commits);
+        while commits.stats().writes.load(Ordering::Relaxed) < 3 {
+            tokio::task::yield_now().await;
+        }
+        first_go.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(early.await.unwrap().unwrap(), 1);
+        // Answered while its batch (held by the blocker) is not committed yet.
+        assert_eq!(commits.stats().commits.load(Ordering::Relaxed), 1);
+        go.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        assert_eq!(commits.stats().commits.load(Ordering::Relaxed), 2);
+        let count: i64 = conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT count(*) FROM t WHERE v = 'e'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    /// When the commit of an early-answered write fails, the store takes no further write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_early_write_stops_every_later_write() {
+        let (_dir, conn) = table();
+        conn.lock()
+            .unwrap()
+            .execute_batch(
+                "PRAGMA foreign_keys=ON;
+                 CREATE TABLE child (p TEXT REFERENCES t(v) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
+        let (first, first_started, first_go) = gate(&commits);
+        tokio::task::spawn_blocking(move || first_started.recv().unwrap())
+            .await
+            .unwrap();
+        let early = tokio::spawn({
+            let commits = commits.clone();
+            async move { commits.run_applied(insert("e")).await }
+        });
+        let orphan = tokio::spawn({
+            let commits = commits.clone();
+            async move {
+                commits
+                    .run(|c: &Connection| {
+                        c.execute("INSERT INTO child (p) VALUES ('nobody')", [])
+                            .map_err(|e| StoreError(e.to_string()))
+                    })
+                    .await
+            }
+        });
+        while commits.stats().writes.load(Ordering::Relaxed) < 3 {
+            tokio::task::yield_now().await;
+        }
+        first_go.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        assert!(early.await.unwrap().is_ok());
+        assert!(orphan.await.unwrap().is_err());
+        let later = commits.run(insert("z")).await;
+        assert!(
+            later
+                .as_ref()
+                .is_err_and(|e| e.0.contains("refuses further writes")),
+            "{later:?}"
+        );
     }
 }

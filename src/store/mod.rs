@@ -188,7 +188,10 @@ impl SqliteStore {
         context: &AgentContext,
     ) -> Result<Option<String>, StoreError> {
         let row = ThreadRow::new(thread_id, context)?;
-        self.commits.run(move |conn| row.claim(conn)).await
+        // Answered before its fsync: the owner is decided once the row is written (the commit
+        // thread runs claims one after the other), and the turn's own awaited writes, queued
+        // after it, make it durable before any answer goes out.
+        self.commits.run_applied(move |conn| row.claim(conn)).await
     }
 
     /// Reserves an idempotency key for a body hash, or says what it already stands for. The

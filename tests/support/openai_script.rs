@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use altan_pay::agent::Agent;
@@ -132,7 +132,8 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
     } else {
         "stop"
     };
-    let usage = usage.unwrap_or_else(
+    // A reply may set its own usage (e.g. cached tokens), else the server's; 10 in, 5 out otherwise.
+    let usage = message.get("usage").cloned().or(usage).unwrap_or_else(
         || json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
     );
     if request["stream"] == json!(true) {
@@ -289,4 +290,16 @@ pub fn native_body(text: &str) -> Value {
             ]
         }
     })
+}
+
+/// The Python of scripts/install-test-python.sh: the official `openai` SDK and
+/// `prometheus-client`.
+pub fn venv_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci-cache/pyenv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-python.sh (scripts/test.sh does) to install the openai SDK and prometheus-client these tests use",
+        python.display()
+    );
+    python
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod events;
 pub mod gateway;
+pub mod mirror;
 pub mod model;
 pub mod pay;
 pub mod policy;

@@ -55,5 +55,9 @@ async fn main() -> ExitCode {
         && report.failed_unreported.is_empty()
         && report.events_failed == 0;
     println!("verdict: {}", if ok { "ok" } else { "FAILED" });
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

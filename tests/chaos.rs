@@ -50,7 +50,11 @@ async fn three_hundred_chaotic_conversations_end_with_no_unexplained_drift() {
         .filter(|t| !report.tools_used.contains(*t))
         .collect();
     assert!(unused.is_empty(), "tools never called: {unused:?}");
-    assert!(report.turns >= 300 && report.writes > 100, "{}", report.summary());
+    assert!(
+        report.turns >= 300 && report.writes > 100,
+        "{}",
+        report.summary()
+    );
     assert!(report.plans_failed_on_purpose > 0 && report.plans_applied > 100);
     assert!(report.faults.errors > 0 && report.faults.rate_limits > 0 && report.faults.drops > 0);
     assert!(report.events_delivered > 100 && report.events_failed == 0);

@@ -48,7 +48,10 @@ async fn dump(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
             )
             .await
             .unwrap();
-        out.extend(rows.iter().map(|r| format!("{table}: {}", r.get::<_, String>(0))));
+        out.extend(
+            rows.iter()
+                .map(|r| format!("{table}: {}", r.get::<_, String>(0))),
+        );
     }
     out
 }
@@ -204,20 +207,26 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
             json!({"table": "products", "op": "delete", "key": {"id": 7}}),
             |e| matches!(e, PlanError::MissingKey { .. }),
         ),
-        ("wrong type", wrong_type, |e| {
-            matches!(e, PlanError::WrongType { column, .. } if column == "unit_amount")
-        }),
-        ("unknown column", extra, |e| {
-            matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("colour"))
-        }),
+        (
+            "wrong type",
+            wrong_type,
+            |e| matches!(e, PlanError::WrongType { column, .. } if column == "unit_amount"),
+        ),
+        (
+            "unknown column",
+            extra,
+            |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("colour")),
+        ),
         (
             "unknown op",
             json!({"table": "products", "op": "merge", "key": {"id": "prod_ok"}}),
             |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("merge")),
         ),
-        ("the same row twice", good.clone(), |e| {
-            matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("already touches"))
-        }),
+        (
+            "the same row twice",
+            good.clone(),
+            |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("already touches")),
+        ),
     ];
     for (name, bad, check) in cases {
         let text = plan("sync_refused", vec![good.clone(), bad]);
@@ -250,7 +259,10 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
         .unwrap();
     let text = plan(
         "sync_dbfail",
-        vec![good, upsert(ObjectKind::Price, &price("price_neg", "prod_ok", -5))],
+        vec![
+            good,
+            upsert(ObjectKind::Price, &price("price_neg", "prod_ok", -5)),
+        ],
     );
     let (ack, result) = apply_text(&mut conn.client, schema, &mapping, &text)
         .await
@@ -274,7 +286,8 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
         .await
         .unwrap();
     assert!(
-        matches!(&result, Err(ApplyError::Tables(_))) && format!("{:?}", result).contains("coupons"),
+        matches!(&result, Err(ApplyError::Tables(_)))
+            && format!("{:?}", result).contains("coupons"),
         "{result:?}"
     );
 }
@@ -365,7 +378,9 @@ async fn operations_run_in_reference_order_and_an_older_row_never_wins() {
     let (_, r) = apply_text(&mut conn.client, schema, &mapping, &late)
         .await
         .unwrap();
-    assert!(matches!(&r.unwrap().results[0].1, OpResult::Stale(reason) if reason.contains("sync_order4")));
+    assert!(
+        matches!(&r.unwrap().results[0].1, OpResult::Stale(reason) if reason.contains("sync_order4"))
+    );
     let mirror = Mirror::read_postgres(&database_url(), schema, &mapping)
         .await
         .unwrap();
@@ -390,7 +405,9 @@ async fn the_schema_and_apply_commands() {
     assert_eq!(ddl_text, ddl(&SyncMapping::default(), schema).unwrap());
     let conn = connect(&url).await.unwrap();
     conn.client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; {ddl_text}"))
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; {ddl_text}"
+        ))
         .await
         .unwrap();
     let answer = format!(

@@ -12,12 +12,19 @@ use serde_json::{Value, json};
 
 async fn gateway(sandbox: Sandbox) -> (GatewayHandle, PayClient) {
     let routes = RouteTable::embedded();
-    let handle = spawn(routes.clone(), Arc::new(sandbox), None).await.unwrap();
+    let handle = spawn(routes.clone(), Arc::new(sandbox), None)
+        .await
+        .unwrap();
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&handle.base_url))).unwrap();
     (handle, pay)
 }
 
-async fn create(pay: &PayClient, account: &str, connect: &str, key: &str) -> Result<Value, PayError> {
+async fn create(
+    pay: &PayClient,
+    account: &str,
+    connect: &str,
+    key: &str,
+) -> Result<Value, PayError> {
     pay.call(PayCall {
         operation: "products.create",
         account_id: account,
@@ -31,7 +38,9 @@ async fn create(pay: &PayClient, account: &str, connect: &str, key: &str) -> Res
 
 fn refused_403(result: Result<Value, PayError>, what: &str) -> String {
     match result {
-        Err(PayError::Stripe { status: 403, error, .. }) => {
+        Err(PayError::Stripe {
+            status: 403, error, ..
+        }) => {
             assert_eq!(error.param.as_deref(), Some("stripe_connect_id"), "{what}");
             error.message.clone().unwrap_or_default()
         }
@@ -52,7 +61,10 @@ async fn the_first_connect_id_binds_and_only_a_different_second_one_is_refused()
         "the lookup answers the bound id"
     );
     let message = refused_403(create(&pay, "ws_a", "acct_other", "k3").await, "second id");
-    assert!(message.contains("acct_other") && message.contains("acct_platform_a"), "{message}");
+    assert!(
+        message.contains("acct_other") && message.contains("acct_platform_a"),
+        "{message}"
+    );
     // Another account cannot take a Connect id that is already bound.
     let message = refused_403(
         create(&pay, "ws_b", "acct_platform_a", "k4").await,
@@ -61,8 +73,14 @@ async fn the_first_connect_id_binds_and_only_a_different_second_one_is_refused()
     assert!(message.contains("another account"), "{message}");
     // An account first looked up gets the derived id bound, so the answer stays true.
     let derived = pay.stripe_connect_id("ws_c").await.unwrap();
-    assert_eq!(derived, altan_pay::gateway::sandbox::derived_connect_id("ws_c"));
-    refused_403(create(&pay, "ws_c", "acct_late", "k5").await, "after the lookup");
+    assert_eq!(
+        derived,
+        altan_pay::gateway::sandbox::derived_connect_id("ws_c")
+    );
+    refused_403(
+        create(&pay, "ws_c", "acct_late", "k5").await,
+        "after the lookup",
+    );
     create(&pay, "ws_c", &derived, "k6").await.unwrap();
 }
 
@@ -75,12 +93,18 @@ async fn a_binding_survives_a_restart_and_the_state_file_binds_too() {
         create(&pay, "ws_a", "acct_platform_a", "k1").await.unwrap();
     }
     let (_g, pay) = gateway(Sandbox::open(&path).unwrap()).await;
-    refused_403(create(&pay, "ws_a", "acct_else", "k2").await, "after restart");
+    refused_403(
+        create(&pay, "ws_a", "acct_else", "k2").await,
+        "after restart",
+    );
     create(&pay, "ws_a", "acct_platform_a", "k3").await.unwrap();
 
     let state = json!({"accounts": {"ws_s": {"stripe_connect_id": "acct_from_state"}}});
     let (_g, pay) = gateway(Sandbox::with_state(&state).unwrap()).await;
-    refused_403(create(&pay, "ws_s", "acct_platform_s", "k4").await, "state binds");
+    refused_403(
+        create(&pay, "ws_s", "acct_platform_s", "k4").await,
+        "state binds",
+    );
     create(&pay, "ws_s", "acct_from_state", "k5").await.unwrap();
 }
 

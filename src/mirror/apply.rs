@@ -204,7 +204,10 @@ fn parse_op(
         problem,
     };
     let Value::Object(map) = op else {
-        return Err(bad(&at, format!("expected an object, got {}", json_kind(op))));
+        return Err(bad(
+            &at,
+            format!("expected an object, got {}", json_kind(op)),
+        ));
     };
     for key in map.keys() {
         if !["table", "op", "key", "row"].contains(&key.as_str()) {
@@ -470,9 +473,7 @@ fn stale_reason(
         if let (Some(old), Some(new)) = (old, new)
             && new < old
         {
-            return Some(format!(
-                "older than the row ({col} {new} < {old})"
-            ));
+            return Some(format!("older than the row ({col} {new} < {old})"));
         }
     }
     if kind == ObjectKind::Subscription
@@ -579,7 +580,10 @@ pub async fn apply_plan(
                     Some(reason) => OpResult::Stale(reason),
                     None => {
                         let n = tx
-                            .execute(upsert_sql(&table, t).as_str(), &[&Value::Object(row.clone()).to_string()])
+                            .execute(
+                                upsert_sql(&table, t).as_str(),
+                                &[&Value::Object(row.clone()).to_string()],
+                            )
                             .await
                             .map_err(fail)?;
                         if n > 0 {

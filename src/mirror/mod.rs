@@ -6,7 +6,7 @@ pub mod pg;
 pub mod schema;
 
 pub use apply::{
-    Acknowledgement, ApplyArgs, ApplyError, Applied, OpResult, ParsedPlan, PlanError, PlanOp,
+    Acknowledgement, Applied, ApplyArgs, ApplyError, OpResult, ParsedPlan, PlanError, PlanOp,
     apply_plan, apply_text, parse_plan,
 };
 pub use pg::{Connected, TableProblem, check_tables, connect, quote_ident};

@@ -19,7 +19,10 @@ use altan_pay::gateway::faults::{Fault, FaultCounts, FaultPlan, FaultRule, Fault
 use altan_pay::gateway::sandbox::{EventSink, EventSinkConfig, EventingSandbox};
 use altan_pay::gateway::{Backend, PayRequest, PayResponse, Sandbox, spawn};
 use altan_pay::mirror::{Acknowledgement, ApplyError, apply_text, connect, ddl, parse_plan};
-use altan_pay::model::{ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError, Role, ToolCall, Usage};
+use altan_pay::model::{
+    ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError, Role, ToolCall,
+    Usage,
+};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::retry::RetryPolicy;
 use altan_pay::server::{ServerConfig, ServerState, Tokens};
@@ -102,6 +105,8 @@ pub struct ChaosReport {
     pub reported_failed_objects: BTreeSet<String>,
     /// Failed syncs the agent never reported.
     pub failed_unreported: BTreeSet<String>,
+    /// Failed syncs handed over again (same rows, same id) and then applied.
+    pub failed_then_resent: usize,
     /// Answers that broke a rule, and made-up ids the gateway saw.
     pub violations: Vec<String>,
     pub elapsed: Duration,
@@ -118,7 +123,7 @@ impl ChaosReport {
 
     pub fn summary(&self) -> String {
         format!(
-            "conversations {} | turns {} | tool calls {} ({} tools, {} errors) | writes {} | plans {} (applied {}, failed on purpose {}) | rows written {} | stale skipped {} | faults {} (errors {}, 429 {}, drops {}) | events {} (failed {}) | checkouts completed {} | drift {} (unexplained {}) | failed syncs unreported {} | violations {} | {:.1} s",
+            "conversations {} | turns {} | tool calls {} ({} tools, {} errors) | writes {} | plans {} (applied {}, failed on purpose {}) | rows written {} | stale skipped {} | faults {} (errors {}, 429 {}, drops {}) | events {} (failed {}) | checkouts completed {} | drift {} (unexplained {}) | failed syncs reported {}, resent and applied {}, unreported {} | violations {} | {:.1} s",
             self.conversations,
             self.turns,
             self.tool_calls,
@@ -139,6 +144,10 @@ impl ChaosReport {
             self.checkouts_completed,
             self.drift.len(),
             self.unexplained_drift().len(),
+            self.plans_failed_on_purpose as usize
+                - self.failed_then_resent
+                - self.failed_unreported.len(),
+            self.failed_then_resent,
             self.failed_unreported.len(),
             self.violations.len(),
             self.elapsed.as_secs_f64(),
@@ -276,7 +285,9 @@ impl Gen<'_> {
     fn args(&mut self, tool: &str) -> Value {
         let mut a = match tool {
             "get_account_stripe_connection_id" => json!({}),
-            "create_product" => json!({"name": self.word(), "description": if self.chance(0.5) { json!("made by chaos") } else { Value::Null }, "metadata": self.metadata()}),
+            "create_product" => {
+                json!({"name": self.word(), "description": if self.chance(0.5) { json!("made by chaos") } else { Value::Null }, "metadata": self.metadata()})
+            }
             "get_products" => json!({"limit": 5}),
             "update_product" => {
                 json!({"id": self.id("product", "prod_"), "name": self.word(), "active": self.chance(0.8), "metadata": self.metadata()})
@@ -384,7 +395,10 @@ impl ChatModel for ChaosModel {
         Box::pin(async move {
             let messages = request.messages.as_slice();
             let mut rng = history_rng(self.seed, messages);
-            let last_user = messages.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+            let last_user = messages
+                .iter()
+                .rposition(|m| m.role == Role::User)
+                .unwrap_or(0);
             let rounds = messages[last_user..]
                 .iter()
                 .filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
@@ -413,7 +427,13 @@ impl ChatModel for ChaosModel {
                         });
                         continue;
                     }
-                    let tool = PAY_TOOLS[rng.random_range(0..PAY_TOOLS.len())];
+                    // Now and then what a real conversation leads to: a checkout or a
+                    // subscription once a price (and a customer) has been seen.
+                    let tool = match (seen.contains_key("price"), seen.contains_key("customer")) {
+                        (true, _) if rng.random_bool(0.2) => "create_checkout_session",
+                        (true, true) if rng.random_bool(0.15) => "create_subscription",
+                        _ => PAY_TOOLS[rng.random_range(0..PAY_TOOLS.len())],
+                    };
                     let args = Gen {
                         rng: &mut rng,
                         seen: &seen,
@@ -467,7 +487,10 @@ fn rule_violations(text: &str) -> Vec<String> {
         out.push("does not end with the one mention of Altan".to_owned());
     }
     if text.matches("@Altan").count() != 1 {
-        out.push(format!("mentions Altan {} times", text.matches("@Altan").count()));
+        out.push(format!(
+            "mentions Altan {} times",
+            text.matches("@Altan").count()
+        ));
     }
     for other in ["@Bob", "@Ada", "@Altan Pay"] {
         if text.contains(other) {
@@ -517,6 +540,9 @@ struct Tally {
     checkouts: u64,
     /// sync id → its targets (`table id`), for syncs failed on purpose.
     failed_syncs: BTreeMap<String, Vec<String>>,
+    /// The last acknowledgement of each sync id: a failed plan the agent hands over again
+    /// (same rows, same id) and Altan then applies is resolved, not an inconsistency.
+    last_applied: BTreeMap<String, bool>,
     reported: BTreeSet<String>,
     violations: Vec<String>,
 }
@@ -573,6 +599,9 @@ impl Room {
         };
         tally.turns += 1;
         let text = answer["text"].as_str().unwrap_or_default();
+        if std::env::var("CHAOS_DEBUG").is_ok() {
+            eprintln!("=== {thread} <- {}\n{text}\n", body["messages"]);
+        }
         for v in rule_violations(text) {
             tally.violations.push(format!("{thread}: answer {v}"));
         }
@@ -606,9 +635,9 @@ impl Room {
         let plan = match parse_plan(text, &self.mapping) {
             Ok(plan) => plan,
             Err(e) => {
-                tally
-                    .violations
-                    .push(format!("{thread}: the applier refused the agent's plan: {e}"));
+                tally.violations.push(format!(
+                    "{thread}: the applier refused the agent's plan: {e}"
+                ));
                 return None;
             }
         };
@@ -620,14 +649,20 @@ impl Room {
                 .map(|o| format!("{} {}", o.table, o.id))
                 .collect();
             tally.failed_syncs.insert(plan.sync_id.clone(), targets);
-            let error = ApplyError::Database("the stand-in Altan failed this sync on purpose".into());
+            tally.last_applied.insert(plan.sync_id.clone(), false);
+            let error =
+                ApplyError::Database("the stand-in Altan failed this sync on purpose".into());
             return Some(Acknowledgement::failed(&plan.sync_id, Some(&plan), &error).message);
         }
         match apply_text(db, &account.schema, &self.mapping, text).await {
             Ok((ack, Ok(applied))) => {
                 tally.applied += 1;
+                tally.last_applied.insert(plan.sync_id.clone(), true);
                 tally.rows_written += applied.count(|r| {
-                    matches!(r, altan_pay::mirror::OpResult::Written | altan_pay::mirror::OpResult::Deleted)
+                    matches!(
+                        r,
+                        altan_pay::mirror::OpResult::Written | altan_pay::mirror::OpResult::Deleted
+                    )
                 }) as u64;
                 tally.stale +=
                     applied.count(|r| matches!(r, altan_pay::mirror::OpResult::Stale(_))) as u64;
@@ -674,7 +709,15 @@ async fn run_account(
             messages.push(message("u-1", "Ada", "user", text));
             let may_fail = t + 1 < turns;
             ack = room
-                .turn(&account, &mut db.client, &thread, messages, may_fail, &mut rng, &mut tally)
+                .turn(
+                    &account,
+                    &mut db.client,
+                    &thread,
+                    messages,
+                    may_fail,
+                    &mut rng,
+                    &mut tally,
+                )
                 .await;
             t += 1;
         }
@@ -690,7 +733,15 @@ async fn run_account(
         }
         messages.push(message("u-1", "Ada", "user", CLOSING));
         ack = room
-            .turn(&account, &mut db.client, &thread, messages, false, &mut rng, &mut tally)
+            .turn(
+                &account,
+                &mut db.client,
+                &thread,
+                messages,
+                false,
+                &mut rng,
+                &mut tally,
+            )
             .await;
     }
     tally
@@ -750,7 +801,9 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         invented: Mutex::new(Vec::new()),
     });
     let routes = RouteTable::embedded();
-    let gateway = spawn(routes.clone(), recording.clone(), None).await.unwrap();
+    let gateway = spawn(routes.clone(), recording.clone(), None)
+        .await
+        .unwrap();
     let mut pay_config = PayConfig::new(routes.clone().with_base_url(&gateway.base_url));
     pay_config.retry = RetryPolicy {
         max_attempts: 4,
@@ -827,12 +880,15 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         tally.stale += part.stale;
         tally.checkouts += part.checkouts;
         tally.failed_syncs.extend(part.failed_syncs);
+        tally.last_applied.extend(part.last_applied);
         tally.reported.extend(part.reported);
         tally.violations.extend(part.violations);
     }
 
     // The verdict: reconcile every workspace's mirror against the sandbox, without faults.
-    let clean = spawn(routes.clone(), Arc::new(sandbox), None).await.unwrap();
+    let clean = spawn(routes.clone(), Arc::new(sandbox), None)
+        .await
+        .unwrap();
     let clean_pay = PayClient::new(PayConfig::new(routes.with_base_url(&clean.base_url))).unwrap();
     let mut drift = BTreeSet::new();
     for (account, connect_id, schema) in &schemas {
@@ -847,8 +903,11 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
     }
     let mut reported_failed_objects = BTreeSet::new();
     let mut failed_unreported = BTreeSet::new();
+    let mut resolved = 0;
     for (sync_id, targets) in &tally.failed_syncs {
-        if tally.reported.contains(sync_id) {
+        if tally.last_applied.get(sync_id) == Some(&true) {
+            resolved += 1;
+        } else if tally.reported.contains(sync_id) {
             reported_failed_objects.extend(targets.iter().cloned());
         } else {
             failed_unreported.insert(sync_id.clone());
@@ -884,6 +943,7 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         drift,
         reported_failed_objects,
         failed_unreported,
+        failed_then_resent: resolved,
         violations,
         elapsed: started.elapsed(),
     }

@@ -286,9 +286,9 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
         connect_id: Some(candidate.clone()),
         ..Changes::default()
     };
-    state
-        .commit(account, changes)
-        .map_err(|e| ApiError::internal(format!("the sandbox could not save the Connect id: {e}")))?;
+    state.commit(account, changes).map_err(|e| {
+        ApiError::internal(format!("the sandbox could not save the Connect id: {e}"))
+    })?;
     Ok(candidate)
 }
 

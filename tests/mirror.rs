@@ -181,6 +181,9 @@ async fn a_plan_applied_twice_changes_nothing_the_second_time() {
     assert_eq!(acks[0].status, AckStatus::Applied);
 }
 
+/// Which refusal a bad operation must get.
+type Expect = fn(&PlanError) -> bool;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
     let schema = "mirror_refused";
@@ -191,7 +194,7 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
     wrong_type["row"]["unit_amount"] = json!("nine hundred");
     let mut extra = upsert(ObjectKind::Price, &price("price_y", "prod_ok", 900));
     extra["row"]["colour"] = json!("red");
-    let cases: Vec<(&str, Value, fn(&PlanError) -> bool)> = vec![
+    let cases: Vec<(&str, Value, Expect)> = vec![
         (
             "unknown table",
             json!({"table": "invoices", "op": "upsert", "key": {"id": "in_1"}, "row": {"id": "in_1"}}),
@@ -243,6 +246,10 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
             "{name}: {}",
             ack.message
         );
+        // The whole plan was refused, so its acknowledgement lists every operation.
+        let listed: Value = serde_json::from_str(&ack.message).unwrap();
+        assert_eq!(listed["operations"].as_array().unwrap().len(), 2, "{name}");
+        assert_eq!(listed["operations"][0]["id"], "prod_ok", "{name}");
         assert!(dump(&conn.client, schema).await.is_empty(), "{name}");
     }
     // Not a plan at all, and no sync id to acknowledge: an error, nothing written.
@@ -449,4 +456,9 @@ async fn the_schema_and_apply_commands() {
         "{acks:?}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // No sync id to acknowledge: a usage error, exit 2, nothing on stdout.
+    let out = run("no plan here".to_owned());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sync plan"));
 }

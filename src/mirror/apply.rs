@@ -155,7 +155,12 @@ pub fn parse_plan(text: &str, mapping: &SyncMapping) -> Result<ParsedPlan, PlanE
                 "{s:?} is not `sync_` followed by letters and digits"
             )));
         }
-        Some(other) => return Err(PlanError::BadSyncId(format!("{} ", json_kind(other)))),
+        Some(other) => {
+            return Err(PlanError::BadSyncId(format!(
+                "must be a string, not {}",
+                json_kind(other)
+            )));
+        }
         None => return Err(PlanError::BadSyncId("missing".into())),
     };
     let ops = match doc.get("operations") {
@@ -665,8 +670,8 @@ impl Acknowledgement {
         }
     }
 
-    /// The acknowledgement of a plan that was not applied, naming the operations it concerns
-    /// (the failing one, or all of them when the whole plan was refused).
+    /// The acknowledgement of a plan that was not applied, naming the operations it concerns:
+    /// the failing one, or all of them when the whole plan was refused.
     pub fn failed(sync_id: &str, plan: Option<&ParsedPlan>, error: &ApplyError) -> Acknowledgement {
         let ops: Vec<Value> = plan
             .map(|p| p.operations.as_slice())
@@ -678,11 +683,15 @@ impl Acknowledgement {
             })
             .map(|op| json!({"index": op.index, "table": op.table, "op": op.op.as_str(), "id": op.id}))
             .collect();
+        Acknowledgement::failed_with(sync_id, ops, error)
+    }
+
+    fn failed_with(sync_id: &str, operations: Vec<Value>, error: &ApplyError) -> Acknowledgement {
         let body = json!({
             "sync_id": sync_id,
             "status": "failed",
             "error": error.to_string(),
-            "operations": ops,
+            "operations": operations,
         });
         Acknowledgement {
             sync_id: sync_id.to_owned(),
@@ -692,11 +701,27 @@ impl Acknowledgement {
     }
 }
 
-/// The sync id of a text that may not be a valid plan, for a failure acknowledgement.
-fn sync_id_of(text: &str) -> Option<String> {
+/// The sync id and whatever can be read of the operations of a plan that failed its checks,
+/// for its failure acknowledgement.
+fn refused_parts(text: &str) -> Option<(String, Vec<Value>)> {
     let doc = find_plan(text).ok()?;
     let id = doc.get("sync_id")?.as_str()?;
-    is_sync_id(id).then(|| id.to_owned())
+    if !is_sync_id(id) {
+        return None;
+    }
+    let ops = doc
+        .get("operations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, op)| {
+            let key = op.get("key").and_then(Value::as_object);
+            let id = key.and_then(|k| k.values().next()).cloned();
+            json!({"index": index, "table": op.get("table"), "op": op.get("op"), "id": id})
+        })
+        .collect();
+    Some((id.to_owned(), ops))
 }
 
 /// Checks and applies a plan given as text; the acknowledgement says what happened. `Err`
@@ -711,8 +736,8 @@ pub async fn apply_text(
         Ok(plan) => plan,
         Err(e) => {
             let error = ApplyError::Plan(e);
-            return match sync_id_of(text) {
-                Some(id) => Ok((Acknowledgement::failed(&id, None, &error), Err(error))),
+            return match refused_parts(text) {
+                Some((id, ops)) => Ok((Acknowledgement::failed_with(&id, ops, &error), Err(error))),
                 None => Err(error),
             };
         }

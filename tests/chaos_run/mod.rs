@@ -88,7 +88,7 @@ pub struct ChaosReport {
     pub tool_calls: u64,
     pub tools_used: BTreeSet<String>,
     pub tool_errors: u64,
-    /// Stripe mutations that succeeded, as the gateway saw them.
+    /// Stripe mutations the sandbox committed (a dropped answer's included).
     pub writes: u64,
     pub plans: u64,
     pub plans_applied: u64,
@@ -479,6 +479,16 @@ fn message(member_id: &str, name: &str, kind: &str, text: &str) -> Value {
     json!({"member_id": member_id, "name": name, "member_type": kind, "text": text})
 }
 
+/// A turn's new room messages: Altan's acknowledgement of the last handoff, if any, then Ada.
+fn room_messages(ack: Option<String>, text: &str) -> Vec<Value> {
+    let mut messages = Vec::new();
+    if let Some(a) = ack {
+        messages.push(message("altan-1", "Altan", "agent", &a));
+    }
+    messages.push(message("u-1", "Ada", "user", text));
+    messages
+}
+
 /// What one answer broke, if anything.
 fn rule_violations(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -547,6 +557,14 @@ struct Tally {
     violations: Vec<String>,
 }
 
+/// One workspace's side of the run: its mirror connection, its random stream, its counts.
+struct Run {
+    account: Account,
+    db: altan_pay::mirror::Connected,
+    rng: StdRng,
+    tally: Tally,
+}
+
 struct Room {
     http: reqwest::Client,
     database_url: String,
@@ -561,19 +579,16 @@ impl Room {
     /// Altan apply the handoff (or fail it on purpose); returns Altan's acknowledgement.
     async fn turn(
         &self,
-        account: &Account,
-        db: &mut tokio_postgres::Client,
+        run: &mut Run,
         thread: &str,
         messages: Vec<Value>,
         may_fail: bool,
-        rng: &mut StdRng,
-        tally: &mut Tally,
     ) -> Option<String> {
         let body = json!({
             "messages": messages,
             "context": {
-                "account_id": account.id,
-                "stripe_connect_id": account.connect_id,
+                "account_id": run.account.id,
+                "stripe_connect_id": run.account.connect_id,
                 "agent_member_id": "pay-1",
                 "members": [
                     {"member_id": "u-1", "name": "Ada", "kind": "user"},
@@ -587,95 +602,95 @@ impl Room {
         let answer: Value = match self.http.post(&url).json(&body).send().await {
             Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
             Ok(r) => {
-                tally
+                run.tally
                     .violations
                     .push(format!("{thread}: serve answered {}", r.status()));
                 return None;
             }
             Err(e) => {
-                tally.violations.push(format!("{thread}: serve: {e}"));
+                run.tally.violations.push(format!("{thread}: serve: {e}"));
                 return None;
             }
         };
-        tally.turns += 1;
+        run.tally.turns += 1;
         let text = answer["text"].as_str().unwrap_or_default();
         if std::env::var("CHAOS_DEBUG").is_ok() {
             eprintln!("=== {thread} <- {}\n{text}\n", body["messages"]);
         }
         for v in rule_violations(text) {
-            tally.violations.push(format!("{thread}: answer {v}"));
+            run.tally.violations.push(format!("{thread}: answer {v}"));
         }
-        tally.reported.extend(reported_failures(text));
+        run.tally.reported.extend(reported_failures(text));
         for call in answer["tool_calls"].as_array().into_iter().flatten() {
-            tally.tool_calls += 1;
+            run.tally.tool_calls += 1;
             if let Some(name) = call["name"].as_str() {
-                tally.tools_used.insert(name.to_owned());
+                run.tally.tools_used.insert(name.to_owned());
             }
             if !call["error"].is_null() {
-                tally.tool_errors += 1;
+                run.tally.tool_errors += 1;
             }
             let session = &call["result"];
             if call["name"] == "create_checkout_session"
                 && call["error"].is_null()
-                && rng.random_bool(0.7)
+                && run.rng.random_bool(0.7)
                 && let Some(id) = session["id"].as_str()
                 && self
                     .eventing
-                    .complete_checkout(&account.id, id)
+                    .complete_checkout(&run.account.id, id)
                     .await
                     .is_ok()
             {
-                tally.checkouts += 1;
+                run.tally.checkouts += 1;
             }
         }
         if answer["sync_plan"].is_null() {
             return None;
         }
-        tally.plans += 1;
+        run.tally.plans += 1;
         let plan = match parse_plan(text, &self.mapping) {
             Ok(plan) => plan,
             Err(e) => {
-                tally.violations.push(format!(
+                run.tally.violations.push(format!(
                     "{thread}: the applier refused the agent's plan: {e}"
                 ));
                 return None;
             }
         };
-        if may_fail && rng.random_bool(self.fail_rate) {
-            tally.failed += 1;
+        if may_fail && run.rng.random_bool(self.fail_rate) {
+            run.tally.failed += 1;
             let targets = plan
                 .operations
                 .iter()
                 .map(|o| format!("{} {}", o.table, o.id))
                 .collect();
-            tally.failed_syncs.insert(plan.sync_id.clone(), targets);
-            tally.last_applied.insert(plan.sync_id.clone(), false);
+            run.tally.failed_syncs.insert(plan.sync_id.clone(), targets);
+            run.tally.last_applied.insert(plan.sync_id.clone(), false);
             let error =
                 ApplyError::Database("the stand-in Altan failed this sync on purpose".into());
             return Some(Acknowledgement::failed(&plan.sync_id, Some(&plan), &error).message);
         }
-        match apply_text(db, &account.schema, &self.mapping, text).await {
+        match apply_text(&mut run.db.client, &run.account.schema, &self.mapping, text).await {
             Ok((ack, Ok(applied))) => {
-                tally.applied += 1;
-                tally.last_applied.insert(plan.sync_id.clone(), true);
-                tally.rows_written += applied.count(|r| {
+                run.tally.applied += 1;
+                run.tally.last_applied.insert(plan.sync_id.clone(), true);
+                run.tally.rows_written += applied.count(|r| {
                     matches!(
                         r,
                         altan_pay::mirror::OpResult::Written | altan_pay::mirror::OpResult::Deleted
                     )
                 }) as u64;
-                tally.stale +=
+                run.tally.stale +=
                     applied.count(|r| matches!(r, altan_pay::mirror::OpResult::Stale(_))) as u64;
                 Some(ack.message)
             }
             Ok((ack, Err(e))) => {
-                tally
+                run.tally
                     .violations
                     .push(format!("{thread}: applying the agent's plan failed: {e}"));
                 Some(ack.message)
             }
             Err(e) => {
-                tally.violations.push(format!("{thread}: {e}"));
+                run.tally.violations.push(format!("{thread}: {e}"));
                 None
             }
         }
@@ -691,60 +706,35 @@ async fn run_account(
     seed: u64,
     events: Arc<EventingSandbox>,
 ) -> Tally {
-    let mut tally = Tally::default();
-    let mut db = connect(&room.database_url).await.unwrap();
-    let mut rng = StdRng::seed_from_u64(seed ^ (account.index as u64).wrapping_mul(0x9e37_79b9));
+    let rng = StdRng::seed_from_u64(seed ^ (account.index as u64).wrapping_mul(0x9e37_79b9));
+    let mut run = Run {
+        db: connect(&room.database_url).await.unwrap(),
+        account,
+        rng,
+        tally: Tally::default(),
+    };
     for n in 0..conversations {
-        let thread = format!("t-{}-{n}", account.id);
-        let turns = rng.random_range(1..=4);
+        let thread = format!("t-{}-{n}", run.account.id);
+        let turns = run.rng.random_range(1..=4);
         let mut ack: Option<String> = None;
         let mut t = 0;
         // A failed handoff is always followed by a turn that tells the agent.
         while t < turns || ack.as_deref().is_some_and(|a| a.contains("\"failed\"")) {
-            let mut messages = Vec::new();
-            if let Some(a) = ack.take() {
-                messages.push(message("altan-1", "Altan", "agent", &a));
-            }
-            let text = USER_TEXTS[rng.random_range(0..USER_TEXTS.len())];
-            messages.push(message("u-1", "Ada", "user", text));
-            let may_fail = t + 1 < turns;
-            ack = room
-                .turn(
-                    &account,
-                    &mut db.client,
-                    &thread,
-                    messages,
-                    may_fail,
-                    &mut rng,
-                    &mut tally,
-                )
-                .await;
+            let text = USER_TEXTS[run.rng.random_range(0..USER_TEXTS.len())];
+            let messages = room_messages(ack.take(), text);
+            ack = room.turn(&mut run, &thread, messages, t + 1 < turns).await;
             t += 1;
         }
     }
     // Everything Stripe announced reaches the queue, then one more answer hands it over.
     events.sink().flush().await;
-    let thread = format!("t-{}-final", account.id);
+    let thread = format!("t-{}-final", run.account.id);
     let mut ack: Option<String> = None;
     for _ in 0..2 {
-        let mut messages = Vec::new();
-        if let Some(a) = ack.take() {
-            messages.push(message("altan-1", "Altan", "agent", &a));
-        }
-        messages.push(message("u-1", "Ada", "user", CLOSING));
-        ack = room
-            .turn(
-                &account,
-                &mut db.client,
-                &thread,
-                messages,
-                false,
-                &mut rng,
-                &mut tally,
-            )
-            .await;
+        let messages = room_messages(ack.take(), CLOSING);
+        ack = room.turn(&mut run, &thread, messages, false).await;
     }
-    tally
+    run.tally
 }
 
 /// Runs the whole chaos run and gathers the report; the caller asserts the verdict.
@@ -794,7 +784,14 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
             .probability(r),
         )
         .rule(FaultRule::new("*", Fault::DropAfterCommit).probability(r));
-    let faulty = Arc::new(FaultyBackend::new(Arc::new(eventing.clone()), faults));
+    // Inside the faults: the writes Stripe committed (a dropped answer's too); outside: every
+    // request that reached the API, faulted or not, for made-up ids.
+    let committed = Arc::new(Recording {
+        inner: Arc::new(eventing.clone()),
+        writes: AtomicU64::new(0),
+        invented: Mutex::new(Vec::new()),
+    });
+    let faulty = Arc::new(FaultyBackend::new(committed.clone(), faults));
     let recording = Arc::new(Recording {
         inner: faulty.clone(),
         writes: AtomicU64::new(0),
@@ -930,7 +927,7 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         tool_calls: tally.tool_calls,
         tools_used: tally.tools_used,
         tool_errors: tally.tool_errors,
-        writes: recording.writes.load(Ordering::Relaxed),
+        writes: committed.writes.load(Ordering::Relaxed),
         plans: tally.plans,
         plans_applied: tally.applied,
         plans_failed_on_purpose: tally.failed,

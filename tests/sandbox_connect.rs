@@ -71,6 +71,12 @@ async fn the_first_connect_id_binds_and_only_a_different_second_one_is_refused()
         "someone else's id",
     );
     assert!(message.contains("another account"), "{message}");
+    // Nor the id the sandbox derives for another account, even one not seen yet.
+    let theirs = altan_pay::gateway::sandbox::derived_connect_id("ws_unseen");
+    refused_403(
+        create(&pay, "ws_d", &theirs, "k7").await,
+        "a derived id of another account",
+    );
     // An account first looked up gets the derived id bound, so the answer stays true.
     let derived = pay.stripe_connect_id("ws_c").await.unwrap();
     assert_eq!(

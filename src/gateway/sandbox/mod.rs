@@ -162,6 +162,17 @@ pub fn derived_connect_id(account: &str) -> String {
     format!("acct_{}", &uuid.simple().to_string()[..16])
 }
 
+/// `acct_` and 16 lower-case hex digits: what [`derived_connect_id`] makes. Stripe's own ids
+/// mix cases, so a real one has this shape only by a one-in-10^9 chance.
+fn is_derived_shape(id: &str) -> bool {
+    id.strip_prefix("acct_").is_some_and(|rest| {
+        rest.len() == 16
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
 fn is_mutation(operation: &str) -> bool {
     !(operation.ends_with(".list")
         || operation.ends_with(".retrieve")
@@ -271,9 +282,14 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
         (_, Some(given)) => given.to_owned(),
         (_, None) => return Ok(derived_connect_id(account)),
     };
-    let taken = state
-        .account_ids()
-        .any(|other| other != account && connect_id_for(state, other) == candidate);
+    // An id of the derived shape belongs to the account it is derived from (whether that
+    // account has been seen yet or not), so it cannot be bound to another one.
+    let derived_elsewhere =
+        is_derived_shape(&candidate) && candidate != derived_connect_id(account);
+    let taken = derived_elsewhere
+        || state
+            .account_ids()
+            .any(|other| other != account && connect_id_for(state, other) == candidate);
     if taken {
         return Err(ApiError::invalid(format!(
             "The Stripe Connect id '{candidate}' belongs to another account, not to '{account}'."

@@ -494,6 +494,32 @@ mod tests {
     }
 
     #[test]
+    fn column_types_come_from_the_file() {
+        let m = SyncMapping::default();
+        let coupon = m.table(ObjectKind::Coupon);
+        let percent = coupon.columns.iter().find(|c| c.name == "percent_off");
+        assert_eq!(percent.map(|c| c.sql_type), Some(ColumnType::Numeric));
+        let untyped = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"n\", path = \"name\" }]";
+        let m = SyncMapping::from_toml_str(untyped, "x.toml").unwrap();
+        let types: Vec<ColumnType> = m
+            .table(ObjectKind::Product)
+            .columns
+            .iter()
+            .map(|c| c.sql_type)
+            .collect();
+        assert_eq!(types, [ColumnType::Text, ColumnType::Json]);
+        let key_not_text = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\", type = \"integer\" }]";
+        let e = SyncMapping::from_toml_str(key_not_text, "x.toml").unwrap_err();
+        assert!(e.problem.contains("type `text`"), "{e}");
+        let unknown = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\", type = \"date\" }]";
+        assert!(SyncMapping::from_toml_str(unknown, "x.toml").is_err());
+        assert!(
+            ColumnType::Integer.accepts(&json!(5)) && !ColumnType::Integer.accepts(&json!(5.5))
+        );
+        assert!(ColumnType::Text.accepts(&Value::Null) && !ColumnType::Text.accepts(&json!(1)));
+    }
+
+    #[test]
     fn operations_name_kinds() {
         assert_eq!(
             ObjectKind::from_operation("promotion_codes.create"),

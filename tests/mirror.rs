@@ -364,6 +364,29 @@ async fn operations_run_in_reference_order_and_an_older_row_never_wins() {
         mirror.rows[&ObjectKind::Subscription]["sub_1"]["status"],
         "canceled"
     );
+    // Stripe's final canceled state (with canceled_at) is not replaced by a guessed one.
+    let mut finalised = subscription("canceled");
+    finalised["canceled_at"] = json!(1_800_000_000);
+    let guessed = subscription("canceled");
+    for (id, sub, stale) in [
+        ("sync_order6", &finalised, false),
+        ("sync_order7", &guessed, true),
+    ] {
+        let (_, r) = apply_text(
+            &mut conn.client,
+            schema,
+            &mapping,
+            &plan(id, vec![upsert(ObjectKind::Subscription, sub)]),
+        )
+        .await
+        .unwrap();
+        let r = r.unwrap();
+        assert_eq!(
+            matches!(r.results[0].1, OpResult::Stale(_)),
+            stale,
+            "{id}: {r:?}"
+        );
+    }
 
     // Deletes run children first (the foreign key would refuse the product first), and a
     // deleted id never comes back: Stripe does not reuse ids.

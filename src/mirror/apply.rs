@@ -5,7 +5,8 @@
 //! upsert of an id this mirror deleted is stale; a row whose mapping has a column with path
 //! `updated` (products) is not replaced by one with a smaller `updated` (equal goes to the
 //! later plan, as in the event intake); a canceled or expired subscription never goes back to
-//! another status. Other rows carry no Stripe version, so the later plan wins.
+//! another status, nor loses its `canceled_at`. Other rows carry no Stripe version, so the
+//! later plan wins.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -492,6 +493,19 @@ fn stale_reason(
         {
             return Some(format!(
                 "the subscription is already {old}; Stripe never reopens one"
+            ));
+        }
+        // Stripe sets `canceled_at` once; a canceled row without it (the agent's own guess
+        // when a customer is deleted) does not replace Stripe's final state.
+        if let Some(at) = column_with_path(t, "canceled_at")
+            && let (Some(old), Some(new)) = (old, new)
+            && TERMINAL.contains(&old)
+            && TERMINAL.contains(&new)
+            && existing.get(at).is_some_and(|v| !v.is_null())
+            && row.get(at).is_none_or(Value::is_null)
+        {
+            return Some(format!(
+                "the row already holds Stripe's final {old} state ({at} set)"
             ));
         }
     }

@@ -71,6 +71,10 @@ pub enum Command {
     Serve(crate::server::ServeArgs),
     /// Compare the database mirror with Stripe: drift, the sync plan, and database-wins pushes.
     Reconcile(crate::events::reconcile::ReconcileArgs),
+    /// Print the PostgreSQL DDL of the database mirror, derived from the sync mapping.
+    Schema(crate::mirror::SchemaArgs),
+    /// Apply one sync plan to the PostgreSQL mirror and print its acknowledgement.
+    Apply(crate::mirror::ApplyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +163,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
         Command::Serve(args) => crate::server::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Reconcile(args) => crate::events::reconcile::run(args).await,
+        Command::Schema(args) => crate::mirror::schema::run(args),
+        Command::Apply(args) => crate::mirror::apply::run(args).await,
     }
 }
 

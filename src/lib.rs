@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod gateway;
 pub mod metrics;
+pub mod mirror;
 pub mod model;
 pub mod pay;
 pub mod policy;

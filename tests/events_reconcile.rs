@@ -338,29 +338,6 @@ fn database_url() -> String {
     }
 }
 
-/// The column types Altan's database would use.
-fn sql_type(column: &str) -> &'static str {
-    match column {
-        "id" => "text PRIMARY KEY",
-        "active" | "cancel_at_period_end" | "valid" => "boolean",
-        "percent_off" => "numeric",
-        "metadata" | "images" | "price_ids" | "discounts" => "jsonb",
-        "created"
-        | "updated"
-        | "unit_amount"
-        | "recurring_interval_count"
-        | "quantity"
-        | "current_period_start"
-        | "current_period_end"
-        | "canceled_at"
-        | "amount_off"
-        | "duration_in_months"
-        | "max_redemptions"
-        | "expires_at" => "bigint",
-        _ => "text",
-    }
-}
-
 async fn pg() -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
         .await
@@ -371,24 +348,17 @@ async fn pg() -> tokio_postgres::Client {
 
 async fn create_tables(client: &tokio_postgres::Client, schema: &str, snapshot: &Value) {
     let mapping = SyncMapping::default();
+    // The tables exactly as `altan-pay schema` prints them.
     client
         .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; {}",
+            altan_pay::mirror::ddl(&mapping, schema).unwrap()
         ))
         .await
         .unwrap();
     for kind in ObjectKind::ALL {
         let t = mapping.table(kind);
-        let columns: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| format!("\"{}\" {}", c.name, sql_type(&c.name)))
-            .collect();
         let table = format!("{schema}.{}", t.table);
-        client
-            .batch_execute(&format!("CREATE TABLE {table} ({})", columns.join(", ")))
-            .await
-            .unwrap();
         for row in snapshot[t.table.as_str()].as_array().unwrap() {
             client
                 .execute(

@@ -993,7 +993,9 @@ async fn bad_input_gets_a_stripe_shaped_4xx_that_names_the_problem() {
 
 #[tokio::test]
 async fn a_token_is_required_when_configured() {
-    let gw = Gw::with(Sandbox::in_memory(), Some("s3cret")).await;
+    // acc_test's Connect id is bound by the state, so acct_x is a second, different one.
+    let state = json!({"accounts": {"acc_test": {"stripe_connect_id": "acct_bound"}}});
+    let gw = Gw::with(Sandbox::with_state(&state).unwrap(), Some("s3cret")).await;
     let url = gw.url("products.list", None, "acc_test", "acct_x");
     let (s, b) = raw(&gw, reqwest::Method::GET, url.clone(), None).await;
     error(s, &b, 401);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::mirror::{TableProblem, quote_ident};
 use crate::pay::{PayCall, PayClient};
 use crate::sync::{
     MutationSource, ObjectKind, OpOrigin, RowChange, SyncMapping, SyncOperation, SyncPlan,
@@ -139,54 +140,26 @@ impl Mirror {
         mapping: &SyncMapping,
     ) -> Result<Mirror, ReconcileError> {
         let db = |e: tokio_postgres::Error| ReconcileError::Database(e.to_string());
-        let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-        let (mut client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+        let mut conn = crate::mirror::connect(url)
             .await
-            .map_err(|_| ReconcileError::Database("connecting timed out after 10 s".into()))?
-            .map_err(|e| ReconcileError::Database(format!("cannot connect: {e}")))?;
-        let conn_task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("database connection: {e}");
-            }
-        });
-        let tx = client
+            .map_err(ReconcileError::Database)?;
+        let tx = conn
+            .client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .await
             .map_err(db)?;
-        for kind in ObjectKind::ALL {
-            let t = mapping.table(kind);
-            let present: BTreeSet<String> = tx
-                .query(
-                    "SELECT column_name::text FROM information_schema.columns
-                     WHERE table_schema = $1 AND table_name = $2",
-                    &[&schema, &t.table],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect();
-            if present.is_empty() {
-                return Err(ReconcileError::TableMissing {
-                    table: format!("{schema}.{}", t.table),
-                });
-            }
-            let missing: Vec<&str> = t
-                .columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .filter(|c| !present.contains(*c))
-                .collect();
-            if !missing.is_empty() {
-                return Err(ReconcileError::ColumnsMissing {
-                    table: format!("{schema}.{}", t.table),
-                    columns: missing.join(", "),
-                });
-            }
-        }
+        crate::mirror::check_tables(&tx, schema, mapping)
+            .await
+            .map_err(|e| match e {
+                TableProblem::TableMissing { table } => ReconcileError::TableMissing { table },
+                TableProblem::ColumnsMissing { table, columns } => {
+                    ReconcileError::ColumnsMissing { table, columns }
+                }
+                TableProblem::Database(e) => ReconcileError::Database(e),
+            })?;
         let mut rows = Rows::new();
         for kind in ObjectKind::ALL {
             let t = mapping.table(kind);
@@ -210,15 +183,8 @@ impl Mirror {
             );
         }
         tx.rollback().await.map_err(db)?;
-        drop(client);
-        conn_task.abort();
         Ok(Mirror { rows })
     }
-}
-
-/// `"name"` with inner quotes doubled: a table name from the mapping is never SQL.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Every Stripe object per kind, keyed by id.

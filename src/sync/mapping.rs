@@ -205,11 +205,59 @@ fn walk(value: &Value, steps: &[Step]) -> Value {
     }
 }
 
+/// What a column holds: the applier checks rows against it and the schema derives its
+/// PostgreSQL type from it, so the mapping is the one place a column is described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Text,
+    /// Whole numbers: amounts in the smallest unit, counts, Unix times.
+    Integer,
+    /// Decimal numbers (`percent_off`).
+    Numeric,
+    Boolean,
+    /// Any JSON, kept whole (metadata, lists of ids).
+    #[default]
+    Json,
+}
+
+impl ColumnType {
+    /// The name in the mapping file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Integer => "integer",
+            ColumnType::Numeric => "numeric",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Json => "json",
+        }
+    }
+
+    /// Whether a row value fits: null always does (a field the object lacks).
+    pub fn accepts(self, value: &Value) -> bool {
+        match (self, value) {
+            (_, Value::Null) | (ColumnType::Json, _) => true,
+            (ColumnType::Text, Value::String(_)) => true,
+            (ColumnType::Integer, Value::Number(n)) => n.is_i64(),
+            (ColumnType::Numeric, Value::Number(_)) => true,
+            (ColumnType::Boolean, Value::Bool(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
     pub path: ColumnPath,
+    pub sql_type: ColumnType,
 }
 
 /// The table one object kind is written to.
@@ -289,6 +337,8 @@ struct RawTable {
 struct RawColumn {
     name: String,
     path: String,
+    #[serde(default, rename = "type")]
+    sql_type: Option<ColumnType>,
 }
 
 fn parse_complete(text: &str, origin: &str) -> Result<SyncMapping, MappingError> {
@@ -338,6 +388,7 @@ fn table_mapping(raw: RawTable, origin: &str, entry: &str) -> Result<TableMappin
         return Err(MappingError::new(origin, entry, "empty table name"));
     }
     let mut seen = BTreeSet::new();
+    let mut typed = BTreeSet::new();
     let mut columns = Vec::with_capacity(raw.columns.len());
     for column in raw.columns {
         let name = column.name.trim().to_owned();
@@ -350,13 +401,33 @@ fn table_mapping(raw: RawTable, origin: &str, entry: &str) -> Result<TableMappin
         }
         let path = ColumnPath::parse(&column.path)
             .map_err(|problem| MappingError::new(origin, &at, format!("bad path: {problem}")))?;
-        columns.push(Column { name, path });
+        if column.sql_type.is_some() {
+            typed.insert(name.clone());
+        }
+        let sql_type = column.sql_type.unwrap_or_default();
+        columns.push(Column {
+            name,
+            path,
+            sql_type,
+        });
     }
     let key_column = raw
         .key
         .map_or_else(|| "id".to_owned(), |k| k.trim().to_owned());
-    match columns.iter().find(|c| c.name == key_column) {
-        Some(c) if c.path.is_id() => {}
+    let key_typed = typed.contains(&key_column);
+    match columns.iter_mut().find(|c| c.name == key_column) {
+        Some(c) if c.path.is_id() && key_typed && c.sql_type != ColumnType::Text => {
+            return Err(MappingError::new(
+                origin,
+                format!("{entry} column `{key_column}`"),
+                format!(
+                    "the key column holds the Stripe id: type `text`, not `{}`",
+                    c.sql_type
+                ),
+            ));
+        }
+        // The key is the Stripe id: text, whether the file says so or not.
+        Some(c) if c.path.is_id() => c.sql_type = ColumnType::Text,
         Some(c) => {
             return Err(MappingError::new(
                 origin,
@@ -420,6 +491,32 @@ mod tests {
         for bad in ["", "a..b", "a[", "a[x]", "a]b", "a[]x", "a b", "a|"] {
             assert!(ColumnPath::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn column_types_come_from_the_file() {
+        let m = SyncMapping::default();
+        let coupon = m.table(ObjectKind::Coupon);
+        let percent = coupon.columns.iter().find(|c| c.name == "percent_off");
+        assert_eq!(percent.map(|c| c.sql_type), Some(ColumnType::Numeric));
+        let untyped = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"n\", path = \"name\" }]";
+        let m = SyncMapping::from_toml_str(untyped, "x.toml").unwrap();
+        let types: Vec<ColumnType> = m
+            .table(ObjectKind::Product)
+            .columns
+            .iter()
+            .map(|c| c.sql_type)
+            .collect();
+        assert_eq!(types, [ColumnType::Text, ColumnType::Json]);
+        let key_not_text = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\", type = \"integer\" }]";
+        let e = SyncMapping::from_toml_str(key_not_text, "x.toml").unwrap_err();
+        assert!(e.problem.contains("type `text`"), "{e}");
+        let unknown = "[product]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\", type = \"date\" }]";
+        assert!(SyncMapping::from_toml_str(unknown, "x.toml").is_err());
+        assert!(
+            ColumnType::Integer.accepts(&json!(5)) && !ColumnType::Integer.accepts(&json!(5.5))
+        );
+        assert!(ColumnType::Text.accepts(&Value::Null) && !ColumnType::Text.accepts(&json!(1)));
     }
 
     #[test]

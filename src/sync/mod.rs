@@ -19,5 +19,6 @@ pub use ledger::{
     RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
 };
 pub use mapping::{
-    Column, ColumnPath, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping, TableMapping,
+    Column, ColumnPath, ColumnType, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping,
+    TableMapping,
 };

@@ -350,6 +350,9 @@ pub struct EventingSandbox {
     sink: EventSink,
     /// (account, idempotency key) already announced: a replayed request sends nothing, as in Stripe.
     announced: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Held from a mutation's commit to its events' queueing, so events leave in commit order
+    /// even for parallel writes to one object (their versions may tie within a second).
+    order: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EventingSandbox {
@@ -358,6 +361,7 @@ impl EventingSandbox {
             sandbox,
             sink,
             announced: Arc::default(),
+            order: Arc::default(),
         }
     }
 
@@ -375,6 +379,7 @@ impl EventingSandbox {
         account: &str,
         session_id: &str,
     ) -> Result<CheckoutCompletion, ApiError> {
+        let _in_order = self.order.lock().await;
         let sandbox = self.sandbox.clone();
         let (account, session_id) = (account.to_owned(), session_id.to_owned());
         let done =
@@ -461,6 +466,10 @@ impl Backend for EventingSandbox {
                     self.live_subscriptions(&request, customer).await
                 }
                 _ => Vec::new(),
+            };
+            let _in_order = match event_type {
+                Some(_) => Some(self.order.lock().await),
+                None => None,
             };
             let response = Backend::handle(&self.sandbox, request.clone()).await;
             if let (Some(event_type), Some(connect_id), 200) =

@@ -145,8 +145,8 @@ fn request_rng(seed: u64, request: &PayRequest) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(hasher.finish())
 }
 
-/// The Connect id of an account: set by the initial state, else derived from the account id
-/// so it is stable across restarts without being stored.
+/// The Connect id of an account: bound by the initial state or by its first use, else
+/// derived from the account id so it is stable across restarts without being stored.
 pub fn connect_id_for(state: &State, account: &str) -> String {
     if let Some(id) = state.connect_id(account) {
         return id.to_string();
@@ -160,6 +160,17 @@ pub fn derived_connect_id(account: &str) -> String {
         format!("altan-pay-sandbox:{account}").as_bytes(),
     );
     format!("acct_{}", &uuid.simple().to_string()[..16])
+}
+
+/// `acct_` and 16 lower-case hex digits: what [`derived_connect_id`] makes. Stripe's own ids
+/// mix cases, so a real one has this shape only by a one-in-10^9 chance.
+fn is_derived_shape(id: &str) -> bool {
+    id.strip_prefix("acct_").is_some_and(|rest| {
+        rest.len() == 16
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 fn is_mutation(operation: &str) -> bool {
@@ -180,7 +191,6 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError>
     if account.is_empty() {
         return Err(ApiError::missing_param("account_id"));
     }
-    let expected = connect_id_for(state, account);
     let fields = params::accepted(&req.operation).ok_or_else(|| {
         ApiError::invalid(format!(
             "The sandbox does not implement `{}`.",
@@ -188,6 +198,10 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError>
         ))
         .status(404)
     })?;
+    let expected = match state.connect_id(account) {
+        Some(bound) => bound.to_owned(),
+        None => bind_connect_id(state, req)?,
+    };
     if req.operation == "account.stripe_connect_id" {
         params::validate(fields, &req.params)?;
         return Ok(ok(json!({
@@ -254,6 +268,44 @@ fn explain(operation: &str, mut e: ApiError) -> ApiError {
 
 fn ok(body: Value) -> PayResponse {
     PayResponse { status: 200, body }
+}
+
+/// First use of an account: the platform's Connect id (Altan passes the real one in the
+/// context) becomes the account's, stored with the sandbox state, unless another account
+/// already has it; the Connect id lookup binds the derived id. A request naming no Connect id
+/// binds nothing (it is refused below).
+fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiError> {
+    let account = req.account_id.as_str();
+    let given = req.stripe_connect_id.as_deref().filter(|s| !s.is_empty());
+    let candidate = match (req.operation.as_str(), given) {
+        ("account.stripe_connect_id", _) => derived_connect_id(account),
+        (_, Some(given)) => given.to_owned(),
+        (_, None) => return Ok(derived_connect_id(account)),
+    };
+    // An id of the derived shape belongs to the account it is derived from (whether that
+    // account has been seen yet or not), so it cannot be bound to another one.
+    let derived_elsewhere =
+        is_derived_shape(&candidate) && candidate != derived_connect_id(account);
+    let taken = derived_elsewhere
+        || state
+            .account_ids()
+            .any(|other| other != account && connect_id_for(state, other) == candidate);
+    if taken {
+        return Err(ApiError::invalid(format!(
+            "The Stripe Connect id '{candidate}' belongs to another account, not to '{account}'."
+        ))
+        .code("account_invalid")
+        .param("stripe_connect_id")
+        .status(403));
+    }
+    let changes = Changes {
+        connect_id: Some(candidate.clone()),
+        ..Changes::default()
+    };
+    state.commit(account, changes).map_err(|e| {
+        ApiError::internal(format!("the sandbox could not save the Connect id: {e}"))
+    })?;
+    Ok(candidate)
 }
 
 fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), ApiError> {

@@ -184,9 +184,14 @@ impl State {
         self.accounts.entry(account.to_string()).or_default()
     }
 
-    /// The Connect id set for this account by an initial state, if any.
+    /// The Connect id bound to this account (by an initial state or its first use), if any.
     pub fn connect_id(&self, account: &str) -> Option<&str> {
         self.accounts.get(account)?.connect_id.as_deref()
+    }
+
+    /// Every account the sandbox holds anything for.
+    pub fn account_ids(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
     }
 
     pub fn get(&self, account: &str, collection: &str, id: &str) -> Option<&Value> {

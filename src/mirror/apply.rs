@@ -1,0 +1,813 @@
+//! `altan-pay apply`: one sync plan checked whole, then written to the PostgreSQL mirror in one
+//! transaction in reference order, and the acknowledgement the agent reads back.
+//!
+//! Version rule (an older row never overwrites a newer one): Stripe never reuses an id, so an
+//! upsert of an id this mirror deleted is stale; a row whose mapping has a column with path
+//! `updated` (products) is not replaced by one with a smaller `updated` (equal goes to the
+//! later plan, as in the event intake); a canceled or expired subscription never goes back to
+//! another status, nor loses its `canceled_at`. Other rows carry no Stripe version, so the
+//! later plan wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+
+use crate::sync::{ObjectKind, Op, SyncMapping, TableMapping};
+
+use super::pg::{TableProblem, check_tables, columns_of, quote_ident};
+use super::schema::DELETED_TABLE;
+
+/// Why a plan was refused before anything was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("not a sync plan: {0}")]
+    NotAPlan(String),
+    #[error("the text holds {0} sync plans; apply them one at a time")]
+    SeveralPlans(usize),
+    #[error("bad sync_id: {0}")]
+    BadSyncId(String),
+    #[error("{at}: unknown table `{table}` (the sync mapping has {known})")]
+    UnknownTable {
+        at: String,
+        table: String,
+        known: String,
+    },
+    #[error("{at}: missing key: {problem}")]
+    MissingKey { at: String, problem: String },
+    #[error("{at}: column `{column}` must be {expected}, not {found}")]
+    WrongType {
+        at: String,
+        column: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{at}: {problem}")]
+    BadOperation { at: String, problem: String },
+}
+
+/// One checked operation of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOp {
+    /// Position in the plan's `operations`, for messages.
+    pub index: usize,
+    pub kind: ObjectKind,
+    pub table: String,
+    pub op: Op,
+    pub id: String,
+    /// Every mapped column, for an upsert.
+    pub row: Option<Map<String, Value>>,
+}
+
+impl PlanOp {
+    /// `operations[2] (upsert prices price_1)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "operations[{}] ({} {} {})",
+            self.index,
+            self.op.as_str(),
+            self.table,
+            self.id
+        )
+    }
+}
+
+/// A plan that passed every check: known tables, keys, every column with the right type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedPlan {
+    pub sync_id: String,
+    pub operations: Vec<PlanOp>,
+}
+
+/// The plan in a text: the JSON itself, or an answer holding it in a fenced block.
+fn find_plan(text: &str) -> Result<Value, PlanError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(PlanError::NotAPlan("the input is empty".into()));
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        return Ok(value);
+    }
+    let mut found: Vec<Value> = Vec::new();
+    // Odd pieces between ``` fences are code blocks; the first line may name the language.
+    for (i, block) in text.split("```").enumerate() {
+        if i % 2 == 0 {
+            continue;
+        }
+        let body = match block.split_once('\n') {
+            Some((lang, rest)) if !lang.trim_start().starts_with('{') => rest,
+            _ => block,
+        };
+        if let Ok(value) = serde_json::from_str::<Value>(body.trim())
+            && value.get("operations").is_some()
+        {
+            found.push(value);
+        }
+    }
+    match found.len() {
+        0 => Err(PlanError::NotAPlan(
+            "neither JSON nor a text with a fenced ```json block holding `sync_id` and `operations`"
+                .into(),
+        )),
+        1 => Ok(found.remove(0)),
+        n => Err(PlanError::SeveralPlans(n)),
+    }
+}
+
+fn json_kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() > 40 => "a string".into(),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn is_sync_id(id: &str) -> bool {
+    id.strip_prefix("sync_")
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Checks a plan whole against the mapping; the first problem refuses it.
+pub fn parse_plan(text: &str, mapping: &SyncMapping) -> Result<ParsedPlan, PlanError> {
+    let doc = find_plan(text)?;
+    let Value::Object(doc) = doc else {
+        return Err(PlanError::NotAPlan(format!(
+            "expected an object, got {}",
+            json_kind(&doc)
+        )));
+    };
+    for key in doc.keys() {
+        if key != "sync_id" && key != "operations" {
+            return Err(PlanError::NotAPlan(format!(
+                "unknown field `{key}` (a plan has `sync_id` and `operations`)"
+            )));
+        }
+    }
+    let sync_id = match doc.get("sync_id") {
+        Some(Value::String(s)) if is_sync_id(s) => s.clone(),
+        Some(Value::String(s)) => {
+            return Err(PlanError::BadSyncId(format!(
+                "{s:?} is not `sync_` followed by letters and digits"
+            )));
+        }
+        Some(other) => {
+            return Err(PlanError::BadSyncId(format!(
+                "must be a string, not {}",
+                json_kind(other)
+            )));
+        }
+        None => return Err(PlanError::BadSyncId("missing".into())),
+    };
+    let ops = match doc.get("operations") {
+        Some(Value::Array(ops)) => ops,
+        Some(other) => {
+            return Err(PlanError::NotAPlan(format!(
+                "`operations` must be a list, not {}",
+                json_kind(other)
+            )));
+        }
+        None => return Err(PlanError::NotAPlan("no `operations`".into())),
+    };
+    let tables: BTreeMap<&str, ObjectKind> = ObjectKind::ALL
+        .iter()
+        .map(|k| (mapping.table(*k).table.as_str(), *k))
+        .collect();
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut operations = Vec::with_capacity(ops.len());
+    for (index, op) in ops.iter().enumerate() {
+        let parsed = parse_op(index, op, mapping, &tables)?;
+        if let Some(first) = seen.insert((parsed.table.clone(), parsed.id.clone()), index) {
+            return Err(PlanError::BadOperation {
+                at: parsed.describe(),
+                problem: format!(
+                    "operations[{first}] already touches this row; a plan has one operation per row"
+                ),
+            });
+        }
+        operations.push(parsed);
+    }
+    Ok(ParsedPlan {
+        sync_id,
+        operations,
+    })
+}
+
+fn parse_op(
+    index: usize,
+    op: &Value,
+    mapping: &SyncMapping,
+    tables: &BTreeMap<&str, ObjectKind>,
+) -> Result<PlanOp, PlanError> {
+    let at = format!("operations[{index}]");
+    let bad = |at: &str, problem: String| PlanError::BadOperation {
+        at: at.to_owned(),
+        problem,
+    };
+    let Value::Object(map) = op else {
+        return Err(bad(
+            &at,
+            format!("expected an object, got {}", json_kind(op)),
+        ));
+    };
+    for key in map.keys() {
+        if !["table", "op", "key", "row"].contains(&key.as_str()) {
+            return Err(bad(
+                &at,
+                format!("unknown field `{key}` (an operation has table, op, key, row)"),
+            ));
+        }
+    }
+    let table = match map.get("table") {
+        Some(Value::String(t)) => t.clone(),
+        other => {
+            return Err(bad(
+                &at,
+                format!(
+                    "`table` must be a string, not {}",
+                    json_kind(other.unwrap_or(&Value::Null))
+                ),
+            ));
+        }
+    };
+    let Some(&kind) = tables.get(table.as_str()) else {
+        return Err(PlanError::UnknownTable {
+            at,
+            table,
+            known: tables.keys().copied().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let t = mapping.table(kind);
+    let op_kind = match map.get("op").and_then(Value::as_str) {
+        Some("upsert") => Op::Upsert,
+        Some("delete") => Op::Delete,
+        _ => {
+            return Err(bad(
+                &at,
+                format!(
+                    "`op` must be \"upsert\" or \"delete\", not {}",
+                    json_kind(map.get("op").unwrap_or(&Value::Null))
+                ),
+            ));
+        }
+    };
+    let id = match map.get("key") {
+        Some(Value::Object(key)) => match (key.len(), key.get(&t.key_column)) {
+            (1, Some(Value::String(id))) if !id.trim().is_empty() => id.clone(),
+            (1, Some(other)) => {
+                return Err(PlanError::MissingKey {
+                    at,
+                    problem: format!(
+                        "`{}` must be a non-empty string, not {}",
+                        t.key_column,
+                        json_kind(other)
+                    ),
+                });
+            }
+            _ => {
+                return Err(PlanError::MissingKey {
+                    at,
+                    problem: format!(
+                        "`key` must be exactly {{\"{}\": \"<Stripe id>\"}}",
+                        t.key_column
+                    ),
+                });
+            }
+        },
+        Some(other) => {
+            return Err(PlanError::MissingKey {
+                at,
+                problem: format!("`key` must be an object, not {}", json_kind(other)),
+            });
+        }
+        None => {
+            return Err(PlanError::MissingKey {
+                at,
+                problem: "no `key`".into(),
+            });
+        }
+    };
+    let mut parsed = PlanOp {
+        index,
+        kind,
+        table,
+        op: op_kind,
+        id,
+        row: None,
+    };
+    let at = parsed.describe();
+    match (op_kind, map.get("row")) {
+        (Op::Delete, None) => {}
+        (Op::Delete, Some(_)) => return Err(bad(&at, "a delete carries no `row`".into())),
+        (Op::Upsert, Some(Value::Object(row))) => {
+            check_row(&at, t, &parsed.id, row)?;
+            parsed.row = Some(row.clone());
+        }
+        (Op::Upsert, other) => {
+            return Err(bad(
+                &at,
+                format!(
+                    "an upsert needs a `row` object, not {}",
+                    json_kind(other.unwrap_or(&Value::Null))
+                ),
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+fn check_row(
+    at: &str,
+    t: &TableMapping,
+    id: &str,
+    row: &Map<String, Value>,
+) -> Result<(), PlanError> {
+    let known: BTreeSet<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+    if let Some(extra) = row.keys().find(|k| !known.contains(k.as_str())) {
+        return Err(PlanError::BadOperation {
+            at: at.to_owned(),
+            problem: format!("unknown column `{extra}` for table {}", t.table),
+        });
+    }
+    for c in &t.columns {
+        let Some(value) = row.get(&c.name) else {
+            return Err(PlanError::BadOperation {
+                at: at.to_owned(),
+                problem: format!("the row lacks column `{}`", c.name),
+            });
+        };
+        if !c.sql_type.accepts(value) {
+            return Err(PlanError::WrongType {
+                at: at.to_owned(),
+                column: c.name.clone(),
+                expected: match c.sql_type {
+                    crate::sync::ColumnType::Integer => "an integer".into(),
+                    crate::sync::ColumnType::Numeric => "a number".into(),
+                    crate::sync::ColumnType::Boolean => "a boolean".into(),
+                    other => format!("{other}"),
+                },
+                found: json_kind(value),
+            });
+        }
+    }
+    if row.get(&t.key_column).and_then(Value::as_str) != Some(id) {
+        return Err(PlanError::MissingKey {
+            at: at.to_owned(),
+            problem: format!("the row's `{}` is not the key's id", t.key_column),
+        });
+    }
+    Ok(())
+}
+
+/// Parents before children: an upsert never precedes the row it references.
+const UPSERT_ORDER: [ObjectKind; 6] = [
+    ObjectKind::Product,
+    ObjectKind::Coupon,
+    ObjectKind::Customer,
+    ObjectKind::Price,
+    ObjectKind::PromotionCode,
+    ObjectKind::Subscription,
+];
+
+impl ParsedPlan {
+    /// Upserts parents first, then deletes children first; the plan's order within a kind.
+    pub fn ordered(&self) -> Vec<&PlanOp> {
+        let rank = |k: ObjectKind| UPSERT_ORDER.iter().position(|o| *o == k).unwrap_or(0);
+        let mut ups: Vec<&PlanOp> = self
+            .operations
+            .iter()
+            .filter(|o| o.op == Op::Upsert)
+            .collect();
+        ups.sort_by_key(|o| (rank(o.kind), o.index));
+        let mut dels: Vec<&PlanOp> = self
+            .operations
+            .iter()
+            .filter(|o| o.op == Op::Delete)
+            .collect();
+        dels.sort_by_key(|o| (std::cmp::Reverse(rank(o.kind)), o.index));
+        ups.extend(dels);
+        ups
+    }
+}
+
+/// What one operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    Written,
+    /// The row already held exactly these values.
+    Unchanged,
+    Deleted,
+    /// A delete of a row the mirror did not have.
+    AlreadyAbsent,
+    /// Skipped by the version rule; the reason names it.
+    Stale(String),
+}
+
+/// A plan that was committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub sync_id: String,
+    /// In the order they ran.
+    pub results: Vec<(PlanOp, OpResult)>,
+}
+
+impl Applied {
+    /// How many operations ended in each result.
+    pub fn count(&self, f: impl Fn(&OpResult) -> bool) -> usize {
+        self.results.iter().filter(|(_, r)| f(r)).count()
+    }
+
+    /// Whether anything in the database changed.
+    pub fn changed(&self) -> bool {
+        self.count(|r| matches!(r, OpResult::Written | OpResult::Deleted)) > 0
+    }
+}
+
+/// Why a plan was not applied; nothing was written in any case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("plan refused, nothing written: {0}")]
+    Plan(#[from] PlanError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("database: {0}")]
+    Tables(#[from] TableProblem),
+    #[error("{at} failed, nothing written: {error}")]
+    Operation {
+        index: usize,
+        at: String,
+        error: String,
+    },
+}
+
+/// Postgres' own message with its detail, which names the column or constraint.
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
+}
+
+/// The column whose Stripe path is exactly `path`, if the table maps one.
+fn column_with_path<'a>(t: &'a TableMapping, path: &str) -> Option<&'a str> {
+    t.columns
+        .iter()
+        .find(|c| c.path.as_str() == path)
+        .map(|c| c.name.as_str())
+}
+
+const TERMINAL: [&str; 2] = ["canceled", "incomplete_expired"];
+
+/// The version rule against the row the mirror holds; `Some(reason)` when the upsert is stale.
+fn stale_reason(
+    kind: ObjectKind,
+    t: &TableMapping,
+    existing: &Map<String, Value>,
+    row: &Map<String, Value>,
+) -> Option<String> {
+    if let Some(col) = column_with_path(t, "updated") {
+        let old = existing.get(col).and_then(Value::as_i64);
+        let new = row.get(col).and_then(Value::as_i64);
+        if let (Some(old), Some(new)) = (old, new)
+            && new < old
+        {
+            return Some(format!("older than the row ({col} {new} < {old})"));
+        }
+    }
+    if kind == ObjectKind::Subscription
+        && let Some(col) = column_with_path(t, "status")
+    {
+        let old = existing.get(col).and_then(Value::as_str);
+        let new = row.get(col).and_then(Value::as_str);
+        if let (Some(old), Some(new)) = (old, new)
+            && TERMINAL.contains(&old)
+            && !TERMINAL.contains(&new)
+        {
+            return Some(format!(
+                "the subscription is already {old}; Stripe never reopens one"
+            ));
+        }
+        // Stripe sets `canceled_at` once; a canceled row without it (the agent's own guess
+        // when a customer is deleted) does not replace Stripe's final state.
+        if let Some(at) = column_with_path(t, "canceled_at")
+            && let (Some(old), Some(new)) = (old, new)
+            && TERMINAL.contains(&old)
+            && TERMINAL.contains(&new)
+            && existing.get(at).is_some_and(|v| !v.is_null())
+            && row.get(at).is_none_or(Value::is_null)
+        {
+            return Some(format!(
+                "the row already holds Stripe's final {old} state ({at} set)"
+            ));
+        }
+    }
+    None
+}
+
+/// Applies a checked plan in one transaction: every operation or none. The mapping must be
+/// the one the plan was checked against.
+pub async fn apply_plan(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    mapping: &SyncMapping,
+    plan: &ParsedPlan,
+) -> Result<Applied, ApplyError> {
+    let db = |e: tokio_postgres::Error| ApplyError::Database(pg_error(&e));
+    let tx = client.transaction().await.map_err(db)?;
+    check_tables(&tx, schema, mapping).await?;
+    if columns_of(&tx, schema, DELETED_TABLE).await?.is_empty() {
+        return Err(TableProblem::TableMissing {
+            table: format!("{schema}.{DELETED_TABLE} (create it with `altan-pay schema`)"),
+        }
+        .into());
+    }
+    let s = quote_ident(schema);
+    let deleted = format!("{s}.{}", quote_ident(DELETED_TABLE));
+    let mut results = Vec::with_capacity(plan.operations.len());
+    for op in plan.ordered() {
+        let t = mapping.table(op.kind);
+        let table = format!("{s}.{}", quote_ident(&t.table));
+        let key = quote_ident(&t.key_column);
+        let fail = |e: tokio_postgres::Error| ApplyError::Operation {
+            index: op.index,
+            at: op.describe(),
+            error: pg_error(&e),
+        };
+        let result = match &op.row {
+            None => {
+                let n = tx
+                    .execute(
+                        format!("DELETE FROM {table} WHERE {key} = $1").as_str(),
+                        &[&op.id],
+                    )
+                    .await
+                    .map_err(fail)?;
+                tx.execute(
+                    format!(
+                        "INSERT INTO {deleted} (table_name, id, sync_id) VALUES ($1, $2, $3)
+                         ON CONFLICT (table_name, id) DO NOTHING"
+                    )
+                    .as_str(),
+                    &[&t.table, &op.id, &plan.sync_id],
+                )
+                .await
+                .map_err(fail)?;
+                if n > 0 {
+                    OpResult::Deleted
+                } else {
+                    OpResult::AlreadyAbsent
+                }
+            }
+            Some(row) => {
+                let gone = tx
+                    .query_opt(
+                        format!("SELECT sync_id FROM {deleted} WHERE table_name = $1 AND id = $2")
+                            .as_str(),
+                        &[&t.table, &op.id],
+                    )
+                    .await
+                    .map_err(fail)?;
+                let existing = tx
+                    .query_opt(
+                        format!(
+                            "SELECT row_to_json(t)::text FROM {table} t WHERE {key} = $1 FOR UPDATE"
+                        )
+                        .as_str(),
+                        &[&op.id],
+                    )
+                    .await
+                    .map_err(fail)?
+                    .map(|r| r.get::<_, String>(0))
+                    .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok());
+                let stale = match (&gone, &existing) {
+                    (Some(r), _) => Some(format!(
+                        "deleted from Stripe by {}; Stripe never reuses an id",
+                        r.get::<_, String>(0)
+                    )),
+                    (None, Some(existing)) => stale_reason(op.kind, t, existing, row),
+                    (None, None) => None,
+                };
+                match stale {
+                    Some(reason) => OpResult::Stale(reason),
+                    None => {
+                        let n = tx
+                            .execute(
+                                upsert_sql(&table, t).as_str(),
+                                &[&Value::Object(row.clone()).to_string()],
+                            )
+                            .await
+                            .map_err(fail)?;
+                        if n > 0 {
+                            OpResult::Written
+                        } else {
+                            OpResult::Unchanged
+                        }
+                    }
+                }
+            }
+        };
+        results.push((op.clone(), result));
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Applied {
+        sync_id: plan.sync_id.clone(),
+        results,
+    })
+}
+
+/// An insert of the row's mapped columns that updates only when a value differs (compared as
+/// text, so `json` columns work too), so a repeat reports zero rows.
+fn upsert_sql(table: &str, t: &TableMapping) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let list = cols.join(", ");
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| **c != quote_ident(&t.key_column))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let old: Vec<String> = cols.iter().map(|c| format!("t.{c}::text")).collect();
+    let new: Vec<String> = cols.iter().map(|c| format!("EXCLUDED.{c}::text")).collect();
+    format!(
+        "INSERT INTO {table} AS t ({list}) SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::text::jsonb)
+         ON CONFLICT ({key}) DO UPDATE SET {set} WHERE ROW({old}) IS DISTINCT FROM ROW({new})",
+        key = quote_ident(&t.key_column),
+        set = set.join(", "),
+        old = old.join(", "),
+        new = new.join(", "),
+    )
+}
+
+/// What Altan posts back to the room, in the form `sync::parse_acknowledgements` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub sync_id: String,
+    pub applied: bool,
+    /// One JSON line: `{"sync_id", "status": "applied", ...}` or `{"sync_id", "status":
+    /// "failed", "error", "operations": [...]}`.
+    pub message: String,
+}
+
+impl Acknowledgement {
+    /// The acknowledgement of a committed plan.
+    pub fn applied(applied: &Applied) -> Acknowledgement {
+        let stale: Vec<Value> = applied
+            .results
+            .iter()
+            .filter_map(|(op, r)| match r {
+                OpResult::Stale(reason) => {
+                    Some(json!({"table": op.table, "id": op.id, "reason": reason}))
+                }
+                _ => None,
+            })
+            .collect();
+        let body = json!({
+            "sync_id": applied.sync_id,
+            "status": "applied",
+            "written": applied.count(|r| *r == OpResult::Written),
+            "unchanged": applied.count(|r| *r == OpResult::Unchanged),
+            "deleted": applied.count(|r| *r == OpResult::Deleted),
+            "already_absent": applied.count(|r| *r == OpResult::AlreadyAbsent),
+            "stale": stale,
+        });
+        Acknowledgement {
+            sync_id: applied.sync_id.clone(),
+            applied: true,
+            message: body.to_string(),
+        }
+    }
+
+    /// The acknowledgement of a plan that was not applied, naming the operations it concerns:
+    /// the failing one, or all of them when the whole plan was refused.
+    pub fn failed(sync_id: &str, plan: Option<&ParsedPlan>, error: &ApplyError) -> Acknowledgement {
+        let ops: Vec<Value> = plan
+            .map(|p| p.operations.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|op| match error {
+                ApplyError::Operation { index, .. } => op.index == *index,
+                _ => true,
+            })
+            .map(|op| json!({"index": op.index, "table": op.table, "op": op.op.as_str(), "id": op.id}))
+            .collect();
+        Acknowledgement::failed_with(sync_id, ops, error)
+    }
+
+    fn failed_with(sync_id: &str, operations: Vec<Value>, error: &ApplyError) -> Acknowledgement {
+        let body = json!({
+            "sync_id": sync_id,
+            "status": "failed",
+            "error": error.to_string(),
+            "operations": operations,
+        });
+        Acknowledgement {
+            sync_id: sync_id.to_owned(),
+            applied: false,
+            message: body.to_string(),
+        }
+    }
+}
+
+/// The sync id and whatever can be read of the operations of a plan that failed its checks,
+/// for its failure acknowledgement.
+fn refused_parts(text: &str) -> Option<(String, Vec<Value>)> {
+    let doc = find_plan(text).ok()?;
+    let id = doc.get("sync_id")?.as_str()?;
+    if !is_sync_id(id) {
+        return None;
+    }
+    let ops = doc
+        .get("operations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, op)| {
+            let key = op.get("key").and_then(Value::as_object);
+            let id = key.and_then(|k| k.values().next()).cloned();
+            json!({"index": index, "table": op.get("table"), "op": op.get("op"), "id": id})
+        })
+        .collect();
+    Some((id.to_owned(), ops))
+}
+
+/// Checks and applies a plan given as text; the acknowledgement says what happened. `Err`
+/// only when the text names no sync id to acknowledge.
+pub async fn apply_text(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    mapping: &SyncMapping,
+    text: &str,
+) -> Result<(Acknowledgement, Result<Applied, ApplyError>), ApplyError> {
+    let plan = match parse_plan(text, mapping) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let error = ApplyError::Plan(e);
+            return match refused_parts(text) {
+                Some((id, ops)) => Ok((Acknowledgement::failed_with(&id, ops, &error), Err(error))),
+                None => Err(error),
+            };
+        }
+    };
+    let result = apply_plan(client, schema, mapping, &plan).await;
+    let ack = match &result {
+        Ok(applied) => Acknowledgement::applied(applied),
+        Err(e) => Acknowledgement::failed(&plan.sync_id, Some(&plan), e),
+    };
+    Ok((ack, result))
+}
+
+/// Flags of `altan-pay apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// PostgreSQL URL of the database mirror (`postgres://user@host:port/db`).
+    #[arg(long, value_name = "URL", env = "ALTAN_PAY_DATABASE_URL")]
+    pub database_url: String,
+    /// The PostgreSQL schema holding the tables.
+    #[arg(long, default_value = "public")]
+    pub schema: String,
+    /// A sync mapping file replacing tools/sync_mapping.toml's tables.
+    #[arg(long, value_name = "FILE")]
+    pub sync_mapping: Option<PathBuf>,
+    /// The plan: its JSON, or an answer holding it in a fenced block; `-` reads stdin.
+    #[arg(default_value = "-")]
+    pub file: String,
+}
+
+/// Prints the acknowledgement; exit 0 when applied, 1 when failed (the reason on stderr too).
+pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
+    let mapping = match &args.sync_mapping {
+        Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
+        None => SyncMapping::default(),
+    };
+    let text = if args.file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the plan from stdin: {e}"))?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file))?
+    };
+    let mut conn = super::pg::connect(&args.database_url)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let (ack, result) = apply_text(&mut conn.client, &args.schema, &mapping, &text)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", ack.message);
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("altan-pay apply: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

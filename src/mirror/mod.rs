@@ -1,0 +1,13 @@
+//! The database side of the sync plan: the mirror's PostgreSQL schema, derived from the sync
+//! mapping, and the applier that writes one plan in one transaction and acknowledges it.
+
+pub mod apply;
+pub mod pg;
+pub mod schema;
+
+pub use apply::{
+    Acknowledgement, Applied, ApplyArgs, ApplyError, OpResult, ParsedPlan, PlanError, PlanOp,
+    apply_plan, apply_text, parse_plan,
+};
+pub use pg::{Connected, TableProblem, check_tables, connect, quote_ident};
+pub use schema::{DELETED_TABLE, SchemaArgs, SchemaError, ddl, pg_type};

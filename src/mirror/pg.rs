@@ -1,0 +1,102 @@
+//! PostgreSQL plumbing the mirror's readers and writers share: connecting (no TLS, with a
+//! timeout), quoting identifiers, and checking that the mapped tables and columns exist.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_postgres::GenericClient;
+
+use crate::sync::{ObjectKind, SyncMapping};
+
+/// A client and the task driving its connection; dropping it closes the connection.
+pub struct Connected {
+    pub client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Connects without TLS (the mirror is reached on a private network or through a proxy);
+/// gives up after 10 s so a wrong host fails instead of hanging.
+pub async fn connect(url: &str) -> Result<Connected, String> {
+    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| "connecting timed out after 10 s".to_owned())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("database connection: {e}");
+        }
+    });
+    Ok(Connected { client, task })
+}
+
+/// `"name"` with inner quotes doubled: a table name from the mapping is never SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What the database lacks of the mapping.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableProblem {
+    #[error("table {table} does not exist (the sync mapping expects it)")]
+    TableMissing { table: String },
+    #[error("table {table} lacks the column(s) {columns} of the sync mapping")]
+    ColumnsMissing { table: String, columns: String },
+    #[error("{0}")]
+    Database(String),
+}
+
+/// The column names of `schema.table`; empty when the table does not exist.
+pub async fn columns_of(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+) -> Result<BTreeSet<String>, TableProblem> {
+    Ok(client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| TableProblem::Database(e.to_string()))?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect())
+}
+
+/// Every table of the mapping exists with every mapped column (other columns are allowed).
+pub async fn check_tables(
+    client: &impl GenericClient,
+    schema: &str,
+    mapping: &SyncMapping,
+) -> Result<(), TableProblem> {
+    for kind in ObjectKind::ALL {
+        let t = mapping.table(kind);
+        let present = columns_of(client, schema, &t.table).await?;
+        if present.is_empty() {
+            return Err(TableProblem::TableMissing {
+                table: format!("{schema}.{}", t.table),
+            });
+        }
+        let missing: Vec<&str> = t
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !present.contains(*c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(TableProblem::ColumnsMissing {
+                table: format!("{schema}.{}", t.table),
+                columns: missing.join(", "),
+            });
+        }
+    }
+    Ok(())
+}

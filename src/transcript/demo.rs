@@ -163,14 +163,12 @@ fn render_answer(answer: &Answer) -> String {
         }
         None => out.push_str("Handoff: no mention.\n"),
     }
-    let usage = answer.total_usage();
+    let tokens: u64 = answer.usage.iter().map(|u| u.total_tokens).sum();
     let _ = writeln!(
         out,
-        "({} model call(s), {} tool call(s), {} tokens, {} of them cached)",
+        "({} model call(s), {} tool call(s), {tokens} tokens)",
         answer.usage.len(),
-        answer.tool_calls.len(),
-        usage.total_tokens,
-        usage.cached_tokens
+        answer.tool_calls.len()
     );
     out
 }

@@ -11,12 +11,13 @@ use crate::tools::args::{
 };
 use crate::tools::error::ToolError;
 
-/// Create a customer (a payer).
+/// Create a customer (a payer). Every subscription needs one.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomerArgs {
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
+    /// Full name or business name.
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -57,17 +58,20 @@ impl PayTool for CreateCustomer {
     }
 }
 
-/// List customers (newest first) or fetch one by id.
+/// List customers, newest first, as whole objects with has_more; or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetCustomersArgs {
+    /// Fetch this one customer (cus_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Exact, case-sensitive.
+    /// Only customers with this exact email (case-sensitive).
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
+    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
+    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -93,10 +97,12 @@ impl PayTool for GetCustomers {
     }
 }
 
-/// Change a customer (verify it first); discounts applies a coupon or promotion code.
+/// Change a customer, or apply a coupon or promotion code to them with discounts.
+/// Verify the customer first with get_customers.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomerArgs {
+    /// Customer id (cus_...) from a Stripe result.
     pub id: String,
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
@@ -106,9 +112,10 @@ pub struct UpdateCustomerArgs {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub phone: Option<String>,
+    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
-    /// An empty list removes it.
+    /// Discount to apply to the customer's future invoices; an empty list removes it.
     #[serde(default, skip_serializing_if = "skip")]
     pub discounts: Option<Vec<DiscountArg>>,
 }
@@ -145,10 +152,12 @@ impl PayTool for UpdateCustomer {
     }
 }
 
-/// Delete a customer (destructive; Stripe cancels their subscriptions).
+/// Delete a customer. Stripe cancels their subscriptions at once. Destructive: only when
+/// the user asked for it.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCustomerArgs {
+    /// Customer id (cus_...) from a Stripe result.
     pub id: String,
 }
 

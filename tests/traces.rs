@@ -3,12 +3,13 @@
 //! definitions (`opentelemetry-proto`): the span tree of one turn, its GenAI attributes, and no
 //! secret or customer e-mail anywhere in what was exported.
 
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/openai_script.rs"]
 mod script;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -88,11 +89,8 @@ async fn a_turn_is_one_span_tree_in_the_genai_conventions_without_secrets() {
         ]}))
     }));
     script.text("Created Ada and Pro.");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let guard = process::port_guard().await;
+    let port = process::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"))
         .args([
@@ -114,16 +112,9 @@ async fn a_turn_is_one_span_tree_in_the_genai_conventions_without_secrets() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    process::wait_up(&base).await;
+    drop(guard);
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not come up");
     let answer: Value = client
         .post(format!("{base}/v1/threads/t-otel/messages"))
         .bearer_auth(SERVER_TOKEN)

@@ -286,6 +286,19 @@ mod tests {
         (dir, Arc::new(Mutex::new(conn)))
     }
 
+    /// `table()` plus a deferred foreign key: a violating write passes, and its COMMIT fails.
+    fn table_failing_at_commit() -> (tempfile::TempDir, Arc<Mutex<Connection>>) {
+        let (dir, conn) = table();
+        conn.lock()
+            .unwrap()
+            .execute_batch(
+                "PRAGMA foreign_keys=ON;
+                 CREATE TABLE child (p TEXT REFERENCES t(v) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        (dir, conn)
+    }
+
     fn insert(v: &'static str) -> impl FnOnce(&Connection) -> Result<usize, StoreError> {
         move |c: &Connection| {
             c.execute("INSERT INTO t (v) VALUES (?1)", [v])
@@ -336,15 +349,7 @@ mod tests {
     /// batch is kept.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_commit_fails_every_write_of_the_batch() {
-        let (_dir, conn) = table();
-        // A deferred foreign key that is violated only shows at COMMIT.
-        conn.lock()
-            .unwrap()
-            .execute_batch(
-                "PRAGMA foreign_keys=ON;
-                 CREATE TABLE child (p TEXT REFERENCES t(v) DEFERRABLE INITIALLY DEFERRED);",
-            )
-            .unwrap();
+        let (_dir, conn) = table_failing_at_commit();
         let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
         // A first write that holds its batch open until the next two are queued, so that
         // those two are certain to be committed together.
@@ -460,14 +465,7 @@ mod tests {
     /// When the commit of an early-answered write fails, the store takes no further write.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_early_write_stops_every_later_write() {
-        let (_dir, conn) = table();
-        conn.lock()
-            .unwrap()
-            .execute_batch(
-                "PRAGMA foreign_keys=ON;
-                 CREATE TABLE child (p TEXT REFERENCES t(v) DEFERRABLE INITIALLY DEFERRED);",
-            )
-            .unwrap();
+        let (_dir, conn) = table_failing_at_commit();
         let commits = Arc::new(GroupCommit::start(conn.clone()).unwrap());
         let (first, first_started, first_go) = gate(&commits);
         tokio::task::spawn_blocking(move || first_started.recv().unwrap())

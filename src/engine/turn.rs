@@ -132,6 +132,11 @@ impl Turn {
         }
     }
 
+    /// The tool definitions of the next model calls (the driver opened more tools).
+    pub fn set_tools(&mut self, tools: ToolDefs) {
+        self.tools = tools;
+    }
+
     /// The first step.
     pub fn start(&mut self) -> Step {
         self.call_model()

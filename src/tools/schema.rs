@@ -48,6 +48,10 @@ pub fn make_strict(schema: &mut Value) {
     }) {
         obj.remove("format");
     }
+    // Unsigned integers come with `minimum: 0`; the tools check ranges themselves.
+    if obj.get("minimum") == Some(&json!(0)) {
+        obj.remove("minimum");
+    }
     if obj.get("properties").is_some_and(Value::is_object) {
         let required: Vec<String> = match obj.get("required") {
             Some(Value::Array(r)) => r

@@ -112,7 +112,16 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
         (inner.queue.pop_front(), inner.usage.clone())
     };
     let outcome = match reply {
-        Some(reply) => reply(&request),
+        // A reply may block (a slow model is a `std::thread::sleep`): it runs on the blocking
+        // pool, never on an async worker. A worker blocked in a reply can hold the runtime's
+        // timer and I/O driver, which stalls every task of the test process until the reply
+        // returns: the gateway, and a test polling for the moment to act in the meantime.
+        Some(reply) => {
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || reply(&request))
+                .await
+                .unwrap_or_else(|e| Err((500, format!("the scripted reply panicked: {e}"))))
+        }
         None => Err((400, "the script has no reply left".to_string())),
     };
     let message = match outcome {

@@ -11,7 +11,7 @@ use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
 use altan_pay::tools::ToolSet;
-use altan_pay::tools::open::is_core;
+use altan_pay::tools::open::{OPEN_TOOLS, is_starter};
 use altan_pay::transcript::{RecordOptions, Transcript, record, replay};
 use serde_json::{Value, json};
 
@@ -1095,8 +1095,9 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
         temperature: None,
         source: "generator".into(),
     };
-    // The tools the script uses beyond the core, opened by a first model call (as a model
-    // would: it sees only the core tools until it opens more).
+    // When the script uses a tool beyond the starter set, every tool it uses is opened by a
+    // first model call (as a model would: it sees only the starter tools until it opens
+    // more, and from then on only what it opened).
     let mut open: Vec<String> = Vec::new();
     let with_open = |open: &[String], mut steps: Vec<Step>| {
         if !open.is_empty() {
@@ -1138,12 +1139,15 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
             .flat_map(|t| &t.model_calls)
             .flat_map(|c| c.called_tools())
             .collect();
-        // In the tool set's order, each once.
-        let needed: Vec<String> = ToolSet::altan_pay()
+        // In the tool set's order, each once; none while the starter tools do.
+        let mut needed: Vec<String> = ToolSet::altan_pay()
             .names()
-            .filter(|n| !is_core(n) && called.iter().any(|c| c == n))
+            .filter(|&n| n != OPEN_TOOLS && called.iter().any(|c| c == n))
             .map(str::to_string)
             .collect();
+        if needed.iter().all(|n| is_starter(n)) {
+            needed.clear();
+        }
         let reopen = open.is_empty() && !needed.is_empty();
         if reopen {
             open = needed;

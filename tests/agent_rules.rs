@@ -654,19 +654,15 @@ async fn tools_opened_with_open_tools_come_from_the_next_call_on_and_stay_for_th
         .await
         .unwrap();
     let requests = w.model.requests();
-    let core = vec!["create_product", "create_price", "open_tools"];
-    assert_eq!(tool_names(&requests[0]), core);
+    let starter = vec!["open_tools", "create_product", "create_price"];
+    assert_eq!(tool_names(&requests[0]), starter);
     assert_eq!(
         tool_names(&requests[1]),
-        core,
+        starter,
         "nothing opened by a failed call"
     );
-    let opened = vec![
-        "create_product",
-        "create_price",
-        "open_tools",
-        "get_customers",
-    ];
+    // Once a tool is opened the creating tools the thread never named or used are not sent.
+    let opened = vec!["open_tools", "get_customers"];
     assert_eq!(tool_names(&requests[2]), opened);
     assert_eq!(
         tool_names(&requests[4]),
@@ -679,5 +675,47 @@ async fn tools_opened_with_open_tools_come_from_the_next_call_on_and_stay_for_th
             .tools
             .iter()
             .any(|t| t.to_string().contains("account_id"))
+    );
+    // `open_tools` no longer offers what is open.
+    let open = requests[2]
+        .tools
+        .iter()
+        .find(|t| t.to_string().contains("\"open_tools\""))
+        .unwrap()
+        .to_string();
+    assert!(
+        !open.contains("get_customers") && open.contains("get_products"),
+        "{open}"
+    );
+}
+
+#[tokio::test]
+async fn a_starter_tool_the_thread_used_stays_when_it_opens_others() {
+    let w = world(
+        vec![
+            Step::tool_calls(vec![("c1", "create_product", json!({"name": "Pro"}))]),
+            Step::text("Created Pro."),
+            Step::tool_calls(vec![(
+                "o1",
+                "open_tools",
+                json!({"tools": ["get_customers"]}),
+            )]),
+            Step::text("No customers yet."),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    for said in ["Create Pro", "Who are my customers?"] {
+        w.agent
+            .respond("t-starter", &context(), &[user(said)])
+            .await
+            .unwrap();
+    }
+    let requests = w.model.requests();
+    assert_eq!(
+        tool_names(&requests[3]),
+        vec!["open_tools", "create_product", "get_customers"],
+        "create_product was used, create_price was not"
     );
 }

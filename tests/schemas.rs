@@ -58,7 +58,10 @@ fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
                 .get("description")
                 .and_then(Value::as_str)
                 .is_some_and(|d| !d.is_empty());
-            if !described && MUST_DESCRIBE.contains(&name.as_str()) {
+            // A metadata value's note (null removes the key) is for updates only.
+            let needed = MUST_DESCRIBE.contains(&name.as_str())
+                && (name != "value" || path.starts_with("update_"));
+            if !described && needed {
                 out.push(here.clone());
             }
             undescribed(prop, &here, out);

@@ -15,7 +15,7 @@ use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::{AckStatus, parse_acknowledgements};
 use crate::tools::ErrorCode;
-use crate::tools::open::OPEN_TOOLS;
+use crate::tools::open::{OPEN_TOOLS, is_starter};
 
 use super::{Agent, AgentError, Answer, AnswerEnd, Session, ToolCallRecord};
 
@@ -217,7 +217,7 @@ impl Agent {
                     };
                     match outcome {
                         Ok((results, mut recs, mut held)) => {
-                            if self.open_tools(session, &recs) {
+                            if self.open_tools(session, &recs, turn.messages()) {
                                 turn.set_tools(self.tool_defs(session, context));
                             }
                             records.append(&mut recs);
@@ -309,7 +309,8 @@ impl Agent {
 }
 
 impl Agent {
-    /// The tools of the session's next model call: the core and the tools it opened.
+    /// The tools of the session's next model call: the starter tools, or `open_tools` and the
+    /// tools it opened.
     fn tool_defs(&self, session: &Session, context: &AgentContext) -> ToolDefs {
         self.inner.tool_defs.get(
             &self.inner.tools,
@@ -319,18 +320,34 @@ impl Agent {
     }
 
     /// Adds the tools this step's successful `open_tools` calls asked for to the session;
-    /// whether any was new.
-    fn open_tools(&self, session: &mut Session, records: &[ToolCallRecord]) -> bool {
-        let mut changed = false;
-        for r in records
+    /// whether any was new. The thread's first opening keeps the starter tools the
+    /// conversation (`messages`) has already called: they do not vanish from under it.
+    fn open_tools(
+        &self,
+        session: &mut Session,
+        records: &[ToolCallRecord],
+        messages: &[ChatMessage],
+    ) -> bool {
+        let mut asked: Vec<String> = records
             .iter()
             .filter(|r| r.name == OPEN_TOOLS && r.error.is_none())
-        {
-            for name in self.inner.tools.opened_by(&r.arguments) {
-                if !session.opened_tools.contains(&name) {
-                    session.opened_tools.push(name);
-                    changed = true;
-                }
+            .flat_map(|r| self.inner.tools.opened_by(&r.arguments))
+            .collect();
+        if asked.is_empty() {
+            return false;
+        }
+        if session.opened_tools.is_empty() {
+            let used = messages.iter().flat_map(|m| &m.tool_calls);
+            asked.extend(
+                used.filter(|c| c.name != OPEN_TOOLS && is_starter(&c.name))
+                    .map(|c| c.name.clone()),
+            );
+        }
+        let mut changed = false;
+        for name in asked {
+            if !session.opened_tools.contains(&name) {
+                session.opened_tools.push(name);
+                changed = true;
             }
         }
         changed

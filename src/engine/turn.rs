@@ -10,6 +10,8 @@ use serde_json::Value;
 use crate::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolDefs, Usage,
 };
+use crate::tools::digest::{digest, fresh};
+use crate::tools::open::OPEN_TOOLS;
 use crate::tools::{ErrorCode, ToolError, ToolOutput};
 
 /// Bounds on one turn. Whatever the model does, the turn ends within these.
@@ -98,6 +100,8 @@ pub struct Refusal {
 #[derive(Debug, Clone)]
 pub struct Turn {
     messages: Arc<Vec<ChatMessage>>,
+    /// Where this turn's own messages start (after the prompt, context and history).
+    own_from: usize,
     tools: ToolDefs,
     limits: Limits,
     model_calls: u32,
@@ -118,6 +122,7 @@ impl Turn {
     /// `messages`: system prompt, context, history and the new room messages.
     pub fn new(messages: Vec<ChatMessage>, tools: impl Into<ToolDefs>, limits: Limits) -> Turn {
         Turn {
+            own_from: messages.len(),
             messages: Arc::new(messages),
             tools: tools.into(),
             limits,
@@ -268,6 +273,7 @@ impl Turn {
     /// The results of the calls of the last [`Step::CallTools`], by call id, any order.
     /// Calls the turn refused are answered by the turn itself.
     pub fn tool_results(&mut self, mut results: HashMap<String, ToolOutput>) -> Step {
+        self.digest_read_results();
         let awaiting = std::mem::take(&mut self.awaiting);
         let mut repeated = false;
         let mut all_invalid = !awaiting.is_empty();
@@ -278,6 +284,7 @@ impl Turn {
                 .rev()
                 .find(|r| r.call.id == call.id)
                 .cloned();
+            let mut write = false;
             let (content, error) = match (refused, results.remove(&call.id)) {
                 (Some(r), _) => {
                     repeated |= r
@@ -288,6 +295,7 @@ impl Turn {
                 }
                 (None, Some(output)) => {
                     self.tool_calls += 1;
+                    write = output.effect.is_some();
                     (output.content, output.error)
                 }
                 (None, None) => {
@@ -311,10 +319,12 @@ impl Turn {
                 }
                 None => all_invalid = false,
             }
-            Arc::make_mut(&mut self.messages).push(ChatMessage::tool_result(
-                call.id.clone(),
-                content.to_string(),
-            ));
+            let content = match error {
+                None => fresh(&content, write),
+                Some(_) => content.to_string(),
+            };
+            Arc::make_mut(&mut self.messages)
+                .push(ChatMessage::tool_result(call.id.clone(), content));
         }
         if all_invalid {
             self.invalid_in_a_row += 1;
@@ -332,6 +342,61 @@ impl Turn {
             return self.stop(StopReason::ModelCallLimit);
         }
         self.call_model()
+    }
+
+    /// The results of this turn's earlier steps have been read (the model took a step after
+    /// them): from now on the model gets their digests (see [`crate::tools::digest`]).
+    /// The `open_tools` exchanges of earlier steps are dropped as well: the tools they opened
+    /// are in the definitions, and the exchange says nothing more.
+    fn digest_read_results(&mut self) {
+        self.drop_open_exchanges();
+        let own_from = self.own_from;
+        let digests: Vec<(usize, String)> = self.messages[own_from..]
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == Role::Tool)
+            .filter_map(|(i, m)| Some((own_from + i, digest(m.content.as_deref()?)?)))
+            .collect();
+        if digests.is_empty() {
+            return;
+        }
+        let messages = Arc::make_mut(&mut self.messages);
+        for (i, text) in digests {
+            messages[i].content = Some(text);
+        }
+    }
+
+    /// Removes this turn's assistant messages that only opened tools, with their results.
+    fn drop_open_exchanges(&mut self) {
+        let own = &self.messages[self.own_from..];
+        let ids: Vec<String> = own
+            .iter()
+            .filter(|m| {
+                m.role == Role::Assistant
+                    && m.content.as_deref().is_none_or(|c| c.trim().is_empty())
+                    && !m.tool_calls.is_empty()
+                    && m.tool_calls.iter().all(|c| c.name == OPEN_TOOLS)
+            })
+            .flat_map(|m| m.tool_calls.iter().map(|c| c.id.clone()))
+            .collect();
+        // Only once every one of their results is in: the history stays valid.
+        let answered = |id: &String| {
+            own.iter()
+                .any(|m| m.role == Role::Tool && m.tool_call_id.as_ref() == Some(id))
+        };
+        if ids.is_empty() || !ids.iter().all(answered) {
+            return;
+        }
+        let own_from = self.own_from;
+        let messages = Arc::make_mut(&mut self.messages);
+        let mut position = 0;
+        messages.retain(|m| {
+            let keep = position < own_from
+                || !(m.tool_calls.iter().any(|c| ids.contains(&c.id))
+                    || m.tool_call_id.as_ref().is_some_and(|id| ids.contains(id)));
+            position += 1;
+            keep
+        });
     }
 
     /// Ends the turn from outside (deadline, cancellation, a model that cannot be reached).

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod catalog;
+pub mod digest;
 pub mod error;
 pub mod open;
 pub mod plan;
@@ -159,6 +160,9 @@ impl<T: PayTool> Default for PayToolAdapter<T> {
 impl<T: PayTool> PayToolAdapter<T> {
     pub fn new() -> Self {
         let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
+        if !T::NAME.starts_with("update_") {
+            schema::drop_update_notes(&mut parameters);
+        }
         add_account_id_property(&mut parameters);
         PayToolAdapter {
             definition: ToolDefinition {
@@ -562,7 +566,7 @@ impl ToolSet {
         let openable = tools
             .iter()
             .map(|t| t.definition().name)
-            .filter(|n| !open::is_core(n))
+            .filter(|&n| n != open::OPEN_TOOLS)
             .collect();
         tools.push(Arc::new(open::OpenTools::new(openable)));
         ToolSet::new(tools)
@@ -597,8 +601,8 @@ impl ToolSet {
         Value::Array(self.entries(Opened::all(), account_known, true))
     }
 
-    /// The strict `tools` array of a call: the core first, then the `opened` tools in the
-    /// set's order. With `account_known` (the trusted context carries the account
+    /// The strict `tools` array of a call: the starter tools while nothing is `opened`, else
+    /// `open_tools` and the `opened` tools in the set's order. With `account_known` (the trusted context carries the account
     /// id) the `account_id` property is left out: the tools use the context's id when it is
     /// absent, so the model has nothing to fill in and nothing to invent.
     pub fn to_openai_json_for(&self, opened: Opened, account_known: bool) -> Value {
@@ -616,21 +620,31 @@ impl ToolSet {
     /// The tools an `open_tools` call's arguments ask for (none when they are invalid: the
     /// call itself told the model why).
     pub fn opened_by(&self, arguments: &str) -> Vec<String> {
-        let openable: Vec<&str> = self.names().filter(|n| !open::is_core(n)).collect();
+        let openable: Vec<&str> = self.names().filter(|&n| n != open::OPEN_TOOLS).collect();
         open::opened_by(arguments, &openable).unwrap_or_default()
     }
 
-    /// The `tools` entries of a call, strict or compact: the core in [`open::CORE`] order,
-    /// then the `opened` tools in the set's order.
+    /// The `tools` entries of a call, strict or compact: the starter tools in
+    /// [`open::STARTER`] order while nothing is `opened`; else `open_tools`, then the `opened`
+    /// tools in the set's order.
     pub fn entries(&self, opened: Opened, account_known: bool, compact: bool) -> Vec<Value> {
-        let core = open::CORE.iter().filter_map(|n| self.get(n));
+        let first: &[&str] = if opened.is_empty() {
+            &open::STARTER
+        } else {
+            &[open::OPEN_TOOLS]
+        };
         let rest = self
             .tools
             .iter()
             .enumerate()
-            .filter(|(i, t)| !open::is_core(t.definition().name) && opened.contains(*i))
+            .filter(|(i, t)| {
+                !opened.is_empty() && t.definition().name != open::OPEN_TOOLS && opened.contains(*i)
+            })
             .map(|(_, t)| t);
-        core.chain(rest)
+        first
+            .iter()
+            .filter_map(|n| self.get(n))
+            .chain(rest)
             .map(|t| {
                 let d = t.definition();
                 let mut entry = if compact {
@@ -645,9 +659,27 @@ impl ToolSet {
                 {
                     schema::remove_property(params, "account_id");
                 }
+                if d.name == open::OPEN_TOOLS && !opened.is_empty() && opened != Opened::all() {
+                    // What is open already need not be offered again.
+                    self.drop_opened_names(&mut entry, opened);
+                }
                 entry
             })
             .collect()
+    }
+
+    /// Leaves the `opened` tools out of `open_tools`'s list of names.
+    fn drop_opened_names(&self, entry: &mut Value, opened: Opened) {
+        let names = entry
+            .pointer_mut("/function/parameters/properties/tools/items/enum")
+            .and_then(Value::as_array_mut);
+        if let Some(names) = names {
+            names.retain(|n| {
+                n.as_str()
+                    .and_then(|n| self.by_name.get(n))
+                    .is_none_or(|&i| !opened.contains(i))
+            });
+        }
     }
 
     /// `altan-pay tools --json` and tools/schemas.json: every tool, as sent when the trusted

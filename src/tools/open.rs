@@ -1,12 +1,16 @@
-//! Tools sent on demand: every thread starts with a small core of tools (`create_product`,
-//! `create_price`, `open_tools`), and the model opens the other tools it needs by name with
-//! `open_tools`, so a call carries the definitions of what the conversation uses, not of all
-//! 27 tools. The opened tools are session state: once opened, a tool stays for the thread.
+//! Tools sent on demand: a thread starts with the starter tools (`open_tools`,
+//! `create_product`, `create_price`: the demo's whole job, a product and its prices, needs no
+//! opening), and the model opens the tools a request needs by name with `open_tools`, so a
+//! call carries the definitions of what the conversation uses, not of all 27 tools. Once a
+//! thread has opened tools, its calls carry `open_tools` and the opened tools only: the two
+//! creating tools stay when the model names them (or the thread has already used them), and
+//! are not sent to a conversation about coupons. The opened tools are session state: once
+//! opened, a tool stays for the thread.
 //!
-//! Caching: the core comes first and never changes, so the system prompt and the core tools
-//! are the prefix every conversation of a configuration shares; opened tools follow in the
-//! tool set's fixed order (not the order they were opened), so threads that opened the same
-//! tools share the longer prefix too.
+//! Caching: `open_tools` comes first in every call and the starter set never changes, so the
+//! tools and the system prompt of a thread's first call are the prefix every conversation of
+//! a configuration shares; opened tools follow in the tool set's fixed order (not the order
+//! they were opened), so threads that opened the same tools share the longer prefix too.
 
 use serde_json::{Value, json};
 
@@ -16,12 +20,13 @@ use super::{BoxFuture, Tool, ToolContext, ToolDefinition, ToolEnv, ToolOutput};
 /// The name of the tool that opens tools.
 pub const OPEN_TOOLS: &str = "open_tools";
 
-/// The tools every call carries, in this order: the demo's whole job (a product and its
-/// prices) needs no opening, and `open_tools` reaches the rest.
-pub const CORE: [&str; 3] = ["create_product", "create_price", OPEN_TOOLS];
+/// The tools of a thread that has opened none, in this order: `open_tools` reaches the rest,
+/// and the demo's whole job (a product and its prices) needs no opening.
+pub const STARTER: [&str; 3] = [OPEN_TOOLS, "create_product", "create_price"];
 
-pub fn is_core(name: &str) -> bool {
-    CORE.contains(&name)
+/// Whether a call sends `name` before the thread opens any tool.
+pub fn is_starter(name: &str) -> bool {
+    STARTER.contains(&name)
 }
 
 /// Which tools a session has opened beyond the core, as a set of positions in the tool set.
@@ -32,6 +37,11 @@ impl Opened {
     /// Every tool.
     pub fn all() -> Opened {
         Opened(u64::MAX)
+    }
+
+    /// Whether nothing is opened (the thread still has the starter tools).
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     pub fn contains(self, position: usize) -> bool {
@@ -55,7 +65,7 @@ pub struct OpenTools {
 }
 
 impl OpenTools {
-    /// `openable`: every tool name outside the core, in the tool set's order.
+    /// `openable`: every tool name but `open_tools`, in the tool set's order.
     pub fn new(openable: Vec<&'static str>) -> OpenTools {
         // Written by hand: the enum is the tool set's names, known only at run time.
         let parameters = json!({
@@ -67,7 +77,8 @@ impl OpenTools {
         OpenTools {
             definition: ToolDefinition {
                 name: OPEN_TOOLS,
-                description: "Adds tools to this thread from the next step on. Open every tool the request needs in one call.".into(),
+                description: "Opens tools from the next step on; name all the request needs."
+                    .into(),
                 parameters,
             },
             openable,
@@ -93,7 +104,7 @@ pub fn opened_by(arguments: &str, openable: &[&str]) -> Result<Vec<String>, Tool
     for name in names {
         match name.as_str() {
             Some(n) if openable.contains(&n) => out.push(n.to_string()),
-            Some(n) if is_core(n) => {}
+            Some(OPEN_TOOLS) => {}
             other => {
                 return Err(ToolError::invalid(
                     Some("tools"),
@@ -143,12 +154,12 @@ mod tests {
 
     #[test]
     fn open_tools_names_what_cannot_be_opened() {
-        let tool = OpenTools::new(vec!["get_customers", "create_subscription"]);
+        let tool = OpenTools::new(vec!["create_price", "get_customers", "create_subscription"]);
         assert_eq!(
-            tool.opened_by(r#"{"tools":["get_customers","create_price"]}"#)
+            tool.opened_by(r#"{"tools":["get_customers","create_price","open_tools"]}"#)
                 .unwrap(),
-            vec!["get_customers"],
-            "a core tool is already open"
+            vec!["get_customers", "create_price"],
+            "a starter tool is opened like any other; open_tools is always there"
         );
         let e = tool
             .opened_by(r#"{"tools":["create_invoice"]}"#)

@@ -27,6 +27,17 @@ pub fn strict_schema_for<T: JsonSchema>() -> (Value, String) {
     (schema, description)
 }
 
+/// Leaves out what only an update reads: a metadata entry's note that null removes its key
+/// (a create has no key to remove).
+pub fn drop_update_notes(params: &mut Value) {
+    if let Some(value) = params
+        .pointer_mut("/properties/metadata/items/properties/value")
+        .and_then(Value::as_object_mut)
+    {
+        value.remove("description");
+    }
+}
+
 /// Joins the lines of a doc comment into one paragraph: the model needs no line breaks.
 fn unwrap_lines(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -38,7 +38,7 @@ pub struct CreateCouponArgs {
     pub duration_in_months: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
-    /// Own id, e.g. LAUNCH20.
+    /// E.g. LAUNCH20.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]

@@ -160,7 +160,7 @@ pub struct SubscriptionItemUpdateArg {
     /// si_... to change or remove; null adds an item.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Needed for a new item, or to switch its price.
+    /// For a new item, or to switch its price.
     #[serde(default, skip_serializing_if = "skip")]
     pub price: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -178,7 +178,7 @@ pub enum ProrationBehavior {
     AlwaysInvoice,
 }
 
-/// Change a subscription (verify it first); a canceled one cannot change.
+/// Change a subscription; a canceled one cannot change.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscriptionArgs {

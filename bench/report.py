@@ -201,10 +201,10 @@ w("per call times this runtime's model calls (messages not included, so it is a 
 w("| what | tokens |")
 w("|---|---|")
 w(f"| system prompt (`altan-pay prompt`, {t['prompt_bytes']} bytes) | {t['prompt_tokens']} |")
-w(f"| core tools sent on every call ({t['core_tools']}: `create_product`, `create_price`, `open_tools`) | {t['core_tools_tokens']} |")
+w(f"| starter tools, sent until a thread opens tools ({t['starter_tools']}: `open_tools`, `create_product`, `create_price`) | {t['starter_tools_tokens']} |")
 w(f"| all {t['tools']} tools, context with the account id (`altan-pay tools --json`) | {t['tools_total']} |")
 w(f"| all {t['tools']} tools with the `account_id` parameter (context without one) | {t['tools_total_with_account_id']} |")
-w(f"| **cacheable prefix** (prompt + core tools) | {t['prompt_tokens'] + t['core_tools_tokens']} |")
+w(f"| **cacheable prefix** (prompt + starter tools) | {t['prompt_tokens'] + t['starter_tools_tokens']} |")
 w(f"| peer: seed prompt + toolkit ({peer['toolkit_tools']} tools) per call | {peer['seed_prompt_tokens']} + {peer['toolkit_tools_tokens']} = {peer['per_call']} |\n")
 runs = t["scenario_runs"]
 w("Per scenario (before = afa041a, after = this tree):\n")

@@ -4,7 +4,7 @@
 //! [--scenarios DIR]... [--markdown]`
 //!
 //! - the system prompt and the tool definitions as the agent sends them (per tool, and the
-//!   core the model starts with);
+//!   starter set a thread begins with);
 //! - with `--stripe` (the output of `bench/tokens/stripe_toolkit_tools.js`) and `--seed` (the
 //!   spec's prompt): the peer configuration, seed prompt + Stripe's toolkit, per call;
 //! - with `--scenarios`: every model call of every recorded transcript in DIR, counted on the
@@ -130,7 +130,7 @@ fn main() -> Result<(), String> {
         .iter()
         .map(|t| json!({"tool": t["function"]["name"], "tokens": count(&t.to_string())}))
         .collect();
-    let core = tools.to_openai_json_for(Opened::default(), true);
+    let starter = tools.to_openai_json_for(Opened::default(), true);
     let mut out = json!({
         "encoding": "o200k_base",
         "prompt_tokens": count(&prompt),
@@ -138,8 +138,8 @@ fn main() -> Result<(), String> {
         "tools": per_tool.len(),
         "tools_total_with_account_id": count(&all.to_string()),
         "tools_total": count(&tools.to_openai_json_for(Opened::all(), true).to_string()),
-        "core_tools": list(&core).len(),
-        "core_tools_tokens": count(&core.to_string()),
+        "starter_tools": list(&starter).len(),
+        "starter_tools_tokens": count(&starter.to_string()),
         "per_tool": per_tool,
     });
     if let (Some(stripe), Some(seed)) = (&args.stripe, &args.seed) {

@@ -69,8 +69,8 @@ impl AgentBuilder {
         self
     }
 
-    /// Send every tool on every call instead of the core plus the tools the model opened
-    /// with `open_tools`. Off by default.
+    /// Send every tool on every call instead of the starter tools, or `open_tools` and the
+    /// tools the model opened with it. Off by default.
     pub fn all_tools(mut self, all: bool) -> Self {
         self.all_tools = all;
         self

@@ -29,7 +29,7 @@ pub fn is_starter(name: &str) -> bool {
     STARTER.contains(&name)
 }
 
-/// Which tools a session has opened beyond the core, as a set of positions in the tool set.
+/// Which tools a session has opened, as a set of positions in the tool set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Opened(u64);
 

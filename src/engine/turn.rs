@@ -367,33 +367,35 @@ impl Turn {
     }
 
     /// Removes this turn's assistant messages that only opened tools, with their results.
+    /// An exchange is the assistant message and the results right after it (the turn writes
+    /// them so), found by position: call ids may repeat across steps.
     fn drop_open_exchanges(&mut self) {
-        let own = &self.messages[self.own_from..];
-        let ids: Vec<String> = own
-            .iter()
-            .filter(|m| {
-                m.role == Role::Assistant
-                    && m.content.as_deref().is_none_or(|c| c.trim().is_empty())
-                    && !m.tool_calls.is_empty()
-                    && m.tool_calls.iter().all(|c| c.name == OPEN_TOOLS)
-            })
-            .flat_map(|m| m.tool_calls.iter().map(|c| c.id.clone()))
-            .collect();
-        // Only once every one of their results is in: the history stays valid.
-        let answered = |id: &String| {
-            own.iter()
-                .any(|m| m.role == Role::Tool && m.tool_call_id.as_ref() == Some(id))
-        };
-        if ids.is_empty() || !ids.iter().all(answered) {
+        let m = &self.messages;
+        let mut gone = Vec::new();
+        for i in self.own_from..m.len() {
+            let calls = &m[i].tool_calls;
+            let opens_only = m[i].role == Role::Assistant
+                && m[i].content.as_deref().is_none_or(|c| c.trim().is_empty())
+                && !calls.is_empty()
+                && calls.iter().all(|c| c.name == OPEN_TOOLS);
+            let results = m.get(i + 1..i + 1 + calls.len());
+            // Only once every one of its results is in: the history stays valid.
+            let answered = results.is_some_and(|r| {
+                r.iter().zip(calls).all(|(r, c)| {
+                    r.role == Role::Tool && r.tool_call_id.as_deref() == Some(c.id.as_str())
+                })
+            });
+            if opens_only && answered {
+                gone.extend(i..=i + calls.len());
+            }
+        }
+        if gone.is_empty() {
             return;
         }
-        let own_from = self.own_from;
         let messages = Arc::make_mut(&mut self.messages);
         let mut position = 0;
-        messages.retain(|m| {
-            let keep = position < own_from
-                || !(m.tool_calls.iter().any(|c| ids.contains(&c.id))
-                    || m.tool_call_id.as_ref().is_some_and(|id| ids.contains(id)));
+        messages.retain(|_| {
+            let keep = !gone.contains(&position);
             position += 1;
             keep
         });

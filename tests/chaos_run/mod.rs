@@ -216,17 +216,36 @@ fn history_rng(seed: u64, messages: &[ChatMessage]) -> StdRng {
     StdRng::seed_from_u64(h.finish())
 }
 
+/// The object kind of an id, by Stripe's prefix, for results that no longer carry `object`
+/// (the digest of a result the model has read; nested objects).
+fn kind_of_id(id: &str) -> Option<&'static str> {
+    [
+        ("prod_", "product"),
+        ("price_", "price"),
+        ("cus_", "customer"),
+        ("sub_", "subscription"),
+        ("promo_", "promotion_code"),
+        ("cs_", "checkout.session"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| id.starts_with(prefix))
+    .map(|(_, kind)| kind)
+}
+
 /// Ids of Stripe objects in tool results, by object kind.
 fn seen_ids(messages: &[ChatMessage]) -> BTreeMap<String, Vec<String>> {
     fn walk(v: &Value, out: &mut BTreeMap<String, Vec<String>>) {
         match v {
             Value::Object(m) => {
-                if let (Some(Value::String(kind)), Some(Value::String(id))) =
-                    (m.get("object"), m.get("id"))
-                {
-                    let ids = out.entry(kind.clone()).or_default();
-                    if !ids.contains(id) {
-                        ids.push(id.clone());
+                let id = m.get("id").and_then(Value::as_str);
+                let kind = m
+                    .get("object")
+                    .and_then(Value::as_str)
+                    .or_else(|| id.and_then(kind_of_id));
+                if let (Some(kind), Some(id)) = (kind, id) {
+                    let ids = out.entry(kind.to_owned()).or_default();
+                    if !ids.iter().any(|seen| seen == id) {
+                        ids.push(id.to_owned());
                     }
                 }
                 m.values().for_each(|x| walk(x, out));

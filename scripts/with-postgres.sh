@@ -60,7 +60,7 @@ fi
   exit 2
 }
 "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=off" start >/dev/null || {
+  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=off -c max_connections=500" start >/dev/null || {
   cat "$dir/server.log" >&2
   exit 2
 }

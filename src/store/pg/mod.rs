@@ -58,6 +58,12 @@ impl PgOptions {
     }
 }
 
+/// The advisory lock key of a thread's lease, as `pg_locks` shows it
+/// (`(classid::bigint << 32) | objid::bigint` with `objsubid = 1`): to find who holds a thread.
+pub fn lease_lock_key(thread_id: &str) -> i64 {
+    lease::lock_key(thread_id)
+}
+
 /// The message of a PostgreSQL error, with the server's own words when there are some.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

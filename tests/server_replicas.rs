@@ -180,7 +180,9 @@ fn products(sandbox: &Sandbox) -> Vec<Value> {
             })
             .body;
         let page = body["data"].as_array().cloned().unwrap_or_default();
-        after = page.last().and_then(|p| p["id"].as_str().map(str::to_string));
+        after = page
+            .last()
+            .and_then(|p| p["id"].as_str().map(str::to_string));
         all.extend(page);
         if body["has_more"] != json!(true) || after.is_none() {
             return all;
@@ -252,7 +254,9 @@ fn assert_no_overlap(records: &[TurnRecord]) -> usize {
     for (thread, mut turns) in by_thread {
         turns.sort_by_key(|r| r.started);
         for pair in turns.windows(2) {
-            let ended = pair[0].ended.unwrap_or_else(|| panic!("{thread}: {pair:?}"));
+            let ended = pair[0]
+                .ended
+                .unwrap_or_else(|| panic!("{thread}: {pair:?}"));
             assert!(
                 ended <= pair[1].started,
                 "turns of {thread} overlap: {} and {}",
@@ -289,9 +293,18 @@ async fn assert_each_write_once(
     }
     for product in &stripe {
         let id = product["id"].as_str().unwrap_or_default();
-        assert_eq!(in_plans.get(id), Some(&1), "{id} in {:?} plans", in_plans.get(id));
+        assert_eq!(
+            in_plans.get(id),
+            Some(&1),
+            "{id} in {:?} plans",
+            in_plans.get(id)
+        );
     }
-    assert_eq!(in_plans.len(), stripe.len(), "a plan lists what Stripe lacks");
+    assert_eq!(
+        in_plans.len(),
+        stripe.len(),
+        "a plan lists what Stripe lacks"
+    );
 
     let client = pg(database).await;
     let rows = client
@@ -436,7 +449,10 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
         .filter(|p| p["name"] == "victim.0")
         .collect();
     assert_eq!(victim_product.len(), 1, "applied once");
-    assert_eq!(planned(&answer), [victim_product[0]["id"].as_str().unwrap().to_string()]);
+    assert_eq!(
+        planned(&answer),
+        [victim_product[0]["id"].as_str().unwrap().to_string()]
+    );
     let confirm = answer["tool_calls"]
         .as_array()
         .and_then(|calls| calls.iter().find(|c| c["id"] == "call-victim.0-confirm"))
@@ -445,14 +461,13 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
     assert_eq!(confirm["result"]["id"], victim_product[0]["id"], "{answer}");
 
     answers.push(answer);
-    let mut expected: BTreeSet<String> = (0..60).map(|i| format!("bg{:02}.{}", i % 6, i / 6)).collect();
+    let mut expected: BTreeSet<String> = (0..60)
+        .map(|i| format!("bg{:02}.{}", i % 6, i / 6))
+        .collect();
     expected.insert("victim.0".into());
     assert_each_write_once(&sandbox, &database, &answers, &expected).await;
     let records = records.lock().unwrap().clone();
-    let background: Vec<TurnRecord> = records
-        .into_iter()
-        .filter(|r| r.thread != victim)
-        .collect();
+    let background: Vec<TurnRecord> = records.into_iter().filter(|r| r.thread != victim).collect();
     assert_eq!(assert_no_overlap(&background), 54);
     drop(replicas);
 }

@@ -140,9 +140,18 @@ mod cases {
     pub async fn idempotency_keys_replay_and_conflict(backend: Backend) {
         let store = (backend.open)();
         let (s, s2) = (unique("s"), unique("s2"));
-        assert_eq!(store.reserve(&s, "k", "h1").await.unwrap(), Reservation::Reserved);
-        assert_eq!(store.reserve(&s, "k", "h1").await.unwrap(), Reservation::InProgress);
-        assert_eq!(store.reserve(&s, "k", "h2").await.unwrap(), Reservation::Conflict);
+        assert_eq!(
+            store.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::InProgress
+        );
+        assert_eq!(
+            store.reserve(&s, "k", "h2").await.unwrap(),
+            Reservation::Conflict
+        );
         store.complete(&s, "k", &json!({"a": 1})).await.unwrap();
         // Another handle (a restart, another replica) replays the stored answer.
         let other = (backend.open)();
@@ -150,9 +159,15 @@ mod cases {
             other.reserve(&s, "k", "h1").await.unwrap(),
             Reservation::Done(json!({"a": 1}))
         );
-        assert_eq!(store.reserve(&s2, "k", "h2").await.unwrap(), Reservation::Reserved);
+        assert_eq!(
+            store.reserve(&s2, "k", "h2").await.unwrap(),
+            Reservation::Reserved
+        );
         store.release(&s2, "k").await.unwrap();
-        assert_eq!(store.reserve(&s2, "k", "h3").await.unwrap(), Reservation::Reserved);
+        assert_eq!(
+            store.reserve(&s2, "k", "h3").await.unwrap(),
+            Reservation::Reserved
+        );
         // A completed key is not released.
         store.release(&s, "k").await.unwrap();
         assert!(matches!(
@@ -167,27 +182,50 @@ mod cases {
         let thread = unique("t");
         let first = context(Some("a1"), "first");
         assert_eq!(
-            store.claim_thread(&thread, &first).await.unwrap().as_deref(),
+            store
+                .claim_thread(&thread, &first)
+                .await
+                .unwrap()
+                .as_deref(),
             Some("a1")
         );
         let intruder = context(Some("a2"), "intruder");
         assert_eq!(
-            store.claim_thread(&thread, &intruder).await.unwrap().as_deref(),
+            store
+                .claim_thread(&thread, &intruder)
+                .await
+                .unwrap()
+                .as_deref(),
             Some("a1")
         );
         // A claim's answer is final at once; its row may become visible to reads only with
         // the turn's next awaited write (SQLite answers claims before their commit).
-        let flush = || async { store.save_async(&Session::new(&unique("flush"))).await.unwrap() };
+        let flush = || async {
+            store
+                .save_async(&Session::new(&unique("flush")))
+                .await
+                .unwrap()
+        };
         flush().await;
-        assert_eq!(store.thread_info(&thread).await.unwrap().unwrap().context, first);
+        assert_eq!(
+            store.thread_info(&thread).await.unwrap().unwrap().context,
+            first
+        );
         let later = context(None, "later");
         assert_eq!(
-            store.claim_thread(&thread, &later).await.unwrap().as_deref(),
+            store
+                .claim_thread(&thread, &later)
+                .await
+                .unwrap()
+                .as_deref(),
             Some("a1")
         );
         flush().await;
         let info = store.thread_info(&thread).await.unwrap().unwrap();
-        assert_eq!((info.account_id.as_deref(), info.context), (Some("a1"), later));
+        assert_eq!(
+            (info.account_id.as_deref(), info.context),
+            (Some("a1"), later)
+        );
         assert_eq!(store.thread_info(&unique("none")).await.unwrap(), None);
 
         let race = unique("race");
@@ -226,17 +264,29 @@ mod cases {
             created: 0,
         };
         assert_eq!(
-            store.apply(&record(&e2), &[product(&e2, "New", 20)]).unwrap(),
-            Applied::Applied { queued: 1, stale: 0 }
+            store
+                .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .unwrap(),
+            Applied::Applied {
+                queued: 1,
+                stale: 0
+            }
         );
         let other = (backend.open)();
         assert_eq!(
-            other.apply(&record(&e2), &[product(&e2, "New", 20)]).unwrap(),
+            other
+                .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .unwrap(),
             Applied::Duplicate
         );
         assert_eq!(
-            store.apply(&record(&e1), &[product(&e1, "Old", 10)]).unwrap(),
-            Applied::Applied { queued: 0, stale: 1 }
+            store
+                .apply(&record(&e1), &[product(&e1, "Old", 10)])
+                .unwrap(),
+            Applied::Applied {
+                queued: 0,
+                stale: 1
+            }
         );
         assert!(other.is_processed(&e1).unwrap());
         assert!(!other.is_processed(&unique("evt")).unwrap());
@@ -365,7 +415,10 @@ mod postgres_only {
         let newer: Vec<Migration> = MIGRATIONS.iter().copied().chain([next]).collect();
         assert_eq!(migrate(&mut client, &newer).await.unwrap(), vec![1000]);
         let recorded: Vec<i32> = client
-            .query("SELECT version FROM altan_pay_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version FROM altan_pay_migrations ORDER BY version",
+                &[],
+            )
             .await
             .unwrap()
             .iter()
@@ -439,7 +492,9 @@ mod postgres_only {
         stale.history.push(ChatMessage::user("the dead turn"));
         let refused = a.save_async(&stale).await;
         assert!(
-            refused.as_ref().is_err_and(|e| e.0.contains("lease was taken over")),
+            refused
+                .as_ref()
+                .is_err_and(|e| e.0.contains("lease was taken over")),
             "{refused:?}"
         );
         assert_eq!(b.load(&thread).unwrap(), Some(fresh));

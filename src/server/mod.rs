@@ -147,7 +147,10 @@ impl std::fmt::Debug for ServeArgs {
             .field("db", &self.db)
             .field("database_url", &hidden(self.database_url.is_some()))
             .field("database_pool_size", &self.database_pool_size)
-            .field("database_lease_connections", &self.database_lease_connections)
+            .field(
+                "database_lease_connections",
+                &self.database_lease_connections,
+            )
             .field("database_ca_file", &self.database_ca_file)
             .field("thread_wait_secs", &self.thread_wait_secs)
             .field("tokens", &self.tokens)
@@ -466,8 +469,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(events) = &events {
         builder = builder.pending_source(events.clone());
     }
-    let mut state = ServerState::new(builder, store, tokens.clone(), config)
-        .map_err(|e| e.to_string())?;
+    let mut state =
+        ServerState::new(builder, store, tokens.clone(), config).map_err(|e| e.to_string())?;
     if let Some(events) = events {
         state = state.with_events(events);
     }

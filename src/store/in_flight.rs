@@ -39,4 +39,3 @@ impl InFlight {
             .wait_timeout_while(counts, limit, |c| c.contains_key(thread_id));
     }
 }
-

@@ -455,7 +455,10 @@ impl ServeStore for SqliteStore {
 
     fn release<'a>(&'a self, scope: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
         let (scope, key) = (scope.to_string(), key.to_string());
-        Box::pin(self.commits.run(move |conn| release_key(conn, &scope, &key)))
+        Box::pin(
+            self.commits
+                .run(move |conn| release_key(conn, &scope, &key)),
+        )
     }
 
     /// One process: the thread's lock in this process is the whole lease.

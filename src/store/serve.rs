@@ -69,8 +69,12 @@ pub trait ServeStore: SessionStore + PendingStore + PlanBackend {
     ) -> StoreFuture<'a, Reservation>;
 
     /// Stores the answer for a reserved key (durable when this returns).
-    fn complete<'a>(&'a self, scope: &'a str, key: &'a str, response: &'a Value)
-    -> StoreFuture<'a, ()>;
+    fn complete<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        response: &'a Value,
+    ) -> StoreFuture<'a, ()>;
 
     /// Frees a reserved key whose request never produced an answer, so it can be retried.
     fn release<'a>(&'a self, scope: &'a str, key: &'a str) -> StoreFuture<'a, ()>;

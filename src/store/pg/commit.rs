@@ -74,13 +74,17 @@ impl GroupCommit {
             reply: Some(reply),
             done: None,
         })?;
-        answer
-            .await
-            .map_err(|_| StoreError("the PostgreSQL commit task stopped before committing".into()))?
+        answer.await.map_err(|_| {
+            StoreError("the PostgreSQL commit task stopped before committing".into())
+        })?
     }
 }
 
-async fn commit_loop(pool: Pool, mut queue: mpsc::UnboundedReceiver<Save>, stats: Arc<CommitStats>) {
+async fn commit_loop(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Save>,
+    stats: Arc<CommitStats>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -87,7 +87,9 @@ pub(super) async fn acquire(
             )))
         })?,
     };
-    let left = wait.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let left = wait
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     let key = lock_key(&thread_id);
     let store_err = |what: &'static str| {
         move |e: tokio_postgres::Error| LeaseError::Store(super::pg_err(what)(e))

@@ -562,7 +562,10 @@ impl PendingStore for PgStore {
     }
 
     fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
-        self.block(pending::is_processed(self.pool.clone(), event_id.to_string()))
+        self.block(pending::is_processed(
+            self.pool.clone(),
+            event_id.to_string(),
+        ))
     }
 
     fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {

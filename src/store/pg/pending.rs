@@ -30,7 +30,10 @@ pub(super) async fn apply(
     mutations: Vec<Versioned>,
 ) -> Result<Applied, PendingError> {
     let mut conn = client(&pool).await?;
-    let tx = conn.transaction().await.map_err(pg("starting a transaction"))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(pg("starting a transaction"))?;
     let received = now();
     let claimed = tx
         .execute(
@@ -124,7 +127,10 @@ pub(super) async fn is_processed(pool: Pool, event_id: String) -> Result<bool, P
     Ok(row.is_some())
 }
 
-pub(super) async fn pending(pool: Pool, account_id: String) -> Result<Vec<PendingEntry>, PendingError> {
+pub(super) async fn pending(
+    pool: Pool,
+    account_id: String,
+) -> Result<Vec<PendingEntry>, PendingError> {
     let conn = client(&pool).await?;
     let rows = conn
         .query(
@@ -138,9 +144,8 @@ pub(super) async fn pending(pool: Pool, account_id: String) -> Result<Vec<Pendin
         .map(|r| {
             let seq: i64 = r.get(0);
             let text: String = r.get(4);
-            let mutation = serde_json::from_str(&text).map_err(|e| {
-                PendingError(format!("pending entry {seq} is not a mutation: {e}"))
-            })?;
+            let mutation = serde_json::from_str(&text)
+                .map_err(|e| PendingError(format!("pending entry {seq} is not a mutation: {e}")))?;
             Ok(PendingEntry {
                 seq,
                 event_id: r.get(1),
@@ -152,7 +157,11 @@ pub(super) async fn pending(pool: Pool, account_id: String) -> Result<Vec<Pendin
         .collect()
 }
 
-pub(super) async fn remove(pool: Pool, account_id: String, seqs: Vec<i64>) -> Result<(), PendingError> {
+pub(super) async fn remove(
+    pool: Pool,
+    account_id: String,
+    seqs: Vec<i64>,
+) -> Result<(), PendingError> {
     let conn = client(&pool).await?;
     conn.execute(
         "DELETE FROM altan_pay_pending WHERE account_id = $1 AND seq = ANY($2)",

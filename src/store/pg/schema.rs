@@ -84,7 +84,10 @@ CREATE INDEX altan_pay_pending_account ON altan_pay_pending (account_id, seq);
 
 /// Applies the migrations `client`'s database lacks, each in its own transaction with its
 /// record; returns the versions applied now (empty when it was up to date).
-pub async fn migrate(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>, StoreError> {
+pub async fn migrate(
+    client: &mut Client,
+    migrations: &[Migration],
+) -> Result<Vec<i32>, StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -113,7 +116,10 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
         .await
         .map_err(pg_err("creating the migrations table"))?;
     let done: Vec<i32> = client
-        .query("SELECT version FROM altan_pay_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM altan_pay_migrations ORDER BY version",
+            &[],
+        )
         .await
         .map_err(pg_err("reading the applied migrations"))?
         .iter()
@@ -146,7 +152,11 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
         tx.commit()
             .await
             .map_err(|e| StoreError(format!("{what}: commit: {}", super::describe(&e))))?;
-        tracing::info!(version = migration.version, name = migration.name, "database migrated");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "database migrated"
+        );
         applied.push(migration.version);
     }
     Ok(applied)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a throwaway PostgreSQL on 127.0.0.1 (Debian's package, a fresh data
 # directory under .ci-cache/pg, a free port), ALTAN_PAY_TEST_DATABASE_URL exported; stops it after.
+# fsync is off for tests (PG_FSYNC=on keeps it, as the benchmarks do); max_connections=500 covers
+# the replica tests, each replica holding two connection pools.
 # Usage: scripts/with-postgres.sh cargo test --test events_reconcile
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +62,7 @@ fi
   exit 2
 }
 "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=off -c max_connections=500" start >/dev/null || {
+  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=${PG_FSYNC:-off} -c max_connections=500" start >/dev/null || {
   cat "$dir/server.log" >&2
   exit 2
 }

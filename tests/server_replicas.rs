@@ -65,12 +65,16 @@ struct Replica {
 
 impl Replica {
     async fn start(database: &str, pay: &str, model: &str) -> Replica {
+        Replica::start_with(database, pay, model, "60").await
+    }
+
+    async fn start_with(database: &str, pay: &str, model: &str, wait_secs: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let guard = port_guard().await;
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_altan-pay"))
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .args(["--pay-base-url", pay, "--thread-wait-secs", "60"])
+            .args(["--pay-base-url", pay, "--thread-wait-secs", wait_secs])
             .current_dir(dir.path())
             .env("ALTAN_PAY_DATABASE_URL", database)
             .env("OPENAI_BASE_URL", model)
@@ -470,4 +474,118 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
     let background: Vec<TurnRecord> = records.into_iter().filter(|r| r.thread != victim).collect();
     assert_eq!(assert_no_overlap(&background), 54);
     drop(replicas);
+}
+
+/// A thread busy on one replica for longer than another replica's wait: that one answers 409
+/// `thread_busy` with `Retry-After`, frees the request's idempotency key, and the retry with
+/// the same key runs once the first turn is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thread_busy_on_another_replica_is_a_409_with_retry_after() {
+    let Some(url) = database_url() else { return };
+    let database = fresh_database(&url).await;
+    let (gateway, _sandbox) = script::gateway().await;
+    let model = ScriptServer::start().await;
+    // The first turn's model call takes 4 s; the other replica waits 1 s at most.
+    model.push(Box::new(|_| {
+        std::thread::sleep(Duration::from_secs(4));
+        Ok(json!({"content": "Slow answer."}))
+    }));
+    model.text("Second answer.");
+    let a = Replica::start_with(&database, &gateway.base_url, &model.base_url, "1").await;
+    let b = Replica::start_with(&database, &gateway.base_url, &model.base_url, "1").await;
+    let client = reqwest::Client::new();
+    let slow = {
+        let (client, base) = (client.clone(), a.base.clone());
+        tokio::spawn(async move { post(&client, &base, "busy", "first").await })
+    };
+    for _ in 0..250 {
+        if model.calls() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(model.calls(), 1, "the first turn did not reach the model");
+    let send = || {
+        client
+            .post(format!("{}/v1/threads/busy/messages", b.base))
+            .header("Idempotency-Key", "retry-1")
+            .json(&native_body("second"))
+            .send()
+    };
+    let refused = send().await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "thread_busy", "{body}");
+    let first = slow.await.unwrap();
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Slow answer."),
+        "{first}"
+    );
+    let retried = send().await.unwrap();
+    assert_eq!(retried.status(), 200);
+    let body: Value = retried.json().await.unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Second answer."),
+        "{body}"
+    );
+    assert_eq!(
+        model.calls(),
+        2,
+        "the refused request never reached the model"
+    );
+}
+
+/// A database URL that is not PostgreSQL, or a server that does not answer, stops `serve` at
+/// start-up with a message that says so; the password never appears.
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let closed = free_port();
+    for (url, says) in [
+        ("mysql://root@127.0.0.1/x", "postgres://"),
+        (
+            &*format!("postgres://altan:hunter2@127.0.0.1:{closed}/x"),
+            "cannot connect",
+        ),
+        ("postgres://altan@127.0.0.1:notaport/x", "--database-url"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_altan-pay"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--pay-base-url",
+                "http://127.0.0.1:9",
+            ])
+            .args(["--database-url", url])
+            .current_dir(dir.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ALTAN_PAY_SERVER_TOKENS")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "no SQLite file was made"
+        );
+    }
 }

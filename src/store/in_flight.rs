@@ -31,6 +31,12 @@ impl InFlight {
         self.settled.notify_all();
     }
 
+    /// Whether a save of `thread_id` is queued and not committed yet.
+    pub(super) fn busy(&self, thread_id: &str) -> bool {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.contains_key(thread_id)
+    }
+
     /// Waits (at most `limit`) until no save of `thread_id` is in flight.
     pub(super) fn wait_for(&self, thread_id: &str, limit: Duration) {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());

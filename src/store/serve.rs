@@ -94,9 +94,10 @@ pub trait ServeStore: SessionStore + PendingStore + PlanBackend {
 /// A turn's hold on its thread: while it lives no other turn of the thread runs, in this
 /// process or (PostgreSQL) in any replica. Released when dropped.
 pub struct Lease {
-    _local: tokio::sync::OwnedMutexGuard<()>,
-    /// The backend's part (the PostgreSQL advisory lock and its connection), released first.
+    /// The backend's part (the PostgreSQL advisory lock and its connection), released first
+    /// (fields drop in order).
     _shared: Option<Box<dyn Send + Sync>>,
+    _local: tokio::sync::OwnedMutexGuard<()>,
     /// The fencing token of a shared lease: it grows with every turn of the thread.
     pub token: Option<i64>,
 }

@@ -518,6 +518,15 @@ impl ServeStore for PgStore {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let local = self.leases.take(thread_id, wait).await?;
+            // Saves an earlier turn of the thread left queued (it ended early) commit under
+            // that turn's token, before this turn's token replaces it.
+            if self.in_flight.busy(thread_id) {
+                let (in_flight, thread) = (self.in_flight.clone(), thread_id.to_string());
+                let _ = tokio::task::spawn_blocking(move || {
+                    in_flight.wait_for(&thread, Duration::from_secs(10))
+                })
+                .await;
+            }
             let left = wait.saturating_sub(started.elapsed());
             let held = self
                 .runtime

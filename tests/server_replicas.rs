@@ -572,8 +572,10 @@ fn a_bad_database_url_is_a_clear_error() {
             ])
             .args(["--database-url", url])
             .current_dir(dir.path())
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
             .env_remove("OPENAI_API_KEY")
             .env_remove("ALTAN_PAY_SERVER_TOKENS")
+            .env_remove("ALTAN_PAY_DATABASE_URL")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);

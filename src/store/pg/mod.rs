@@ -72,6 +72,20 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// An error and its causes, `: `-separated (a pool error hides why the connection failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| StoreError(format!("{what}: {}", describe(&e)))
 }
@@ -164,7 +178,7 @@ impl PgStore {
         let config: tokio_postgres::Config = options
             .url
             .parse()
-            .map_err(|e| StoreError(format!("--database-url {shown}: {e}")))?;
+            .map_err(|e| StoreError(format!("--database-url: {e}")))?;
         let runtime = StoreRuntime::start()?;
         let build = |size: usize| -> Result<(Pool, bool), StoreError> {
             let (manager, tls) = tls::manager(config.clone(), options.ca_file.as_deref())?;
@@ -184,7 +198,7 @@ impl PgStore {
             let mut conn = migrating
                 .get()
                 .await
-                .map_err(|e| StoreError(format!("cannot connect to {shown}: {e}")))?;
+                .map_err(|e| StoreError(format!("cannot connect to {shown}: {}", chain(&e))))?;
             migrate(&mut conn, MIGRATIONS).await
         })?;
         if !applied.is_empty() {
@@ -255,7 +269,7 @@ impl PgStore {
     async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
         pool.get()
             .await
-            .map_err(|e| StoreError(format!("no PostgreSQL connection: {e}")))
+            .map_err(|e| StoreError(format!("no PostgreSQL connection: {}", chain(&e))))
     }
 }
 

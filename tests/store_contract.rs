@@ -375,6 +375,7 @@ contract!(
 mod postgres_only {
     use super::*;
     use altan_pay::store::pg::{MIGRATIONS, Migration, lease_lock_key, migrate};
+    use altan_pay::tools::plan::PlanBackend;
 
     async fn connect(url: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -454,6 +455,56 @@ mod postgres_only {
         for start in starts {
             start.await.unwrap().unwrap();
         }
+    }
+
+    /// `sslmode=require` with the server's CA file: the connection is TLS (rustls) and the
+    /// store works over it; without the CA the certificate is refused, so it was verified; a
+    /// CA file that is not there is a clear error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_verifies_the_servers_certificate() {
+        let Some(url) = database_url() else { return };
+        let Some(ca) = std::env::var_os("ALTAN_PAY_TEST_DATABASE_CA") else {
+            eprintln!(
+                "note: ALTAN_PAY_TEST_DATABASE_CA is unset (no openssl for scripts/with-postgres.sh), so the TLS test did not run"
+            );
+            return;
+        };
+        let tls_url = format!("{url}?sslmode=require");
+        let with_ca = PgOptions {
+            ca_file: Some(ca.into()),
+            ..PgOptions::new(&tls_url)
+        };
+        let store = tokio::task::spawn_blocking(move || PgStore::connect(&with_ca))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.uses_tls());
+        let account = unique("ws");
+        store.write_plan(&account, "over TLS").unwrap();
+        assert_eq!(
+            store.read_plan(&account).unwrap().as_deref(),
+            Some("over TLS")
+        );
+        drop(store);
+
+        let without_ca = PgOptions::new(&tls_url);
+        let refused = tokio::task::spawn_blocking(move || PgStore::connect(&without_ca))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            refused.0.contains("certificate") || refused.0.contains("UnknownIssuer"),
+            "{refused}"
+        );
+        let missing = PgOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..PgOptions::new(&tls_url)
+        };
+        let refused = PgStore::connect(&missing).unwrap_err();
+        assert!(
+            refused.0.contains("--database-ca-file /nonexistent/ca.pem"),
+            "{refused}"
+        );
     }
 
     /// Two replicas: a thread leased on one is busy on the other; when the holder's

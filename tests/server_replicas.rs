@@ -228,24 +228,58 @@ async fn round_robin(
     turns: usize,
     in_flight: usize,
 ) -> Vec<Value> {
+    round_robin_timed(bases, prefix, threads, turns, in_flight)
+        .await
+        .0
+}
+
+/// One request as the client saw it: thread, replica, sent, answered.
+type Window = (String, usize, Instant, Instant);
+
+/// [`round_robin`], with each request's window.
+async fn round_robin_timed(
+    bases: &[String],
+    prefix: &str,
+    threads: usize,
+    turns: usize,
+    in_flight: usize,
+) -> (Vec<Value>, Vec<Window>) {
     let client = reqwest::Client::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut tasks = Vec::new();
     for i in 0..turns {
         let thread = format!("{prefix}{:02}", i % threads);
-        let base = bases[(i + i / threads) % bases.len()].clone();
+        let replica = (i + i / threads) % bases.len();
+        let base = bases[replica].clone();
         let text = format!("Create a product named {thread}.{}", i / threads);
         let (client, gate) = (client.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
-            post(&client, &base, &thread, &text).await
+            let sent = Instant::now();
+            let answer = post(&client, &base, &thread, &text).await;
+            (answer, (thread, replica, sent, Instant::now()))
         }));
     }
-    let mut answers = Vec::new();
+    let (mut answers, mut windows) = (Vec::new(), Vec::new());
     for task in tasks {
-        answers.push(task.await.unwrap());
+        let (answer, window) = task.await.unwrap();
+        answers.push(answer);
+        windows.push(window);
     }
-    answers
+    (answers, windows)
+}
+
+/// Pairs of requests for one thread on two different replicas that were in flight together.
+fn concurrent_pairs(windows: &[Window]) -> usize {
+    let mut pairs = 0;
+    for (i, a) in windows.iter().enumerate() {
+        for b in &windows[i + 1..] {
+            if a.0 == b.0 && a.1 != b.1 && a.2 < b.3 && b.2 < a.3 {
+                pairs += 1;
+            }
+        }
+    }
+    pairs
 }
 
 /// No two turns of a thread overlap at the model: each ends before the next one starts.
@@ -358,7 +392,13 @@ async fn three_replicas_run_one_turn_per_thread() {
     }
     let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
 
-    let answers = round_robin(&bases, "rr", 30, 300, 90).await;
+    let (answers, windows) = round_robin_timed(&bases, "rr", 30, 300, 90).await;
+    // The same thread was asked on different replicas at once, many times over.
+    let pairs = concurrent_pairs(&windows);
+    assert!(
+        pairs >= 30,
+        "only {pairs} same-thread requests overlapped across replicas"
+    );
 
     let records = records.lock().unwrap().clone();
     assert_eq!(records.len(), 300);

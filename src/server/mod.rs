@@ -516,12 +516,19 @@ fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String>
         if args.database_ca_file.is_some() {
             return Err("--database-ca-file needs --database-url".into());
         }
-        let pending = crate::events::SqlitePendingStore::open(&args.events_db)
-            .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?;
-        let store = SqliteStore::open(&args.db)
+        let mut store = SqliteStore::open(&args.db)
             .map_err(|e| e.to_string())?
-            .with_limits(limits)
-            .with_pending(pending);
+            .with_limits(limits);
+        // Events keep their own file, as before, and only when the events endpoint is on.
+        if args
+            .stripe_webhook_secret
+            .iter()
+            .any(|s| !s.trim().is_empty())
+        {
+            let pending = crate::events::SqlitePendingStore::open(&args.events_db)
+                .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?;
+            store = store.with_pending(pending);
+        }
         return Ok((Arc::new(store), args.db.display().to_string()));
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

@@ -186,49 +186,51 @@ w("")
 
 # Tokens
 t = json.load(open(f"{out}/tokens.json"))
+peer = t["peer"]
 w("## Tokens (o200k_base)\n")
-w("`cargo run --release --example bench_tokens -- stripe_tools.json` (tiktoken-rs, which bundles")
-w("o200k_base). Counted on the JSON text of each `tools[]` entry as sent (OpenAI renders tools")
-w("into its own internal format, so the server's count differs by a few percent, equally for all).")
-w(f"Stripe's side: `@stripe/agent-toolkit@{machine.get('stripe_toolkit')}`, the last release with hard-coded tools")
-w("(0.9 fetches them from Stripe's MCP server), exported by the package's own code")
-w("(`StripeAgentToolkit.getTools()`: its zod schemas through its zod-to-json-schema), see")
-w("`bench/tokens/stripe_toolkit_tools.js`.\n")
+w("`cargo run --release --example bench_tokens -- --stripe stripe_tools.json --seed")
+w("spec/altan-pay-seed-prompt.md --scenarios BEFORE_DIR --scenarios fixtures/transcripts --markdown`")
+w("(`bench/run.sh` runs it; BEFORE_DIR is `fixtures/transcripts` of commit afa041a, the suite")
+w("before issue 13, from `git archive`). tiktoken-rs bundles o200k_base. A model call is counted")
+w("on its whole request body as recorded (system prompt + tools + messages, JSON); the prefix is")
+w("the system prompt plus the leading tools every call of the scenario shares, what a server's")
+w("prompt cache can reuse. The peer is the seed prompt with Stripe's agent toolkit")
+w(f"`@stripe/agent-toolkit@{machine.get('stripe_toolkit')}` (all its tools, exported by the package's own code,")
+w("`bench/tokens/stripe_toolkit_tools.js`), counted the same way; its column is its prompt + tools")
+w("per call times this runtime's model calls (messages not included, so it is a floor).\n")
 w("| what | tokens |")
 w("|---|---|")
 w(f"| system prompt (`altan-pay prompt`, {t['prompt_bytes']} bytes) | {t['prompt_tokens']} |")
-w(f"| {t['tools']} tool definitions, strict (default, as sent today) | {t['tools_strict_total']} |")
-w(f"| the same, compact, trusted context without account id | {t['tools_compact_without_context_account_total']} |")
-w(f"| the same, compact, trusted context with the account id (the platform's case) | {t['tools_compact_total']} |")
-w(f"| **per model call**: prompt + tools, strict → compact | {t['per_call_strict']} → {t['per_call_compact']} ({100 * (t['per_call_strict'] - t['per_call_compact']) / t['per_call_strict']:.0f} % fewer) |")
-w(f"| Stripe agent toolkit, all {t['stripe_toolkit_tools']} tools | {t['stripe_toolkit_total']} |\n")
-w("Same operations side by side:\n")
-w("| Altan Pay tool | strict | compact | Stripe toolkit tool | Stripe |")
-w("|---|---|---|---|---|")
-for r in t["matching"]:
-    w(f"| `{r['altan']}` | {r['altan_strict']} | {r['altan_compact']} | `{r['stripe']}` | {r['stripe_toolkit']} |")
-ms = t["matching_sum"]
-w(f"| **sum** | {ms['altan_strict']} | {ms['altan_compact']} | | {ms['stripe_toolkit']} |\n")
-w("Per tool (all):\n")
-w("| tool | strict | compact |")
-w("|---|---|---|")
+w(f"| starter tools, sent until a thread opens tools ({t['starter_tools']}: `open_tools`, `create_product`, `create_price`) | {t['starter_tools_tokens']} |")
+w(f"| all {t['tools']} tools, context with the account id (`altan-pay tools --json`) | {t['tools_total']} |")
+w(f"| all {t['tools']} tools with the `account_id` parameter (context without one) | {t['tools_total_with_account_id']} |")
+w(f"| **cacheable prefix** (prompt + starter tools) | {t['prompt_tokens'] + t['starter_tools_tokens']} |")
+w(f"| peer: seed prompt + toolkit ({peer['toolkit_tools']} tools) per call | {peer['seed_prompt_tokens']} + {peer['toolkit_tools_tokens']} = {peer['per_call']} |\n")
+runs = t["scenario_runs"]
+w("Per scenario (before = afa041a, after = this tree):\n")
+names = [r["scenario"] for r in runs[0]["rows"]]
+head = "| scenario |" + "".join(f" {tag}: calls | {tag}: tokens | {tag}: largest | {tag}: prefix |" for tag in (["before", "after"] if len(runs) > 1 else ["now"])) + " peer floor |"
+w(head)
+w("|---|" + "---|---|---|---|" * len(runs) + "---|")
+for n in names:
+    line = f"| {n} |"
+    calls = 0
+    for run in runs:
+        row = next((r for r in run["rows"] if r["scenario"] == n), None)
+        if row is None:
+            line += " — | — | — | — |"
+            continue
+        calls = row["model_calls"]
+        line += f" {row['model_calls']} | {row['tokens']} | {row['largest_call']} | {row['prefix']} |"
+    w(line + f" {peer['per_call'] * calls} |")
+tot = "| **total** |" + "".join(f" {r['model_calls']} | {r['tokens']} | {r['largest_call']} | |" for r in runs)
+w(tot + f" {peer['per_call'] * runs[-1]['model_calls']} |\n")
+w("Per tool, as sent when the context has the account id (`tests/schemas.rs` holds a budget for each):\n")
+w("| tool | tokens |")
+w("|---|---|")
 for r in t["per_tool"]:
-    w(f"| `{r['tool']}` | {r['strict']} | {r['compact']} |")
+    w(f"| `{r['tool']}` | {r['tokens']} |")
 w("")
-w("Why ours are larger: every optional parameter is typed and described (Stripe's toolkit exposes")
-w("3–6 parameters per tool, e.g. no metadata, no recurring interval_count, no tax behaviour), and")
-w("strict mode lists every property as required and nullable.\n")
-w("**Fewer tokens per call — `Agent::builder().compact_tools(true)` (opt-in, off by default).**")
-w("`ToolSet::to_openai_json_compact(account_known)` and `tools::schema::compact_schema` (added; the")
-w("tool types are unchanged): (1) no strict mode, and properties that accept `null` are no longer")
-w("in `required`, so the model may leave them out — argument decoding treats a missing optional")
-w("exactly like `null` (serde `Option`) and every argument is still validated by the typed tools")
-w("layer, so nothing the model can express is lost; (2) when the trusted context carries the")
-w("account id, `account_id` is left out of every tool — the tools then use the context's id, which")
-w("is what the prompt tells the model to ask for with `null` anyway, and with no parameter the model")
-w("cannot invent one. `tests/compact_tools.rs` runs the scenario in compact mode (same calls, same")
-w("sync plan). The cost: strict mode's constrained decoding is off, so a malformed call becomes a")
-w("validation error the model must fix (one more model call) instead of being impossible.\n")
 
 # Round trips
 w("## Round trips\n")

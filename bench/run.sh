@@ -18,7 +18,7 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 rig_target="${RIG_TARGET_DIR:-$cache/rig-target}"
 OPENAI_AGENTS_VERSION="0.24.0"
 OPENAI_VERSION="3.57.0"
-STRIPE_TOOLKIT_VERSION="0.7.12"   # the last @stripe/agent-toolkit with hard-coded tools
+STRIPE_TOOLKIT_VERSION="0.6.1"   # the peer configuration of issue 13 (hard-coded tools)
 
 echo "== install"
 venv="$cache/bench-venv"
@@ -116,7 +116,10 @@ rm -rf "$target/criterion"
 CARGO_TARGET_DIR="$target" cargo bench --quiet --bench engine -- --noplot > "$out/criterion.txt" 2>&1
 
 echo "== tokens, session"
-"$ex/bench_tokens" "$out/stripe_tools.json" > "$out/tokens.json"
+rm -rf "$out/before" && mkdir -p "$out/before"
+git archive afa041a fixtures/transcripts | tar -x -C "$out/before"
+"$ex/bench_tokens" --stripe "$out/stripe_tools.json" --seed ../shared/spec/altan-pay-seed-prompt.md \
+    --scenarios "$out/before/fixtures/transcripts" --scenarios fixtures/transcripts > "$out/tokens.json"
 for rep in 1 2 3; do "$ex/bench_session"; done > "$out/session.jsonl"
 
 echo "== chat server (server_load, 3 runs)"

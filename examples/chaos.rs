@@ -49,6 +49,9 @@ async fn main() -> ExitCode {
     }
     for d in report.unexplained_drift().iter().take(20) {
         println!("unexplained drift: {d}");
+        for line in report.drift_story.get(*d).into_iter().flatten() {
+            println!("    {line}");
+        }
     }
     let ok = report.violations.is_empty()
         && report.unexplained_drift().is_empty()

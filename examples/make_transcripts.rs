@@ -10,6 +10,8 @@ use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
+use altan_pay::tools::ToolSet;
+use altan_pay::tools::open::{OPEN_TOOLS, is_starter};
 use altan_pay::transcript::{RecordOptions, Transcript, record, replay};
 use serde_json::{Value, json};
 
@@ -1093,9 +1095,23 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
         temperature: None,
         source: "generator".into(),
     };
+    // When the script uses a tool beyond the starter set, every tool it uses is opened by a
+    // first model call (as a model would: it sees only the starter tools until it opens
+    // more, and from then on only what it opened).
+    let mut open: Vec<String> = Vec::new();
+    let with_open = |open: &[String], mut steps: Vec<Step>| {
+        if !open.is_empty() {
+            steps.insert(
+                0,
+                calls(vec![("call_open", "open_tools", json!({"tools": open}))]),
+            );
+        }
+        steps
+    };
     let mut steps = (s.steps)();
-    // Pass 1 finds what only a run knows: the sync id Altan's acknowledgement names.
-    for _ in 0..2 {
+    // Pass 1 finds what only a run knows: the sync id Altan's acknowledgement names, and the
+    // tool groups the script uses.
+    for _ in 0..4 {
         let scenario = Transcript::from_json(&doc.to_string(), name).map_err(|e| e.to_string())?;
         let model = Arc::new(ScriptedModel::new(steps));
         let (transcript, problems) = record(&scenario, model.clone(), &options)
@@ -1117,9 +1133,30 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
                 .to_string();
             patched = text.replace("{sync:1}", &sync_id);
         }
-        steps = (s.steps)();
+        let called: Vec<String> = transcript
+            .turns
+            .iter()
+            .flat_map(|t| &t.model_calls)
+            .flat_map(|c| c.called_tools())
+            .collect();
+        // In the tool set's order, each once; none while the starter tools do.
+        let mut needed: Vec<String> = ToolSet::altan_pay()
+            .names()
+            .filter(|&n| n != OPEN_TOOLS && called.iter().any(|c| c == n))
+            .map(str::to_string)
+            .collect();
+        if needed.iter().all(|n| is_starter(n)) {
+            needed.clear();
+        }
+        let reopen = open.is_empty() && !needed.is_empty();
+        if reopen {
+            open = needed;
+        }
+        steps = with_open(&open, (s.steps)());
         if patched != text {
             doc = serde_json::from_str(&patched).map_err(|e| e.to_string())?;
+        }
+        if reopen || patched != text {
             continue;
         }
         if !problems.is_empty() {
@@ -1143,7 +1180,7 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
         }
         return Ok(transcript);
     }
-    Err("the scenario still needed patching after two passes".into())
+    Err("the scenario still needed patching after four passes".into())
 }
 
 #[tokio::main]

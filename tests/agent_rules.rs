@@ -611,3 +611,111 @@ async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
     );
     assert_eq!(w.model.remaining(), 0);
 }
+
+fn tool_names(req: &ChatRequest) -> Vec<String> {
+    req.tools
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn tools_opened_with_open_tools_come_from_the_next_call_on_and_stay_for_the_thread() {
+    let w = world(
+        vec![
+            Step::tool_calls(vec![(
+                "o1",
+                "open_tools",
+                json!({"tools": ["get_customers", "create_invoice"]}),
+            )]),
+            Step::tool_calls(vec![(
+                "o2",
+                "open_tools",
+                json!({"tools": ["get_customers"]}),
+            )]),
+            Step::tool_calls(vec![("g1", "get_customers", json!({}))]),
+            Step::text("No customers yet."),
+            Step::text("Still none."),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    let first = w
+        .agent
+        .respond("t-open", &context(), &[user("Who are my customers?")])
+        .await
+        .unwrap();
+    // An unknown name fails the whole call and opens nothing; the model's fixed call does.
+    assert_eq!(first.tool_calls[0].error, Some(ErrorCode::InvalidArguments));
+    assert_eq!(first.tool_calls[1].error, None);
+    w.agent
+        .respond("t-open", &context(), &[user("And now?")])
+        .await
+        .unwrap();
+    let requests = w.model.requests();
+    let starter = vec!["open_tools", "create_product", "create_price"];
+    assert_eq!(tool_names(&requests[0]), starter);
+    assert_eq!(
+        tool_names(&requests[1]),
+        starter,
+        "nothing opened by a failed call"
+    );
+    // Once a tool is opened the creating tools the thread never named or used are not sent.
+    let opened = vec!["open_tools", "get_customers"];
+    assert_eq!(tool_names(&requests[2]), opened);
+    assert_eq!(
+        tool_names(&requests[4]),
+        opened,
+        "still open in the next turn"
+    );
+    // The context has the account id, so no tool asks for one.
+    assert!(
+        !requests[2]
+            .tools
+            .iter()
+            .any(|t| t.to_string().contains("account_id"))
+    );
+    // `open_tools` no longer offers what is open.
+    let open = requests[2]
+        .tools
+        .iter()
+        .find(|t| t.to_string().contains("\"open_tools\""))
+        .unwrap()
+        .to_string();
+    assert!(
+        !open.contains("get_customers") && open.contains("get_products"),
+        "{open}"
+    );
+}
+
+#[tokio::test]
+async fn a_starter_tool_the_thread_used_stays_when_it_opens_others() {
+    let w = world(
+        vec![
+            Step::tool_calls(vec![("c1", "create_product", json!({"name": "Pro"}))]),
+            Step::text("Created Pro."),
+            Step::tool_calls(vec![(
+                "o1",
+                "open_tools",
+                json!({"tools": ["get_customers"]}),
+            )]),
+            Step::text("No customers yet."),
+        ],
+        json!({"accounts": {}}),
+        PolicyConfig::default(),
+    )
+    .await;
+    for said in ["Create Pro", "Who are my customers?"] {
+        w.agent
+            .respond("t-starter", &context(), &[user(said)])
+            .await
+            .unwrap();
+    }
+    let requests = w.model.requests();
+    assert_eq!(
+        tool_names(&requests[3]),
+        vec!["open_tools", "create_product", "get_customers"],
+        "create_product was used, create_price was not"
+    );
+}

@@ -16,10 +16,6 @@ fn database_url() -> String {
     }
 }
 
-// Not in the default run: a rare drift no reported failure explains (about 1 conversation in
-// 5,000, issue 15 still open) would fail CI by chance. scripts/test.sh runs it after the suite
-// and prints its verdict; `scripts/with-postgres.sh cargo test --test chaos -- --ignored`.
-#[ignore = "rare unexplained subscription drift (issue 15 open); scripts/test.sh runs it separately"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_chaotic_conversations_end_with_no_unexplained_drift() {
     let report = run(ChaosConfig {
@@ -39,8 +35,12 @@ async fn three_hundred_chaotic_conversations_end_with_no_unexplained_drift() {
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     assert!(
         report.unexplained_drift().is_empty(),
-        "drift no reported inconsistency explains: {:?}",
-        report.unexplained_drift()
+        "drift no reported inconsistency explains: {:#?}",
+        report
+            .unexplained_drift()
+            .iter()
+            .map(|d| (d, report.drift_story.get(*d)))
+            .collect::<Vec<_>>()
     );
     assert!(
         report.failed_unreported.is_empty(),

@@ -288,3 +288,70 @@ fn empty_answers_say_what_happened() {
         }
     }
 }
+
+/// A turn whose first step opened `get_products` with the call `id`.
+fn opened_turn(id: &str) -> Turn {
+    let mut t = turn(Limits::default());
+    let _ = t.start();
+    let c = expect_tools(t.model_response(calls(&[(
+        id,
+        "open_tools",
+        r#"{"tools":["get_products"]}"#,
+    )])));
+    let opened = HashMap::from([(c[0].id.clone(), ok(json!({"opened": ["get_products"]})))]);
+    let _ = t.tool_results(opened);
+    t
+}
+
+#[test]
+fn read_results_become_digests_and_the_open_tools_exchange_goes() {
+    let mut t = opened_turn("o1");
+    let c = expect_tools(t.model_response(calls(&[("g1", "get_products", "{}")])));
+    let product = json!({"object": "list", "has_more": false, "data": [{
+        "id": "prod_123456", "object": "product", "name": "Pro", "created": 1767225600,
+        "description": "A long description the model has read once already."}]});
+    let listed = HashMap::from([(c[0].id.clone(), ok(product))]);
+    let _ = t.tool_results(listed);
+    // The fresh result: no timestamp, the rest whole.
+    let fresh = t.messages().last().unwrap().content.clone().unwrap();
+    assert!(
+        fresh.contains("A long description") && !fresh.contains("1767225600"),
+        "{fresh}"
+    );
+    let c =
+        expect_tools(t.model_response(calls(&[("g2", "get_products", r#"{"id":"prod_123456"}"#)])));
+    let again = HashMap::from([(c[0].id.clone(), ok(json!({"id": "prod_123456"})))]);
+    let _ = t.tool_results(again);
+    let m = t.messages();
+    assert_history_valid(m);
+    assert!(
+        !m.iter()
+            .any(|m| m.tool_calls.iter().any(|c| c.name == "open_tools")
+                || m.tool_call_id.as_deref() == Some("o1")),
+        "the open_tools exchange is dropped once read"
+    );
+    let read = m
+        .iter()
+        .find(|m| m.tool_call_id.as_deref() == Some("g1"))
+        .and_then(|m| m.content.clone())
+        .unwrap();
+    assert_eq!(read, r#"[{"id":"prod_123456","name":"Pro"}]"#);
+}
+
+#[test]
+fn dropping_the_open_tools_exchange_keeps_a_later_call_with_the_same_id() {
+    // Some servers number calls per step: the open call and a later call share `call_0`.
+    let mut t = opened_turn("call_0");
+    let c = expect_tools(t.model_response(calls(&[("call_0", "get_products", "{}")])));
+    let _ = t.tool_results(HashMap::from([(c[0].id.clone(), ok(json!({"data": []})))]));
+    let c = expect_tools(t.model_response(calls(&[("call_1", "get_products", "{}")])));
+    let _ = t.tool_results(HashMap::from([(c[0].id.clone(), ok(json!({"data": []})))]));
+    let m = t.messages();
+    assert_history_valid(m);
+    let names: Vec<&str> = m
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().map(|c| c.name.as_str()))
+        .collect();
+    assert_eq!(names, ["get_products", "get_products"], "{m:?}");
+    assert_eq!(m.iter().filter(|m| m.tool_call_id.is_some()).count(), 2);
+}

@@ -38,6 +38,18 @@ fn every_schema_is_strict_mode_valid() {
     }
 }
 
+/// Parameters whose name and type do not say what the model must know (units, either/or,
+/// what null means); the rest are left undescribed so every call costs fewer tokens.
+const MUST_DESCRIBE: &[&str] = &[
+    "unit_amount",
+    "amount_off",
+    "percent_off",
+    "duration_in_months",
+    "interval_count",
+    "value",
+    "promotion_code",
+];
+
 fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
@@ -46,35 +58,28 @@ fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
                 .get("description")
                 .and_then(Value::as_str)
                 .is_some_and(|d| !d.is_empty());
-            let obvious = matches!(
-                name.as_str(),
-                "name"
-                    | "description"
-                    | "email"
-                    | "phone"
-                    | "metadata"
-                    | "images"
-                    | "url"
-                    | "unit_label"
-                    | "active"
-                    | "quantity"
-                    | "mode"
-                    | "duration"
-                    | "max_redemptions"
-            );
-            if !described && !obvious {
+            // A metadata value's note (null removes the key) is for updates only.
+            let needed = MUST_DESCRIBE.contains(&name.as_str())
+                && (name != "value" || path.starts_with("update_"));
+            if !described && needed {
                 out.push(here.clone());
             }
             undescribed(prop, &here, out);
-            if let Some(items) = prop.get("items") {
-                undescribed(items, &here, out);
+            for key in ["items", "anyOf"] {
+                match prop.get(key) {
+                    Some(Value::Array(list)) => {
+                        list.iter().for_each(|v| undescribed(v, &here, out))
+                    }
+                    Some(v) => undescribed(v, &here, out),
+                    None => {}
+                }
             }
         }
     }
 }
 
 #[test]
-fn tools_and_their_parameters_are_described() {
+fn tools_and_the_parameters_that_need_it_are_described() {
     let mut missing = Vec::new();
     for def in ToolSet::altan_pay().definitions() {
         assert!(
@@ -93,6 +98,61 @@ fn tools_and_their_parameters_are_described() {
         missing.is_empty(),
         "parameters without a description: {missing:?}"
     );
+}
+
+/// Tokens (o200k) of each tool's `tools[]` entry as sent when the context has the account id.
+/// A definition that grows past its budget fails here; raise a budget only on purpose.
+const BUDGETS: &[(&str, usize)] = &[
+    ("create_product", 205),
+    ("create_price", 325),
+    ("open_tools", 175),
+    ("get_account_stripe_connection_id", 80),
+    ("get_products", 120),
+    ("update_product", 225),
+    ("delete_product", 90),
+    ("get_prices", 150),
+    ("update_price", 210),
+    ("create_customer", 155),
+    ("get_customers", 110),
+    ("update_customer", 260),
+    ("delete_customer", 65),
+    ("create_subscription", 340),
+    ("get_subscriptions", 170),
+    ("update_subscription", 395),
+    ("cancel_subscription", 105),
+    ("create_coupon", 300),
+    ("get_coupons", 95),
+    ("update_coupon", 140),
+    ("delete_coupon", 60),
+    ("create_promotion_code", 220),
+    ("get_promotion_codes", 140),
+    ("update_promotion_code", 145),
+    ("create_checkout_session", 385),
+    ("read_plan", 60),
+    ("update_plan", 95),
+];
+
+#[test]
+fn every_tool_definition_is_within_its_token_budget() {
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    let tools = ToolSet::altan_pay();
+    let sent = tools.to_openai_json_for(altan_pay::tools::Opened::all(), true);
+    let sent = sent.as_array().unwrap();
+    assert_eq!(sent.len(), BUDGETS.len(), "every tool has a budget");
+    let mut over = Vec::new();
+    for entry in sent {
+        let name = entry["function"]["name"].as_str().unwrap();
+        let budget = BUDGETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no budget for {name}"))
+            .1;
+        let n = bpe.encode_with_special_tokens(&entry.to_string()).len();
+        if n > budget {
+            over.push(format!("{name}: {n} tokens, budget {budget}"));
+        }
+    }
+    assert!(over.is_empty(), "{}", over.join("\n"));
 }
 
 #[test]

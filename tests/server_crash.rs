@@ -136,9 +136,12 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     let (gateway, sandbox) = gateway().await;
     let script = ScriptServer::start().await;
     script.tool_call("c1", "create_product", json!({"name": "Pro"}));
-    // The second model call never answers in time: the server dies while waiting for it.
-    script.push(Box::new(|_| {
-        std::thread::sleep(Duration::from_secs(4));
+    // The second model call is answered only once the server that asked is dead (the reply
+    // waits for the test to let it go; a minute at most, so nothing hangs if the test fails).
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    script.push(Box::new(move |_| {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(60));
         Ok(json!({"content": "too late"}))
     }));
     script.text("Here is where things stand.");
@@ -167,6 +170,7 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     assert!(ready, "the turn did not reach the second model call");
     // Same database, new process: the thread continues and the write is handed over.
     served.kill_and_restart().await;
+    drop(release);
     let lost = post.await.unwrap();
     assert!(
         lost.is_err() || !lost.unwrap().status().is_success(),

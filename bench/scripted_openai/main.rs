@@ -7,7 +7,11 @@
 //! - otherwise → the final text with the handoff.
 //!
 //! No latency is added: what the clients measure is their own overhead plus loopback HTTP.
-//! Usage: `cargo run --release --example scripted_openai -- --addr 127.0.0.1:PORT`
+//! With `--count-tokens` each answer's `usage` is measured on the request body (o200k):
+//! `prompt_tokens` the whole body, `prompt_tokens_details.cached_tokens` the bytes it shares
+//! with the previous request from the start (what a prompt cache would reuse); each call is
+//! also logged on stderr. Streamed requests are answered as SSE chunks.
+//! Usage: `cargo run --release --example scripted_openai -- --addr 127.0.0.1:PORT [--count-tokens]`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +22,42 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The tokenizer and the previous body, with `--count-tokens`.
+struct Counter {
+    bpe: tiktoken_rs::CoreBPE,
+    previous: std::sync::Mutex<Vec<u8>>,
+}
+
+static COUNTER: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+
+/// `usage` measured on the body (zeros without `--count-tokens`).
+fn measured_usage(body: &[u8]) -> Value {
+    let Some(c) = COUNTER.get() else {
+        return json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+    };
+    let count = |b: &[u8]| {
+        c.bpe
+            .encode_with_special_tokens(&String::from_utf8_lossy(b))
+            .len()
+    };
+    let mut previous = c.previous.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = previous
+        .iter()
+        .zip(body)
+        .take_while(|(a, b)| a == b)
+        .count();
+    // Cut at a character boundary so the prefix counts as text.
+    let shared = (0..=shared)
+        .rev()
+        .find(|&i| std::str::from_utf8(&body[..i]).is_ok())
+        .unwrap_or(0);
+    let (prompt, cached) = (count(body), count(&body[..shared]));
+    *previous = body.to_vec();
+    eprintln!("model call: {prompt} tokens, {cached} in the prefix shared with the previous call");
+    json!({"prompt_tokens": prompt, "completion_tokens": 20, "total_tokens": prompt + 20,
+           "prompt_tokens_details": {"cached_tokens": cached}})
+}
 
 /// The first `prod_...` id in a text, if any.
 fn find_product_id(text: &str) -> Option<String> {
@@ -111,22 +151,53 @@ pub fn answer(body: &Value) -> Result<Value, String> {
     }
 }
 
-async fn chat(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({"error": {"message": "streaming is not scripted", "type": "invalid_request_error"}}),
-            ),
-        );
-    }
-    match answer(&body) {
-        Ok(v) => (StatusCode::OK, Json(v)),
-        Err(e) => (
+async fn chat(raw: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let bad = |e: String| {
+        (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": {"message": e, "type": "invalid_request_error"}})),
-        ),
+        )
+            .into_response()
+    };
+    let body: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not JSON: {e}")),
+    };
+    let mut answer = match answer(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    answer["usage"] = measured_usage(&raw);
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return (StatusCode::OK, Json(answer)).into_response();
     }
+    // One chunk with the whole message, one with the finish reason, one with the usage.
+    let choice = &answer["choices"][0];
+    let mut delta = choice["message"].clone();
+    if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+        for (i, call) in calls.iter_mut().enumerate() {
+            call["index"] = json!(i);
+        }
+    }
+    let chunk = |choices: Value, usage: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"],
+                   "model": answer["model"], "choices": choices, "usage": usage})
+        )
+    };
+    let mut out = chunk(
+        json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+        Value::Null,
+    );
+    out.push_str(&chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]),
+        Value::Null,
+    ));
+    out.push_str(&chunk(json!([]), answer["usage"].clone()));
+    out.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], out).into_response()
 }
 
 async fn calls() -> String {
@@ -140,6 +211,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs a value")?,
+            "--count-tokens" => {
+                let bpe = tiktoken_rs::o200k_base()?;
+                let _ = COUNTER.set(Counter {
+                    bpe,
+                    previous: Default::default(),
+                });
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

@@ -1,95 +1,249 @@
-//! Tokens (o200k_base, via tiktoken-rs which bundles the BPE) of the system prompt and the tool
-//! definitions, per tool, strict (default) and compact, against Stripe's agent toolkit.
-//! Usage: `cargo run --release --example bench_tokens -- STRIPE_TOOLS.json` (the output of
-//! `bench/tokens/stripe_toolkit_tools.js`). Prints one JSON object.
+//! Tokens (o200k_base, via tiktoken-rs which bundles the BPE).
+//!
+//! `cargo run --release --example bench_tokens -- [--stripe TOOLS.json] [--seed PROMPT.md]
+//! [--scenarios DIR]... [--markdown]`
+//!
+//! - the system prompt and the tool definitions as the agent sends them (per tool, and the
+//!   starter set a thread begins with);
+//! - with `--stripe` (the output of `bench/tokens/stripe_toolkit_tools.js`) and `--seed` (the
+//!   spec's prompt): the peer configuration, seed prompt + Stripe's toolkit, per call;
+//! - with `--scenarios`: every model call of every recorded transcript in DIR, counted on the
+//!   request body as recorded (the JSON sent), with the largest call and the cacheable prefix
+//!   (the system prompt plus the leading tools every call of the scenario shares). Give two
+//!   directories (e.g. an older checkout's fixtures first) to compare them.
+//!
+//! Prints one JSON object, or Markdown tables with `--markdown`.
+
+use std::path::{Path, PathBuf};
 
 use altan_pay::prompt::PromptLibrary;
-use altan_pay::tools::ToolSet;
+use altan_pay::tools::{Opened, ToolSet};
+use altan_pay::transcript::format::Transcript;
 use serde_json::{Value, json};
+use tiktoken_rs::CoreBPE;
 
-/// Altan Pay tool → the Stripe agent toolkit tool doing the same operation.
-const MATCHING: &[(&str, &str)] = &[
-    ("create_product", "create_product"),
-    ("get_products", "list_products"),
-    ("create_price", "create_price"),
-    ("get_prices", "list_prices"),
-    ("create_customer", "create_customer"),
-    ("get_customers", "list_customers"),
-    ("create_coupon", "create_coupon"),
-    ("get_coupons", "list_coupons"),
-    ("get_subscriptions", "list_subscriptions"),
-    ("update_subscription", "update_subscription"),
-    ("cancel_subscription", "cancel_subscription"),
-];
+struct Args {
+    stripe: Option<PathBuf>,
+    seed: Option<PathBuf>,
+    scenarios: Vec<PathBuf>,
+    markdown: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        stripe: None,
+        seed: None,
+        scenarios: Vec::new(),
+        markdown: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().ok_or(format!("{flag} needs a value"));
+        match a.as_str() {
+            "--stripe" => args.stripe = Some(value("--stripe")?.into()),
+            "--seed" => args.seed = Some(value("--seed")?.into()),
+            "--scenarios" => args.scenarios.push(value("--scenarios")?.into()),
+            "--markdown" => args.markdown = true,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One scenario's model calls: tokens of each request body and of its cacheable prefix.
+fn scenario(bpe: &CoreBPE, t: &Transcript) -> Value {
+    let count = |s: &str| bpe.encode_with_special_tokens(s).len();
+    let requests: Vec<&Value> = t
+        .turns
+        .iter()
+        .flat_map(|turn| &turn.model_calls)
+        .map(|c| &c.request)
+        .collect();
+    let calls: Vec<usize> = requests.iter().map(|r| count(&r.to_string())).collect();
+    let tools = |r: &Value| r["tools"].as_array().cloned().unwrap_or_default();
+    // The leading tools every call of the scenario sends, then the system prompt.
+    let mut shared = requests.first().map(|r| tools(r)).unwrap_or_default();
+    for r in &requests {
+        let these = tools(r);
+        let same = shared
+            .iter()
+            .zip(&these)
+            .take_while(|(a, b)| a == b)
+            .count();
+        shared.truncate(same);
+    }
+    let prompt = requests
+        .first()
+        .map(|r| r["messages"][0].to_string())
+        .unwrap_or_default();
+    let prefix = count(&Value::Array(shared).to_string()) + count(&prompt);
+    json!({
+        "scenario": t.name,
+        "model_calls": calls.len(),
+        "tokens": calls.iter().sum::<usize>(),
+        "largest_call": calls.iter().max().copied().unwrap_or(0),
+        "prefix": prefix,
+        "calls": calls,
+    })
+}
+
+fn scenarios(bpe: &CoreBPE, dir: &Path) -> Result<Value, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for f in files {
+        let t = Transcript::load(&f).map_err(|e| e.to_string())?;
+        rows.push(scenario(bpe, &t));
+    }
+    let sum = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).sum::<u64>();
+    let max = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).max().unwrap_or(0);
+    Ok(json!({
+        "dir": dir.display().to_string(),
+        "scenarios": rows.len(),
+        "model_calls": sum("model_calls"),
+        "tokens": sum("tokens"),
+        "largest_call": max("largest_call"),
+        "rows": rows,
+    }))
+}
 
 fn main() -> Result<(), String> {
+    let args = parse_args()?;
     let bpe = tiktoken_rs::o200k_base().map_err(|e| e.to_string())?;
-    let count = |v: &Value| bpe.encode_with_special_tokens(&v.to_string()).len();
-    let stripe_path = std::env::args()
-        .nth(1)
-        .ok_or("usage: bench_tokens STRIPE_TOOLS.json")?;
-    let stripe: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(&stripe_path).map_err(|e| format!("{stripe_path}: {e}"))?,
-    )
-    .map_err(|e| e.to_string())?;
+    let count = |s: &str| bpe.encode_with_special_tokens(s).len();
     let prompt = PromptLibrary::embedded()
         .render_default()
         .map_err(|e| e.to_string())?;
     let tools = ToolSet::altan_pay();
-    let strict = tools.to_openai_json();
-    let compact = tools.to_openai_json_compact(true);
-    let compact_no_ctx = tools.to_openai_json_compact(false);
+    let all = tools.to_openai_json();
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let by_name = |v: &[Value], name: &str| {
-        v.iter()
-            .find(|t| t["function"]["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let (strict, compact) = (list(&strict), list(&compact));
-    let per_tool: Vec<Value> = strict
+    // Per tool as the platform's conversations get them (the context has the account id).
+    let per_tool: Vec<Value> = list(&tools.to_openai_json_for(Opened::all(), true))
         .iter()
-        .zip(&compact)
-        .map(|(s, c)| json!({"tool": s["function"]["name"], "strict": count(s), "compact": count(c)}))
+        .map(|t| json!({"tool": t["function"]["name"], "tokens": count(&t.to_string())}))
         .collect();
-    let matching: Vec<Value> = MATCHING
-        .iter()
-        .map(|(ours, theirs)| {
-            let st = by_name(&stripe, theirs);
-            json!({
-                "altan": ours, "stripe": theirs,
-                "altan_strict": count(&by_name(&strict, ours)),
-                "altan_compact": count(&by_name(&compact, ours)),
-                "stripe_toolkit": if st.is_null() { Value::Null } else { json!(count(&st)) },
-            })
-        })
-        .collect();
-    let sum = |v: &[Value], key: &str| v.iter().filter_map(|x| x[key].as_u64()).sum::<u64>();
-    let prompt_tokens = bpe.encode_with_special_tokens(&prompt).len();
-    let strict_total = count(&Value::Array(strict.clone()));
-    let compact_total = count(&Value::Array(compact.clone()));
-    println!(
-        "{}",
-        json!({
-            "encoding": "o200k_base",
-            "prompt_tokens": prompt_tokens,
-            "prompt_bytes": prompt.len(),
-            "tools": strict.len(),
-            "tools_strict_total": strict_total,
-            "tools_compact_total": compact_total,
-            "tools_compact_without_context_account_total": count(&compact_no_ctx),
-            "per_call_strict": prompt_tokens + strict_total,
-            "per_call_compact": prompt_tokens + compact_total,
-            "stripe_toolkit_tools": stripe.len(),
-            "stripe_toolkit_total": count(&Value::Array(stripe.clone())),
-            "per_tool": per_tool,
-            "matching": matching,
-            "matching_sum": {
-                "altan_strict": sum(&matching, "altan_strict"),
-                "altan_compact": sum(&matching, "altan_compact"),
-                "stripe_toolkit": sum(&matching, "stripe_toolkit"),
-            },
-        })
-    );
+    let starter = tools.to_openai_json_for(Opened::default(), true);
+    let mut out = json!({
+        "encoding": "o200k_base",
+        "prompt_tokens": count(&prompt),
+        "prompt_bytes": prompt.len(),
+        "tools": per_tool.len(),
+        "tools_total_with_account_id": count(&all.to_string()),
+        "tools_total": count(&tools.to_openai_json_for(Opened::all(), true).to_string()),
+        "starter_tools": list(&starter).len(),
+        "starter_tools_tokens": count(&starter.to_string()),
+        "per_tool": per_tool,
+    });
+    if let (Some(stripe), Some(seed)) = (&args.stripe, &args.seed) {
+        let stripe: Vec<Value> = serde_json::from_str(&read(stripe)?).map_err(|e| e.to_string())?;
+        let seed = read(seed)?;
+        let (p, t) = (
+            count(&seed),
+            count(&Value::Array(stripe.clone()).to_string()),
+        );
+        out["peer"] = json!({
+            "seed_prompt_tokens": p,
+            "toolkit_tools": stripe.len(),
+            "toolkit_tools_tokens": t,
+            "per_call": p + t,
+            "per_tool": stripe.iter().map(|s| json!({"tool": s["function"]["name"], "tokens": count(&s.to_string())})).collect::<Vec<_>>(),
+        });
+    }
+    let mut runs = Vec::new();
+    for dir in &args.scenarios {
+        runs.push(scenarios(&bpe, dir)?);
+    }
+    out["scenario_runs"] = Value::Array(runs);
+    if args.markdown {
+        print!("{}", markdown(&out));
+    } else {
+        println!("{out}");
+    }
     Ok(())
+}
+
+/// The scenario tables of BENCHMARKS.md: one row per scenario, one column group per run.
+fn markdown(out: &Value) -> String {
+    let runs = out["scenario_runs"].as_array().cloned().unwrap_or_default();
+    let mut s = String::new();
+    let peer = out["peer"]["per_call"].as_u64();
+    let mut header = String::from("| scenario |");
+    let mut rule = String::from("|---|");
+    for (i, _) in runs.iter().enumerate() {
+        let tag = if runs.len() > 1 && i == 0 {
+            "before"
+        } else if runs.len() > 1 {
+            "after"
+        } else {
+            "now"
+        };
+        header.push_str(&format!(
+            " {tag}: calls | {tag}: tokens | {tag}: largest | {tag}: prefix |"
+        ));
+        rule.push_str("---|---|---|---|");
+    }
+    if peer.is_some() {
+        header.push_str(" peer: prompt + tools per call × calls |");
+        rule.push_str("---|");
+    }
+    s.push_str(&header);
+    s.push('\n');
+    s.push_str(&rule);
+    s.push('\n');
+    let names: Vec<String> = runs
+        .first()
+        .and_then(|r| r["rows"].as_array())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["scenario"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &names {
+        let mut line = format!("| {name} |");
+        let mut last_calls = 0;
+        for run in &runs {
+            let row = run["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["scenario"] == name.as_str()));
+            match row {
+                Some(r) => {
+                    last_calls = r["model_calls"].as_u64().unwrap_or(0);
+                    line.push_str(&format!(
+                        " {} | {} | {} | {} |",
+                        r["model_calls"], r["tokens"], r["largest_call"], r["prefix"]
+                    ));
+                }
+                None => line.push_str(" — | — | — | — |"),
+            }
+        }
+        if let Some(p) = peer {
+            line.push_str(&format!(" {} |", p * last_calls));
+        }
+        s.push_str(&line);
+        s.push('\n');
+    }
+    let mut total = String::from("| **total** |");
+    let mut last_calls = 0;
+    for run in &runs {
+        last_calls = run["model_calls"].as_u64().unwrap_or(0);
+        total.push_str(&format!(
+            " {} | {} | {} | |",
+            run["model_calls"], run["tokens"], run["largest_call"]
+        ));
+    }
+    if let Some(p) = peer {
+        total.push_str(&format!(" {} |", p * last_calls));
+    }
+    s.push_str(&total);
+    s.push('\n');
+    s
 }

@@ -1,8 +1,7 @@
 //! [`AgentBuilder`]: what an [`Agent`] is made of, with the defaults a caller can leave out.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-use serde_json::Value;
 
 use crate::engine::Limits;
 use crate::model::{ChatModel, ToolDefs};
@@ -10,7 +9,7 @@ use crate::pay::PayClient;
 use crate::policy::PolicyConfig;
 use crate::prompt::PromptLibrary;
 use crate::sync::SyncMapping;
-use crate::tools::{ToolEnv, ToolSet};
+use crate::tools::{Opened, ToolEnv, ToolSet};
 
 use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore};
 
@@ -28,6 +27,38 @@ pub struct AgentBuilder {
     plans: Option<crate::tools::plan::PlanStore>,
     pending: Option<Arc<dyn PendingSource>>,
     compact_tools: bool,
+    all_tools: bool,
+}
+
+/// The definitions sent per (opened tools, account id known): few combinations in practice,
+/// each built and serialised once.
+pub(super) struct ToolDefsCache {
+    compact: bool,
+    all_tools: bool,
+    built: Mutex<HashMap<(Opened, bool), ToolDefs>>,
+}
+
+/// Tool sets kept serialised at most (each a few KB).
+const MAX_CACHED_TOOL_SETS: usize = 256;
+
+impl ToolDefsCache {
+    /// The definitions of a call with the `opened` tools.
+    pub(super) fn get(&self, tools: &ToolSet, opened: Opened, account_known: bool) -> ToolDefs {
+        let opened = if self.all_tools {
+            Opened::all()
+        } else {
+            opened
+        };
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        // Threads open few distinct sets; a bound keeps an unusual mix from growing the map.
+        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&(opened, account_known)) {
+            built.clear();
+        }
+        built
+            .entry((opened, account_known))
+            .or_insert_with(|| ToolDefs::new(tools.entries(opened, account_known, self.compact)))
+            .clone()
+    }
 }
 
 impl AgentBuilder {
@@ -35,6 +66,13 @@ impl AgentBuilder {
     /// mode, optional properties not required. Off by default.
     pub fn compact_tools(mut self, compact: bool) -> Self {
         self.compact_tools = compact;
+        self
+    }
+
+    /// Send every tool on every call instead of the starter tools, or `open_tools` and the
+    /// tools the model opened with it. Off by default.
+    pub fn all_tools(mut self, all: bool) -> Self {
+        self.all_tools = all;
         self
     }
 
@@ -107,26 +145,17 @@ impl AgentBuilder {
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
         let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
-        let as_list = |v: Value| match v {
-            Value::Array(items) => items,
-            _ => Vec::new(),
+        let tool_defs = ToolDefsCache {
+            compact: self.compact_tools,
+            all_tools: self.all_tools,
+            built: Mutex::default(),
         };
-        let (tool_json_account_known, definitions) = if self.compact_tools {
-            (
-                Some(ToolDefs::new(as_list(tools.to_openai_json_compact(true)))),
-                tools.to_openai_json_compact(false),
-            )
-        } else {
-            (None, tools.to_openai_json())
-        };
-        let tool_json = ToolDefs::new(as_list(definitions));
         Ok(Agent {
             inner: Arc::new(Inner {
                 model,
                 env: ToolEnv { pay },
                 tools,
-                tool_json,
-                tool_json_account_known,
+                tool_defs,
                 prompt,
                 policy: self.policy,
                 limits: self.limits,

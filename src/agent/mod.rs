@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Limits;
-use crate::model::{ChatModel, ToolDefs};
+use crate::model::ChatModel;
 use crate::policy::PolicyConfig;
 use crate::room::{AgentContext, RoomMessage};
 use crate::sync::SyncMapping;
@@ -72,10 +72,9 @@ struct Inner {
     model: Arc<dyn ChatModel>,
     env: ToolEnv,
     tools: ToolSet,
-    tool_json: ToolDefs,
-    /// Compact mode only: the tools without `account_id`, for turns whose trusted context
-    /// carries the account id.
-    tool_json_account_known: Option<ToolDefs>,
+    /// The tool definitions sent for each set of open groups and account case, serialised
+    /// once and reused (see [`ToolDefs`]).
+    tool_defs: builder::ToolDefsCache,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,

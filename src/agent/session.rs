@@ -68,6 +68,9 @@ pub struct Session {
     pub syncs: PendingSyncs,
     /// Answers given in this thread.
     pub answers: u64,
+    /// Tools the model opened with `open_tools` (none: the starter tools are sent).
+    #[serde(default)]
+    pub opened_tools: Vec<String>,
 }
 
 impl Session {

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field, info_span, warn};
 
 use crate::engine::{Step, StopReason, Turn, TurnEnd};
-use crate::model::{ChatMessage, ModelDelta, ModelError, Role};
+use crate::model::{ChatMessage, ModelDelta, ModelError, Role, ToolDefs};
 use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::{AckStatus, parse_acknowledgements};
 use crate::tools::ErrorCode;
+use crate::tools::open::{OPEN_TOOLS, is_starter};
 
-use super::{Agent, AgentError, Answer, AnswerEnd, Session};
+use super::{Agent, AgentError, Answer, AnswerEnd, Session, ToolCallRecord};
 
 /// Thread locks kept before the idle ones are dropped.
 pub(super) const LOCKS_BEFORE_PRUNING: usize = 1024;
@@ -168,10 +169,7 @@ impl Agent {
         ];
         let preamble = messages.len();
         messages.extend(session.history.iter().cloned());
-        let tools = match (&inner.tool_json_account_known, &context.account_id) {
-            (Some(known), Some(_)) => known.clone(),
-            _ => inner.tool_json.clone(),
-        };
+        let tools = self.tool_defs(session, context);
         let mut turn = Turn::new(messages, tools, inner.limits);
         let deadline = tokio::time::Instant::now() + inner.limits.deadline;
         let cancel = options.cancel.clone().unwrap_or_default();
@@ -219,6 +217,9 @@ impl Agent {
                     };
                     match outcome {
                         Ok((results, mut recs, mut held)) => {
+                            if self.open_tools(session, &recs, turn.messages()) {
+                                turn.set_tools(self.tool_defs(session, context));
+                            }
                             records.append(&mut recs);
                             approvals.append(&mut held);
                             step = turn.tool_results(results);
@@ -304,6 +305,52 @@ impl Agent {
             });
         }
         Ok(answer)
+    }
+}
+
+impl Agent {
+    /// The tools of the session's next model call: the starter tools, or `open_tools` and the
+    /// tools it opened.
+    fn tool_defs(&self, session: &Session, context: &AgentContext) -> ToolDefs {
+        self.inner.tool_defs.get(
+            &self.inner.tools,
+            self.inner.tools.opened(&session.opened_tools),
+            context.account_id.is_some(),
+        )
+    }
+
+    /// Adds the tools this step's successful `open_tools` calls asked for to the session;
+    /// whether any was new. The thread's first opening keeps the starter tools the
+    /// conversation (`messages`) has already called: they do not vanish from under it.
+    fn open_tools(
+        &self,
+        session: &mut Session,
+        records: &[ToolCallRecord],
+        messages: &[ChatMessage],
+    ) -> bool {
+        let mut asked: Vec<String> = records
+            .iter()
+            .filter(|r| r.name == OPEN_TOOLS && r.error.is_none())
+            .flat_map(|r| self.inner.tools.opened_by(&r.arguments))
+            .collect();
+        if asked.is_empty() {
+            return false;
+        }
+        if session.opened_tools.is_empty() {
+            let used = messages.iter().flat_map(|m| &m.tool_calls);
+            asked.extend(
+                used.filter(|c| c.name != OPEN_TOOLS && is_starter(&c.name))
+                    .map(|c| c.name.clone()),
+            );
+        }
+        let mut changed = false;
+        for name in asked {
+            if !session.opened_tools.contains(&name) {
+                session.opened_tools.push(name);
+                changed = true;
+            }
+        }
+        changed
     }
 }
 

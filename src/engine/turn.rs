@@ -10,6 +10,8 @@ use serde_json::Value;
 use crate::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolDefs, Usage,
 };
+use crate::tools::digest::{digest, fresh};
+use crate::tools::open::OPEN_TOOLS;
 use crate::tools::{ErrorCode, ToolError, ToolOutput};
 
 /// Bounds on one turn. Whatever the model does, the turn ends within these.
@@ -98,6 +100,8 @@ pub struct Refusal {
 #[derive(Debug, Clone)]
 pub struct Turn {
     messages: Arc<Vec<ChatMessage>>,
+    /// Where this turn's own messages start (after the prompt, context and history).
+    own_from: usize,
     tools: ToolDefs,
     limits: Limits,
     model_calls: u32,
@@ -118,6 +122,7 @@ impl Turn {
     /// `messages`: system prompt, context, history and the new room messages.
     pub fn new(messages: Vec<ChatMessage>, tools: impl Into<ToolDefs>, limits: Limits) -> Turn {
         Turn {
+            own_from: messages.len(),
             messages: Arc::new(messages),
             tools: tools.into(),
             limits,
@@ -130,6 +135,11 @@ impl Turn {
             awaiting: Vec::new(),
             ended: None,
         }
+    }
+
+    /// The tool definitions of the next model calls (the driver opened more tools).
+    pub fn set_tools(&mut self, tools: ToolDefs) {
+        self.tools = tools;
     }
 
     /// The first step.
@@ -263,6 +273,7 @@ impl Turn {
     /// The results of the calls of the last [`Step::CallTools`], by call id, any order.
     /// Calls the turn refused are answered by the turn itself.
     pub fn tool_results(&mut self, mut results: HashMap<String, ToolOutput>) -> Step {
+        self.digest_read_results();
         let awaiting = std::mem::take(&mut self.awaiting);
         let mut repeated = false;
         let mut all_invalid = !awaiting.is_empty();
@@ -273,6 +284,7 @@ impl Turn {
                 .rev()
                 .find(|r| r.call.id == call.id)
                 .cloned();
+            let mut write = false;
             let (content, error) = match (refused, results.remove(&call.id)) {
                 (Some(r), _) => {
                     repeated |= r
@@ -283,6 +295,7 @@ impl Turn {
                 }
                 (None, Some(output)) => {
                     self.tool_calls += 1;
+                    write = output.effect.is_some();
                     (output.content, output.error)
                 }
                 (None, None) => {
@@ -306,10 +319,12 @@ impl Turn {
                 }
                 None => all_invalid = false,
             }
-            Arc::make_mut(&mut self.messages).push(ChatMessage::tool_result(
-                call.id.clone(),
-                content.to_string(),
-            ));
+            let content = match error {
+                None => fresh(&content, write),
+                Some(_) => content.to_string(),
+            };
+            Arc::make_mut(&mut self.messages)
+                .push(ChatMessage::tool_result(call.id.clone(), content));
         }
         if all_invalid {
             self.invalid_in_a_row += 1;
@@ -327,6 +342,63 @@ impl Turn {
             return self.stop(StopReason::ModelCallLimit);
         }
         self.call_model()
+    }
+
+    /// The results of this turn's earlier steps have been read (the model took a step after
+    /// them): from now on the model gets their digests (see [`crate::tools::digest`]).
+    /// The `open_tools` exchanges of earlier steps are dropped as well: the tools they opened
+    /// are in the definitions, and the exchange says nothing more.
+    fn digest_read_results(&mut self) {
+        self.drop_open_exchanges();
+        let own_from = self.own_from;
+        let digests: Vec<(usize, String)> = self.messages[own_from..]
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == Role::Tool)
+            .filter_map(|(i, m)| Some((own_from + i, digest(m.content.as_deref()?)?)))
+            .collect();
+        if digests.is_empty() {
+            return;
+        }
+        let messages = Arc::make_mut(&mut self.messages);
+        for (i, text) in digests {
+            messages[i].content = Some(text);
+        }
+    }
+
+    /// Removes this turn's assistant messages that only opened tools, with their results.
+    /// An exchange is the assistant message and the results right after it (the turn writes
+    /// them so), found by position: call ids may repeat across steps.
+    fn drop_open_exchanges(&mut self) {
+        let m = &self.messages;
+        let mut gone = Vec::new();
+        for i in self.own_from..m.len() {
+            let calls = &m[i].tool_calls;
+            let opens_only = m[i].role == Role::Assistant
+                && m[i].content.as_deref().is_none_or(|c| c.trim().is_empty())
+                && !calls.is_empty()
+                && calls.iter().all(|c| c.name == OPEN_TOOLS);
+            let results = m.get(i + 1..i + 1 + calls.len());
+            // Only once every one of its results is in: the history stays valid.
+            let answered = results.is_some_and(|r| {
+                r.iter().zip(calls).all(|(r, c)| {
+                    r.role == Role::Tool && r.tool_call_id.as_deref() == Some(c.id.as_str())
+                })
+            });
+            if opens_only && answered {
+                gone.extend(i..=i + calls.len());
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let messages = Arc::make_mut(&mut self.messages);
+        let mut position = 0;
+        messages.retain(|_| {
+            let keep = !gone.contains(&position);
+            position += 1;
+            keep
+        });
     }
 
     /// Ends the turn from outside (deadline, cancellation, a model that cannot be reached).

@@ -33,9 +33,11 @@ pub struct RequestBody<'a> {
 impl serde::Serialize for RequestBody<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        // What is the same across conversations comes first, so the body's bytes start with a
+        // prefix servers can cache: settings, the tools (core first), then the messages
+        // (system prompt first, the conversation's context after it).
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("model", self.model)?;
-        map.serialize_entry("messages", &WireMessages(self.messages))?;
         if let Some(t) = self.temperature {
             map.serialize_entry("temperature", &t)?;
         }
@@ -49,6 +51,7 @@ impl serde::Serialize for RequestBody<'_> {
                 None => map.serialize_entry("tools", &**self.tools)?,
             }
         }
+        map.serialize_entry("messages", &WireMessages(self.messages))?;
         map.end()
     }
 }

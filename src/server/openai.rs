@@ -255,11 +255,14 @@ fn created() -> u64 {
         .unwrap_or(0)
 }
 
-/// `usage` in OpenAI's shape from the native answer.
+/// `usage` in OpenAI's shape from the native answer, the cached and reasoning tokens of the
+/// turn's model calls under OpenAI's own `*_details` names.
 fn usage(answer: &Value) -> Value {
     let n = |k: &str| answer["usage"][k].as_u64().unwrap_or(0);
     json!({"prompt_tokens": n("prompt_tokens"), "completion_tokens": n("completion_tokens"),
-           "total_tokens": n("total_tokens")})
+           "total_tokens": n("total_tokens"),
+           "prompt_tokens_details": {"cached_tokens": n("cached_tokens")},
+           "completion_tokens_details": {"reasoning_tokens": n("reasoning_tokens")}})
 }
 
 /// One `chat.completion`; the native answer rides along under `altan_pay`.

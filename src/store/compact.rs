@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::model::{ChatMessage, Role};
+use crate::tools::digest::is_id;
 
 /// How much of a thread's history is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ fn ids_in(content: &str) -> Vec<String> {
         Ok(value) => collect_ids(&value, &mut push),
         Err(_) => {
             for word in content.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if looks_like_id(word) {
+                if is_id(word) {
                     push(word);
                 }
             }
@@ -98,22 +99,11 @@ fn ids_in(content: &str) -> Vec<String> {
 
 fn collect_ids(value: &Value, push: &mut impl FnMut(&str)) {
     match value {
-        Value::String(s) if looks_like_id(s) => push(s),
+        Value::String(s) if is_id(s) => push(s),
         Value::Array(items) => items.iter().for_each(|v| collect_ids(v, push)),
         Value::Object(map) => map.values().for_each(|v| collect_ids(v, push)),
         _ => {}
     }
-}
-
-fn looks_like_id(s: &str) -> bool {
-    let Some((prefix, rest)) = s.split_once('_') else {
-        return false;
-    };
-    (2..=8).contains(&prefix.len())
-        && prefix.bytes().all(|b| b.is_ascii_lowercase())
-        && rest.len() >= 6
-        && !rest.contains(' ')
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

@@ -9,17 +9,14 @@ use super::error::ToolError;
 
 // Stripe metadata is a string map; it is a list of pairs here because strict function
 // calling cannot describe an open-ended map. (A plain comment: the model needn't read it.)
-/// A metadata entry.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataEntry {
-    /// Key, at most 40 characters, no square brackets.
     pub key: String,
-    /// Value, at most 500 characters. On updates, null removes the key.
+    /// On updates, null removes the key.
     pub value: Option<String>,
 }
 
-/// Key-value pairs stored on the Stripe object; on updates they are merged into what is there.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Metadata(pub Vec<MetadataEntry>);
@@ -78,14 +75,13 @@ impl Metadata {
     }
 }
 
-/// A discount to apply: exactly one of `coupon` or `promotion_code`.
+/// Exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscountArg {
-    /// Coupon id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<String>,
-    /// Promotion code id (promo_...), not the customer-facing code.
+    /// promo_... id, not the code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion_code: Option<String>,
 }

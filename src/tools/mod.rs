@@ -3,7 +3,9 @@
 
 pub mod args;
 pub mod catalog;
+pub mod digest;
 pub mod error;
+pub mod open;
 pub mod plan;
 pub mod schema;
 
@@ -21,6 +23,7 @@ use tracing::{Instrument, info_span};
 use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
 pub use crate::sync::Effect;
 pub use error::{Disposition, ErrorCode, ToolError};
+pub use open::Opened;
 
 /// Where a tool call comes from and which account it may act for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,6 +160,9 @@ impl<T: PayTool> Default for PayToolAdapter<T> {
 impl<T: PayTool> PayToolAdapter<T> {
     pub fn new() -> Self {
         let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
+        if !T::NAME.starts_with("update_") {
+            schema::drop_update_notes(&mut parameters);
+        }
         add_account_id_property(&mut parameters);
         PayToolAdapter {
             definition: ToolDefinition {
@@ -250,7 +256,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         } else {
             result
         };
-        Ok(ToolOutput::ok(content, effect))
+        Ok(ToolOutput::ok(model_view(content), effect))
     }
 }
 
@@ -290,6 +296,42 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
             }
             .instrument(span),
         )
+    }
+}
+
+/// What the model reads of a Stripe object: the object without its null, empty-list and
+/// empty-map fields (a list's `data` stays, empty or not), `livemode`, a list's `url` and a
+/// subscription item's `plan` (the legacy copy of its `price`). Stripe sends every field of an object, most of them unset; the model
+/// learns nothing from them, and they are most of the tokens of every later call. The sync
+/// plan is built from the whole object ([`Effect::object`]).
+pub fn model_view(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let is_list = map.get("object") == Some(&json!("list"));
+            let has_price = map.contains_key("price");
+            Value::Object(
+                map.into_iter()
+                    .filter(|(k, _)| {
+                        // Always false here; a list's API path; a subscription item's legacy
+                        // copy of its price.
+                        k != "livemode" && !(is_list && k == "url") && !(has_price && k == "plan")
+                    })
+                    .map(|(k, v)| (k, model_view(v)))
+                    .filter(|(k, v)| k == "data" || !is_empty_value(v))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(model_view).collect()),
+        other => other,
+    }
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 
@@ -521,6 +563,12 @@ impl ToolSet {
         let mut tools = catalog::all();
         tools.push(Arc::new(plan::PlanTool::read(plans.clone())));
         tools.push(Arc::new(plan::PlanTool::update(plans)));
+        let openable = tools
+            .iter()
+            .map(|t| t.definition().name)
+            .filter(|&n| n != open::OPEN_TOOLS)
+            .collect();
+        tools.push(Arc::new(open::OpenTools::new(openable)));
         ToolSet::new(tools)
     }
 
@@ -541,36 +589,104 @@ impl ToolSet {
         self.tools.iter().map(|t| t.definition())
     }
 
-    /// The `tools` array exactly as sent to the model.
+    /// Every tool in the strict form with the `account_id` property: the definitions of a
+    /// conversation whose context has no account id, with every group open.
     pub fn to_openai_json(&self) -> Value {
-        Value::Array(self.definitions().map(ToolDefinition::to_openai).collect())
+        Value::Array(self.entries(Opened::all(), false, false))
     }
 
-    /// The opt-in compact `tools` array (see [`ToolDefinition::to_openai_compact`]). With
-    /// `account_known` (the trusted context carries the account id) the `account_id`
-    /// property is left out of every tool: the tools use the context's id when it is absent,
-    /// so the model has nothing to fill in and nothing to invent.
+    /// The opt-in compact `tools` array (see [`ToolDefinition::to_openai_compact`]), every
+    /// group open. With `account_known` the `account_id` property is left out of every tool.
     pub fn to_openai_json_compact(&self, account_known: bool) -> Value {
-        Value::Array(
-            self.definitions()
-                .map(|d| {
-                    let mut entry = d.to_openai_compact();
-                    if account_known
-                        && let Some(params) = entry
-                            .get_mut("function")
-                            .and_then(|f| f.get_mut("parameters"))
-                    {
-                        schema::remove_property(params, "account_id");
-                    }
-                    entry
-                })
-                .collect(),
-        )
+        Value::Array(self.entries(Opened::all(), account_known, true))
     }
 
-    /// `altan-pay tools --json` and tools/schemas.json: the `tools` array, pretty-printed.
+    /// The strict `tools` array of a call: the starter tools while nothing is `opened`, else
+    /// `open_tools` and the `opened` tools in the set's order. With `account_known` (the trusted context carries the account
+    /// id) the `account_id` property is left out: the tools use the context's id when it is
+    /// absent, so the model has nothing to fill in and nothing to invent.
+    pub fn to_openai_json_for(&self, opened: Opened, account_known: bool) -> Value {
+        Value::Array(self.entries(opened, account_known, false))
+    }
+
+    /// The positions of the tools named (unknown names are left out).
+    pub fn opened(&self, names: &[String]) -> Opened {
+        names
+            .iter()
+            .filter_map(|n| self.by_name.get(n.as_str()))
+            .fold(Opened::default(), |o, &i| o.with(i))
+    }
+
+    /// The tools an `open_tools` call's arguments ask for (none when they are invalid: the
+    /// call itself told the model why).
+    pub fn opened_by(&self, arguments: &str) -> Vec<String> {
+        let openable: Vec<&str> = self.names().filter(|&n| n != open::OPEN_TOOLS).collect();
+        open::opened_by(arguments, &openable).unwrap_or_default()
+    }
+
+    /// The `tools` entries of a call, strict or compact: the starter tools in
+    /// [`open::STARTER`] order while nothing is `opened`; else `open_tools`, then the `opened`
+    /// tools in the set's order.
+    pub fn entries(&self, opened: Opened, account_known: bool, compact: bool) -> Vec<Value> {
+        let first: &[&str] = if opened.is_empty() {
+            &open::STARTER
+        } else {
+            &[open::OPEN_TOOLS]
+        };
+        let rest = self
+            .tools
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                !opened.is_empty() && t.definition().name != open::OPEN_TOOLS && opened.contains(*i)
+            })
+            .map(|(_, t)| t);
+        first
+            .iter()
+            .filter_map(|n| self.get(n))
+            .chain(rest)
+            .map(|t| {
+                let d = t.definition();
+                let mut entry = if compact {
+                    d.to_openai_compact()
+                } else {
+                    d.to_openai()
+                };
+                if account_known
+                    && let Some(params) = entry
+                        .get_mut("function")
+                        .and_then(|f| f.get_mut("parameters"))
+                {
+                    schema::remove_property(params, "account_id");
+                }
+                if d.name == open::OPEN_TOOLS && !opened.is_empty() && opened != Opened::all() {
+                    // What is open already need not be offered again.
+                    self.drop_opened_names(&mut entry, opened);
+                }
+                entry
+            })
+            .collect()
+    }
+
+    /// Leaves the `opened` tools out of `open_tools`'s list of names.
+    fn drop_opened_names(&self, entry: &mut Value, opened: Opened) {
+        let names = entry
+            .pointer_mut("/function/parameters/properties/tools/items/enum")
+            .and_then(Value::as_array_mut);
+        if let Some(names) = names {
+            names.retain(|n| {
+                n.as_str()
+                    .and_then(|n| self.by_name.get(n))
+                    .is_none_or(|&i| !opened.contains(i))
+            });
+        }
+    }
+
+    /// `altan-pay tools --json` and tools/schemas.json: every tool, as sent when the trusted
+    /// context carries the account id (the platform's case), pretty-printed.
     pub fn to_json_text(&self) -> String {
-        let mut text = serde_json::to_string_pretty(&self.to_openai_json()).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&self.to_openai_json_for(Opened::all(), true))
+            .unwrap_or_default();
         text.push('\n');
         text
     }
@@ -593,5 +709,36 @@ impl ToolSet {
                 ),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_view_leaves_out_what_says_nothing() {
+        let item = json!({"id": "si_1", "price": {"id": "price_1", "nickname": null}, "plan": {"id": "price_1"}});
+        let sub = json!({
+            "id": "sub_1", "livemode": false, "cancel_at": null, "metadata": {}, "discounts": [],
+            "cancel_at_period_end": false, "quantity": 0,
+            "items": {"object": "list", "url": "/v1/subscription_items", "data": [item], "has_more": false},
+        });
+        assert_eq!(
+            model_view(sub),
+            json!({
+                "id": "sub_1", "cancel_at_period_end": false, "quantity": 0,
+                "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_1"}}], "has_more": false},
+            })
+        );
+        let empty = json!({"object": "list", "data": [], "has_more": false});
+        assert_eq!(
+            model_view(empty.clone()),
+            empty,
+            "an empty list still says it is empty"
+        );
+        // `plan` and `url` are only dropped where they repeat something.
+        let plan = json!({"object": "plan_holder", "plan": "x", "url": "https://x"});
+        assert_eq!(model_view(plan.clone()), plan);
     }
 }

@@ -27,6 +27,17 @@ pub fn strict_schema_for<T: JsonSchema>() -> (Value, String) {
     (schema, description)
 }
 
+/// Leaves out what only an update reads: a metadata entry's note that null removes its key
+/// (a create has no key to remove).
+pub fn drop_update_notes(params: &mut Value) {
+    if let Some(value) = params
+        .pointer_mut("/properties/metadata/items/properties/value")
+        .and_then(Value::as_object_mut)
+    {
+        value.remove("description");
+    }
+}
+
 /// Joins the lines of a doc comment into one paragraph: the model needs no line breaks.
 fn unwrap_lines(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -47,6 +58,10 @@ pub fn make_strict(schema: &mut Value) {
         f.starts_with("int") || f.starts_with("uint") || f == "double" || f == "float"
     }) {
         obj.remove("format");
+    }
+    // Unsigned integers come with `minimum: 0`; the tools check ranges themselves.
+    if obj.get("minimum") == Some(&json!(0)) {
+        obj.remove("minimum");
     }
     if obj.get("properties").is_some_and(Value::is_object) {
         let required: Vec<String> = match obj.get("required") {

@@ -163,12 +163,14 @@ fn render_answer(answer: &Answer) -> String {
         }
         None => out.push_str("Handoff: no mention.\n"),
     }
-    let tokens: u64 = answer.usage.iter().map(|u| u.total_tokens).sum();
+    let usage = answer.total_usage();
     let _ = writeln!(
         out,
-        "({} model call(s), {} tool call(s), {tokens} tokens)",
+        "({} model call(s), {} tool call(s), {} tokens, {} of them cached)",
         answer.usage.len(),
-        answer.tool_calls.len()
+        answer.tool_calls.len(),
+        usage.total_tokens,
+        usage.cached_tokens
     );
     out
 }

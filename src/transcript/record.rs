@@ -143,6 +143,8 @@ fn usage_json(response: &ChatResponse) -> Value {
         "prompt_tokens": response.usage.prompt_tokens,
         "completion_tokens": response.usage.completion_tokens,
         "total_tokens": response.usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": response.usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": response.usage.reasoning_tokens},
     })
 }
 

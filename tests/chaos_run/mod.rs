@@ -109,6 +109,9 @@ pub struct ChaosReport {
     pub failed_then_resent: usize,
     /// Answers that broke a rule, and made-up ids the gateway saw.
     pub violations: Vec<String>,
+    /// For each drifted object (`table id`): how the mirror and Stripe differ, then what the
+    /// run did to it (tool results, plan rows and their fate), to diagnose an unexplained one.
+    pub drift_story: BTreeMap<String, Vec<String>>,
     pub elapsed: Duration,
 }
 
@@ -555,6 +558,27 @@ struct Tally {
     last_applied: BTreeMap<String, bool>,
     reported: BTreeSet<String>,
     violations: Vec<String>,
+    /// Stripe id → what happened to it, in order (`ChaosReport::drift_story`).
+    history: BTreeMap<String, Vec<String>>,
+}
+
+impl Tally {
+    fn note(&mut self, id: &str, what: String) {
+        self.history.entry(id.to_owned()).or_default().push(what);
+    }
+}
+
+/// The top-level scalar fields of a Stripe object or row, for a history line.
+fn digest(object: &Value) -> String {
+    let Some(fields) = object.as_object() else {
+        return object.to_string();
+    };
+    fields
+        .iter()
+        .filter(|(_, v)| !v.is_object() && !v.is_array())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One workspace's side of the run: its mirror connection, its random stream, its counts.
@@ -629,6 +653,15 @@ impl Room {
             if !call["error"].is_null() {
                 run.tally.tool_errors += 1;
             }
+            if let Some(id) = call["result"]["id"].as_str() {
+                let line = format!(
+                    "{thread} turn {}: {} -> {}",
+                    run.tally.turns,
+                    call["name"].as_str().unwrap_or("?"),
+                    digest(&call["result"])
+                );
+                run.tally.note(id, line);
+            }
             let session = &call["result"];
             if call["name"] == "create_checkout_session"
                 && call["error"].is_null()
@@ -656,7 +689,21 @@ impl Room {
                 return None;
             }
         };
-        if may_fail && run.rng.random_bool(self.fail_rate) {
+        let failing = may_fail && run.rng.random_bool(self.fail_rate);
+        for op in &plan.operations {
+            let row = op.row.as_ref().map(|r| digest(&Value::Object(r.clone())));
+            let line = format!(
+                "{thread} turn {}: plan {} {} {}{} {}",
+                run.tally.turns,
+                plan.sync_id,
+                op.op.as_str(),
+                op.table,
+                if failing { " (failed on purpose)" } else { "" },
+                row.unwrap_or_default()
+            );
+            run.tally.note(&op.id, line);
+        }
+        if failing {
             run.tally.failed += 1;
             let targets = plan
                 .operations
@@ -880,6 +927,9 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         tally.last_applied.extend(part.last_applied);
         tally.reported.extend(part.reported);
         tally.violations.extend(part.violations);
+        for (id, mut lines) in part.history {
+            tally.history.entry(id).or_default().append(&mut lines);
+        }
     }
 
     // The verdict: reconcile every workspace's mirror against the sandbox, without faults.
@@ -888,6 +938,7 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         .unwrap();
     let clean_pay = PayClient::new(PayConfig::new(routes.with_base_url(&clean.base_url))).unwrap();
     let mut drift = BTreeSet::new();
+    let mut drift_story = BTreeMap::new();
     for (account, connect_id, schema) in &schemas {
         let mirror = Mirror::read_postgres(&config.database_url, schema, &mapping)
             .await
@@ -895,7 +946,14 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         let stripe = list_stripe(&clean_pay, account, connect_id).await.unwrap();
         let report = diff(account, &mapping, &mirror, &stripe, &DbWins::default());
         for d in &report.drift {
-            drift.insert(format!("{} {}", d.table, d.id));
+            let key = format!("{} {}", d.table, d.id);
+            let mut story = vec![format!(
+                "{:?} column {:?}: database {} / Stripe {}",
+                d.problem, d.column, d.database, d.stripe
+            )];
+            story.extend(tally.history.get(&d.id).cloned().unwrap_or_default());
+            drift_story.insert(key.clone(), story);
+            drift.insert(key);
         }
     }
     let mut reported_failed_objects = BTreeSet::new();
@@ -942,6 +1000,7 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         failed_unreported,
         failed_then_resent: resolved,
         violations,
+        drift_story,
         elapsed: started.elapsed(),
     }
 }

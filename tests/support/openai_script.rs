@@ -28,6 +28,10 @@ pub type Reply = Box<dyn Fn(&Value) -> Result<Value, (u16, String)> + Send + Syn
 struct Inner {
     queue: VecDeque<Reply>,
     requests: Vec<Value>,
+    /// The bodies as they arrived, byte for byte.
+    raw: Vec<Vec<u8>>,
+    /// The `usage` of every answer (default: 10 prompt, 5 completion tokens).
+    usage: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -81,6 +85,16 @@ impl ScriptServer {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// The request bodies byte for byte, as the client sent them.
+    pub fn raw_requests(&self) -> Vec<Vec<u8>> {
+        self.inner.lock().unwrap().raw.clone()
+    }
+
+    /// Answers from now on report this `usage` (e.g. with `prompt_tokens_details`).
+    pub fn set_usage(&self, usage: Value) {
+        self.inner.lock().unwrap().usage = Some(usage);
+    }
+
     pub fn remaining(&self) -> usize {
         self.inner.lock().unwrap().queue.len()
     }
@@ -91,13 +105,23 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
         Ok(v) => v,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
-    let reply = {
+    let (reply, usage) = {
         let mut inner = inner.lock().unwrap();
         inner.requests.push(request.clone());
-        inner.queue.pop_front()
+        inner.raw.push(body.to_vec());
+        (inner.queue.pop_front(), inner.usage.clone())
     };
     let outcome = match reply {
-        Some(reply) => reply(&request),
+        // A reply may block (a slow model is a `std::thread::sleep`): it runs on the blocking
+        // pool, never on an async worker. A worker blocked in a reply can hold the runtime's
+        // timer and I/O driver, which stalls every task of the test process until the reply
+        // returns: the gateway, and a test polling for the moment to act in the meantime.
+        Some(reply) => {
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || reply(&request))
+                .await
+                .unwrap_or_else(|e| Err((500, format!("the scripted reply panicked: {e}"))))
+        }
         None => Err((400, "the script has no reply left".to_string())),
     };
     let message = match outcome {
@@ -117,8 +141,8 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
     } else {
         "stop"
     };
-    // A reply may set its own usage (e.g. cached tokens); 10 in, 5 out otherwise.
-    let usage = message.get("usage").cloned().unwrap_or_else(
+    // A reply may set its own usage (e.g. cached tokens), else the server's; 10 in, 5 out otherwise.
+    let usage = message.get("usage").cloned().or(usage).unwrap_or_else(
         || json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
     );
     if request["stream"] == json!(true) {

@@ -460,16 +460,18 @@ impl Backend for EventingSandbox {
             let connect_id = request.stripe_connect_id.clone();
             let key = request.idempotency_key.clone();
             let account = request.account_id.clone();
+            let _in_order = match event_type {
+                Some(_) => Some(self.order.lock().await),
+                None => None,
+            };
             // Deleting a customer cancels its subscriptions; Stripe announces each of them.
+            // Read under the order lock: a subscription created by a parallel call is either
+            // in this list or created after the delete (and refused), never canceled unseen.
             let cascade = match (request.operation.as_str(), &request.id) {
                 ("customers.delete", Some(customer)) => {
                     self.live_subscriptions(&request, customer).await
                 }
                 _ => Vec::new(),
-            };
-            let _in_order = match event_type {
-                Some(_) => Some(self.order.lock().await),
-                None => None,
             };
             let response = Backend::handle(&self.sandbox, request.clone()).await;
             if let (Some(event_type), Some(connect_id), 200) =

@@ -9,53 +9,42 @@ use crate::tools::PayTool;
 use crate::tools::args::{DiscountArg, Metadata, check_discounts, check_id, check_opt};
 use crate::tools::error::ToolError;
 
-/// What a checkout session sells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckoutMode {
-    /// One-time prices.
     Payment,
-    /// Recurring prices; Stripe creates the customer and subscription on success.
     Subscription,
-    /// Save a payment method only.
     Setup,
 }
 
-/// A price and quantity in a checkout session.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineItemArg {
-    /// Price id (price_...).
     pub price: String,
     pub quantity: u32,
 }
 
-/// Create a Stripe Checkout session and return its payment page url. On success Stripe
-/// creates the customer (and the subscription in subscription mode) by itself.
+/// Create a Checkout session; returns its payment page url. Stripe then creates the customer
+/// (and the subscription in subscription mode) itself.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCheckoutSessionArgs {
     pub mode: CheckoutMode,
-    /// Prices to buy; none in setup mode.
     pub line_items: Vec<LineItemArg>,
-    /// Where the customer lands after paying.
     pub success_url: String,
-    /// Where the customer lands after giving up.
     #[serde(default, skip_serializing_if = "skip")]
     pub cancel_url: Option<String>,
-    /// Existing customer (cus_...).
     #[serde(default, skip_serializing_if = "skip")]
     pub customer: Option<String>,
-    /// Prefill the email when there is no customer.
+    /// Prefill when there is no customer.
     #[serde(default, skip_serializing_if = "skip")]
     pub customer_email: Option<String>,
-    /// Coupon or promotion code applied up front.
     #[serde(default, skip_serializing_if = "skip")]
     pub discounts: Option<Vec<DiscountArg>>,
-    /// Let the customer type a promotion code; not with discounts.
+    /// Not with discounts.
     #[serde(default, skip_serializing_if = "skip")]
     pub allow_promotion_codes: Option<bool>,
-    /// Your own reference, e.g. the user id in the app.
+    /// E.g. the app's user id.
     #[serde(default, skip_serializing_if = "skip")]
     pub client_reference_id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]

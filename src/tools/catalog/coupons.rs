@@ -12,7 +12,6 @@ use crate::tools::args::{
 };
 use crate::tools::error::ToolError;
 
-/// How long a coupon's discount lasts once applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CouponDuration {
@@ -21,34 +20,30 @@ pub enum CouponDuration {
     Forever,
 }
 
-/// Create a coupon: exactly one of percent_off, or amount_off with currency. Apply it by
-/// attaching it to a customer (update_customer) or a subscription (discounts).
+/// Create a coupon: exactly one of percent_off, or amount_off with currency.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCouponArgs {
-    /// Percentage off, above 0 and at most 100.
+    /// Above 0, at most 100.
     #[serde(default, skip_serializing_if = "skip")]
     pub percent_off: Option<f64>,
-    /// Fixed amount off in the smallest currency unit; needs currency.
+    /// In cents; needs currency.
     #[serde(default, skip_serializing_if = "skip")]
     pub amount_off: Option<i64>,
-    /// Currency of amount_off.
     #[serde(default, skip_serializing_if = "skip")]
     pub currency: Option<String>,
     pub duration: CouponDuration,
-    /// Months the discount lasts; only and always with duration repeating.
+    /// Only and always with duration repeating.
     #[serde(default, skip_serializing_if = "skip")]
     pub duration_in_months: Option<u32>,
-    /// Name shown to customers, e.g. "Launch 20%".
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
-    /// Own coupon id, e.g. LAUNCH20; Stripe makes one if null.
+    /// E.g. LAUNCH20.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Total times it can be redeemed.
     #[serde(default, skip_serializing_if = "skip")]
     pub max_redemptions: Option<u32>,
-    /// Unix timestamp after which it can no longer be redeemed.
+    /// Unix time.
     #[serde(default, skip_serializing_if = "skip")]
     pub redeem_by: Option<i64>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -136,17 +131,14 @@ impl PayTool for CreateCoupon {
     }
 }
 
-/// List coupons, newest first, as whole objects with has_more; or fetch one by id.
+/// List coupons (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetCouponsArgs {
-    /// Fetch this one coupon instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -172,15 +164,13 @@ impl PayTool for GetCoupons {
 const COUPON_IMMUTABLE: &str =
     "only a coupon's name and metadata can change; create a new coupon instead";
 
-/// Rename a coupon or change its metadata; nothing else about a coupon can change.
+/// Rename a coupon or change its metadata (nothing else can change).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCouponArgs {
-    /// Coupon id from a Stripe result.
     pub id: String,
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
 }
@@ -207,11 +197,10 @@ impl PayTool for UpdateCoupon {
     }
 }
 
-/// Delete a coupon. Customers and subscriptions that already have it keep their discount.
+/// Delete a coupon (who has it keeps the discount).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCouponArgs {
-    /// Coupon id from a Stripe result.
     pub id: String,
 }
 

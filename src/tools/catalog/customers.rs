@@ -11,13 +11,12 @@ use crate::tools::args::{
 };
 use crate::tools::error::ToolError;
 
-/// Create a customer (a payer). Every subscription needs one.
+/// Create a customer (a payer).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomerArgs {
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
-    /// Full name or business name.
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -58,20 +57,17 @@ impl PayTool for CreateCustomer {
     }
 }
 
-/// List customers, newest first, as whole objects with has_more; or fetch one by id.
+/// List customers (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetCustomersArgs {
-    /// Fetch this one customer (cus_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Only customers with this exact email (case-sensitive).
+    /// Exact, case-sensitive.
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -97,12 +93,10 @@ impl PayTool for GetCustomers {
     }
 }
 
-/// Change a customer, or apply a coupon or promotion code to them with discounts.
-/// Verify the customer first with get_customers.
+/// Change a customer (verify it first); discounts applies a coupon or promotion code.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomerArgs {
-    /// Customer id (cus_...) from a Stripe result.
     pub id: String,
     #[serde(default, skip_serializing_if = "skip")]
     pub email: Option<String>,
@@ -112,10 +106,9 @@ pub struct UpdateCustomerArgs {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub phone: Option<String>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
-    /// Discount to apply to the customer's future invoices; an empty list removes it.
+    /// An empty list removes it.
     #[serde(default, skip_serializing_if = "skip")]
     pub discounts: Option<Vec<DiscountArg>>,
 }
@@ -152,12 +145,10 @@ impl PayTool for UpdateCustomer {
     }
 }
 
-/// Delete a customer. Stripe cancels their subscriptions at once. Destructive: only when
-/// the user asked for it.
+/// Delete a customer (destructive; Stripe cancels their subscriptions).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteCustomerArgs {
-    /// Customer id (cus_...) from a Stripe result.
     pub id: String,
 }
 

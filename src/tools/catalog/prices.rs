@@ -11,7 +11,6 @@ use crate::tools::args::{
 };
 use crate::tools::error::ToolError;
 
-/// Billing period of a recurring price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interval {
@@ -33,17 +32,15 @@ impl Interval {
     }
 }
 
-/// Makes a price recurring.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurringArg {
     pub interval: Interval,
-    /// Number of intervals between charges, default 1 (e.g. 3 with month = quarterly).
+    /// Default 1; 3 with month = quarterly.
     #[serde(default, skip_serializing_if = "skip")]
     pub interval_count: Option<u32>,
 }
 
-/// How tax is counted in the price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxBehavior {
@@ -52,24 +49,22 @@ pub enum TaxBehavior {
     Unspecified,
 }
 
-/// Create a price for a product: one-time (recurring null) or recurring. The amount,
-/// currency, recurring and product can never change afterwards.
+/// Create a price: one-time (recurring null) or recurring. Amount, currency, recurring and
+/// product never change afterwards.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePriceArgs {
-    /// Product id (prod_...) this price belongs to.
+    /// prod_... id.
     pub product: String,
-    /// Amount in the smallest currency unit, e.g. 2000 = $20.00.
+    /// In cents: 2000 = $20.00.
     pub unit_amount: i64,
-    /// Three-letter ISO code, lower case, e.g. usd.
+    /// Lowercase ISO code, e.g. usd.
     pub currency: String,
     /// Null for a one-time price.
     #[serde(default, skip_serializing_if = "skip")]
     pub recurring: Option<RecurringArg>,
-    /// Internal label, not shown to customers.
     #[serde(default, skip_serializing_if = "skip")]
     pub nickname: Option<String>,
-    /// Stable key to find the price by.
     #[serde(default, skip_serializing_if = "skip")]
     pub lookup_key: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -122,7 +117,6 @@ impl PayTool for CreatePrice {
     }
 }
 
-/// One-time or recurring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PriceType {
@@ -130,25 +124,21 @@ pub enum PriceType {
     Recurring,
 }
 
-/// List prices, newest first, as whole objects with has_more; or fetch one by id.
+/// List prices (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetPricesArgs {
-    /// Fetch this one price (price_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
     /// Only prices of this product (prod_...).
     #[serde(default, skip_serializing_if = "skip")]
     pub product: Option<String>,
-    /// Only active (true) or archived (false) prices.
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
     pub r#type: Option<PriceType>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -179,26 +169,21 @@ impl PayTool for GetPrices {
     }
 }
 
-/// Change what Stripe lets change on a price: active (false archives it), nickname,
-/// lookup_key, tax_behavior, metadata. To change the amount, create a new price and
-/// archive this one. Verify it first with get_prices.
+/// Change a price (verify it first). To change the amount, create a new price and archive
+/// this one.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePriceArgs {
-    /// Price id (price_...) from a Stripe result.
     pub id: String,
-    /// false archives the price (prices cannot be deleted).
+    /// false archives it (prices cannot be deleted).
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Internal label, not shown to customers.
     #[serde(default, skip_serializing_if = "skip")]
     pub nickname: Option<String>,
-    /// Stable key to find the price by.
     #[serde(default, skip_serializing_if = "skip")]
     pub lookup_key: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub tax_behavior: Option<TaxBehavior>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
 }

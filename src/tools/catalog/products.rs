@@ -9,28 +9,23 @@ use crate::tools::PayTool;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
 use crate::tools::error::ToolError;
 
-/// Create a product (a good or service to sell). Returns the product with its id; add
-/// prices with create_price.
+/// Create a product; returns it with its id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductArgs {
-    /// Name shown to customers.
     pub name: String,
-    /// Description shown to customers.
     #[serde(default, skip_serializing_if = "skip")]
     pub description: Option<String>,
-    /// Whether it can be bought. Default true.
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
-    /// Image URLs, at most 8.
+    /// At most 8 URLs.
     #[serde(default, skip_serializing_if = "skip")]
     pub images: Option<Vec<String>>,
-    /// Public URL of the product.
     #[serde(default, skip_serializing_if = "skip")]
     pub url: Option<String>,
-    /// Unit label on receipts, e.g. "seat".
+    /// E.g. "seat".
     #[serde(default, skip_serializing_if = "skip")]
     pub unit_label: Option<String>,
 }
@@ -63,23 +58,18 @@ fn check_images(images: &Option<Vec<String>>) -> Result<(), ToolError> {
     }
 }
 
-/// List products, newest first, as whole objects with has_more; or fetch one by id.
+/// List products (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetProductsArgs {
-    /// Fetch this one product (prod_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Only active (true) or archived (false) products.
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Only these product ids.
     #[serde(default, skip_serializing_if = "skip")]
     pub ids: Option<Vec<String>>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -108,21 +98,18 @@ impl PayTool for GetProducts {
     }
 }
 
-/// Change a product. Verify it first with get_products; only the given fields change.
-/// To stop selling it, set active to false.
+/// Change a product (verify it first); only the given fields change.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProductArgs {
-    /// Product id (prod_...) from a Stripe result.
     pub id: String,
     #[serde(default, skip_serializing_if = "skip")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub description: Option<String>,
-    /// false archives the product.
+    /// false archives it.
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -131,7 +118,6 @@ pub struct UpdateProductArgs {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub unit_label: Option<String>,
-    /// Price id (price_...) to make the product's default price.
     #[serde(default, skip_serializing_if = "skip")]
     pub default_price: Option<String>,
 }
@@ -171,7 +157,6 @@ impl PayTool for UpdateProduct {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteProductArgs {
-    /// Product id (prod_...) from a Stripe result.
     pub id: String,
 }
 

@@ -9,23 +9,22 @@ use crate::tools::PayTool;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt};
 use crate::tools::error::ToolError;
 
-/// Create a customer-facing code (e.g. FALL20) for a coupon.
+/// Create a code customers type (e.g. FALL20) for a coupon.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePromotionCodeArgs {
-    /// Coupon id the code redeems.
     pub coupon: String,
-    /// The code customers type; Stripe makes one if null.
+    /// Stripe makes one if null.
     #[serde(default, skip_serializing_if = "skip")]
     pub code: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Only this customer (cus_...) may use it.
+    /// Only this customer may use it.
     #[serde(default, skip_serializing_if = "skip")]
     pub customer: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub max_redemptions: Option<u32>,
-    /// Unix timestamp when the code expires.
+    /// Unix time.
     #[serde(default, skip_serializing_if = "skip")]
     pub expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -67,28 +66,22 @@ impl PayTool for CreatePromotionCode {
     }
 }
 
-/// List promotion codes, newest first, as whole objects with has_more; or fetch one by id.
+/// List promotion codes (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetPromotionCodesArgs {
-    /// Fetch this one promotion code (promo_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Only this customer-facing code.
     #[serde(default, skip_serializing_if = "skip")]
     pub code: Option<String>,
-    /// Only codes of this coupon.
     #[serde(default, skip_serializing_if = "skip")]
     pub coupon: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Only codes restricted to this customer (cus_...).
     #[serde(default, skip_serializing_if = "skip")]
     pub customer: Option<String>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -120,16 +113,13 @@ impl PayTool for GetPromotionCodes {
     }
 }
 
-/// Turn a promotion code on or off, or change its metadata. Promotion codes cannot be
-/// deleted: deactivate with active=false.
+/// Turn a promotion code on or off (it cannot be deleted), or change its metadata.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePromotionCodeArgs {
-    /// Promotion code id (promo_...) from a Stripe result.
     pub id: String,
     #[serde(default, skip_serializing_if = "skip")]
     pub active: Option<bool>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
 }

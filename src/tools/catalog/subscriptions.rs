@@ -11,18 +11,15 @@ use crate::tools::args::{
 };
 use crate::tools::error::ToolError;
 
-/// A price to subscribe to.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionItemArg {
-    /// Recurring price id (price_...).
+    /// A recurring price.
     pub price: String,
-    /// Default 1.
     #[serde(default, skip_serializing_if = "skip")]
     pub quantity: Option<u32>,
 }
 
-/// How an invoice is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CollectionMethod {
@@ -34,19 +31,17 @@ pub enum CollectionMethod {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionArgs {
-    /// Customer id (cus_...); create the customer first if there is none.
+    /// An existing customer (cus_...).
     pub customer: String,
-    /// At least one item; prices must be recurring and active.
+    /// Recurring, active prices.
     pub items: Vec<SubscriptionItemArg>,
-    /// Coupon or promotion code to apply.
     #[serde(default, skip_serializing_if = "skip")]
     pub discounts: Option<Vec<DiscountArg>>,
-    /// Free trial length in days.
     #[serde(default, skip_serializing_if = "skip")]
     pub trial_period_days: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
     pub collection_method: Option<CollectionMethod>,
-    /// Days to pay an invoice; only with collection_method send_invoice.
+    /// Only with send_invoice.
     #[serde(default, skip_serializing_if = "skip")]
     pub days_until_due: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -98,7 +93,6 @@ impl PayTool for CreateSubscription {
     }
 }
 
-/// Subscription status filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
@@ -114,26 +108,21 @@ pub enum SubscriptionStatus {
     All,
 }
 
-/// List subscriptions, newest first (canceled ones only with status canceled or all), as
-/// whole objects with has_more; or fetch one by id.
+/// List subscriptions (newest first; canceled ones only with status canceled or all) or
+/// fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetSubscriptionsArgs {
-    /// Fetch this one subscription (sub_...) instead of listing.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Only this customer's (cus_...).
     #[serde(default, skip_serializing_if = "skip")]
     pub customer: Option<String>,
-    /// Only those with this price (price_...).
     #[serde(default, skip_serializing_if = "skip")]
     pub price: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
     pub status: Option<SubscriptionStatus>,
-    /// 1 to 100, default 10.
     #[serde(default, skip_serializing_if = "skip")]
     pub limit: Option<u32>,
-    /// Cursor: the last id of the previous page.
     #[serde(default, skip_serializing_if = "skip")]
     pub starting_after: Option<String>,
 }
@@ -165,14 +154,13 @@ impl PayTool for GetSubscriptions {
     }
 }
 
-/// A change to one item of a subscription.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionItemUpdateArg {
-    /// Existing item id (si_...) to change or remove; null to add a new item.
+    /// si_... to change or remove; null adds an item.
     #[serde(default, skip_serializing_if = "skip")]
     pub id: Option<String>,
-    /// Recurring price id (price_...): required for a new item, or to switch an item's price.
+    /// For a new item, or to switch its price.
     #[serde(default, skip_serializing_if = "skip")]
     pub price: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
@@ -182,7 +170,6 @@ pub struct SubscriptionItemUpdateArg {
     pub deleted: Option<bool>,
 }
 
-/// How to bill a mid-period change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProrationBehavior {
@@ -191,26 +178,21 @@ pub enum ProrationBehavior {
     AlwaysInvoice,
 }
 
-/// Change a subscription: items, discounts (apply a coupon or promotion code), metadata,
-/// cancel at period end. Verify it first with get_subscriptions. A canceled subscription
-/// cannot change.
+/// Change a subscription; a canceled one cannot change.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscriptionArgs {
-    /// Subscription id (sub_...) from a Stripe result.
     pub id: String,
-    /// Items to add, change or remove; items not listed stay.
+    /// Items to add, change or remove; others stay.
     #[serde(default, skip_serializing_if = "skip")]
     pub items: Option<Vec<SubscriptionItemUpdateArg>>,
-    /// Replaces the discounts; an empty list removes them.
+    /// Replaces them; an empty list removes them.
     #[serde(default, skip_serializing_if = "skip")]
     pub discounts: Option<Vec<DiscountArg>>,
-    /// true cancels at the end of the current period.
     #[serde(default, skip_serializing_if = "skip")]
     pub cancel_at_period_end: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
     pub proration_behavior: Option<ProrationBehavior>,
-    /// Merged into the existing metadata.
     #[serde(default, skip_serializing_if = "skip")]
     pub metadata: Option<Metadata>,
 }
@@ -253,17 +235,14 @@ impl PayTool for UpdateSubscription {
     }
 }
 
-/// Cancel a subscription at once. Destructive: only when the user asked for it. To cancel
-/// at the end of the period instead, use update_subscription cancel_at_period_end=true.
+/// Cancel a subscription now (destructive). To end it at the period end, use
+/// update_subscription cancel_at_period_end.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelSubscriptionArgs {
-    /// Subscription id (sub_...) from a Stripe result.
     pub id: String,
-    /// Invoice pending usage and prorations now.
     #[serde(default, skip_serializing_if = "skip")]
     pub invoice_now: Option<bool>,
-    /// Credit the unused time.
     #[serde(default, skip_serializing_if = "skip")]
     pub prorate: Option<bool>,
 }

@@ -1,0 +1,179 @@
+//! Tools sent on demand: a thread starts with the starter tools (`open_tools`,
+//! `create_product`, `create_price`: the demo's whole job, a product and its prices, needs no
+//! opening), and the model opens the tools a request needs by name with `open_tools`, so a
+//! call carries the definitions of what the conversation uses, not of all 27 tools. Once a
+//! thread has opened tools, its calls carry `open_tools` and the opened tools only: the two
+//! creating tools stay when the model names them (or the thread has already used them), and
+//! are not sent to a conversation about coupons. The opened tools are session state: once
+//! opened, a tool stays for the thread.
+//!
+//! Caching: `open_tools` comes first in every call and the starter set never changes, so the
+//! tools and the system prompt of a thread's first call are the prefix every conversation of
+//! a configuration shares; opened tools follow in the tool set's fixed order (not the order
+//! they were opened), so threads that opened the same tools share the longer prefix too.
+
+use serde_json::{Value, json};
+
+use super::error::ToolError;
+use super::{BoxFuture, Tool, ToolContext, ToolDefinition, ToolEnv, ToolOutput};
+
+/// The name of the tool that opens tools.
+pub const OPEN_TOOLS: &str = "open_tools";
+
+/// The tools of a thread that has opened none, in this order: `open_tools` reaches the rest,
+/// and the demo's whole job (a product and its prices) needs no opening.
+pub const STARTER: [&str; 3] = [OPEN_TOOLS, "create_product", "create_price"];
+
+/// Whether a call sends `name` before the thread opens any tool.
+pub fn is_starter(name: &str) -> bool {
+    STARTER.contains(&name)
+}
+
+/// Which tools a session has opened, as a set of positions in the tool set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Opened(u64);
+
+impl Opened {
+    /// Every tool.
+    pub fn all() -> Opened {
+        Opened(u64::MAX)
+    }
+
+    /// Whether nothing is opened (the thread still has the starter tools).
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, position: usize) -> bool {
+        position < 64 && self.0 & (1 << position) != 0
+    }
+
+    pub fn with(self, position: usize) -> Opened {
+        if position < 64 {
+            Opened(self.0 | (1 << position))
+        } else {
+            self
+        }
+    }
+}
+
+/// `open_tools`: checks the names and says what it opened. The agent reads a successful
+/// call's arguments (see [`opened_by`]) and sends those tools from the next call on.
+pub struct OpenTools {
+    definition: ToolDefinition,
+    openable: Vec<&'static str>,
+}
+
+impl OpenTools {
+    /// `openable`: every tool name but `open_tools`, in the tool set's order.
+    pub fn new(openable: Vec<&'static str>) -> OpenTools {
+        // Written by hand: the enum is the tool set's names, known only at run time.
+        let parameters = json!({
+            "type": "object",
+            "properties": {"tools": {"type": "array", "items": {"type": "string", "enum": openable}}},
+            "required": ["tools"],
+            "additionalProperties": false,
+        });
+        OpenTools {
+            definition: ToolDefinition {
+                name: OPEN_TOOLS,
+                description: "Opens tools from the next step on; name all the request needs."
+                    .into(),
+                parameters,
+            },
+            openable,
+        }
+    }
+
+    /// The tools a call asks for, or the error the model reads.
+    pub fn opened_by(&self, arguments: &str) -> Result<Vec<String>, ToolError> {
+        opened_by(arguments, &self.openable)
+    }
+}
+
+/// The tool names in `open_tools` arguments, each checked against `openable`.
+pub fn opened_by(arguments: &str, openable: &[&str]) -> Result<Vec<String>, ToolError> {
+    let raw = super::parse_arguments(OPEN_TOOLS, arguments)?;
+    let Some(Value::Array(names)) = raw.get("tools") else {
+        return Err(ToolError::invalid(
+            Some("tools"),
+            "`tools` must be a list of tool names",
+        ));
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match name.as_str() {
+            Some(n) if openable.contains(&n) => out.push(n.to_string()),
+            Some(OPEN_TOOLS) => {}
+            other => {
+                return Err(ToolError::invalid(
+                    Some("tools"),
+                    format!(
+                        "`{}` is not a tool that can be opened; choose from: {}",
+                        other.map_or_else(|| name.to_string(), str::to_string),
+                        openable.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Tool for OpenTools {
+    fn definition(&self) -> &ToolDefinition {
+        &self.definition
+    }
+
+    fn call<'a>(
+        &'a self,
+        _env: &'a ToolEnv,
+        _ctx: &'a ToolContext,
+        arguments: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(async move {
+            match self.opened_by(arguments) {
+                Ok(names) => ToolOutput::ok(json!({"opened": names}), None),
+                Err(e) => ToolOutput::failed(e),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opened_positions_are_a_set() {
+        let o = Opened::default().with(3).with(10).with(3);
+        assert!(o.contains(3) && o.contains(10) && !o.contains(4));
+        assert!(Opened::all().contains(63));
+        assert_eq!(Opened::default().with(70), Opened::default());
+    }
+
+    #[test]
+    fn open_tools_names_what_cannot_be_opened() {
+        let tool = OpenTools::new(vec!["create_price", "get_customers", "create_subscription"]);
+        assert_eq!(
+            tool.opened_by(r#"{"tools":["get_customers","create_price","open_tools"]}"#)
+                .unwrap(),
+            vec!["get_customers", "create_price"],
+            "a starter tool is opened like any other; open_tools is always there"
+        );
+        let e = tool
+            .opened_by(r#"{"tools":["create_invoice"]}"#)
+            .unwrap_err();
+        assert!(
+            e.model_message.contains("create_invoice") && e.model_message.contains("get_customers"),
+            "{}",
+            e.model_message
+        );
+        assert!(tool.opened_by(r#"{"tools":"get_customers"}"#).is_err());
+        assert!(tool.opened_by("[1]").is_err());
+        assert_eq!(
+            super::super::schema::strict_violation(&tool.definition().parameters, OPEN_TOOLS),
+            None
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Tokens per model call: the cacheable prefix of the request bodies, the cached tokens a
+//! server reports, and the per-call budget of every recorded scenario (o200k, deterministic).
+
+#[path = "support/openai_script.rs"]
+mod script;
+
+use std::path::Path;
+
+use altan_pay::transcript::format::Transcript;
+use script::{Options, ScriptServer, gateway, serve};
+use serde_json::{Value, json};
+
+fn chat(text: &str, thread: &str, account: &str) -> Value {
+    json!({"model": "altan-pay", "messages": [{"role": "user", "content": text}],
+           "metadata": {"thread_id": thread, "account_id": account}})
+}
+
+/// The scripted model, `serve` over it, and what must live as long as the server.
+async fn start() -> (
+    ScriptServer,
+    altan_pay::server::ServerHandle,
+    (
+        altan_pay::gateway::GatewayHandle,
+        altan_pay::gateway::Sandbox,
+        tempfile::TempDir,
+    ),
+) {
+    let script = ScriptServer::start().await;
+    let (gw, sandbox) = gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&script, &gw, &dir.path().join("s.db"), Options::default()).await;
+    (script, server, (gw, sandbox, dir))
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[tokio::test]
+async fn the_prompt_and_tools_are_a_byte_identical_prefix_across_accounts_and_threads() {
+    let (script, server, _keep) = start().await;
+    let url = format!("{}/v1/chat/completions", server.base_url);
+    let client = reqwest::Client::new();
+    for (thread, account) in [("t-a", "ws_1"), ("t-b", "ws_other")] {
+        script.text("Nothing to change.");
+        let r = client
+            .post(&url)
+            .json(&chat("What can you do?", thread, account))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let raw = script.raw_requests();
+    let parsed = script.requests();
+    assert_eq!(raw.len(), 2);
+    let text = |i: usize| String::from_utf8(raw[i].clone()).unwrap();
+    let (a, b) = (text(0), text(1));
+    assert_ne!(a, b, "the two conversations differ");
+    let shared = &a[..common_prefix(a.as_bytes(), b.as_bytes())];
+    // The whole tool list and the whole system prompt are in the shared bytes, and what
+    // varies (the account, the conversation) only comes after them.
+    let tools = serde_json::to_string(&parsed[0]["tools"]).unwrap();
+    let prompt = serde_json::to_string(&parsed[0]["messages"][0]["content"]).unwrap();
+    assert!(shared.contains(&tools), "tools not in the shared prefix");
+    assert!(
+        shared.contains(&prompt),
+        "system prompt not in the shared prefix"
+    );
+    assert!(!shared.contains("ws_1"), "the account is in the prefix");
+    let prompt_end = shared.find(&prompt).unwrap() + prompt.len();
+    assert!(
+        a.find("ws_1").unwrap() > prompt_end,
+        "the account comes after the prompt"
+    );
+    assert!(b.find("ws_other").unwrap() > prompt_end);
+}
+
+#[tokio::test]
+async fn cached_and_reasoning_tokens_are_summed_per_turn_and_reported_in_openai_names() {
+    let (script, server, _keep) = start().await;
+    script.set_usage(json!({
+        "prompt_tokens": 1200, "completion_tokens": 40, "total_tokens": 1240,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 16}
+    }));
+    script.tool_call("c1", "create_product", json!({"name": "Pro"}));
+    script.text("Created Pro.");
+    let client = reqwest::Client::new();
+    let r: Value = client
+        .post(format!("{}/v1/chat/completions", server.base_url))
+        .json(&chat("Create Pro", "t-cache", "ws_1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(script.calls(), 2);
+    let usage = &r["usage"];
+    assert_eq!(usage["prompt_tokens"], 2400, "{usage}");
+    assert_eq!(
+        usage["prompt_tokens_details"]["cached_tokens"], 2048,
+        "{usage}"
+    );
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"], 32,
+        "{usage}"
+    );
+    // The native answer riding along says the same in its own names.
+    assert_eq!(r["altan_pay"]["usage"]["cached_tokens"], 2048, "{r}");
+    assert_eq!(r["altan_pay"]["usage"]["reasoning_tokens"], 32, "{r}");
+}
+
+/// The budget of one model call (system prompt + tools + messages, the whole request body).
+const CALL_BUDGET: usize = 3_000;
+
+/// Every model call of every recorded scenario, the demo's included, in o200k tokens of its
+/// whole request body; the calls over `limit`.
+fn calls_over(limit: usize) -> (usize, usize, Vec<String>) {
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
+    let mut over = Vec::new();
+    let mut calls = 0;
+    let mut demo_calls = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let t = Transcript::load(&path).unwrap();
+        let demo = t.name == altan_pay::transcript::demo::DEMO_NAME;
+        for (i, call) in t.turns.iter().flat_map(|t| &t.model_calls).enumerate() {
+            calls += 1;
+            demo_calls += usize::from(demo);
+            let n = bpe
+                .encode_with_special_tokens(&call.request.to_string())
+                .len();
+            if n > limit {
+                over.push(format!(
+                    "{} call {}: {n} tokens, limit {limit}",
+                    t.name,
+                    i + 1
+                ));
+            }
+        }
+    }
+    (calls, demo_calls, over)
+}
+
+#[test]
+fn every_call_of_the_demo_and_the_suite_fits_the_budget() {
+    let (calls, demo_calls, over) = calls_over(CALL_BUDGET);
+    assert!(calls > 50, "only {calls} model calls found");
+    assert_eq!(demo_calls, 3, "the demo takes 3 model calls");
+    assert!(over.is_empty(), "{}", over.join("\n"));
+}
+
+#[test]
+fn the_budget_check_sees_the_largest_call() {
+    // The same count with a lower budget names the calls above it: the check reads every
+    // call of every file, the largest scenario's included.
+    let (_, _, over) = calls_over(2_000);
+    assert!(
+        over.iter().any(|o| o.starts_with("coupon-to-subscription")),
+        "{over:?}"
+    );
+}

@@ -1,5 +1,5 @@
 """Writes BENCHMARKS.md from bench/run.sh's outputs, keeping the sections measured by their own
-commands ("Sandbox gateway", "Stripe events and reconcile", "Served path").
+commands ("Sandbox gateway", "Stripe events and reconcile", "Served path", "Replicas").
 Usage: python3 bench/report.py OUT_DIR CRITERION_DIR BENCHMARKS.md"""
 
 import json
@@ -22,7 +22,7 @@ def mmm(values, fmt="{:.2f}"):
 machine = dict(l.split("=", 1) for l in open(f"{out}/machine.txt").read().splitlines() if "=" in l)
 
 old = open(target).read() if os.path.exists(target) else ""
-KEPT = ["Sandbox gateway", "Stripe events and reconcile", "Served path"]
+KEPT = ["Sandbox gateway", "Stripe events and reconcile", "Served path", "Replicas"]
 kept = []
 for heading in KEPT:
     m = re.search(r"^## " + re.escape(heading) + r"\b.*?(?=^## |\Z)", old, re.S | re.M)

@@ -16,7 +16,7 @@ use altan_pay::model::{
 };
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::server::{ServerConfig, ServerState, Tokens};
-use altan_pay::store::SqliteStore;
+use altan_pay::store::{ServeStore, SqliteStore};
 use clap::Parser;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a throwaway PostgreSQL on 127.0.0.1 (Debian's package, a fresh data
 # directory under .ci-cache/pg, a free port), ALTAN_PAY_TEST_DATABASE_URL exported; stops it after.
+# fsync is off for tests (PG_FSYNC=on keeps it, as the benchmarks do); max_connections=500 covers
+# the replica tests, each replica holding two connection pools.
 # Usage: scripts/with-postgres.sh cargo test --test events_reconcile
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +38,24 @@ fi
 if [ -f "$data/postmaster.pid" ]; then
   "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
 fi
-rm -rf "$data" "$dir/sock"
+rm -rf "$data" "$dir/sock" "$dir/tls"
 mkdir -p "$data" "$dir/sock"
+# TLS too, when openssl is there: a throwaway CA and a server certificate for 127.0.0.1; the
+# CA's path is exported as ALTAN_PAY_TEST_DATABASE_CA (plain connections still work).
+ssl_opts=""
+tls="$dir/tls"
+if command -v openssl >/dev/null 2>&1 && mkdir -p "$tls" \
+  && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=altan-pay test CA" \
+       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+       -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1 \
+  && openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+       -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1 \
+  && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tls/ext.cnf" \
+  && openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+       -CAcreateserial -days 2 -extfile "$tls/ext.cnf" -out "$tls/server.pem" >/dev/null 2>&1; then
+  chmod 600 "$tls/server.key"
+  ssl_opts="-c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key"
+fi
 if [ "$(id -u)" -eq 0 ]; then
   chown -R postgres:postgres "$dir"
 fi
@@ -60,7 +78,7 @@ fi
   exit 2
 }
 "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=off" start >/dev/null || {
+  -o "-h 127.0.0.1 -p $port -k $dir/sock -c fsync=${PG_FSYNC:-off} -c max_connections=500 $ssl_opts" start >/dev/null || {
   cat "$dir/server.log" >&2
   exit 2
 }
@@ -70,5 +88,8 @@ stop() {
 trap stop EXIT
 
 export ALTAN_PAY_TEST_DATABASE_URL="postgres://altan@127.0.0.1:$port/postgres"
+if [ -n "$ssl_opts" ]; then
+  export ALTAN_PAY_TEST_DATABASE_CA="$tls/ca.pem"
+fi
 echo "with-postgres.sh: PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
 "$@"

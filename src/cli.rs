@@ -68,7 +68,7 @@ pub enum Command {
         scenarios: PathBuf,
     },
     /// Run the chat endpoint: the native thread API and the OpenAI-compatible API.
-    Serve(crate::server::ServeArgs),
+    Serve(Box<crate::server::ServeArgs>),
     /// Compare the database mirror with Stripe: drift, the sync plan, and database-wins pushes.
     Reconcile(crate::events::reconcile::ReconcileArgs),
     /// Print the PostgreSQL DDL of the database mirror, derived from the sync mapping.
@@ -161,7 +161,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             stream,
         } => crate::transcript::cli::record_file(&scenario, &out, stream).await,
         Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
-        Command::Serve(args) => crate::server::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => crate::server::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Reconcile(args) => crate::events::reconcile::run(args).await,
         Command::Schema(args) => crate::mirror::schema::run(args),
         Command::Apply(args) => crate::mirror::apply::run(args).await,

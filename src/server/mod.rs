@@ -1,5 +1,6 @@
 //! `altan-pay serve`: the chat endpoint. A native thread API with SSE events, an
-//! OpenAI-compatible API, bearer-token scoping, SQLite sessions and idempotency (docs/server.md).
+//! OpenAI-compatible API, bearer-token scoping, sessions and idempotency in SQLite or, for
+//! several replicas, PostgreSQL (`--database-url`), one turn per thread (docs/server.md).
 
 pub mod auth;
 pub mod error;
@@ -30,7 +31,7 @@ use crate::config::PayArgs;
 use crate::engine::Limits;
 use crate::model::{OpenAiConfig, OpenAiModel};
 use crate::policy::PolicyConfig;
-use crate::store::{HistoryLimits, SqliteStore};
+use crate::store::{HistoryLimits, PgOptions, PgStore, ServeStore, SqliteStore};
 pub use auth::{Access, Scope, Tokens};
 pub use error::ApiError;
 
@@ -45,9 +46,32 @@ pub struct ServeArgs {
     pub addr: String,
     #[command(flatten)]
     pub pay: PayArgs,
-    /// SQLite file for sessions and idempotency records (created if missing).
+    /// SQLite file for sessions and idempotency records (created if missing); not used with
+    /// --database-url.
     #[arg(long, default_value = "altan-pay.db", value_name = "FILE")]
     pub db: PathBuf,
+    /// PostgreSQL instead of the SQLite files, for several replicas on one database:
+    /// `postgres://user:password@host:port/db`, `?sslmode=require` for TLS.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// PostgreSQL connections for reads and writes.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub database_pool_size: usize,
+    /// PostgreSQL connections for thread leases: at most this many turns run at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub database_lease_connections: usize,
+    /// Extra root certificates (PEM) for TLS to PostgreSQL (a private CA); turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    /// Seconds a request waits for another turn of its thread (on any replica) to finish
+    /// before it is answered 409 with Retry-After.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub thread_wait_secs: u64,
     /// Bearer tokens and their accounts, TOML or JSON (see docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
@@ -121,6 +145,14 @@ impl std::fmt::Debug for ServeArgs {
             .field("addr", &self.addr)
             .field("pay", &self.pay)
             .field("db", &self.db)
+            .field("database_url", &hidden(self.database_url.is_some()))
+            .field("database_pool_size", &self.database_pool_size)
+            .field(
+                "database_lease_connections",
+                &self.database_lease_connections,
+            )
+            .field("database_ca_file", &self.database_ca_file)
+            .field("thread_wait_secs", &self.thread_wait_secs)
             .field("tokens", &self.tokens)
             .field("server_tokens", &hidden(self.server_tokens.is_some()))
             .field("max_body_bytes", &self.max_body_bytes)
@@ -150,12 +182,15 @@ impl std::fmt::Debug for ServeArgs {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_body_bytes: usize,
+    /// How long a request waits for the thread's running turn before a 409.
+    pub thread_wait: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
+            thread_wait: Duration::from_secs(30),
         }
     }
 }
@@ -164,7 +199,7 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct ServerState {
     pub(crate) agent: Agent,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn ServeStore>,
     pub(crate) tokens: Arc<Tokens>,
     pub(crate) config: Arc<ServerConfig>,
     /// Turns run as tasks here, so a client hanging up never cuts one short and shutdown
@@ -175,10 +210,10 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Builds the agent on `store`, so sessions and idempotency records share one file.
+    /// Builds the agent on `store`, so sessions and idempotency records share one database.
     pub fn new(
         builder: AgentBuilder,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn ServeStore>,
         tokens: Tokens,
         config: ServerConfig,
     ) -> Result<ServerState, AgentError> {
@@ -408,16 +443,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     check_bind(&args.addr, &tokens).await?;
     let model = OpenAiModel::new(OpenAiConfig::from_env()).map_err(|e| e.to_string())?;
     let pay = crate::config::pay_setup(&args.pay).await?;
-    let store = SqliteStore::open(&args.db)
-        .map_err(|e| e.to_string())?
-        .with_limits(HistoryLimits {
-            max_messages: args.history_messages.max(2),
-            keep_tool_turns: args.keep_tool_turns,
-            ..HistoryLimits::default()
-        });
+    let (store, shown_store) = open_store(&args)?;
     let mut builder = Agent::builder()
         .model(Arc::new(model))
         .pay(pay.client.clone())
+        .plans(crate::tools::plan::PlanStore::Shared(store.clone()))
         .limits(Limits {
             deadline: Duration::from_secs(args.turn_timeout_secs.max(1)),
             ..Limits::default()
@@ -433,13 +463,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes.max(1024),
+        thread_wait: Duration::from_secs(args.thread_wait_secs.max(1)),
     };
-    let events = events_state(&args, &pay.client)?;
+    let events = events_state(&args, &pay.client, store.clone())?;
     if let Some(events) = &events {
         builder = builder.pending_source(events.clone());
     }
-    let mut state = ServerState::new(builder, Arc::new(store), tokens.clone(), config)
-        .map_err(|e| e.to_string())?;
+    let mut state =
+        ServerState::new(builder, store, tokens.clone(), config).map_err(|e| e.to_string())?;
     if let Some(events) = events {
         state = state.with_events(events);
     }
@@ -460,10 +491,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         info!(tokens = ?tokens, "bearer tokens configured");
     }
-    eprintln!(
-        "altan-pay serve listening on http://{shown} (sessions in {})",
-        args.db.display()
-    );
+    eprintln!("altan-pay serve listening on http://{shown} (sessions in {shown_store})");
     serve(listener, state, shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;
@@ -471,10 +499,70 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The store of `--database-url` (PostgreSQL, migrated) or of `--db` and `--events-db`
+/// (SQLite), and how to name it in the start-up line.
+fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String> {
+    let limits = HistoryLimits {
+        max_messages: args.history_messages.max(2),
+        keep_tool_turns: args.keep_tool_turns,
+        ..HistoryLimits::default()
+    };
+    let url = args
+        .database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        if args.database_ca_file.is_some() {
+            return Err("--database-ca-file needs --database-url".into());
+        }
+        let mut store = SqliteStore::open(&args.db)
+            .map_err(|e| e.to_string())?
+            .with_limits(limits);
+        // Events keep their own file, as before, and only when the events endpoint is on.
+        if args
+            .stripe_webhook_secret
+            .iter()
+            .any(|s| !s.trim().is_empty())
+        {
+            let pending = crate::events::SqlitePendingStore::open(&args.events_db)
+                .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?;
+            store = store.with_pending(pending);
+        }
+        return Ok((Arc::new(store), args.db.display().to_string()));
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(
+            "--database-url / ALTAN_PAY_DATABASE_URL must be a postgres:// or postgresql:// URL"
+                .into(),
+        );
+    }
+    if args.database_pool_size == 0 || args.database_lease_connections == 0 {
+        return Err(
+            "--database-pool-size and --database-lease-connections must be at least 1".into(),
+        );
+    }
+    let options = PgOptions {
+        url: url.to_string(),
+        pool_size: args.database_pool_size,
+        lease_connections: args.database_lease_connections,
+        ca_file: args.database_ca_file.clone(),
+    };
+    let store = PgStore::connect(&options)
+        .map_err(|e| e.to_string())?
+        .with_limits(limits);
+    let shown = format!(
+        "PostgreSQL{}",
+        if store.uses_tls() { " over TLS" } else { "" }
+    );
+    Ok((Arc::new(store), shown))
+}
+
 /// The events part, when a webhook secret is configured.
 fn events_state(
     args: &ServeArgs,
     pay: &crate::pay::PayClient,
+    store: Arc<dyn crate::events::PendingStore>,
 ) -> Result<Option<Arc<crate::events::EventsState>>, String> {
     let secrets: Vec<String> = args
         .stripe_webhook_secret
@@ -501,10 +589,6 @@ fn events_state(
             .connect
             .insert(connect.trim().to_string(), account.trim().to_string());
     }
-    let store: Arc<dyn crate::events::PendingStore> = Arc::new(
-        crate::events::SqlitePendingStore::open(&args.events_db)
-            .map_err(|e| format!("--events-db {}: {e}", args.events_db.display()))?,
-    );
     let mut state = crate::events::EventsState::new(
         crate::events::EventsConfig::new(secrets, accounts),
         store.clone(),

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::ServerState;
 use super::error::{ApiError, ApprovalPath, JsonBody, ThreadId};
 use super::turn::{self, Authed, Idempotency, Job, Running, Work};
-use crate::agent::{AgentEvent, SessionStore};
+use crate::agent::AgentEvent;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::SyncStatus;
 
@@ -105,7 +105,7 @@ pub async fn post_approval(
         thread_id,
         approval_id,
     } = path;
-    let Some(info) = state.store.thread(&thread_id)? else {
+    let Some(info) = state.store.thread_info(&thread_id).await? else {
         return Err(unknown_thread(&thread_id));
     };
     let context = match body.value.context {
@@ -151,7 +151,7 @@ async fn run(
         work,
         idempotency: key,
     };
-    let running = turn::start(&state, job, sse);
+    let running = turn::start(&state, job, sse).await?;
     if sse {
         return Ok(stream(thread_id, running));
     }
@@ -316,7 +316,7 @@ pub async fn get_thread(
     Authed(access): Authed,
     ThreadId(thread_id): ThreadId,
 ) -> Result<Response, ApiError> {
-    let info = state.store.thread(&thread_id)?;
+    let info = state.store.thread_info(&thread_id).await?;
     let session = state.store.load(&thread_id)?;
     let (Some(info), Some(session)) = (info, session) else {
         return Err(unknown_thread(&thread_id));

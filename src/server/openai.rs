@@ -15,7 +15,6 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use super::error::{ApiError, JsonBody, check_thread_id};
 use super::turn::{self, Authed, Idempotency, Job, Work};
 use super::{MODEL_NAME, ServerState};
-use crate::agent::SessionStore;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 
 #[derive(Debug, Deserialize)]
@@ -229,7 +228,7 @@ pub async fn chat_completions(
                 work: Work::Messages(new),
                 idempotency: key,
             };
-            let running = turn::start(&state, job, false);
+            let running = turn::start(&state, job, false).await?;
             if stream {
                 return Ok(stream_answer(running.answer, include_usage));
             }

@@ -1,5 +1,6 @@
 //! What both APIs share: trusted context from headers, thread ownership, idempotency keys,
-//! and running a turn as a tracked task that stores its answer even if the client hangs up.
+//! the thread's lease (one turn per thread, across replicas), and running a turn as a tracked
+//! task that stores its answer even if the client hangs up.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -15,7 +16,7 @@ use super::auth::Access;
 use super::error::ApiError;
 use crate::agent::{AgentEvent, Answer, AnswerEnd, TurnOptions};
 use crate::room::{AgentContext, RoomMessage};
-use crate::store::Reservation;
+use crate::store::{LeaseError, Reservation};
 
 /// The request's [`Access`], left by the auth middleware.
 pub struct Authed(pub Access);
@@ -66,7 +67,7 @@ pub async fn admit(
     thread_id: &str,
     mut context: AgentContext,
 ) -> Result<AgentContext, ApiError> {
-    let known = state.store.thread(thread_id)?;
+    let known = state.store.thread_info(thread_id).await?;
     let owner = known.as_ref().and_then(|info| info.account_id.clone());
     if let Some(owner) = &owner {
         match &context.account_id {
@@ -178,8 +179,35 @@ pub struct Running {
     pub answer: JoinHandle<Result<Value, ApiError>>,
 }
 
-/// Starts the turn as a tracked task.
-pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
+/// Takes the thread's lease (waiting at most `ServerConfig::thread_wait` for the turn that
+/// holds it, here or on another replica), then starts the turn as a tracked task that holds
+/// the lease until it ends. A thread still busy after the wait is a 409 with `Retry-After`,
+/// and the request's idempotency key is freed for the retry.
+pub async fn start(state: &ServerState, job: Job, with_events: bool) -> Result<Running, ApiError> {
+    let lease = match state
+        .store
+        .lease(&job.thread_id, state.config.thread_wait)
+        .await
+    {
+        Ok(lease) => lease,
+        Err(e) => {
+            if let Some((scope, key)) = &job.idempotency {
+                let _ = state.store.release(scope, key).await;
+            }
+            return Err(match e {
+                LeaseError::Busy { thread_id, waited } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "thread_busy",
+                    format!(
+                        "another turn of thread `{thread_id}` is still running (waited {}s); retry later",
+                        waited.as_secs()
+                    ),
+                )
+                .with_retry_after(RETRY_AFTER_SECS),
+                LeaseError::Store(e) => e.into(),
+            });
+        }
+    };
     let (tx, rx) = if with_events {
         let (tx, rx) = unbounded_channel();
         (Some(tx), Some(rx))
@@ -192,6 +220,8 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
     let span = tracing::Span::current();
     let answer = state.tracker.spawn(tracing::Instrument::instrument(
         async move {
+            // Held until the turn's answer (and its idempotency record) is stored.
+            let _lease = lease;
             let options = TurnOptions {
                 events: tx,
                 cancel: None,
@@ -244,8 +274,11 @@ pub fn start(state: &ServerState, job: Job, with_events: bool) -> Running {
         },
         span,
     ));
-    Running { events: rx, answer }
+    Ok(Running { events: rx, answer })
 }
+
+/// What a 409 for a busy thread tells the client to wait before trying again.
+const RETRY_AFTER_SECS: u64 = 2;
 
 /// Waits for a turn's answer; a task that died is a 500.
 pub async fn finish(answer: JoinHandle<Result<Value, ApiError>>) -> Result<Value, ApiError> {

@@ -1,9 +1,16 @@
-//! Sessions, thread owners and idempotency records in one SQLite file (WAL, synchronous=FULL),
-//! behind the agent's `SessionStore` trait; histories are bounded and old tool results compacted.
-//! Async writes share commits (group commit, `commit.rs`): one fsync covers every concurrent turn.
+//! Everything `altan-pay serve` keeps, behind one interface ([`ServeStore`], `serve.rs`) with two
+//! implementations: [`SqliteStore`] here (sessions, thread owners, idempotency records and plans
+//! in one SQLite file, WAL, synchronous=FULL; pending syncs in `pending.rs`) and [`PgStore`]
+//! (`pg/`, several replicas on one PostgreSQL). Histories are bounded and old tool results
+//! compacted (`compact.rs`). Async writes share commits (group commit, `commit.rs`): one fsync
+//! covers every concurrent turn.
 
 mod commit;
 mod compact;
+mod in_flight;
+pub mod pending;
+pub mod pg;
+mod serve;
 
 use std::future::Future;
 use std::path::Path;
@@ -17,26 +24,12 @@ use serde_json::Value;
 use crate::agent::{Session, SessionStore, StoreError};
 use crate::room::AgentContext;
 pub use compact::{HistoryLimits, bound_history};
-
-/// What an `Idempotency-Key` already stands for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reservation {
-    /// The key is new and now reserved for this request.
-    Reserved,
-    /// A request with the key and the same body is still running.
-    InProgress,
-    /// The same key and body finished; here is the stored answer.
-    Done(Value),
-    /// The key was used with another body.
-    Conflict,
-}
-
-/// The thread's owner account and the latest trusted context the platform sent for it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThreadInfo {
-    pub account_id: Option<String>,
-    pub context: AgentContext,
-}
+use in_flight::InFlight;
+use pending::{
+    Applied, EventRecord, PendingEntry, PendingError, PendingStore, SqlitePendingStore, Versioned,
+};
+pub use pg::{PgOptions, PgStore};
+pub use serve::{Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo};
 
 /// A SQLite file holding every thread's session. Reads go through their own connection (WAL
 /// lets them run while a commit is being synced); writes go through one write connection, either
@@ -49,6 +42,9 @@ pub struct SqliteStore {
     write: Arc<Mutex<Connection>>,
     commits: commit::GroupCommit,
     limits: HistoryLimits,
+    /// Events received and pending syncs: in the same file unless [`SqliteStore::with_pending`].
+    pending: SqlitePendingStore,
+    leases: serve::LocalLeases,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -69,6 +65,11 @@ CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT PRIMARY KEY,
     account_id TEXT,
     context TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    account_id TEXT PRIMARY KEY,
+    plan TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
@@ -119,13 +120,21 @@ impl SqliteStore {
         };
         let write = configure(open()?)?;
         let read = configure(open()?)?;
-        Self::assemble(read, Some(write))
+        let pending = SqlitePendingStore::open(path).map_err(|e| StoreError(e.to_string()))?;
+        Self::assemble(read, Some(write), pending)
     }
 
     /// A private in-memory database, for tests and benchmarks.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
-        Self::assemble(configure(conn)?, None)
+        let pending = SqlitePendingStore::in_memory().map_err(|e| StoreError(e.to_string()))?;
+        Self::assemble(configure(conn)?, None, pending)
+    }
+
+    /// Keeps received events and pending syncs in `pending` (serve's `--events-db`) instead.
+    pub fn with_pending(mut self, pending: SqlitePendingStore) -> SqliteStore {
+        self.pending = pending;
+        self
     }
 
     /// How much history each thread keeps.
@@ -134,7 +143,11 @@ impl SqliteStore {
         self
     }
 
-    fn assemble(read: Connection, write: Option<Connection>) -> Result<SqliteStore, StoreError> {
+    fn assemble(
+        read: Connection,
+        write: Option<Connection>,
+        pending: SqlitePendingStore,
+    ) -> Result<SqliteStore, StoreError> {
         let read = Arc::new(Mutex::new(read));
         let write = match write {
             Some(conn) => Arc::new(Mutex::new(conn)),
@@ -146,6 +159,8 @@ impl SqliteStore {
             read,
             write,
             limits: HistoryLimits::default(),
+            pending,
+            leases: serve::LocalLeases::default(),
         })
     }
 
@@ -167,121 +182,63 @@ impl SqliteStore {
             )
             .optional()
             .map_err(db_err("reading a thread"))?;
-        row.map(|(account_id, context)| {
-            let context = serde_json::from_str(&context)
-                .map_err(|e| StoreError(format!("thread {thread_id}: stored context: {e}")))?;
-            Ok(ThreadInfo {
-                account_id,
-                context,
-            })
-        })
-        .transpose()
-    }
-
-    /// Claims the thread for the context's account and records the context, in one step of
-    /// the commit thread, so two first requests from different accounts cannot both own it.
-    /// Returns the owner afterwards; when it is another account than the context's, nothing
-    /// was written.
-    pub async fn claim_thread(
-        &self,
-        thread_id: &str,
-        context: &AgentContext,
-    ) -> Result<Option<String>, StoreError> {
-        let row = ThreadRow::new(thread_id, context)?;
-        // Answered before its fsync: the owner is decided once the row is written (the commit
-        // thread runs claims one after the other), and the turn's own awaited writes, queued
-        // after it, make it durable before any answer goes out.
-        self.commits.run_applied(move |conn| row.claim(conn)).await
-    }
-
-    /// Reserves an idempotency key for a body hash, or says what it already stands for. The
-    /// check and the insert stay one step: a batch runs its writes one after the other.
-    pub async fn reserve(
-        &self,
-        scope: &str,
-        key: &str,
-        body_hash: &str,
-    ) -> Result<Reservation, StoreError> {
-        let (scope, key, hash) = (scope.to_string(), key.to_string(), body_hash.to_string());
-        self.commits
-            .run(move |conn| reserve_key(conn, &scope, &key, &hash))
-            .await
-    }
-
-    /// Stores the answer for a reserved key.
-    pub async fn complete(
-        &self,
-        scope: &str,
-        key: &str,
-        response: &Value,
-    ) -> Result<(), StoreError> {
-        let (scope, key, text) = (scope.to_string(), key.to_string(), response.to_string());
-        self.commits
-            .run(move |conn| complete_key(conn, &scope, &key, &text))
-            .await
-    }
-
-    /// Frees a reserved key whose request never produced an answer, so it can be retried.
-    pub async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let (scope, key) = (scope.to_string(), key.to_string());
-        self.commits
-            .run(move |conn| release_key(conn, &scope, &key))
-            .await
-    }
-
-    /// Writes queued for group commit so far, and the transactions that committed them.
-    pub fn commit_stats(&self) -> (u64, u64) {
-        let stats = self.commits.stats();
-        (
-            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
-            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
-        )
+        parse_thread(thread_id, row)
     }
 
     /// The session as stored: history bounded, serialised.
     fn session_row(&self, session: &Session) -> Result<SessionRow, StoreError> {
-        let mut bounded = session.clone();
-        bound_history(&mut bounded.history, self.limits);
-        let text = serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))?;
         Ok(SessionRow {
             thread_id: session.thread_id.clone(),
-            text,
+            text: session_text(session, self.limits)?,
         })
     }
 }
 
-/// Session saves queued and not yet committed, per thread. A queued save is meant to be read
-/// back by the thread's next turn: a load waits until its thread has none in flight, so a turn
-/// that was dropped mid-way never hands the next one an older session.
-#[derive(Default)]
-struct InFlight {
-    counts: Mutex<std::collections::HashMap<String, usize>>,
-    settled: std::sync::Condvar,
+/// The session as both backends store it: history bounded, serialised.
+fn session_text(session: &Session, limits: HistoryLimits) -> Result<String, StoreError> {
+    let mut bounded = session.clone();
+    bound_history(&mut bounded.history, limits);
+    serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))
 }
 
-impl InFlight {
-    fn started(&self, thread_id: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry(thread_id.to_string()).or_default() += 1;
-    }
+/// A stored session read back; `None` stays `None`.
+fn parse_session(thread_id: &str, text: Option<String>) -> Result<Option<Session>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| StoreError(format!("session {thread_id} is unreadable: {e}")))
+    })
+    .transpose()
+}
 
-    fn finished(&self, thread_id: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(thread_id) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(thread_id);
-            }
-        }
-        self.settled.notify_all();
-    }
+/// A stored thread row read back.
+fn parse_thread(
+    thread_id: &str,
+    row: Option<(Option<String>, String)>,
+) -> Result<Option<ThreadInfo>, StoreError> {
+    row.map(|(account_id, context)| {
+        let context = serde_json::from_str(&context)
+            .map_err(|e| StoreError(format!("thread {thread_id}: stored context: {e}")))?;
+        Ok(ThreadInfo {
+            account_id,
+            context,
+        })
+    })
+    .transpose()
+}
 
-    /// Waits (at most `limit`) until no save of `thread_id` is in flight.
-    fn wait_for(&self, thread_id: &str, limit: std::time::Duration) {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self
-            .settled
-            .wait_timeout_while(counts, limit, |c| c.contains_key(thread_id));
+/// A stored idempotency record (body hash, answer) and what it means for `body_hash`.
+fn reservation_of(
+    key: &str,
+    body_hash: &str,
+    stored_hash: &str,
+    response: Option<String>,
+) -> Result<Reservation, StoreError> {
+    match response {
+        _ if stored_hash != body_hash => Ok(Reservation::Conflict),
+        None => Ok(Reservation::InProgress),
+        Some(text) => serde_json::from_str(&text)
+            .map(Reservation::Done)
+            .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
     }
 }
 
@@ -366,11 +323,7 @@ fn reserve_key(
         .optional()
         .map_err(db_err("reading an idempotency key"))?;
     match existing {
-        Some((hash, _)) if hash != body_hash => Ok(Reservation::Conflict),
-        Some((_, None)) => Ok(Reservation::InProgress),
-        Some((_, Some(text))) => serde_json::from_str(&text)
-            .map(Reservation::Done)
-            .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
+        Some((hash, response)) => reservation_of(key, body_hash, &hash, response),
         None => {
             conn.execute(
                 "INSERT INTO idempotency (scope, key, body_hash, response, created_at)
@@ -415,11 +368,7 @@ impl SessionStore for SqliteStore {
             )
             .optional()
             .map_err(db_err("reading a session"))?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| StoreError(format!("session {thread_id} is unreadable: {e}")))
-        })
-        .transpose()
+        parse_session(thread_id, text)
     }
 
     fn save(&self, session: &Session) -> Result<(), StoreError> {
@@ -451,6 +400,125 @@ impl SessionStore for SqliteStore {
             let row = self.session_row(session)?;
             self.commits.run(move |conn| row.write(conn)).await
         })
+    }
+}
+
+impl ServeStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn thread_info<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<ThreadInfo>> {
+        Box::pin(std::future::ready(self.thread(thread_id)))
+    }
+
+    fn claim_thread<'a>(
+        &'a self,
+        thread_id: &'a str,
+        context: &'a AgentContext,
+    ) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let row = ThreadRow::new(thread_id, context)?;
+            // Answered before its fsync: the owner is decided once the row is written (the
+            // commit thread runs claims one after the other), and the turn's own awaited
+            // writes, queued after it, make it durable before any answer goes out.
+            self.commits.run_applied(move |conn| row.claim(conn)).await
+        })
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        body_hash: &'a str,
+    ) -> StoreFuture<'a, Reservation> {
+        // The check and the insert stay one step: a batch runs its writes one after the other.
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), body_hash.to_string());
+        Box::pin(
+            self.commits
+                .run(move |conn| reserve_key(conn, &scope, &key, &hash)),
+        )
+    }
+
+    fn complete<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        response: &'a Value,
+    ) -> StoreFuture<'a, ()> {
+        let (scope, key, text) = (scope.to_string(), key.to_string(), response.to_string());
+        Box::pin(
+            self.commits
+                .run(move |conn| complete_key(conn, &scope, &key, &text)),
+        )
+    }
+
+    fn release<'a>(&'a self, scope: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        Box::pin(
+            self.commits
+                .run(move |conn| release_key(conn, &scope, &key)),
+        )
+    }
+
+    /// One process: the thread's lock in this process is the whole lease.
+    fn lease<'a>(
+        &'a self,
+        thread_id: &'a str,
+        wait: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Lease, LeaseError>> + Send + 'a>> {
+        Box::pin(async move { Ok(Lease::local(self.leases.take(thread_id, wait).await?)) })
+    }
+
+    fn commit_stats(&self) -> (u64, u64) {
+        let stats = self.commits.stats();
+        (
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+impl PendingStore for SqliteStore {
+    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
+        self.pending.apply(event, mutations)
+    }
+
+    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
+        self.pending.is_processed(event_id)
+    }
+
+    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+        self.pending.pending(account_id)
+    }
+
+    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
+        self.pending.remove(account_id, seqs)
+    }
+}
+
+impl crate::tools::plan::PlanBackend for SqliteStore {
+    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String> {
+        self.conn()
+            .query_row(
+                "SELECT plan FROM plans WHERE account_id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| format!("reading the plan of {account_id}: {e}"))
+    }
+
+    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String> {
+        self.write_conn()
+            .execute(
+                "INSERT INTO plans (account_id, plan, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account_id) DO UPDATE SET plan = excluded.plan,
+                 updated_at = excluded.updated_at",
+                params![account_id, text, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| format!("saving the plan of {account_id}: {e}"))
     }
 }
 

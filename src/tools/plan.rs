@@ -15,12 +15,21 @@ use super::{BoxFuture, Tool, ToolContext, ToolDefinition, ToolEnv, ToolOutput};
 /// Largest plan accepted: a plan is a checklist, not a document store.
 pub const MAX_PLAN_BYTES: usize = 64 * 1024;
 
+/// A store of plans kept elsewhere (the server's database: `store::ServeStore`), one text per
+/// account. Both calls are atomic: a reader sees the old plan or the new one.
+pub trait PlanBackend: Send + Sync + std::fmt::Debug {
+    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String>;
+    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String>;
+}
+
 /// Where plans live.
 #[derive(Debug, Clone)]
 pub enum PlanStore {
     /// `<dir>/<account_id>/plan.md`.
     Directory(PathBuf),
     Memory(Arc<Mutex<HashMap<String, String>>>),
+    /// A database shared by every replica of the server.
+    Shared(Arc<dyn PlanBackend>),
 }
 
 impl Default for PlanStore {
@@ -42,6 +51,7 @@ impl PlanStore {
                 .map_err(|_| "plan store lock poisoned")?
                 .get(account_id)
                 .cloned()),
+            PlanStore::Shared(backend) => backend.read_plan(account_id),
             PlanStore::Directory(dir) => {
                 let path = plan_path(dir, account_id)?;
                 match std::fs::read_to_string(&path) {
@@ -63,6 +73,7 @@ impl PlanStore {
                     .insert(account_id.to_string(), text.to_string());
                 Ok(())
             }
+            PlanStore::Shared(backend) => backend.write_plan(account_id, text),
             PlanStore::Directory(dir) => {
                 let path = plan_path(dir, account_id)?;
                 let parent = path.parent().unwrap_or(dir);

@@ -246,6 +246,7 @@ pub async fn serve(
         tokens,
         ServerConfig {
             max_body_bytes: options.max_body_bytes,
+            ..ServerConfig::default()
         },
     )
     .unwrap();

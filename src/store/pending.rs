@@ -1,0 +1,343 @@
+//! The durable side of event intake: processed event ids, the last applied version of each
+//! object, and the per-account queue of pending mutations ([`PendingStore`]; SQLite here, and
+//! PostgreSQL in `pg.rs`).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::sync::Mutation;
+
+/// Why the store failed; the event is then not acknowledged, so Stripe delivers it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pending store: {0}")]
+pub struct PendingError(pub String);
+
+fn sql(e: rusqlite::Error) -> PendingError {
+    PendingError(e.to_string())
+}
+
+/// The event being applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: String,
+    pub event_type: String,
+    pub account_id: String,
+    /// The event's `created`.
+    pub created: i64,
+}
+
+/// A mutation and the version it carries (the object's `updated`, else the event's `created`):
+/// an older version than the last applied one of the same object is stale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    pub mutation: Mutation,
+    pub version: i64,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Applied {
+    /// The event id was applied before: nothing changed.
+    Duplicate,
+    /// Recorded; `queued` mutations were newer than what was applied, `stale` were older.
+    Applied { queued: usize, stale: usize },
+}
+
+/// One mutation waiting for the next answer (or room post) of its account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    pub seq: i64,
+    pub event_id: String,
+    pub received_at: i64,
+    pub version: i64,
+    pub mutation: Mutation,
+}
+
+/// Where accepted events and pending mutations live; every method is atomic.
+pub trait PendingStore: Send + Sync {
+    /// Records the event id (once) and queues each mutation not older than the last applied
+    /// version of its object, replacing that object's older pending entry.
+    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError>;
+    /// Whether an event id was applied.
+    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError>;
+    /// The account's queue, oldest first, without removing it.
+    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError>;
+    /// Removes these entries (once they reached Altan).
+    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS processed_events (
+    event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, account_id TEXT NOT NULL,
+    created INTEGER NOT NULL, received_at INTEGER NOT NULL, queued INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS object_versions (
+    account_id TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT NOT NULL,
+    version INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (account_id, kind, object_id));
+CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL, kind TEXT NOT NULL,
+    object_id TEXT NOT NULL, event_id TEXT NOT NULL, received_at INTEGER NOT NULL,
+    version INTEGER NOT NULL, mutation TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_account ON pending (account_id, seq);
+";
+
+/// [`PendingStore`] in one SQLite file (or in memory for tests).
+pub struct SqlitePendingStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqlitePendingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlitePendingStore")
+    }
+}
+
+impl SqlitePendingStore {
+    /// Opens (or creates) the file; WAL, and every acknowledged event is on disk.
+    pub fn open(path: &Path) -> Result<SqlitePendingStore, PendingError> {
+        let conn = Connection::open(path)
+            .map_err(|e| PendingError(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        Self::init(conn)
+    }
+
+    /// A store that lives as long as the process.
+    pub fn in_memory() -> Result<SqlitePendingStore, PendingError> {
+        Self::init(Connection::open_in_memory().map_err(sql)?)
+    }
+
+    fn init(conn: Connection) -> Result<SqlitePendingStore, PendingError> {
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(SqlitePendingStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction: SQLite rolls it back.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, event_id, received_at, version, mutation FROM pending
+             WHERE account_id = ?1 ORDER BY seq",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params![account_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, event_id, received_at, version, text) = row.map_err(sql)?;
+        let mutation: Mutation = serde_json::from_str(&text)
+            .map_err(|e| PendingError(format!("pending entry {seq} is not a mutation: {e}")))?;
+        out.push(PendingEntry {
+            seq,
+            event_id,
+            received_at,
+            version,
+            mutation,
+        });
+    }
+    Ok(out)
+}
+
+impl PendingStore for SqlitePendingStore {
+    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql)?;
+        let seen: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM processed_events WHERE event_id = ?1",
+                params![event.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        if seen.is_some() {
+            return Ok(Applied::Duplicate);
+        }
+        let received = now();
+        let (mut queued, mut stale) = (0, 0);
+        for v in mutations {
+            let m = &v.mutation;
+            let kind = m.kind.as_str();
+            let last: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM object_versions
+                     WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
+                    params![event.account_id, kind, m.id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            // Equal versions (same second) go to the later arrival.
+            if last.is_some_and(|last| last > v.version) {
+                stale += 1;
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO object_versions (account_id, kind, object_id, version, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (account_id, kind, object_id)
+                 DO UPDATE SET version = excluded.version, event_id = excluded.event_id",
+                params![event.account_id, kind, m.id, v.version, event.id],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM pending WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
+                params![event.account_id, kind, m.id],
+            )
+            .map_err(sql)?;
+            let text = serde_json::to_string(m).map_err(|e| PendingError(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO pending (account_id, kind, object_id, event_id, received_at, version, mutation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![event.account_id, kind, m.id, event.id, received, v.version, text],
+            )
+            .map_err(sql)?;
+            queued += 1;
+        }
+        tx.execute(
+            "INSERT INTO processed_events (event_id, event_type, account_id, created, received_at, queued)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![event.id, event.event_type, event.account_id, event.created, received, queued as i64],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(Applied::Applied { queued, stale })
+    }
+
+    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
+        let conn = self.lock();
+        let seen: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM processed_events WHERE event_id = ?1",
+                params![event_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        Ok(seen.is_some())
+    }
+
+    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+        read_entries(&self.lock(), account_id)
+    }
+
+    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql)?;
+        for seq in seqs {
+            tx.execute(
+                "DELETE FROM pending WHERE account_id = ?1 AND seq = ?2",
+                params![account_id, seq],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{MutationSource, ObjectKind, Outcome};
+    use serde_json::json;
+
+    fn product(event: &str, name: &str, version: i64) -> Versioned {
+        Versioned {
+            mutation: Mutation {
+                source: MutationSource::StripeEvent {
+                    event_id: event.into(),
+                },
+                operation: "product.updated".into(),
+                kind: ObjectKind::Product,
+                id: "prod_1".into(),
+                outcome: Outcome::Exists {
+                    object: json!({"id": "prod_1", "object": "product", "name": name}),
+                },
+            },
+            version,
+        }
+    }
+
+    fn record(id: &str) -> EventRecord {
+        EventRecord {
+            id: id.into(),
+            event_type: "product.updated".into(),
+            account_id: "ws_1".into(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn once_per_event_and_newer_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqlitePendingStore::open(&path).unwrap();
+        let applied = store
+            .apply(&record("evt_2"), &[product("evt_2", "New", 20)])
+            .unwrap();
+        assert_eq!(
+            applied,
+            Applied::Applied {
+                queued: 1,
+                stale: 0
+            }
+        );
+        assert_eq!(
+            store
+                .apply(&record("evt_2"), &[product("evt_2", "New", 20)])
+                .unwrap(),
+            Applied::Duplicate
+        );
+        // An older event arriving late is recorded but changes nothing.
+        assert_eq!(
+            store
+                .apply(&record("evt_1"), &[product("evt_1", "Old", 10)])
+                .unwrap(),
+            Applied::Applied {
+                queued: 0,
+                stale: 1
+            }
+        );
+        drop(store);
+        // Durable: a reopened store still knows both ids and holds the newer state only.
+        let store = SqlitePendingStore::open(&path).unwrap();
+        assert!(store.is_processed("evt_1").unwrap());
+        let pending = store.pending("ws_1").unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event_id, "evt_2");
+        store.remove("ws_1", &[pending[0].seq]).unwrap();
+        assert!(store.pending("ws_1").unwrap().is_empty());
+        assert!(store.pending("ws_other").unwrap().is_empty());
+    }
+}

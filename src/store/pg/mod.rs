@@ -1,0 +1,640 @@
+//! [`PgStore`]: everything `serve` keeps, on one PostgreSQL shared by several replicas. A
+//! connection pool (deadpool-postgres) for the data, a second one for the per-thread leases
+//! (`lease.rs`), versioned migrations at start-up (`schema.rs`), group commit of session saves
+//! (`commit.rs`), optional TLS with rustls (`tls.rs`).
+//!
+//! The store's I/O runs on a small runtime of its own, on its own threads: the synchronous
+//! calls of [`SessionStore`] and [`PendingStore`] block their caller on a channel, never on a
+//! runtime, so they work from any async context (as the SQLite store's do).
+
+mod commit;
+mod lease;
+mod pending;
+pub mod schema;
+mod tls;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, Runtime};
+use serde_json::Value;
+
+use super::in_flight::InFlight;
+use super::pending::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
+use super::serve::LocalLeases;
+use super::{
+    HistoryLimits, Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo,
+    parse_session, parse_thread, reservation_of, session_text,
+};
+use crate::agent::{Session, SessionStore, StoreError};
+use crate::room::AgentContext;
+use crate::tools::plan::PlanBackend;
+pub use schema::{MIGRATIONS, Migration, migrate};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user:password@host:port/db[?sslmode=require]`.
+    pub url: String,
+    /// Connections for reads and writes.
+    pub pool_size: usize,
+    /// Connections for thread leases: one per turn running in this process.
+    pub lease_connections: usize,
+    /// Extra root certificates (PEM) for TLS, for a server with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions {
+            url: url.into(),
+            pool_size: 16,
+            lease_connections: 32,
+            ca_file: None,
+        }
+    }
+}
+
+/// The advisory lock key of a thread's lease, as `pg_locks` shows it
+/// (`(classid::bigint << 32) | objid::bigint` with `objsubid = 1`): to find who holds a thread.
+pub fn lease_lock_key(thread_id: &str) -> i64 {
+    lease::lock_key(thread_id)
+}
+
+/// The message of a PostgreSQL error, with the server's own words when there are some.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// An error and its causes, `: `-separated (a pool error hides why the connection failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError(format!("{what}: {}", describe(&e)))
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "the database URL".to_string(),
+    }
+}
+
+/// The store's runtime: its threads stop when this is dropped.
+struct StoreRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl StoreRuntime {
+    fn start() -> Result<StoreRuntime, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError(format!("cannot start the PostgreSQL store's runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("pg-store-runtime".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(|e| StoreError(format!("cannot start the PostgreSQL store's thread: {e}")))?;
+        Ok(StoreRuntime {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Everything `serve` keeps, in PostgreSQL.
+pub struct PgStore {
+    pool: Pool,
+    lease_pool: Pool,
+    commits: commit::GroupCommit,
+    in_flight: Arc<InFlight>,
+    leases: LocalLeases,
+    fences: lease::Fences,
+    /// Who holds a lease, as written in `altan_pay_thread_leases.holder`.
+    holder: String,
+    limits: HistoryLimits,
+    tls: bool,
+    /// Last, so the pools and the commit task are gone before the runtime stops.
+    runtime: StoreRuntime,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("holder", &self.holder)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a synchronous call waits for the database before it says so.
+const SYNC_CALL_LIMIT: Duration = Duration::from_secs(60);
+
+impl PgStore {
+    /// Connects, checks the connection and brings the schema up to date.
+    pub fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
+        let shown = redacted(&options.url);
+        let config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError(format!("--database-url: {e}")))?;
+        let runtime = StoreRuntime::start()?;
+        let build = |size: usize| -> Result<(Pool, bool), StoreError> {
+            let (manager, tls) = tls::manager(config.clone(), options.ca_file.as_deref())?;
+            let pool = Pool::builder(manager)
+                .max_size(size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError(format!("connection pool: {e}")))?;
+            Ok((pool, tls))
+        };
+        let (pool, tls) = build(options.pool_size)?;
+        let (lease_pool, _) = build(options.lease_connections)?;
+        let migrating = pool.clone();
+        let applied = block_on(&runtime.handle, async move {
+            let mut conn = migrating
+                .get()
+                .await
+                .map_err(|e| StoreError(format!("cannot connect to {shown}: {}", chain(&e))))?;
+            migrate(&mut conn, MIGRATIONS).await
+        })?;
+        if !applied.is_empty() {
+            tracing::info!(versions = ?applied, "PostgreSQL schema migrated");
+        }
+        let commits = commit::GroupCommit::start(pool.clone(), &runtime.handle);
+        Ok(PgStore {
+            pool,
+            lease_pool,
+            commits,
+            in_flight: Arc::default(),
+            leases: LocalLeases::default(),
+            fences: Arc::default(),
+            holder: format!(
+                "pid {} ({})",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            limits: HistoryLimits::default(),
+            tls,
+            runtime,
+        })
+    }
+
+    /// How much history each thread keeps.
+    pub fn with_limits(mut self, limits: HistoryLimits) -> PgStore {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether the connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Runs `work` on the store's runtime and waits for it without blocking the caller's.
+    async fn run<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: Future<Output = Result<R, StoreError>> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.runtime
+            .handle
+            .spawn(work)
+            .await
+            .map_err(|e| StoreError(format!("a PostgreSQL call stopped: {e}")))?
+    }
+
+    /// Runs `work` on the store's runtime and blocks the calling thread until it is done.
+    fn block<R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        block_on(&self.runtime.handle, work)
+    }
+
+    fn token(&self, thread_id: &str) -> Option<i64> {
+        self.fences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(thread_id)
+            .copied()
+    }
+
+    /// A connection of the data pool, for one call.
+    async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+        pool.get()
+            .await
+            .map_err(|e| StoreError(format!("no PostgreSQL connection: {}", chain(&e))))
+    }
+}
+
+fn block_on<R, E, F>(runtime: &tokio::runtime::Handle, work: F) -> Result<R, E>
+where
+    F: Future<Output = Result<R, E>> + Send + 'static,
+    R: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let (done, outcome) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = done.send(work.await);
+    });
+    outcome.recv_timeout(SYNC_CALL_LIMIT).map_err(|_| {
+        E::from(StoreError(format!(
+            "PostgreSQL did not answer within {SYNC_CALL_LIMIT:?}"
+        )))
+    })?
+}
+
+impl From<StoreError> for PendingError {
+    fn from(e: StoreError) -> PendingError {
+        PendingError(e.0)
+    }
+}
+
+impl SessionStore for PgStore {
+    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
+        // Usually nothing to wait for: the turn that queued a save awaited its last one.
+        self.in_flight.wait_for(thread_id, Duration::from_secs(10));
+        let (pool, thread) = (self.pool.clone(), thread_id.to_string());
+        let text = self.block(async move {
+            let conn = PgStore::client(&pool).await?;
+            let statement = conn
+                .prepare_cached("SELECT session FROM altan_pay_sessions WHERE thread_id = $1")
+                .await
+                .map_err(pg_err("reading a session"))?;
+            Ok::<_, StoreError>(
+                conn.query_opt(&statement, &[&thread])
+                    .await
+                    .map_err(pg_err("reading a session"))?
+                    .map(|r| r.get::<_, String>(0)),
+            )
+        })?;
+        parse_session(thread_id, text)
+    }
+
+    fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let text = session_text(session, self.limits)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.commits.submit(commit::Save {
+            thread_id: session.thread_id.clone(),
+            text,
+            token: self.token(&session.thread_id),
+            reply: Some(reply),
+            done: None,
+        })?;
+        self.block(async move {
+            answer
+                .await
+                .map_err(|_| StoreError("the PostgreSQL commit task stopped".into()))?
+        })
+    }
+
+    fn save_queued(&self, session: &Session) {
+        let thread = session.thread_id.clone();
+        let queued = session_text(session, self.limits).and_then(|text| {
+            self.in_flight.started(&thread);
+            let in_flight = self.in_flight.clone();
+            let done_thread = thread.clone();
+            self.commits
+                .submit(commit::Save {
+                    thread_id: thread.clone(),
+                    text,
+                    token: self.token(&thread),
+                    reply: None,
+                    done: Some(Box::new(move || in_flight.finished(&done_thread))),
+                })
+                .inspect_err(|_| self.in_flight.finished(&thread))
+        });
+        if let Err(e) = queued {
+            tracing::warn!(error = %e, thread = %session.thread_id, "could not queue a session save");
+        }
+    }
+
+    fn save_async<'a>(
+        &'a self,
+        session: &'a Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(async move {
+            let text = session_text(session, self.limits)?;
+            let token = self.token(&session.thread_id);
+            let span = tracing::info_span!(
+                "store_commit",
+                otel.name = "store commit",
+                db.system.name = "postgresql",
+            );
+            tracing::Instrument::instrument(
+                self.commits.run(session.thread_id.clone(), text, token),
+                span,
+            )
+            .await
+        })
+    }
+}
+
+impl ServeStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn thread_info<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<ThreadInfo>> {
+        let (pool, thread) = (self.pool.clone(), thread_id.to_string());
+        Box::pin(async move {
+            let row = self
+                .run(async move {
+                    let conn = PgStore::client(&pool).await?;
+                    let row = conn
+                        .query_opt(
+                            "SELECT account_id, context FROM altan_pay_threads WHERE thread_id = $1",
+                            &[&thread],
+                        )
+                        .await
+                        .map_err(pg_err("reading a thread"))?;
+                    Ok(row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, String>(1))))
+                })
+                .await?;
+            parse_thread(thread_id, row)
+        })
+    }
+
+    fn claim_thread<'a>(
+        &'a self,
+        thread_id: &'a str,
+        context: &'a AgentContext,
+    ) -> StoreFuture<'a, Option<String>> {
+        let pool = self.pool.clone();
+        let thread = thread_id.to_string();
+        let account = context.account_id.clone();
+        Box::pin(async move {
+            let text = serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?;
+            self.run(async move {
+                let conn = PgStore::client(&pool).await?;
+                // One statement: the row is locked while the owner is checked and set.
+                let claimed = conn
+                    .query_opt(
+                        "INSERT INTO altan_pay_threads (thread_id, account_id, context)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (thread_id) DO UPDATE SET context = excluded.context,
+                             account_id = COALESCE(altan_pay_threads.account_id, excluded.account_id)
+                         WHERE altan_pay_threads.account_id IS NULL
+                             OR excluded.account_id IS NULL
+                             OR altan_pay_threads.account_id = excluded.account_id
+                         RETURNING account_id",
+                        &[&thread, &account, &text],
+                    )
+                    .await
+                    .map_err(pg_err("claiming a thread"))?;
+                if let Some(row) = claimed {
+                    return Ok(row.get::<_, Option<String>>(0));
+                }
+                // Another account owns it: nothing was written.
+                let owner = conn
+                    .query_opt(
+                        "SELECT account_id FROM altan_pay_threads WHERE thread_id = $1",
+                        &[&thread],
+                    )
+                    .await
+                    .map_err(pg_err("reading a thread's owner"))?;
+                Ok(owner.and_then(|r| r.get::<_, Option<String>>(0)))
+            })
+            .await
+        })
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        body_hash: &'a str,
+    ) -> StoreFuture<'a, Reservation> {
+        let pool = self.pool.clone();
+        let (scope, key, hash) = (scope.to_string(), key.to_string(), body_hash.to_string());
+        Box::pin(self.run(async move {
+            let conn = PgStore::client(&pool).await?;
+            // A key released between the insert and the read is tried again.
+            for _ in 0..5 {
+                let inserted = conn
+                    .execute(
+                        "INSERT INTO altan_pay_idempotency (scope, key, body_hash)
+                         VALUES ($1, $2, $3) ON CONFLICT (scope, key) DO NOTHING",
+                        &[&scope, &key, &hash],
+                    )
+                    .await
+                    .map_err(pg_err("reserving an idempotency key"))?;
+                if inserted == 1 {
+                    return Ok(Reservation::Reserved);
+                }
+                let existing = conn
+                    .query_opt(
+                        "SELECT body_hash, response FROM altan_pay_idempotency
+                         WHERE scope = $1 AND key = $2",
+                        &[&scope, &key],
+                    )
+                    .await
+                    .map_err(pg_err("reading an idempotency key"))?;
+                if let Some(row) = existing {
+                    return reservation_of(&key, &hash, &row.get::<_, String>(0), row.get(1));
+                }
+            }
+            Err(StoreError(format!(
+                "idempotency key {key} kept changing while it was reserved"
+            )))
+        }))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        response: &'a Value,
+    ) -> StoreFuture<'a, ()> {
+        let pool = self.pool.clone();
+        let (scope, key, text) = (scope.to_string(), key.to_string(), response.to_string());
+        Box::pin(self.run(async move {
+            let conn = PgStore::client(&pool).await?;
+            conn.execute(
+                "UPDATE altan_pay_idempotency SET response = $3 WHERE scope = $1 AND key = $2",
+                &[&scope, &key, &text],
+            )
+            .await
+            .map_err(pg_err("storing an idempotent answer"))?;
+            Ok(())
+        }))
+    }
+
+    fn release<'a>(&'a self, scope: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
+        let pool = self.pool.clone();
+        let (scope, key) = (scope.to_string(), key.to_string());
+        Box::pin(self.run(async move {
+            let conn = PgStore::client(&pool).await?;
+            conn.execute(
+                "DELETE FROM altan_pay_idempotency
+                 WHERE scope = $1 AND key = $2 AND response IS NULL",
+                &[&scope, &key],
+            )
+            .await
+            .map_err(pg_err("releasing an idempotency key"))?;
+            Ok(())
+        }))
+    }
+
+    /// The thread's lock in this process first (so one turn per process asks PostgreSQL),
+    /// then the advisory lock across replicas, both within `wait`.
+    fn lease<'a>(
+        &'a self,
+        thread_id: &'a str,
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Lease, LeaseError>> + Send + 'a>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let local = self.leases.take(thread_id, wait).await?;
+            // Saves an earlier turn of the thread left queued (it ended early) commit under
+            // that turn's token, before this turn's token replaces it.
+            if self.in_flight.busy(thread_id) {
+                let (in_flight, thread) = (self.in_flight.clone(), thread_id.to_string());
+                let _ = tokio::task::spawn_blocking(move || {
+                    in_flight.wait_for(&thread, Duration::from_secs(10))
+                })
+                .await;
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            let held = self
+                .runtime
+                .handle
+                .spawn(lease::acquire(
+                    self.lease_pool.clone(),
+                    thread_id.to_string(),
+                    left,
+                    self.holder.clone(),
+                    self.fences.clone(),
+                ))
+                .await
+                .map_err(|e| StoreError(format!("taking a thread lease stopped: {e}")))?
+                .map_err(|e| match e {
+                    LeaseError::Busy { thread_id, .. } => LeaseError::Busy {
+                        thread_id,
+                        waited: wait,
+                    },
+                    other => other,
+                })?;
+            let token = held.token();
+            Ok(Lease::shared(local, Box::new(held), token))
+        })
+    }
+
+    fn commit_stats(&self) -> (u64, u64) {
+        let stats = &self.commits.stats;
+        (
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+impl PendingStore for PgStore {
+    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
+        self.block(pending::apply(
+            self.pool.clone(),
+            event.clone(),
+            mutations.to_vec(),
+        ))
+    }
+
+    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
+        self.block(pending::is_processed(
+            self.pool.clone(),
+            event_id.to_string(),
+        ))
+    }
+
+    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+        self.block(pending::pending(self.pool.clone(), account_id.to_string()))
+    }
+
+    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
+        self.block(pending::remove(
+            self.pool.clone(),
+            account_id.to_string(),
+            seqs.to_vec(),
+        ))
+    }
+}
+
+impl PlanBackend for PgStore {
+    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String> {
+        let (pool, account) = (self.pool.clone(), account_id.to_string());
+        self.block(async move {
+            let conn = PgStore::client(&pool).await?;
+            Ok::<_, StoreError>(
+                conn.query_opt(
+                    "SELECT plan FROM altan_pay_plans WHERE account_id = $1",
+                    &[&account],
+                )
+                .await
+                .map_err(pg_err("reading a plan"))?
+                .map(|r| r.get::<_, String>(0)),
+            )
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String> {
+        let (pool, account, text) = (self.pool.clone(), account_id.to_string(), text.to_string());
+        self.block(async move {
+            let conn = PgStore::client(&pool).await?;
+            conn.execute(
+                "INSERT INTO altan_pay_plans (account_id, plan) VALUES ($1, $2)
+                 ON CONFLICT (account_id) DO UPDATE SET plan = excluded.plan, updated_at = now()",
+                &[&account, &text],
+            )
+            .await
+            .map_err(pg_err("saving a plan"))?;
+            Ok::<_, StoreError>(())
+        })
+        .map_err(|e| e.to_string())
+    }
+}

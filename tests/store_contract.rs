@@ -1,0 +1,555 @@
+//! The contract of `store::ServeStore`, one suite run against both backends: every case in
+//! `cases` is written once and instantiated for SQLite (a temporary file) and for PostgreSQL
+//! (`ALTAN_PAY_TEST_DATABASE_URL`, set by scripts/with-postgres.sh; without it the PostgreSQL
+//! instances print a note and pass without running). `postgres_only` holds what only the
+//! shared database has: migrations, leases across replicas, fencing of a lost lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use altan_pay::agent::Session;
+use altan_pay::model::ChatMessage;
+use altan_pay::room::AgentContext;
+use altan_pay::store::pending::{Applied, EventRecord, Versioned};
+use altan_pay::store::{LeaseError, PgOptions, PgStore, Reservation, ServeStore, SqliteStore};
+use altan_pay::sync::{Mutation, MutationSource, ObjectKind, Outcome};
+use serde_json::json;
+
+/// Opens handles on one database: a second handle stands for a restarted process (SQLite) or
+/// another replica (PostgreSQL).
+struct Backend {
+    open: Box<dyn Fn() -> Arc<dyn ServeStore> + Send + Sync>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("serve.db");
+    Backend {
+        open: Box::new(move || Arc::new(SqliteStore::open(&path).unwrap())),
+        _dir: Some(dir),
+    }
+}
+
+fn database_url() -> Option<String> {
+    let url = std::env::var("ALTAN_PAY_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "note: ALTAN_PAY_TEST_DATABASE_URL is unset, so this PostgreSQL store test did not run; scripts/with-postgres.sh (run by scripts/test.sh) sets it"
+        );
+    }
+    url
+}
+
+fn postgres() -> Option<Backend> {
+    let url = database_url()?;
+    Some(Backend {
+        open: Box::new(move || Arc::new(PgStore::connect(&PgOptions::new(url.clone())).unwrap())),
+        _dir: None,
+    })
+}
+
+/// Ids of one test run, so cases sharing a PostgreSQL database never meet.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn context(account: Option<&str>, name: &str) -> AgentContext {
+    AgentContext {
+        account_id: account.map(str::to_string),
+        agent_name: Some(name.to_string()),
+        ..AgentContext::default()
+    }
+}
+
+fn product(event: &str, name: &str, version: i64) -> Versioned {
+    Versioned {
+        mutation: Mutation {
+            source: MutationSource::StripeEvent {
+                event_id: event.into(),
+            },
+            operation: "product.updated".into(),
+            kind: ObjectKind::Product,
+            id: "prod_1".into(),
+            outcome: Outcome::Exists {
+                object: json!({"id": "prod_1", "object": "product", "name": name}),
+            },
+        },
+        version,
+    }
+}
+
+mod cases {
+    use super::*;
+
+    /// A saved session reads back whole from another handle; an unknown thread is `None`.
+    pub async fn sessions_survive_another_handle(backend: Backend) {
+        let store = (backend.open)();
+        let thread = unique("t");
+        let mut session = Session::new(&thread);
+        session.history.push(ChatMessage::user("hello"));
+        store.save(&session).unwrap();
+        session.history.push(ChatMessage::assistant("hi"));
+        store.save_async(&session).await.unwrap();
+        let again = (backend.open)();
+        assert_eq!(again.load(&thread).unwrap(), Some(session));
+        assert_eq!(again.load(&unique("none")).unwrap(), None);
+    }
+
+    /// Saves from many tasks at once are all durable once answered, and share commits.
+    pub async fn concurrent_saves_all_land_and_share_commits(backend: Backend) {
+        let store = (backend.open)();
+        let prefix = unique("c");
+        let (writes_before, commits_before) = store.commit_stats();
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            let thread = format!("{prefix}-{i}");
+            tasks.push(tokio::spawn(async move {
+                let mut session = Session::new(&thread);
+                session.history.push(ChatMessage::user(format!("m{i}")));
+                store.save_async(&session).await.map(|()| session)
+            }));
+        }
+        let mut saved = Vec::new();
+        for task in tasks {
+            saved.push(task.await.unwrap().unwrap());
+        }
+        let (writes, commits) = store.commit_stats();
+        assert_eq!(writes - writes_before, 64);
+        assert!((1..=64).contains(&(commits - commits_before)), "{commits}");
+        let again = (backend.open)();
+        for session in saved {
+            assert_eq!(again.load(&session.thread_id).unwrap(), Some(session));
+        }
+    }
+
+    /// A queued save is durable once a later awaited save returns: commits keep their order.
+    pub async fn a_queued_save_is_durable_when_a_later_save_returns(backend: Backend) {
+        let store = (backend.open)();
+        let thread = unique("q");
+        let mut first = Session::new(&thread);
+        first.history.push(ChatMessage::user("before the answer"));
+        store.save_queued(&first);
+        store.save_async(&Session::new(&unique("a"))).await.unwrap();
+        assert_eq!((backend.open)().load(&thread).unwrap(), Some(first));
+    }
+
+    pub async fn idempotency_keys_replay_and_conflict(backend: Backend) {
+        let store = (backend.open)();
+        let (s, s2) = (unique("s"), unique("s2"));
+        assert_eq!(
+            store.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::InProgress
+        );
+        assert_eq!(
+            store.reserve(&s, "k", "h2").await.unwrap(),
+            Reservation::Conflict
+        );
+        store.complete(&s, "k", &json!({"a": 1})).await.unwrap();
+        // Another handle (a restart, another replica) replays the stored answer.
+        let other = (backend.open)();
+        assert_eq!(
+            other.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::Done(json!({"a": 1}))
+        );
+        assert_eq!(
+            store.reserve(&s2, "k", "h2").await.unwrap(),
+            Reservation::Reserved
+        );
+        store.release(&s2, "k").await.unwrap();
+        assert_eq!(
+            store.reserve(&s2, "k", "h3").await.unwrap(),
+            Reservation::Reserved
+        );
+        // A completed key is not released.
+        store.release(&s, "k").await.unwrap();
+        assert!(matches!(
+            store.reserve(&s, "k", "h1").await.unwrap(),
+            Reservation::Done(_)
+        ));
+    }
+
+    /// Of many first requests from different accounts at once, exactly one owns the thread.
+    pub async fn a_thread_is_claimed_once(backend: Backend) {
+        let store = (backend.open)();
+        let thread = unique("t");
+        let first = context(Some("a1"), "first");
+        assert_eq!(
+            store
+                .claim_thread(&thread, &first)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        let intruder = context(Some("a2"), "intruder");
+        assert_eq!(
+            store
+                .claim_thread(&thread, &intruder)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        // A claim's answer is final at once; its row may become visible to reads only with
+        // the turn's next awaited write (SQLite answers claims before their commit).
+        let flush = || async {
+            store
+                .save_async(&Session::new(&unique("flush")))
+                .await
+                .unwrap()
+        };
+        flush().await;
+        assert_eq!(
+            store.thread_info(&thread).await.unwrap().unwrap().context,
+            first
+        );
+        let later = context(None, "later");
+        assert_eq!(
+            store
+                .claim_thread(&thread, &later)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        flush().await;
+        let info = store.thread_info(&thread).await.unwrap().unwrap();
+        assert_eq!(
+            (info.account_id.as_deref(), info.context),
+            (Some("a1"), later)
+        );
+        assert_eq!(store.thread_info(&unique("none")).await.unwrap(), None);
+
+        let race = unique("race");
+        let mut claims = Vec::new();
+        for i in 0..8 {
+            let store = (backend.open)();
+            let race = race.clone();
+            claims.push(tokio::spawn(async move {
+                let mine = format!("acct{i}");
+                let owner = store
+                    .claim_thread(&race, &context(Some(&mine), "racer"))
+                    .await
+                    .unwrap();
+                (mine, owner)
+            }));
+        }
+        let mut owners = std::collections::BTreeSet::new();
+        let mut won = 0;
+        for claim in claims {
+            let (mine, owner) = claim.await.unwrap();
+            won += usize::from(owner.as_deref() == Some(mine.as_str()));
+            owners.insert(owner);
+        }
+        assert_eq!((won, owners.len()), (1, 1), "{owners:?}");
+    }
+
+    /// Each event id is applied once; an older version arriving late changes nothing.
+    pub async fn events_apply_once_and_newer_wins(backend: Backend) {
+        let store = (backend.open)();
+        let account = unique("ws");
+        let (e1, e2) = (unique("evt"), unique("evt"));
+        let record = |id: &str| EventRecord {
+            id: id.into(),
+            event_type: "product.updated".into(),
+            account_id: account.clone(),
+            created: 0,
+        };
+        assert_eq!(
+            store
+                .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .unwrap(),
+            Applied::Applied {
+                queued: 1,
+                stale: 0
+            }
+        );
+        let other = (backend.open)();
+        assert_eq!(
+            other
+                .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .unwrap(),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            store
+                .apply(&record(&e1), &[product(&e1, "Old", 10)])
+                .unwrap(),
+            Applied::Applied {
+                queued: 0,
+                stale: 1
+            }
+        );
+        assert!(other.is_processed(&e1).unwrap());
+        assert!(!other.is_processed(&unique("evt")).unwrap());
+        let pending = other.pending(&account).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event_id, e2);
+        store.remove(&account, &[pending[0].seq]).unwrap();
+        assert!(other.pending(&account).unwrap().is_empty());
+    }
+
+    pub async fn plans_are_shared(backend: Backend) {
+        let store = (backend.open)();
+        let account = unique("ws");
+        assert_eq!(store.read_plan(&account).unwrap(), None);
+        store.write_plan(&account, "- [ ] one").unwrap();
+        store.write_plan(&account, "- [x] one").unwrap();
+        assert_eq!(
+            (backend.open)().read_plan(&account).unwrap().as_deref(),
+            Some("- [x] one")
+        );
+    }
+
+    /// While a turn holds the thread's lease another waits, then gets `Busy`; other threads
+    /// are not held up; once released the lease is had at once.
+    pub async fn a_leased_thread_is_busy_until_released(backend: Backend) {
+        let store = (backend.open)();
+        let thread = unique("t");
+        let held = store.lease(&thread, Duration::from_secs(5)).await.unwrap();
+        let second = store.lease(&thread, Duration::from_millis(200)).await;
+        assert!(
+            matches!(&second, Err(LeaseError::Busy { thread_id, .. }) if *thread_id == thread),
+            "{second:?}"
+        );
+        let other = store.lease(&unique("other"), Duration::from_secs(5)).await;
+        assert!(other.is_ok(), "{other:?}");
+        let waiting = {
+            let store = store.clone();
+            let thread = thread.clone();
+            tokio::spawn(async move { store.lease(&thread, Duration::from_secs(20)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "the waiter did not wait");
+        let token = held.token;
+        drop(held);
+        let next = waiting.await.unwrap().unwrap();
+        // A shared lease's fencing token grows with each turn.
+        if let (Some(before), Some(after)) = (token, next.token) {
+            assert!(after > before, "{before} then {after}");
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = super::postgres() else { return };
+                    super::cases::$case(backend).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    sessions_survive_another_handle,
+    concurrent_saves_all_land_and_share_commits,
+    a_queued_save_is_durable_when_a_later_save_returns,
+    idempotency_keys_replay_and_conflict,
+    a_thread_is_claimed_once,
+    events_apply_once_and_newer_wins,
+    plans_are_shared,
+    a_leased_thread_is_busy_until_released,
+);
+
+mod postgres_only {
+    use super::*;
+    use altan_pay::store::pg::{MIGRATIONS, Migration, lease_lock_key, migrate};
+    use altan_pay::tools::plan::PlanBackend;
+
+    async fn connect(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// A fresh database on the test server, and its URL.
+    async fn fresh_database(url: &str) -> String {
+        let admin = connect(url).await;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut parsed = url::Url::parse(url).unwrap();
+        parsed.set_path(&format!("/{name}"));
+        parsed.to_string()
+    }
+
+    /// Migrations run once, in order, recorded; a second run applies nothing; a database a
+    /// newer binary migrated is refused with a message that says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrations_are_applied_once_and_recorded() {
+        let Some(url) = database_url() else { return };
+        let url = fresh_database(&url).await;
+        let mut client = connect(&url).await;
+        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(migrate(&mut client, MIGRATIONS).await.unwrap(), all);
+        assert!(migrate(&mut client, MIGRATIONS).await.unwrap().is_empty());
+        let next = Migration {
+            version: 1000,
+            name: "a later step",
+            sql: "ALTER TABLE altan_pay_plans ADD COLUMN note TEXT",
+        };
+        let newer: Vec<Migration> = MIGRATIONS.iter().copied().chain([next]).collect();
+        assert_eq!(migrate(&mut client, &newer).await.unwrap(), vec![1000]);
+        let recorded: Vec<i32> = client
+            .query(
+                "SELECT version FROM altan_pay_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(recorded, [all.clone(), vec![1000]].concat());
+        let refused = migrate(&mut client, MIGRATIONS).await.unwrap_err();
+        assert!(refused.0.contains("newer than this binary"), "{refused}");
+        // A failing step leaves no record and no half of itself.
+        let broken = Migration {
+            version: 1001,
+            name: "broken",
+            sql: "CREATE TABLE altan_pay_half (x INT); SELECT no_such_function();",
+        };
+        let with_broken: Vec<Migration> = newer.iter().copied().chain([broken]).collect();
+        let failed = migrate(&mut client, &with_broken).await.unwrap_err();
+        assert!(failed.0.contains("migration 1001"), "{failed}");
+        let half = client
+            .query_opt("SELECT to_regclass('altan_pay_half')::text", &[])
+            .await
+            .unwrap()
+            .and_then(|r| r.get::<_, Option<String>>(0));
+        assert_eq!(half, None);
+        // Several replicas starting at once on an empty database: each step runs once.
+        let url2 = fresh_database(&database_url().unwrap()).await;
+        let mut starts = Vec::new();
+        for _ in 0..3 {
+            let url2 = url2.clone();
+            starts.push(tokio::task::spawn_blocking(move || {
+                PgStore::connect(&PgOptions::new(url2)).map(|_| ())
+            }));
+        }
+        for start in starts {
+            start.await.unwrap().unwrap();
+        }
+    }
+
+    /// `sslmode=require` with the server's CA file: the connection is TLS (rustls) and the
+    /// store works over it; without the CA the certificate is refused, so it was verified; a
+    /// CA file that is not there is a clear error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_verifies_the_servers_certificate() {
+        let Some(url) = database_url() else { return };
+        let Some(ca) = std::env::var_os("ALTAN_PAY_TEST_DATABASE_CA") else {
+            eprintln!(
+                "note: ALTAN_PAY_TEST_DATABASE_CA is unset (no openssl for scripts/with-postgres.sh), so the TLS test did not run"
+            );
+            return;
+        };
+        let tls_url = format!("{url}?sslmode=require");
+        let with_ca = PgOptions {
+            ca_file: Some(ca.into()),
+            ..PgOptions::new(&tls_url)
+        };
+        let store = tokio::task::spawn_blocking(move || PgStore::connect(&with_ca))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.uses_tls());
+        let account = unique("ws");
+        store.write_plan(&account, "over TLS").unwrap();
+        assert_eq!(
+            store.read_plan(&account).unwrap().as_deref(),
+            Some("over TLS")
+        );
+        drop(store);
+
+        let without_ca = PgOptions::new(&tls_url);
+        let refused = tokio::task::spawn_blocking(move || PgStore::connect(&without_ca))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            refused.0.contains("certificate") || refused.0.contains("UnknownIssuer"),
+            "{refused}"
+        );
+        let missing = PgOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..PgOptions::new(&tls_url)
+        };
+        let refused = PgStore::connect(&missing).unwrap_err();
+        assert!(
+            refused.0.contains("--database-ca-file /nonexistent/ca.pem"),
+            "{refused}"
+        );
+    }
+
+    /// Two replicas: a thread leased on one is busy on the other; when the holder's
+    /// connection dies (its process killed), the other replica takes the lease at once, and a
+    /// save the dead holder's turn still makes is refused (fenced), not written over the new
+    /// turn's session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_dies_with_its_connection_and_fences_its_saves() {
+        let Some(backend) = postgres() else { return };
+        let url = database_url().unwrap();
+        let (a, b) = ((backend.open)(), (backend.open)());
+        let thread = unique("t");
+        let held = a.lease(&thread, Duration::from_secs(5)).await.unwrap();
+        let busy = b.lease(&thread, Duration::from_millis(300)).await;
+        assert!(matches!(busy, Err(LeaseError::Busy { .. })), "{busy:?}");
+
+        // The holder's connection is cut, as when its replica is killed.
+        let admin = connect(&url).await;
+        let cut = admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+                 AND ((classid::bigint << 32) | objid::bigint) = $1",
+                &[&lease_lock_key(&thread)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(cut, 1, "one backend held the thread's lock");
+        let taken = b.lease(&thread, Duration::from_secs(10)).await.unwrap();
+        assert!(taken.token > held.token, "{taken:?} after {held:?}");
+        let mut fresh = Session::new(&thread);
+        fresh.history.push(ChatMessage::user("the new turn"));
+        b.save_async(&fresh).await.unwrap();
+        // The old turn, unaware, saves under its old token: refused.
+        let mut stale = Session::new(&thread);
+        stale.history.push(ChatMessage::user("the dead turn"));
+        let refused = a.save_async(&stale).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.0.contains("lease was taken over")),
+            "{refused:?}"
+        );
+        assert_eq!(b.load(&thread).unwrap(), Some(fresh));
+        drop(held);
+        drop(taken);
+    }
+}

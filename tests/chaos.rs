@@ -4,17 +4,11 @@
 
 #[path = "chaos_run/mod.rs"]
 mod chaos_run;
+#[path = "support/postgres.rs"]
+mod test_pg;
 
 use chaos_run::{ChaosConfig, PAY_TOOLS, run};
-
-fn database_url() -> String {
-    match std::env::var("ALTAN_PAY_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "ALTAN_PAY_TEST_DATABASE_URL is not set: run the PostgreSQL tests through scripts/with-postgres.sh (e.g. `scripts/with-postgres.sh cargo test --test chaos`), which starts a throwaway PostgreSQL on 127.0.0.1"
-        ),
-    }
-}
+use test_pg::database_url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_chaotic_conversations_end_with_no_unexplained_drift() {

@@ -1,6 +1,9 @@
 //! Reconcile against the sandbox, from a JSON snapshot and from a real PostgreSQL (started by
 //! `scripts/with-postgres.sh`), with drift of every kind seeded into the database side.
 
+#[path = "support/postgres.rs"]
+mod test_pg;
+
 use std::sync::Arc;
 
 use altan_pay::events::reconcile::{
@@ -12,6 +15,7 @@ use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::sync::{ObjectKind, SyncMapping};
 use clap::Parser;
 use serde_json::{Map, Value, json};
+use test_pg::database_url;
 
 const ACCOUNT: &str = "ws_r";
 const CONNECT: &str = "acct_r";
@@ -329,21 +333,8 @@ fn bad_snapshots_are_named() {
 
 // ---- PostgreSQL ----
 
-fn database_url() -> String {
-    match std::env::var("ALTAN_PAY_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "ALTAN_PAY_TEST_DATABASE_URL is not set: run the PostgreSQL tests through scripts/with-postgres.sh (e.g. `scripts/with-postgres.sh cargo test --test events_reconcile`), which starts a throwaway PostgreSQL on 127.0.0.1"
-        ),
-    }
-}
-
 async fn pg() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test PostgreSQL");
-    tokio::spawn(conn);
-    client
+    test_pg::client(&database_url()).await
 }
 
 async fn create_tables(client: &tokio_postgres::Client, schema: &str, snapshot: &Value) {

@@ -2,21 +2,16 @@
 //! from the sync mapping holds every mapped Stripe sample, and the applier is one transaction,
 //! idempotent, ordered by reference, version-aware, and refuses bad plans whole.
 
+#[path = "support/postgres.rs"]
+mod test_pg;
+
 use altan_pay::events::reconcile::{Mirror, same};
 use altan_pay::mirror::{
     ApplyError, OpResult, PlanError, apply_plan, apply_text, connect, ddl, parse_plan,
 };
 use altan_pay::sync::{AckStatus, ObjectKind, SyncMapping, parse_acknowledgements};
 use serde_json::{Map, Value, json};
-
-fn database_url() -> String {
-    match std::env::var("ALTAN_PAY_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "ALTAN_PAY_TEST_DATABASE_URL is not set: run the PostgreSQL tests through scripts/with-postgres.sh (e.g. `scripts/with-postgres.sh cargo test --test mirror`), which starts a throwaway PostgreSQL on 127.0.0.1"
-        ),
-    }
-}
+use test_pg::database_url;
 
 /// A fresh schema holding exactly what `altan-pay schema` prints.
 async fn fresh(schema: &str) -> altan_pay::mirror::Connected {

@@ -12,6 +12,8 @@
 mod process;
 #[path = "support/openai_script.rs"]
 mod script;
+#[path = "support/postgres.rs"]
+mod test_pg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -22,39 +24,7 @@ use altan_pay::gateway::{PayRequest, Sandbox};
 use process::{free_port, port_guard, wait_up};
 use script::{Reply, ScriptServer, native_body};
 use serde_json::{Value, json};
-
-fn database_url() -> Option<String> {
-    let url = std::env::var("ALTAN_PAY_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "note: ALTAN_PAY_TEST_DATABASE_URL is unset, so this replica test did not run; scripts/with-postgres.sh (run by scripts/test.sh) sets it"
-        );
-    }
-    url
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// A database of the test's own on the test server.
-async fn fresh_database(url: &str) -> String {
-    let name = format!("replicas_{}", uuid::Uuid::new_v4().simple());
-    pg(url)
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let mut parsed = url::Url::parse(url).unwrap();
-    parsed.set_path(&format!("/{name}"));
-    parsed.to_string()
-}
+use test_pg::{database_url, fresh_database};
 
 /// One `serve` process.
 struct Replica {
@@ -344,7 +314,7 @@ async fn assert_each_write_once(
         "a plan lists what Stripe lacks"
     );
 
-    let client = pg(database).await;
+    let client = test_pg::client(database).await;
     let rows = client
         .query("SELECT thread_id, session FROM altan_pay_sessions", &[])
         .await
@@ -380,7 +350,7 @@ fn script_with(records: &Records, replies: usize) -> impl FnOnce(&ScriptServer) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_run_one_turn_per_thread() {
-    let Some(url) = database_url() else { return };
+    let url = database_url();
     let database = fresh_database(&url).await;
     let (gateway, sandbox) = script::gateway().await;
     let model = ScriptServer::start().await;
@@ -415,7 +385,7 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
     use altan_pay::gateway::faults::{Fault, FaultPlan, FaultRule, FaultyBackend};
     use altan_pay::pay::RouteTable;
 
-    let Some(url) = database_url() else { return };
+    let url = database_url();
     let database = fresh_database(&url).await;
     let sandbox = Sandbox::in_memory().deterministic(7);
     // The first product write is committed in Stripe and its answer held back: the replica
@@ -455,7 +425,7 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
         })
     };
     // Stripe has the product and the session in PostgreSQL records the write as in flight.
-    let db = pg(&database).await;
+    let db = test_pg::client(&database).await;
     let mut ready = false;
     for _ in 0..500 {
         let uncertain = db
@@ -521,7 +491,7 @@ async fn a_replica_killed_mid_write_is_handed_over_by_another() {
 /// the same key runs once the first turn is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thread_busy_on_another_replica_is_a_409_with_retry_after() {
-    let Some(url) = database_url() else { return };
+    let url = database_url();
     let database = fresh_database(&url).await;
     let (gateway, _sandbox) = script::gateway().await;
     let model = ScriptServer::start().await;

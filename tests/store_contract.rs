@@ -1,8 +1,11 @@
 //! The contract of `store::ServeStore`, one suite run against both backends: every case in
 //! `cases` is written once and instantiated for SQLite (a temporary file) and for PostgreSQL
 //! (`ALTAN_PAY_TEST_DATABASE_URL`, set by scripts/with-postgres.sh; without it the PostgreSQL
-//! instances print a note and pass without running). `postgres_only` holds what only the
+//! instances fail, naming how to run them). `postgres_only` holds what only the
 //! shared database has: migrations, leases across replicas, fencing of a lost lease.
+
+#[path = "support/postgres.rs"]
+mod test_pg;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use altan_pay::store::pending::{Applied, EventRecord, Versioned};
 use altan_pay::store::{LeaseError, PgOptions, PgStore, Reservation, ServeStore, SqliteStore};
 use altan_pay::sync::{Mutation, MutationSource, ObjectKind, Outcome};
 use serde_json::json;
+use test_pg::{database_url, fresh_database};
 
 /// Opens handles on one database: a second handle stands for a restarted process (SQLite) or
 /// another replica (PostgreSQL).
@@ -31,24 +35,12 @@ fn sqlite() -> Backend {
     }
 }
 
-fn database_url() -> Option<String> {
-    let url = std::env::var("ALTAN_PAY_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "note: ALTAN_PAY_TEST_DATABASE_URL is unset, so this PostgreSQL store test did not run; scripts/with-postgres.sh (run by scripts/test.sh) sets it"
-        );
-    }
-    url
-}
-
-fn postgres() -> Option<Backend> {
-    let url = database_url()?;
-    Some(Backend {
+fn postgres() -> Backend {
+    let url = database_url();
+    Backend {
         open: Box::new(move || Arc::new(PgStore::connect(&PgOptions::new(url.clone())).unwrap())),
         _dir: None,
-    })
+    }
 }
 
 /// Ids of one test run, so cases sharing a PostgreSQL database never meet.
@@ -353,7 +345,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let Some(backend) = super::postgres() else { return };
+                    let backend = super::postgres();
                     super::cases::$case(backend).await;
                 }
             )*
@@ -377,34 +369,13 @@ mod postgres_only {
     use altan_pay::store::pg::{MIGRATIONS, Migration, lease_lock_key, migrate};
     use altan_pay::tools::plan::PlanBackend;
 
-    async fn connect(url: &str) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-    }
-
-    /// A fresh database on the test server, and its URL.
-    async fn fresh_database(url: &str) -> String {
-        let admin = connect(url).await;
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut parsed = url::Url::parse(url).unwrap();
-        parsed.set_path(&format!("/{name}"));
-        parsed.to_string()
-    }
-
     /// Migrations run once, in order, recorded; a second run applies nothing; a database a
     /// newer binary migrated is refused with a message that says so.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migrations_are_applied_once_and_recorded() {
-        let Some(url) = database_url() else { return };
+        let url = database_url();
         let url = fresh_database(&url).await;
-        let mut client = connect(&url).await;
+        let mut client = test_pg::client(&url).await;
         let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(migrate(&mut client, MIGRATIONS).await.unwrap(), all);
         assert!(migrate(&mut client, MIGRATIONS).await.unwrap().is_empty());
@@ -444,7 +415,7 @@ mod postgres_only {
             .and_then(|r| r.get::<_, Option<String>>(0));
         assert_eq!(half, None);
         // Several replicas starting at once on an empty database: each step runs once.
-        let url2 = fresh_database(&database_url().unwrap()).await;
+        let url2 = fresh_database(&database_url()).await;
         let mut starts = Vec::new();
         for _ in 0..3 {
             let url2 = url2.clone();
@@ -462,7 +433,7 @@ mod postgres_only {
     /// CA file that is not there is a clear error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_verifies_the_servers_certificate() {
-        let Some(url) = database_url() else { return };
+        let url = database_url();
         let Some(ca) = std::env::var_os("ALTAN_PAY_TEST_DATABASE_CA") else {
             eprintln!(
                 "note: ALTAN_PAY_TEST_DATABASE_CA is unset (no openssl for scripts/with-postgres.sh), so the TLS test did not run"
@@ -513,8 +484,8 @@ mod postgres_only {
     /// turn's session.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lease_dies_with_its_connection_and_fences_its_saves() {
-        let Some(backend) = postgres() else { return };
-        let url = database_url().unwrap();
+        let backend = postgres();
+        let url = database_url();
         let (a, b) = ((backend.open)(), (backend.open)());
         let thread = unique("t");
         let held = a.lease(&thread, Duration::from_secs(5)).await.unwrap();
@@ -522,7 +493,7 @@ mod postgres_only {
         assert!(matches!(busy, Err(LeaseError::Busy { .. })), "{busy:?}");
 
         // The holder's connection is cut, as when its replica is killed.
-        let admin = connect(&url).await;
+        let admin = test_pg::client(&url).await;
         let cut = admin
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks

@@ -425,10 +425,11 @@ impl ChatModel for ChaosModel {
                 .iter()
                 .filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
                 .count();
-            let closing = messages[last_user]
-                .content
-                .as_deref()
-                .is_some_and(|c| c.contains(CLOSING));
+            let asked = messages[last_user].content.as_deref().unwrap_or_default();
+            let closing = asked.contains(CLOSING);
+            // Asked for a checkout link, a model mostly works towards one: a price for a
+            // product it has seen, then the checkout.
+            let wants_checkout = asked.contains("checkout");
             let budget = if closing { 0 } else { rng.random_range(0..=3) };
             let message = if rounds >= budget || request.tools.is_empty() {
                 ChatMessage::assistant(FINAL_TEXTS[rng.random_range(0..FINAL_TEXTS.len())])
@@ -451,9 +452,15 @@ impl ChatModel for ChaosModel {
                     }
                     // Now and then what a real conversation leads to: a checkout or a
                     // subscription once a price (and a customer) has been seen.
-                    let tool = match (seen.contains_key("price"), seen.contains_key("customer")) {
-                        (true, _) if rng.random_bool(0.2) => "create_checkout_session",
+                    let has = |kind: &str| seen.contains_key(kind);
+                    let tool = match (has("price"), has("customer")) {
+                        (true, _) if rng.random_bool(if wants_checkout { 0.6 } else { 0.2 }) => {
+                            "create_checkout_session"
+                        }
                         (true, true) if rng.random_bool(0.15) => "create_subscription",
+                        (false, _) if wants_checkout && has("product") && rng.random_bool(0.6) => {
+                            "create_price"
+                        }
                         _ => PAY_TOOLS[rng.random_range(0..PAY_TOOLS.len())],
                     };
                     let args = Gen {

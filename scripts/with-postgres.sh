@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command with a throwaway PostgreSQL on 127.0.0.1 (Debian's package, a fresh data
-# directory under .ci-cache/pg, a free port), ALTAN_PAY_TEST_DATABASE_URL exported; stops it after.
+# directory of the run's own under .ci-cache/pg, removed after; a free port), ALTAN_PAY_TEST_DATABASE_URL exported; stops it after.
 # fsync is off for tests (PG_FSYNC=on keeps it, as the benchmarks do); max_connections=500 covers
 # the replica tests, each replica holding two connection pools.
 # Usage: scripts/with-postgres.sh cargo test --test events_reconcile
@@ -28,17 +28,33 @@ if [ -z "$bin" ]; then
   bin=$(pg_bin)
 fi
 
-dir="$root/.ci-cache/pg"
-data="$dir/data"
 # initdb refuses to run as root: run the server as the postgres user then.
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then
   as_pg=(runuser -u postgres --)
 fi
-if [ -f "$data/postmaster.pid" ]; then
-  "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
-fi
-rm -rf "$data" "$dir/sock" "$dir/tls"
+# Each run has a directory of its own (named by this script's pid), so two runs in one
+# checkout do not stop each other's server. A run whose script is gone (killed before its
+# trap ran) left its server running: stopped and removed here.
+base="$root/.ci-cache/pg"
+mkdir -p "$base"
+for old in "$base"/run-* "$base"; do
+  if [ "$old" != "$base" ]; then
+    [ -d "$old" ] || continue
+    if kill -0 "${old##*-}" 2>/dev/null; then continue; fi
+  fi
+  if [ -f "$old/data/postmaster.pid" ]; then
+    "${as_pg[@]}" "$bin/pg_ctl" -D "$old/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  if [ "$old" = "$base" ]; then
+    # what older versions kept in one directory for every run
+    rm -rf "$base/data" "$base/sock" "$base/tls" "$base/initdb.log" "$base/server.log"
+  else
+    rm -rf "$old"
+  fi
+done
+dir="$base/run-$$"
+data="$dir/data"
 mkdir -p "$data" "$dir/sock"
 # TLS too, when openssl is there: a throwaway CA and a server certificate for 127.0.0.1; the
 # CA's path is exported as ALTAN_PAY_TEST_DATABASE_CA (plain connections still work).
@@ -84,6 +100,7 @@ fi
 }
 stop() {
   "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
 }
 trap stop EXIT
 

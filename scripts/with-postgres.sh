@@ -38,10 +38,13 @@ fi
 # trap ran) left its server running: stopped and removed here.
 base="$root/.ci-cache/pg"
 mkdir -p "$base"
+script_alive() {   # a zombie (killed, not yet reaped) is not alive
+  kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
 for old in "$base"/run-* "$base"; do
   if [ "$old" != "$base" ]; then
     [ -d "$old" ] || continue
-    if kill -0 "${old##*-}" 2>/dev/null; then continue; fi
+    if script_alive "${old##*-}"; then continue; fi
   fi
   if [ -f "$old/data/postmaster.pid" ]; then
     "${as_pg[@]}" "$bin/pg_ctl" -D "$old/data" -m immediate stop >/dev/null 2>&1 || true

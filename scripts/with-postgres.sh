@@ -59,8 +59,14 @@ done
 dir="$base/run-$$"
 data="$dir/data"
 mkdir -p "$data" "$dir/sock"
-# TLS too, when openssl is there: a throwaway CA and a server certificate for 127.0.0.1; the
-# CA's path is exported as ALTAN_PAY_TEST_DATABASE_CA (plain connections still work).
+# TLS too: a throwaway CA and a server certificate for 127.0.0.1; the CA's path is exported as
+# ALTAN_PAY_TEST_DATABASE_CA (plain connections still work). openssl is Debian's, installed
+# when missing and root; without it the server is plain and the TLS test fails saying so.
+if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  echo "with-postgres.sh: installing Debian's openssl package" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || true
+fi
 ssl_opts=""
 tls="$dir/tls"
 if command -v openssl >/dev/null 2>&1 && mkdir -p "$tls" \

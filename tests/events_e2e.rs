@@ -59,6 +59,31 @@ struct World {
     _gateway: altan_pay::gateway::GatewayHandle,
 }
 
+impl World {
+    /// A call for workspace `ws_1` through the gateway, owning what it needs so it can be
+    /// spawned.
+    fn call(
+        &self,
+        operation: &'static str,
+        id: Option<String>,
+        params: Value,
+        key: String,
+    ) -> impl Future<Output = Result<Value, altan_pay::pay::PayError>> + Send + 'static {
+        let pay = self.pay.clone();
+        async move {
+            pay.call(PayCall {
+                operation,
+                account_id: "ws_1",
+                stripe_connect_id: Some("acct_test1"),
+                id: id.as_deref(),
+                params,
+                idempotency_key: Some(key),
+            })
+            .await
+        }
+    }
+}
+
 async fn world(room: Option<RoomConfig>) -> World {
     let store = Arc::new(SqlitePendingStore::in_memory().unwrap());
     let routes = RouteTable::embedded();
@@ -216,20 +241,8 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
 async fn deleting_a_customer_announces_its_canceled_subscriptions() {
     let w = world(None).await;
     let call = |operation: &'static str, id: Option<String>, params: Value, key: &str| {
-        let pay = w.pay.clone();
-        let key = key.to_owned();
-        async move {
-            pay.call(PayCall {
-                operation,
-                account_id: "ws_1",
-                stripe_connect_id: Some("acct_test1"),
-                id: id.as_deref(),
-                params,
-                idempotency_key: Some(key),
-            })
-            .await
-            .unwrap()
-        }
+        let call = w.call(operation, id, params, key.to_owned());
+        async move { call.await.unwrap() }
     };
     let customer = call(
         "customers.create",
@@ -279,18 +292,7 @@ async fn deleting_a_customer_announces_its_canceled_subscriptions() {
 async fn a_subscription_created_during_its_customers_delete_is_announced() {
     let w = world(None).await;
     let call = |operation: &'static str, id: Option<String>, params: Value, key: String| {
-        let pay = w.pay.clone();
-        async move {
-            pay.call(PayCall {
-                operation,
-                account_id: "ws_1",
-                stripe_connect_id: Some("acct_test1"),
-                id: id.as_deref(),
-                params,
-                idempotency_key: Some(key),
-            })
-            .await
-        }
+        w.call(operation, id, params, key)
     };
     let mut created = Vec::new();
     for n in 0..40 {

@@ -285,6 +285,7 @@ mod cases {
         let pending = other.pending(&account).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].event_id, e2);
+        assert!(other.pending(&unique("ws")).unwrap().is_empty());
         store.remove(&account, &[pending[0].seq]).unwrap();
         assert!(other.pending(&account).unwrap().is_empty());
     }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::sync::{ObjectKind, Op, SyncMapping, TableMapping};
 
-use super::pg::{TableProblem, check_tables, columns_of, quote_ident};
+use super::pg::{TableProblem, check_tables, columns_of, error_message, quote_ident};
 use super::schema::DELETED_TABLE;
 
 /// Why a plan was refused before anything was written.
@@ -445,17 +445,6 @@ pub enum ApplyError {
     },
 }
 
-/// Postgres' own message with its detail, which names the column or constraint.
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(d) => format!("{} ({d})", db.message()),
-            None => db.message().to_owned(),
-        },
-        None => e.to_string(),
-    }
-}
-
 /// The column whose Stripe path is exactly `path`, if the table maps one.
 fn column_with_path<'a>(t: &'a TableMapping, path: &str) -> Option<&'a str> {
     t.columns
@@ -520,7 +509,7 @@ pub async fn apply_plan(
     mapping: &SyncMapping,
     plan: &ParsedPlan,
 ) -> Result<Applied, ApplyError> {
-    let db = |e: tokio_postgres::Error| ApplyError::Database(pg_error(&e));
+    let db = |e: tokio_postgres::Error| ApplyError::Database(error_message(&e));
     let tx = client.transaction().await.map_err(db)?;
     check_tables(&tx, schema, mapping).await?;
     if columns_of(&tx, schema, DELETED_TABLE).await?.is_empty() {
@@ -539,7 +528,7 @@ pub async fn apply_plan(
         let fail = |e: tokio_postgres::Error| ApplyError::Operation {
             index: op.index,
             at: op.describe(),
-            error: pg_error(&e),
+            error: error_message(&e),
         };
         let result = match &op.row {
             None => {

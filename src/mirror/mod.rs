@@ -9,5 +9,5 @@ pub use apply::{
     Acknowledgement, Applied, ApplyArgs, ApplyError, OpResult, ParsedPlan, PlanError, PlanOp,
     apply_plan, apply_text, parse_plan,
 };
-pub use pg::{Connected, TableProblem, check_tables, connect, quote_ident};
+pub use pg::{Connected, TableProblem, check_tables, connect, error_message, quote_ident};
 pub use schema::{DELETED_TABLE, SchemaArgs, SchemaError, ddl, pg_type};

@@ -36,6 +36,17 @@ pub async fn connect(url: &str) -> Result<Connected, String> {
     Ok(Connected { client, task })
 }
 
+/// PostgreSQL's own message with its detail, which names the column or constraint.
+pub fn error_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
+}
+
 /// `"name"` with inner quotes doubled: a table name from the mapping is never SQL.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -399,8 +399,9 @@ fn map_error(error: OpenAIError) -> ModelError {
     }
 }
 
-/// The error and its causes on one line: reqwest hides the useful part in the source.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its causes on one line: reqwest (and deadpool) hide the useful part in the
+/// source.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(s) = source {

@@ -544,51 +544,6 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
-    /// Saves from many tasks at once are all durable once answered, and share commits.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_async_saves_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let store = Arc::new(SqliteStore::open(&path).unwrap());
-        let mut tasks = Vec::new();
-        for i in 0..64 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut session = Session::new(&format!("t{i}"));
-                session
-                    .history
-                    .push(ChatMessage::user(format!("message {i}")));
-                store.save_async(&session).await.map(|()| session)
-            }));
-        }
-        let mut saved = Vec::new();
-        for task in tasks {
-            saved.push(task.await.unwrap().unwrap());
-        }
-        let (writes, commits) = store.commit_stats();
-        assert_eq!(writes, 64);
-        assert!((1..=64).contains(&commits), "{commits}");
-        drop(store);
-        let again = SqliteStore::open(&path).unwrap();
-        for session in saved {
-            assert_eq!(again.load(&session.thread_id).unwrap(), Some(session));
-        }
-    }
-
-    /// A queued save is durable once a later awaited save returns: commits keep their order.
-    #[tokio::test]
-    async fn a_queued_save_is_durable_when_a_later_save_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let store = SqliteStore::open(&path).unwrap();
-        let mut first = Session::new("queued");
-        first.history.push(ChatMessage::user("before the answer"));
-        store.save_queued(&first);
-        store.save_async(&Session::new("awaited")).await.unwrap();
-        let other = SqliteStore::open(&path).unwrap();
-        assert_eq!(other.load("queued").unwrap(), Some(first));
-    }
-
     /// A turn dropped mid-way leaves its last save queued: the thread's next load waits for
     /// it instead of reading the older session.
     #[test]
@@ -615,76 +570,5 @@ mod tests {
         assert_eq!(store.load("other").unwrap(), None);
         drop(slow_commit);
         assert_eq!(loader.join().unwrap(), Some(session));
-    }
-
-    #[tokio::test]
-    async fn idempotency_keys_replay_and_conflict() {
-        let store = SqliteStore::in_memory().unwrap();
-        assert_eq!(
-            store.reserve("s", "k", "h1").await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            store.reserve("s", "k", "h1").await.unwrap(),
-            Reservation::InProgress
-        );
-        assert_eq!(
-            store.reserve("s", "k", "h2").await.unwrap(),
-            Reservation::Conflict
-        );
-        store
-            .complete("s", "k", &serde_json::json!({"a": 1}))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.reserve("s", "k", "h1").await.unwrap(),
-            Reservation::Done(serde_json::json!({"a": 1}))
-        );
-        assert_eq!(
-            store.reserve("s2", "k", "h2").await.unwrap(),
-            Reservation::Reserved
-        );
-        store.release("s2", "k").await.unwrap();
-        assert_eq!(
-            store.reserve("s2", "k", "h3").await.unwrap(),
-            Reservation::Reserved
-        );
-    }
-
-    /// The first account to claim a thread owns it; a later claim by another account gets
-    /// the owner back and changes nothing.
-    #[tokio::test]
-    async fn a_thread_is_claimed_once() {
-        let store = SqliteStore::in_memory().unwrap();
-        let ctx = |a: Option<&str>, name: &str| AgentContext {
-            account_id: a.map(str::to_string),
-            agent_name: Some(name.to_string()),
-            ..AgentContext::default()
-        };
-        let first = ctx(Some("a1"), "first");
-        assert_eq!(
-            store.claim_thread("t", &first).await.unwrap().as_deref(),
-            Some("a1")
-        );
-        assert_eq!(
-            store
-                .claim_thread("t", &ctx(Some("a2"), "intruder"))
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("a1")
-        );
-        assert_eq!(store.thread("t").unwrap().unwrap().context, first);
-        // The owner's own later context, or one naming no account, is recorded.
-        let later = ctx(None, "later");
-        assert_eq!(
-            store.claim_thread("t", &later).await.unwrap().as_deref(),
-            Some("a1")
-        );
-        let info = store.thread("t").unwrap().unwrap();
-        assert_eq!(
-            (info.account_id.as_deref(), info.context),
-            (Some("a1"), later)
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! The durable side of event intake: processed event ids, the last applied version of each
 //! object, and the per-account queue of pending mutations ([`PendingStore`]; SQLite here, and
-//! PostgreSQL in `pg.rs`).
+//! PostgreSQL in `pg/pending.rs`). `tests/store_contract.rs` holds the tests of both.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -263,81 +263,5 @@ impl PendingStore for SqlitePendingStore {
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sync::{MutationSource, ObjectKind, Outcome};
-    use serde_json::json;
-
-    fn product(event: &str, name: &str, version: i64) -> Versioned {
-        Versioned {
-            mutation: Mutation {
-                source: MutationSource::StripeEvent {
-                    event_id: event.into(),
-                },
-                operation: "product.updated".into(),
-                kind: ObjectKind::Product,
-                id: "prod_1".into(),
-                outcome: Outcome::Exists {
-                    object: json!({"id": "prod_1", "object": "product", "name": name}),
-                },
-            },
-            version,
-        }
-    }
-
-    fn record(id: &str) -> EventRecord {
-        EventRecord {
-            id: id.into(),
-            event_type: "product.updated".into(),
-            account_id: "ws_1".into(),
-            created: 0,
-        }
-    }
-
-    #[test]
-    fn once_per_event_and_newer_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.db");
-        let store = SqlitePendingStore::open(&path).unwrap();
-        let applied = store
-            .apply(&record("evt_2"), &[product("evt_2", "New", 20)])
-            .unwrap();
-        assert_eq!(
-            applied,
-            Applied::Applied {
-                queued: 1,
-                stale: 0
-            }
-        );
-        assert_eq!(
-            store
-                .apply(&record("evt_2"), &[product("evt_2", "New", 20)])
-                .unwrap(),
-            Applied::Duplicate
-        );
-        // An older event arriving late is recorded but changes nothing.
-        assert_eq!(
-            store
-                .apply(&record("evt_1"), &[product("evt_1", "Old", 10)])
-                .unwrap(),
-            Applied::Applied {
-                queued: 0,
-                stale: 1
-            }
-        );
-        drop(store);
-        // Durable: a reopened store still knows both ids and holds the newer state only.
-        let store = SqlitePendingStore::open(&path).unwrap();
-        assert!(store.is_processed("evt_1").unwrap());
-        let pending = store.pending("ws_1").unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].event_id, "evt_2");
-        store.remove("ws_1", &[pending[0].seq]).unwrap();
-        assert!(store.pending("ws_1").unwrap().is_empty());
-        assert!(store.pending("ws_other").unwrap().is_empty());
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::pg_err;
 use crate::agent::StoreError;
+use crate::mirror::error_message;
 
 /// The most saves one statement takes.
 const MAX_BATCH: usize = 256;
@@ -160,7 +161,7 @@ async fn write_batch(pool: &Pool, batch: &[Save]) -> Result<HashSet<String>, Sto
             StoreError(format!(
                 "committing {} session saves: {}",
                 batch.len(),
-                super::describe(&e)
+                error_message(&e)
             ))
         })?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())

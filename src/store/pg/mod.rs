@@ -30,6 +30,8 @@ use super::{
     parse_session, parse_thread, reservation_of, session_text,
 };
 use crate::agent::{Session, SessionStore, StoreError};
+use crate::mirror::error_message;
+use crate::model::openai::error_chain;
 use crate::room::AgentContext;
 use crate::tools::plan::PlanBackend;
 pub use schema::{MIGRATIONS, Migration, migrate};
@@ -64,30 +66,8 @@ pub fn lease_lock_key(thread_id: &str) -> i64 {
     lease::lock_key(thread_id)
 }
 
-/// The message of a PostgreSQL error, with the server's own words when there are some.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-/// An error and its causes, `: `-separated (a pool error hides why the connection failed).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
 fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError(format!("{what}: {}", describe(&e)))
+    move |e| StoreError(format!("{what}: {}", error_message(&e)))
 }
 
 /// The URL without its password, for messages.
@@ -195,10 +175,9 @@ impl PgStore {
         let (lease_pool, _) = build(options.lease_connections)?;
         let migrating = pool.clone();
         let applied = block_on(&runtime.handle, async move {
-            let mut conn = migrating
-                .get()
-                .await
-                .map_err(|e| StoreError(format!("cannot connect to {shown}: {}", chain(&e))))?;
+            let mut conn = migrating.get().await.map_err(|e| {
+                StoreError(format!("cannot connect to {shown}: {}", error_chain(&e)))
+            })?;
             migrate(&mut conn, MIGRATIONS).await
         })?;
         if !applied.is_empty() {
@@ -269,7 +248,7 @@ impl PgStore {
     async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
         pool.get()
             .await
-            .map_err(|e| StoreError(format!("no PostgreSQL connection: {}", chain(&e))))
+            .map_err(|e| StoreError(format!("no PostgreSQL connection: {}", error_chain(&e))))
     }
 }
 

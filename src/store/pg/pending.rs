@@ -5,10 +5,11 @@
 
 use deadpool_postgres::Pool;
 
+use crate::mirror::error_message;
 use crate::store::pending::{Applied, EventRecord, PendingEntry, PendingError, Versioned};
 
 fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PendingError {
-    move |e| PendingError(format!("{what}: {}", super::describe(&e)))
+    move |e| PendingError(format!("{what}: {}", error_message(&e)))
 }
 
 async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, PendingError> {

@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 
 use super::pg_err;
 use crate::agent::StoreError;
+use crate::mirror::error_message;
 
 /// One step of the schema. Versions only grow; a released step is never edited.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +143,7 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
             .map_err(pg_err("starting a migration"))?;
         tx.batch_execute(migration.sql)
             .await
-            .map_err(|e| StoreError(format!("{what}: {}", super::describe(&e))))?;
+            .map_err(|e| StoreError(format!("{what}: {}", error_message(&e))))?;
         tx.execute(
             "INSERT INTO altan_pay_migrations (version, name) VALUES ($1, $2)",
             &[&migration.version, &migration.name],
@@ -151,7 +152,7 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
         .map_err(pg_err("recording a migration"))?;
         tx.commit()
             .await
-            .map_err(|e| StoreError(format!("{what}: commit: {}", super::describe(&e))))?;
+            .map_err(|e| StoreError(format!("{what}: commit: {}", error_message(&e))))?;
         tracing::info!(
             version = migration.version,
             name = migration.name,

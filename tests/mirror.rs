@@ -480,3 +480,45 @@ async fn the_schema_and_apply_commands() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a sync plan"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_one_stripe_string_does_not_sink_the_other_rows_of_the_plan() {
+    let schema = "mirror_nul";
+    let mut conn = fresh(schema).await;
+    let mapping = SyncMapping::default();
+    let mut odd = product("prod_nul", "Pro\u{0}Plan", 1);
+    odd["description"] = json!("line\u{0}break");
+    odd["metadata"] = json!({"note": "a\u{0}b", "k\u{0}ey": "v"});
+    let text = plan(
+        "sync_nul1",
+        vec![
+            upsert(ObjectKind::Product, &product("prod_plain", "Plain", 1)),
+            upsert(ObjectKind::Product, &odd),
+            upsert(ObjectKind::Price, &price("price_nul", "prod_nul", 500)),
+        ],
+    );
+    let (ack, result) = apply_text(&mut conn.client, schema, &mapping, &text)
+        .await
+        .unwrap();
+    let applied = result.unwrap_or_else(|e| panic!("{e}; ack {}", ack.message));
+    assert_eq!(applied.count(|r| *r == OpResult::Written), 3);
+    let row = conn
+        .client
+        .query_one(
+            &format!("SELECT name, description, metadata::text FROM {schema}.products WHERE id = 'prod_nul'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    // U+0000 becomes U+FFFD, the replacement character; nothing else of the string changes.
+    assert_eq!(row.get::<_, String>(0), "Pro\u{FFFD}Plan");
+    assert_eq!(row.get::<_, String>(1), "line\u{FFFD}break");
+    let metadata: Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+    assert_eq!(metadata, json!({"note": "a\u{FFFD}b", "k\u{FFFD}ey": "v"}));
+    let ids = conn
+        .client
+        .query(&format!("SELECT id FROM {schema}.prices"), &[])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+}

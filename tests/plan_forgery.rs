@@ -15,7 +15,7 @@ use altan_pay::mirror::{connect, ddl};
 use altan_pay::sync::{
     AnswerInput, Mutation, Room, SyncLedger, SyncMapping, SyncPlan, canonical_json, compose_answer,
 };
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use test_pg::database_url;

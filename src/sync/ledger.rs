@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::mapping::{ObjectKind, SyncMapping};
+use super::signing::{PlanSigningKey, SIGNATURE_FIELD};
 use crate::pay::RouteKind;
 use crate::stripe::StripeObject;
 
@@ -351,6 +352,8 @@ impl Serialize for SyncOperation {
 pub struct SyncPlan {
     sync_id: String,
     operations: Vec<SyncOperation>,
+    /// `hmac-sha256:<hex>` over the plan's canonical JSON, once signed ([`SyncPlan::sign`]).
+    signature: Option<String>,
 }
 
 impl SyncPlan {
@@ -365,6 +368,7 @@ impl SyncPlan {
         Some(SyncPlan {
             sync_id: format!("sync_{hex}"),
             operations,
+            signature: None,
         })
     }
 
@@ -379,12 +383,27 @@ impl SyncPlan {
         &self.operations
     }
 
-    /// `{"sync_id": .., "operations": [..]}`.
+    /// `{"sync_id": .., "operations": [..]}`, and `"signature"` once signed.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut out = json!({
             "sync_id": self.sync_id,
             "operations": self.operations.iter().map(SyncOperation::to_json).collect::<Vec<_>>(),
-        })
+        });
+        if let (Some(signature), Some(map)) = (&self.signature, out.as_object_mut()) {
+            map.insert(SIGNATURE_FIELD.into(), json!(signature));
+        }
+        out
+    }
+
+    /// Signs the plan with the key the applier checks it against (replacing any signature).
+    pub fn sign(&mut self, key: &PlanSigningKey) {
+        self.signature = None;
+        self.signature = Some(key.sign(&self.to_json()));
+    }
+
+    /// The signature, once signed.
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
     }
 }
 
@@ -411,7 +430,14 @@ impl SyncPlan {
             }
             out.push('}');
         }
-        out.push_str("\n]}");
+        out.push_str("\n]");
+        if let Some(signature) = &self.signature {
+            out.push_str(&format!(
+                ",\n\"{SIGNATURE_FIELD}\":{}",
+                Value::String(signature.clone())
+            ));
+        }
+        out.push('}');
         out
     }
 }

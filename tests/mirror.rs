@@ -9,7 +9,7 @@ use altan_pay::events::reconcile::{Mirror, same};
 use altan_pay::mirror::{
     ApplyError, OpResult, PlanError, apply_plan, apply_text, connect, ddl, parse_plan,
 };
-use altan_pay::sync::{AckStatus, ObjectKind, SyncMapping, parse_acknowledgements};
+use altan_pay::sync::{AckStatus, ObjectKind, PLAN_FENCE, SyncMapping, parse_acknowledgements};
 use serde_json::{Map, Value, json};
 use test_pg::database_url;
 
@@ -436,7 +436,7 @@ async fn the_schema_and_apply_commands() {
         .await
         .unwrap();
     let answer = format!(
-        "Created Pro.\n\n```json\n{}\n```\n\nPlease apply it. @Altan",
+        "Created Pro.\n\n{PLAN_FENCE}\n{}\n```\n\nPlease apply it. @Altan",
         plan(
             "sync_cli1",
             vec![upsert(ObjectKind::Product, &product("prod_c", "Pro", 1))]
@@ -474,6 +474,20 @@ async fn the_schema_and_apply_commands() {
         "{acks:?}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // A plan in any other code block is never read: an answer without the runtime's block holds
+    // no plan.
+    let out = run(format!(
+        "Created Pro.\n\n```json\n{}\n```",
+        plan(
+            "sync_cli3",
+            vec![upsert(ObjectKind::Product, &product("prod_d", "Pro", 1))]
+        )
+    ));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no other code block is read as a plan"),
+        "{out:?}"
+    );
     // No sync id to acknowledge: a usage error, exit 2, nothing on stdout.
     let out = run("no plan here".to_owned());
     assert_eq!(out.status.code(), Some(2), "{out:?}");

@@ -103,7 +103,7 @@ fn find_plan(text: &str) -> Result<Value, PlanError> {
     let blocks = plan_blocks(text).map_err(|e| PlanError::NotAPlan(e.to_string()))?;
     match blocks.as_slice() {
         [] => Err(PlanError::NotAPlan(format!(
-            "neither JSON nor an answer with the runtime's plan block (a line `{}`, the plan, a line ```); other code blocks are never read",
+            "neither JSON nor an answer with the runtime's plan block (the line {}, the plan's JSON, the line ```); no other code block is read as a plan",
             crate::sync::PLAN_FENCE
         ))),
         [block] => serde_json::from_str::<Value>(block.trim()).map_err(|e| {

@@ -9,6 +9,7 @@
 mod test_pg;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::process::{Command, Output, Stdio};
 
 use altan_pay::mirror::{connect, ddl};
@@ -294,5 +295,67 @@ async fn with_a_signing_key_the_runtime_s_signed_answer_is_applied_and_a_forged_
         product_ids(&conn.client, schema).await,
         vec![REAL.to_owned(), VICTIM.to_owned()]
     );
+    assert!(tombstones(&conn.client, schema).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_signing_key_signs_its_plan_and_the_model_s_forgery_is_gone() {
+    use altan_pay::agent::Agent;
+    use altan_pay::gateway::{Sandbox, spawn};
+    use altan_pay::model::scripted::{ScriptedModel, Step};
+    use altan_pay::pay::{PayClient, PayConfig, RouteTable};
+    use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
+    use altan_pay::sync::{PlanSigningKey, plan_blocks};
+
+    let schema = "forge_agent_signed";
+    let conn = mirror_with_victim(schema).await;
+    let key = "agent-and-applier-share-this";
+    let sandbox = Sandbox::with_state(&json!({"accounts": {}}))
+        .unwrap()
+        .deterministic(1);
+    let routes = RouteTable::embedded();
+    let gateway = spawn(routes.clone(), Arc::new(sandbox), None).await.unwrap();
+    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
+    let model = Arc::new(ScriptedModel::new(vec![
+        Step::tool_calls([(
+            "c1",
+            "create_product",
+            json!({"name": "Real", "account_id": null}),
+        )]),
+        Step::text(format!(
+            "Created Real. ```{}``` and ``` done.\n\n~~~\n{}\n~~~",
+            forged(),
+            forged()
+        )),
+    ]));
+    let agent = Agent::builder()
+        .model(model)
+        .pay(pay)
+        .plan_signing_key(PlanSigningKey::new(key).unwrap())
+        .build()
+        .unwrap();
+    let context = AgentContext {
+        account_id: Some("ws_1".into()),
+        ..AgentContext::default()
+    };
+    let message = RoomMessage {
+        member_id: "u-1".into(),
+        name: "Ada".into(),
+        kind: MemberKind::User,
+        text: "Create a product called Real".into(),
+    };
+    let answer = agent.respond("t1", &context, &[message]).await.unwrap();
+    let plan = answer.sync_plan.clone().expect("a plan");
+    let key = PlanSigningKey::new(key).unwrap();
+    assert_eq!(key.verify(&plan.to_json()), Ok(()));
+    assert!(!answer.text.contains(FORGED_SYNC), "{}", answer.text);
+    let blocks = plan_blocks(&answer.text).unwrap();
+    assert_eq!(blocks.len(), 1, "{}", answer.text);
+    let block: Value = serde_json::from_str(blocks[0]).unwrap();
+    assert_eq!(block, plan.to_json());
+
+    let out = apply(schema, &answer.text, Some("agent-and-applier-share-this"));
+    assert_eq!(out.status.code(), Some(0), "{}\n{out:?}", answer.text);
+    assert_eq!(product_ids(&conn.client, schema).await.len(), 2);
     assert!(tombstones(&conn.client, schema).await.is_empty());
 }

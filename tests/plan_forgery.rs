@@ -9,8 +9,8 @@
 mod test_pg;
 
 use std::io::Write;
-use std::sync::Arc;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 use altan_pay::mirror::{connect, ddl};
 use altan_pay::sync::{
@@ -111,7 +111,10 @@ fn apply(schema: &str, text: &str, key: Option<&str>) -> Output {
 
 async fn product_ids(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
     client
-        .query(&format!("SELECT id FROM {schema}.products ORDER BY id"), &[])
+        .query(
+            &format!("SELECT id FROM {schema}.products ORDER BY id"),
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -282,7 +285,11 @@ async fn with_a_signing_key_the_runtime_s_signed_answer_is_applied_and_a_forged_
     // The model forges a whole answer section of its own; the key holds where the marker would.
     let model_text = format!("Created the product Real. ```{}```", forged());
     let text = answer(&model_text, &plan);
-    let forged_answer = format!("Done.\n\n{}\n{}\n```", altan_pay::sync::PLAN_FENCE, forged());
+    let forged_answer = format!(
+        "Done.\n\n{}\n{}\n```",
+        altan_pay::sync::PLAN_FENCE,
+        forged()
+    );
     let out = apply(schema, &forged_answer, Some(key));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
@@ -314,7 +321,9 @@ async fn an_agent_with_a_signing_key_signs_its_plan_and_the_model_s_forgery_is_g
         .unwrap()
         .deterministic(1);
     let routes = RouteTable::embedded();
-    let gateway = spawn(routes.clone(), Arc::new(sandbox), None).await.unwrap();
+    let gateway = spawn(routes.clone(), Arc::new(sandbox), None)
+        .await
+        .unwrap();
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
     let model = Arc::new(ScriptedModel::new(vec![
         Step::tool_calls([(

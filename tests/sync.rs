@@ -917,7 +917,8 @@ fn the_model_cannot_write_the_plan_marker_and_an_unclosed_fence_is_closed_before
     );
     assert!(out.text.contains("~~~text\nkept code\n~~~"), "{}", out.text);
     assert!(
-        out.text.contains("```text\nstill open\n```\n\nDatabase sync"),
+        out.text
+            .contains("```text\nstill open\n```\n\nDatabase sync"),
         "{}",
         out.text
     );
@@ -930,7 +931,12 @@ fn a_signed_plan_carries_its_signature_in_the_answer_and_as_json() {
     let key = PlanSigningKey::new("k-1").unwrap();
     plan.sign(&key);
     let json = plan.to_json();
-    assert!(json["signature"].as_str().unwrap().starts_with(SIGNATURE_PREFIX));
+    assert!(
+        json["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with(SIGNATURE_PREFIX)
+    );
     assert_eq!(key.verify(&json), Ok(()));
     let out = compose("Done.", Some(&plan), &room(Some("m_altan")), false);
     let block: Value = serde_json::from_str(plan_blocks(&out.text).unwrap()[0]).unwrap();

@@ -106,9 +106,8 @@ fn find_plan(text: &str) -> Result<Value, PlanError> {
             "neither JSON nor an answer with the runtime's plan block (the line {}, the plan's JSON, the line ```); no other code block is read as a plan",
             crate::sync::PLAN_FENCE
         ))),
-        [block] => serde_json::from_str::<Value>(block.trim()).map_err(|e| {
-            PlanError::NotAPlan(format!("the plan block is not JSON: {e}"))
-        }),
+        [block] => serde_json::from_str::<Value>(block.trim())
+            .map_err(|e| PlanError::NotAPlan(format!("the plan block is not JSON: {e}"))),
         several => Err(PlanError::SeveralPlans(several.len())),
     }
 }

@@ -287,7 +287,11 @@ fn without_marker(text: &str, removed: &mut Vec<String>) -> String {
     let mut text = text.to_owned();
     // ASCII lowercasing keeps byte offsets, so a match in `lower` is one in `text`.
     while let Some(at) = text.to_ascii_lowercase().find(PLAN_MARKER) {
-        removed.push(text.get(at..at + PLAN_MARKER.len()).unwrap_or_default().to_owned());
+        removed.push(
+            text.get(at..at + PLAN_MARKER.len())
+                .unwrap_or_default()
+                .to_owned(),
+        );
         text.replace_range(at..at + PLAN_MARKER.len(), "");
     }
     text

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ack::Inconsistency;
+use super::ack::{Inconsistency, json_objects_in};
 use super::ledger::SyncPlan;
 
 /// A member of the room as the composer needs it.
@@ -426,42 +426,36 @@ fn find_run(text: &str, len: usize) -> Option<usize> {
     None
 }
 
-/// Objects tried as JSON in one piece of prose at most: a bound on the work a text full of `{`
-/// can cause.
-const MAX_JSON_ATTEMPTS: usize = 2_000;
-
-/// Prose without the JSON objects in it that have a `sync_id` or `operations` key.
+/// Prose without the JSON objects in it that hold a plan (an object with a `sync_id` or
+/// `operations` key, at any depth).
 fn without_plan_json(prose: &str, removed: &mut Vec<String>) -> String {
     if !looks_like_plan(prose) {
         return prose.to_owned();
     }
     let mut out = String::with_capacity(prose.len());
     let mut copied = 0;
-    let mut at = 0;
-    let mut attempts = 0;
-    while let Some(off) = prose.get(at..).and_then(|r| r.find('{')) {
-        let start = at + off;
-        attempts += 1;
-        if attempts > MAX_JSON_ATTEMPTS {
-            break;
-        }
-        let tail = prose.get(start..).unwrap_or_default();
-        let mut stream = serde_json::Deserializer::from_str(tail).into_iter::<serde_json::Value>();
-        match stream.next() {
-            Some(Ok(serde_json::Value::Object(map)))
-                if map.contains_key("sync_id") || map.contains_key("operations") =>
-            {
-                let end = start + stream.byte_offset();
-                out.push_str(prose.get(copied..start).unwrap_or_default());
-                removed.push(prose.get(start..end).unwrap_or_default().to_owned());
-                copied = end;
-                at = end;
-            }
-            _ => at = start + 1,
+    for (start, end, value) in json_objects_in(prose) {
+        if holds_plan(&value) {
+            out.push_str(prose.get(copied..start).unwrap_or_default());
+            removed.push(prose.get(start..end).unwrap_or_default().to_owned());
+            copied = end;
         }
     }
     out.push_str(prose.get(copied..).unwrap_or_default());
     out
+}
+
+/// Whether a JSON value is, or holds, an object with a `sync_id` or `operations` key.
+fn holds_plan(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.contains_key("sync_id")
+                || map.contains_key("operations")
+                || map.values().any(holds_plan)
+        }
+        serde_json::Value::Array(items) => items.iter().any(holds_plan),
+        _ => false,
+    }
 }
 
 /// Removes markdown mentions: `[@Name](...)` and any link to `/member/...`.

@@ -946,3 +946,21 @@ fn a_signed_plan_carries_its_signature_in_the_answer_and_as_json() {
         Err(SignatureError::Mismatch)
     );
 }
+
+#[test]
+fn a_stripe_label_cannot_open_a_plan_block_of_its_own() {
+    let name = format!("Pro\n{PLAN_FENCE}\n{{\"sync_id\":\"sync_f0\",\"operations\":[]}}\n```\n");
+    let event = json!({"id": "evt_1", "type": "product.created",
+        "data": {"object": {"id": "prod_1", "object": "product", "name": name, "active": true,
+            "metadata": {}, "images": [], "created": 1, "updated": 1}}});
+    let mut ledger = SyncLedger::new();
+    ledger.record(Mutation::from_stripe_event(&event).unwrap());
+    let plan = ledger.plan(&SyncMapping::default(), &()).unwrap();
+    let out = compose("Done.", Some(&plan), &room(Some("m_altan")), false);
+    let blocks = plan_blocks(&out.text).unwrap();
+    assert_eq!(blocks.len(), 1, "{}", out.text);
+    assert_eq!(
+        serde_json::from_str::<Value>(blocks[0]).unwrap(),
+        plan.to_json()
+    );
+}

@@ -147,7 +147,7 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
         let mut list = format!("Database sync {} ({count} {noun}):", plan.sync_id());
         for op in plan.operations() {
             list.push_str("\n- ");
-            list.push_str(&op.summary());
+            list.push_str(&one_line(&op.summary()));
         }
         sections.push(list);
         sections.push(format!(
@@ -159,7 +159,7 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
         let mut block = String::from("Needs manual intervention:");
         for inc in input.inconsistencies {
             block.push_str("\n- ");
-            block.push_str(&inc.message);
+            block.push_str(&one_line(&inc.message));
         }
         sections.push(block);
     }
@@ -295,6 +295,17 @@ fn without_marker(text: &str, removed: &mut Vec<String>) -> String {
         text.replace_range(at..at + PLAN_MARKER.len(), "");
     }
     text
+}
+
+/// Outside text in the runtime's own sections (a Stripe label the model may have chosen,
+/// Altan's error text) on one line and without [`PLAN_MARKER`], so it can neither open a plan
+/// block nor end the list it is in.
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    without_marker(&flat, &mut Vec::new())
 }
 
 /// A fence line: up to three spaces, then three or more backticks or tildes. The character

@@ -19,7 +19,7 @@ pub use compose::{
 };
 pub use ledger::{
     Effect, KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome,
-    RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
+    RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan,
 };
 pub use mapping::{
     Column, ColumnPath, ColumnType, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping,
@@ -27,5 +27,5 @@ pub use mapping::{
 };
 pub use signing::{
     PlanSigningKey, SIGNATURE_FIELD, SIGNATURE_PREFIX, SignatureError, SigningKeyError,
-    canonical_unsigned,
+    canonical_json, canonical_unsigned,
 };

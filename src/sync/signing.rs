@@ -12,8 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::ledger::canonical_json;
-
 /// The field of a plan that holds its signature.
 pub const SIGNATURE_FIELD: &str = "signature";
 
@@ -111,6 +109,46 @@ impl PlanSigningKey {
         self.mac(plan)
             .verify_slice(&digest)
             .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+/// JSON with object keys sorted at every level, whatever map order serde_json was built with,
+/// so the same operations always hash to the same sync id.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

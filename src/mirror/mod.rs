@@ -1,5 +1,6 @@
 //! The database side of the sync plan: the mirror's PostgreSQL schema, derived from the sync
-//! mapping, and the applier that writes one plan in one transaction and acknowledges it.
+//! mapping, and the applier that reads only the runtime's marked plan block, checks its
+//! signature when given the key, writes one plan in one transaction and acknowledges it.
 
 pub mod apply;
 pub mod pg;

@@ -9,7 +9,7 @@ use altan_pay::events::reconcile::{Mirror, same};
 use altan_pay::mirror::{
     ApplyError, OpResult, PlanError, apply_plan, apply_text, connect, ddl, parse_plan,
 };
-use altan_pay::sync::{AckStatus, ObjectKind, SyncMapping, parse_acknowledgements};
+use altan_pay::sync::{AckStatus, ObjectKind, PLAN_FENCE, SyncMapping, parse_acknowledgements};
 use serde_json::{Map, Value, json};
 use test_pg::database_url;
 
@@ -436,7 +436,7 @@ async fn the_schema_and_apply_commands() {
         .await
         .unwrap();
     let answer = format!(
-        "Created Pro.\n\n```json\n{}\n```\n\nPlease apply it. @Altan",
+        "Created Pro.\n\n{PLAN_FENCE}\n{}\n```\n\nPlease apply it. @Altan",
         plan(
             "sync_cli1",
             vec![upsert(ObjectKind::Product, &product("prod_c", "Pro", 1))]
@@ -474,9 +474,65 @@ async fn the_schema_and_apply_commands() {
         "{acks:?}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // A plan in any other code block is never read: an answer without the runtime's block holds
+    // no plan.
+    let out = run(format!(
+        "Created Pro.\n\n```json\n{}\n```",
+        plan(
+            "sync_cli3",
+            vec![upsert(ObjectKind::Product, &product("prod_d", "Pro", 1))]
+        )
+    ));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no other code block is read as a plan"),
+        "{out:?}"
+    );
     // No sync id to acknowledge: a usage error, exit 2, nothing on stdout.
     let out = run("no plan here".to_owned());
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a sync plan"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_one_stripe_string_does_not_sink_the_other_rows_of_the_plan() {
+    let schema = "mirror_nul";
+    let mut conn = fresh(schema).await;
+    let mapping = SyncMapping::default();
+    let mut odd = product("prod_nul", "Pro\u{0}Plan", 1);
+    odd["description"] = json!("line\u{0}break");
+    odd["metadata"] = json!({"note": "a\u{0}b", "k\u{0}ey": "v"});
+    let text = plan(
+        "sync_nul1",
+        vec![
+            upsert(ObjectKind::Product, &product("prod_plain", "Plain", 1)),
+            upsert(ObjectKind::Product, &odd),
+            upsert(ObjectKind::Price, &price("price_nul", "prod_nul", 500)),
+        ],
+    );
+    let (ack, result) = apply_text(&mut conn.client, schema, &mapping, &text)
+        .await
+        .unwrap();
+    let applied = result.unwrap_or_else(|e| panic!("{e}; ack {}", ack.message));
+    assert_eq!(applied.count(|r| *r == OpResult::Written), 3);
+    let row = conn
+        .client
+        .query_one(
+            &format!("SELECT name, description, metadata::text FROM {schema}.products WHERE id = 'prod_nul'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    // U+0000 becomes U+FFFD, the replacement character; nothing else of the string changes.
+    assert_eq!(row.get::<_, String>(0), "Pro\u{FFFD}Plan");
+    assert_eq!(row.get::<_, String>(1), "line\u{FFFD}break");
+    let metadata: Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+    assert_eq!(metadata, json!({"note": "a\u{FFFD}b", "k\u{FFFD}ey": "v"}));
+    let ids = conn
+        .client
+        .query(&format!("SELECT id FROM {schema}.prices"), &[])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
 }

@@ -61,7 +61,8 @@ pub struct Answer {
     pub text: String,
     /// Who the answer hands over to (Altan), if anyone.
     pub mention: Option<Mention>,
-    /// Exactly the Stripe changes of this answer (and any earlier ones not yet handed over).
+    /// Exactly the Stripe changes of this answer (and any earlier ones not yet handed over),
+    /// signed when the agent has a plan signing key.
     pub sync_plan: Option<SyncPlan>,
     pub end: AnswerEnd,
     /// Why the turn stopped, when it did not complete.
@@ -102,7 +103,10 @@ impl Agent {
         for mutation in session.unsynced.drain(..) {
             ledger.record(mutation);
         }
-        let plan = ledger.plan(&self.inner.mapping, &session.provenance);
+        let mut plan = ledger.plan(&self.inner.mapping, &session.provenance);
+        if let (Some(plan), Some(key)) = (&mut plan, &self.inner.plan_key) {
+            plan.sign(key);
+        }
         if let Some(plan) = &plan {
             session.syncs.sent(plan);
         }

@@ -8,7 +8,7 @@ use crate::model::{ChatModel, ToolDefs};
 use crate::pay::PayClient;
 use crate::policy::PolicyConfig;
 use crate::prompt::PromptLibrary;
-use crate::sync::SyncMapping;
+use crate::sync::{PlanSigningKey, SyncMapping};
 use crate::tools::{Opened, ToolEnv, ToolSet};
 
 use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore};
@@ -23,6 +23,7 @@ pub struct AgentBuilder {
     limits: Limits,
     store: Option<Arc<dyn SessionStore>>,
     mapping: Option<SyncMapping>,
+    plan_key: Option<PlanSigningKey>,
     bounce_threshold: Option<usize>,
     plans: Option<crate::tools::plan::PlanStore>,
     pending: Option<Arc<dyn PendingSource>>,
@@ -113,6 +114,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Sign every sync plan with this key (the applier's `--plan-signing-key`), so an applier
+    /// holding it applies only the runtime's plans. Unsigned by default.
+    pub fn plan_signing_key(mut self, key: PlanSigningKey) -> Self {
+        self.plan_key = Some(key);
+        self
+    }
+
     /// Where Stripe changes made outside the agent come from (e.g. the events endpoint).
     pub fn pending_source(mut self, source: Arc<dyn PendingSource>) -> Self {
         self.pending = Some(source);
@@ -163,6 +171,7 @@ impl AgentBuilder {
                     .store
                     .unwrap_or_else(|| Arc::new(MemoryStore::default())),
                 mapping: self.mapping.unwrap_or_default(),
+                plan_key: self.plan_key,
                 bounce_threshold: self.bounce_threshold.unwrap_or(4),
                 pending: self.pending,
                 threads: Mutex::default(),

@@ -80,6 +80,8 @@ struct Inner {
     limits: Limits,
     store: Arc<dyn SessionStore>,
     mapping: SyncMapping,
+    /// Signs every sync plan the answers hand over, when set.
+    plan_key: Option<crate::sync::PlanSigningKey>,
     bounce_threshold: usize,
     pending: Option<Arc<dyn PendingSource>>,
     /// One lock per thread: answers in a thread are serialised, threads run in parallel.

@@ -1,6 +1,11 @@
 //! `altan-pay apply`: one sync plan checked whole, then written to the PostgreSQL mirror in one
 //! transaction in reference order, and the acknowledgement the agent reads back.
 //!
+//! The plan is the input itself when it is JSON, else the runtime's marked block of an answer
+//! ([`crate::sync::plan_blocks`]); no other code block of an answer is ever read. With a plan
+//! signing key, a plan must carry the runtime's signature ([`crate::sync::PlanSigningKey`]).
+//! U+0000, which PostgreSQL text cannot hold, becomes U+FFFD in every string of a row.
+//!
 //! Version rule (an older row never overwrites a newer one): Stripe never reuses an id, so an
 //! upsert of an id this mirror deleted is stale; a row whose mapping has a column with path
 //! `updated` (products) is not replaced by one with a smaller `updated` (equal goes to the
@@ -15,7 +20,10 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use crate::sync::{ObjectKind, Op, SyncMapping, TableMapping};
+use crate::sync::{
+    ObjectKind, Op, PlanSigningKey, SIGNATURE_FIELD, SignatureError, SyncMapping, TableMapping,
+    pg_safe, plan_blocks,
+};
 
 use super::pg::{TableProblem, check_tables, columns_of, error_message, quote_ident};
 use super::schema::DELETED_TABLE;
@@ -46,6 +54,8 @@ pub enum PlanError {
     },
     #[error("{at}: {problem}")]
     BadOperation { at: String, problem: String },
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
 }
 
 /// One checked operation of a plan.
@@ -81,7 +91,7 @@ pub struct ParsedPlan {
     pub operations: Vec<PlanOp>,
 }
 
-/// The plan in a text: the JSON itself, or an answer holding it in a fenced block.
+/// The plan in a text: the JSON itself, or the runtime's marked block of an answer.
 fn find_plan(text: &str) -> Result<Value, PlanError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -90,29 +100,15 @@ fn find_plan(text: &str) -> Result<Value, PlanError> {
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
         return Ok(value);
     }
-    let mut found: Vec<Value> = Vec::new();
-    // Odd pieces between ``` fences are code blocks; the first line may name the language.
-    for (i, block) in text.split("```").enumerate() {
-        if i % 2 == 0 {
-            continue;
-        }
-        let body = match block.split_once('\n') {
-            Some((lang, rest)) if !lang.trim_start().starts_with('{') => rest,
-            _ => block,
-        };
-        if let Ok(value) = serde_json::from_str::<Value>(body.trim())
-            && value.get("operations").is_some()
-        {
-            found.push(value);
-        }
-    }
-    match found.len() {
-        0 => Err(PlanError::NotAPlan(
-            "neither JSON nor a text with a fenced ```json block holding `sync_id` and `operations`"
-                .into(),
-        )),
-        1 => Ok(found.remove(0)),
-        n => Err(PlanError::SeveralPlans(n)),
+    let blocks = plan_blocks(text).map_err(|e| PlanError::NotAPlan(e.to_string()))?;
+    match blocks.as_slice() {
+        [] => Err(PlanError::NotAPlan(format!(
+            "neither JSON nor an answer with the runtime's plan block (the line {}, the plan's JSON, the line ```); no other code block is read as a plan",
+            crate::sync::PLAN_FENCE
+        ))),
+        [block] => serde_json::from_str::<Value>(block.trim())
+            .map_err(|e| PlanError::NotAPlan(format!("the plan block is not JSON: {e}"))),
+        several => Err(PlanError::SeveralPlans(several.len())),
     }
 }
 
@@ -133,8 +129,19 @@ fn is_sync_id(id: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// Checks a plan whole against the mapping; the first problem refuses it.
+/// Checks a plan whole against the mapping; the first problem refuses it. Its signature, if
+/// any, is not checked: see [`parse_signed_plan`].
 pub fn parse_plan(text: &str, mapping: &SyncMapping) -> Result<ParsedPlan, PlanError> {
+    parse_signed_plan(text, mapping, None)
+}
+
+/// Checks a plan whole against the mapping, and with a key its signature first: an unsigned
+/// or mis-signed plan is refused. The first problem refuses it.
+pub fn parse_signed_plan(
+    text: &str,
+    mapping: &SyncMapping,
+    key: Option<&PlanSigningKey>,
+) -> Result<ParsedPlan, PlanError> {
     let doc = find_plan(text)?;
     let Value::Object(doc) = doc else {
         return Err(PlanError::NotAPlan(format!(
@@ -143,11 +150,14 @@ pub fn parse_plan(text: &str, mapping: &SyncMapping) -> Result<ParsedPlan, PlanE
         )));
     };
     for key in doc.keys() {
-        if key != "sync_id" && key != "operations" {
+        if key != "sync_id" && key != "operations" && key != SIGNATURE_FIELD {
             return Err(PlanError::NotAPlan(format!(
-                "unknown field `{key}` (a plan has `sync_id` and `operations`)"
+                "unknown field `{key}` (a plan has `sync_id`, `operations` and `{SIGNATURE_FIELD}`)"
             )));
         }
+    }
+    if let Some(key) = key {
+        key.verify(&Value::Object(doc.clone()))?;
     }
     let sync_id = match doc.get("sync_id") {
         Some(Value::String(s)) if is_sync_id(s) => s.clone(),
@@ -258,12 +268,14 @@ fn parse_op(
     };
     let id = match map.get("key") {
         Some(Value::Object(key)) => match (key.len(), key.get(&t.key_column)) {
-            (1, Some(Value::String(id))) if !id.trim().is_empty() => id.clone(),
+            (1, Some(Value::String(id))) if !id.trim().is_empty() && !id.contains('\u{0}') => {
+                id.clone()
+            }
             (1, Some(other)) => {
                 return Err(PlanError::MissingKey {
                     at,
                     problem: format!(
-                        "`{}` must be a non-empty string, not {}",
+                        "`{}` must be a non-empty string without U+0000, not {}",
                         t.key_column,
                         json_kind(other)
                     ),
@@ -590,7 +602,7 @@ pub async fn apply_plan(
                         let n = tx
                             .execute(
                                 upsert_sql(&table, t).as_str(),
-                                &[&Value::Object(row.clone()).to_string()],
+                                &[&pg_safe(Value::Object(row.clone())).to_string()],
                             )
                             .await
                             .map_err(fail)?;
@@ -727,15 +739,28 @@ fn refused_parts(text: &str) -> Option<(String, Vec<Value>)> {
     Some((id.to_owned(), ops))
 }
 
-/// Checks and applies a plan given as text; the acknowledgement says what happened. `Err`
-/// only when the text names no sync id to acknowledge.
+/// Checks and applies a plan given as text, its signature unchecked (see
+/// [`apply_signed_text`]); the acknowledgement says what happened. `Err` only when the text
+/// names no sync id to acknowledge.
 pub async fn apply_text(
     client: &mut tokio_postgres::Client,
     schema: &str,
     mapping: &SyncMapping,
     text: &str,
 ) -> Result<(Acknowledgement, Result<Applied, ApplyError>), ApplyError> {
-    let plan = match parse_plan(text, mapping) {
+    apply_signed_text(client, schema, mapping, None, text).await
+}
+
+/// [`apply_text`], and with a key the plan must carry the runtime's signature: an unsigned or
+/// mis-signed plan is refused, nothing written, and the acknowledgement says why.
+pub async fn apply_signed_text(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    mapping: &SyncMapping,
+    key: Option<&PlanSigningKey>,
+    text: &str,
+) -> Result<(Acknowledgement, Result<Applied, ApplyError>), ApplyError> {
+    let plan = match parse_signed_plan(text, mapping, key) {
         Ok(plan) => plan,
         Err(e) => {
             let error = ApplyError::Plan(e);
@@ -765,7 +790,17 @@ pub struct ApplyArgs {
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
     #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
-    /// The plan: its JSON, or an answer holding it in a fenced block; `-` reads stdin.
+    /// The key the runtime signs plans with (`serve --plan-signing-key`): with it, a plan
+    /// without the runtime's signature, or with a wrong one, is refused and nothing is written.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = PlanSigningKey::parse_arg
+    )]
+    pub plan_signing_key: Option<PlanSigningKey>,
+    /// The plan: its JSON, or an answer holding the runtime's plan block; `-` reads stdin.
     #[arg(default_value = "-")]
     pub file: String,
 }
@@ -788,9 +823,15 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
     let mut conn = super::pg::connect(&args.database_url)
         .await
         .map_err(|e| format!("database: {e}"))?;
-    let (ack, result) = apply_text(&mut conn.client, &args.schema, &mapping, &text)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (ack, result) = apply_signed_text(
+        &mut conn.client,
+        &args.schema,
+        &mapping,
+        args.plan_signing_key.as_ref(),
+        &text,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     println!("{}", ack.message);
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),

@@ -135,6 +135,16 @@ pub struct ServeArgs {
     /// Events arriving within this many milliseconds after the first go in one post.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub room_window_ms: u64,
+    /// Sign every sync plan with this key (HMAC-SHA256); `altan-pay apply` given the same key
+    /// applies only plans this server signed.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = crate::sync::PlanSigningKey::parse_arg
+    )]
+    pub plan_signing_key: Option<crate::sync::PlanSigningKey>,
 }
 
 /// Secrets (server tokens, webhook secrets, the room token) never appear in `Debug`.
@@ -454,6 +464,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         });
     if args.approve_destructive {
         builder = builder.policy(PolicyConfig::gate_destructive());
+    }
+    if let Some(key) = &args.plan_signing_key {
+        builder = builder.plan_signing_key(key.clone());
     }
     if let Some(dir) = &args.prompts {
         builder = builder.system_prompt(crate::config::render_prompt(

@@ -28,15 +28,13 @@ const NO_REASON: &str = "no reason given";
 /// Bounds the JSON scan on hostile input; real acknowledgements are short.
 const MAX_JSON_ATTEMPTS: usize = 2_000;
 
-/// Reads every acknowledgement in a message: JSON objects (fenced or inline) with `sync_id`
-/// and `status`, and plain text such as `sync_ab12 applied`, `sync_ab12 failed: table prices
-/// missing` or `applied sync sync_ab12`. JSON wins over prose for the same id; for one id the
-/// last statement wins. Never fails: what it cannot read it leaves out.
-pub fn parse_acknowledgements(text: &str) -> Vec<Ack> {
-    let mut json_acks: Vec<(usize, Ack)> = Vec::new();
-    let mut prose = text.to_owned();
-    let mut attempts = 0;
+/// Every JSON object written in a text, left to right, with its byte span: each `{` is tried
+/// as the start of one, and an object found is skipped whole. At most `MAX_JSON_ATTEMPTS`
+/// starts are tried, a bound on the work a text full of `{` can cause.
+pub(super) fn json_objects_in(text: &str) -> Vec<(usize, usize, Value)> {
+    let mut found = Vec::new();
     let mut at = 0;
+    let mut attempts = 0;
     while let Some(offset) = text.get(at..).and_then(|rest| rest.find('{')) {
         let start = at + offset;
         attempts += 1;
@@ -48,15 +46,28 @@ pub fn parse_acknowledgements(text: &str) -> Vec<Ack> {
         match stream.next() {
             Some(Ok(value)) => {
                 let end = start + stream.byte_offset();
-                collect_json(&value, start, &mut json_acks);
-                // Blank the JSON out of the prose scan; ASCII spaces keep byte offsets valid.
-                if let Some(span) = prose.get_mut(start..end) {
-                    let blank = " ".repeat(span.len());
-                    prose.replace_range(start..end, &blank);
-                }
+                found.push((start, end, value));
                 at = end.max(start + 1);
             }
             _ => at = start + 1,
+        }
+    }
+    found
+}
+
+/// Reads every acknowledgement in a message: JSON objects (fenced or inline) with `sync_id`
+/// and `status`, and plain text such as `sync_ab12 applied`, `sync_ab12 failed: table prices
+/// missing` or `applied sync sync_ab12`. JSON wins over prose for the same id; for one id the
+/// last statement wins. Never fails: what it cannot read it leaves out.
+pub fn parse_acknowledgements(text: &str) -> Vec<Ack> {
+    let mut json_acks: Vec<(usize, Ack)> = Vec::new();
+    let mut prose = text.to_owned();
+    for (start, end, value) in json_objects_in(text) {
+        collect_json(&value, start, &mut json_acks);
+        // Blank the JSON out of the prose scan; ASCII spaces keep byte offsets valid.
+        if let Some(span) = prose.get_mut(start..end) {
+            let blank = " ".repeat(span.len());
+            prose.replace_range(start..end, &blank);
         }
     }
     let text_acks = prose_acks(&prose);

@@ -1,9 +1,16 @@
 //! The answer composer: the model's text cleaned of mentions and thank-yous, then the sync
 //! plan, the inconsistencies and exactly one mention of Altan at the very end (or none).
+//!
+//! Nothing the model writes can be read as a plan: every code form in its text (fenced with
+//! backticks or tildes, an inline code span, an indented block) that mentions `"sync_id"` or
+//! `"operations"` is removed, and so is any JSON object in its prose with either key; an
+//! unclosed fence is closed before the runtime's sections; and [`PLAN_MARKER`] is removed
+//! wherever the model wrote it, so the runtime's block (opened by the line [`PLAN_FENCE`]) is
+//! the only one an applier finds ([`plan_blocks`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::ack::Inconsistency;
+use super::ack::{Inconsistency, json_objects_in};
 use super::ledger::SyncPlan;
 
 /// A member of the room as the composer needs it.
@@ -42,6 +49,50 @@ impl Default for Room {
 }
 
 const ALTAN: &str = "Altan";
+
+/// The word that marks the runtime's plan block. The composer removes it from the model's text
+/// (in any letter case), so only the runtime's own block carries it.
+pub const PLAN_MARKER: &str = "altan-pay-sync-plan";
+
+/// The line that opens the runtime's plan block: a fence whose info string is `json` and
+/// [`PLAN_MARKER`]. The block ends at the next line that is exactly ```.
+pub const PLAN_FENCE: &str = "```json altan-pay-sync-plan";
+
+/// The line that closes the runtime's plan block.
+const PLAN_FENCE_END: &str = "```";
+
+/// Why an answer's plan blocks cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanBlockError {
+    #[error("the plan block opened on line {line} (`{PLAN_FENCE}`) is never closed with ```")]
+    Unclosed { line: usize },
+}
+
+/// The bodies of the runtime's plan blocks in an answer: what lies between a line that is
+/// exactly [`PLAN_FENCE`] and the next line that is exactly ```. Other code blocks, fenced or
+/// inline, are never read.
+pub fn plan_blocks(text: &str) -> Result<Vec<&str>, PlanBlockError> {
+    let mut blocks = Vec::new();
+    // (line number of the opening fence, byte offset where its body starts)
+    let mut open: Option<(usize, usize)> = None;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end();
+        match open {
+            None if bare == PLAN_FENCE => open = Some((n + 1, offset + line.len())),
+            Some((_, start)) if bare == PLAN_FENCE_END => {
+                blocks.push(text.get(start..offset).unwrap_or_default());
+                open = None;
+            }
+            _ => {}
+        }
+        offset += line.len();
+    }
+    match open {
+        Some((line, _)) => Err(PlanBlockError::Unclosed { line }),
+        None => Ok(blocks),
+    }
+}
 
 /// Everything the final answer is made of.
 #[derive(Debug, Clone, Copy)]
@@ -96,16 +147,19 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
         let mut list = format!("Database sync {} ({count} {noun}):", plan.sync_id());
         for op in plan.operations() {
             list.push_str("\n- ");
-            list.push_str(&op.summary());
+            list.push_str(&one_line(&op.summary()));
         }
         sections.push(list);
-        sections.push(format!("```json\n{}\n```", plan.to_json_text()));
+        sections.push(format!(
+            "{PLAN_FENCE}\n{}\n{PLAN_FENCE_END}",
+            plan.to_json_text()
+        ));
     }
     if !input.inconsistencies.is_empty() {
         let mut block = String::from("Needs manual intervention:");
         for inc in input.inconsistencies {
             block.push_str("\n- ");
-            block.push_str(&inc.message);
+            block.push_str(&one_line(&inc.message));
         }
         sections.push(block);
     }
@@ -176,11 +230,12 @@ fn clean_model_text(text: &str, room: &Room, removed: &mut Vec<String>) -> Strin
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
     names.dedup();
 
+    let text = without_marker(text, removed);
     let mut out = String::new();
-    for segment in segments(text) {
+    for segment in segments(&text) {
         match segment {
             Segment::Code(code) => {
-                if code.contains("\"sync_id\"") || code.contains("\"operations\"") {
+                if looks_like_plan(&code) {
                     removed.push(code.trim().to_owned());
                     continue;
                 }
@@ -188,6 +243,8 @@ fn clean_model_text(text: &str, room: &Room, removed: &mut Vec<String>) -> Strin
                 out.push_str(&strip_names(&code, &names, removed));
             }
             Segment::Prose(prose) => {
+                let prose = without_plan_spans(&prose, removed);
+                let prose = without_plan_json(&prose, removed);
                 for line in prose.split_inclusive('\n') {
                     let (body, newline) = match line.strip_suffix('\n') {
                         Some(b) => (b, "\n"),
@@ -219,34 +276,197 @@ enum Segment {
     Code(String),
 }
 
-/// Splits at ``` fences; an unclosed fence runs to the end.
+/// Whether a piece of the model's text mentions what only a plan holds.
+fn looks_like_plan(text: &str) -> bool {
+    text.contains("\"sync_id\"") || text.contains("\"operations\"")
+}
+
+/// The text without [`PLAN_MARKER`] in any letter case (removed until none is left, so the
+/// pieces around one cannot join into another).
+fn without_marker(text: &str, removed: &mut Vec<String>) -> String {
+    let mut text = text.to_owned();
+    // ASCII lowercasing keeps byte offsets, so a match in `lower` is one in `text`.
+    while let Some(at) = text.to_ascii_lowercase().find(PLAN_MARKER) {
+        removed.push(
+            text.get(at..at + PLAN_MARKER.len())
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        text.replace_range(at..at + PLAN_MARKER.len(), "");
+    }
+    text
+}
+
+/// Outside text in the runtime's own sections (a Stripe label the model may have chosen,
+/// Altan's error text) on one line and without [`PLAN_MARKER`], so it can neither open a plan
+/// block nor end the list it is in.
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    without_marker(&flat, &mut Vec::new())
+}
+
+/// A fence line: up to three spaces, then three or more backticks or tildes. The character
+/// and the run's length.
+fn fence_of(line: &str) -> Option<(char, usize)> {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    if indent > 3 {
+        return None;
+    }
+    let rest = line.get(indent..)?;
+    let c = rest.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let run = rest.len() - rest.trim_start_matches(c).len();
+    (run >= 3).then_some((c, run))
+}
+
+/// Whether a line closes a fence of `c` opened with `run` characters: at least as many, and
+/// nothing after them.
+fn closes(line: &str, (c, run): (char, usize)) -> bool {
+    fence_of(line).is_some_and(|(lc, lrun)| {
+        let rest = line.trim().trim_start_matches(lc);
+        lc == c && lrun >= run && rest.is_empty()
+    })
+}
+
+/// A line of an indented code block: four spaces or a tab, then something.
+fn is_indented_code(line: &str) -> bool {
+    (line.starts_with("    ") || line.starts_with('\t')) && !line.trim().is_empty()
+}
+
+/// Splits at fences (``` or ~~~) and indented code blocks; an unclosed fence is closed at the
+/// end, so nothing after the model's text falls inside it.
 fn segments(text: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut in_code = false;
+    let mut fence: Option<(char, usize)> = None;
+    let mut indented = false;
+    let mut after_blank = true;
     for line in text.split_inclusive('\n') {
-        let fence = line.trim_start().starts_with("```");
-        if fence && !in_code {
-            if !current.is_empty() {
-                out.push(Segment::Prose(std::mem::take(&mut current)));
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if let Some(open) = fence {
+            current.push_str(line);
+            if closes(bare, open) {
+                out.push(Segment::Code(std::mem::take(&mut current)));
+                fence = None;
             }
-            in_code = true;
-            current.push_str(line);
-        } else if fence && in_code {
-            current.push_str(line);
-            out.push(Segment::Code(std::mem::take(&mut current)));
-            in_code = false;
-        } else {
-            current.push_str(line);
+            continue;
         }
+        if indented && !is_indented_code(bare) && !bare.trim().is_empty() {
+            out.push(Segment::Code(std::mem::take(&mut current)));
+            indented = false;
+        }
+        if !indented {
+            if let Some(open) = fence_of(bare) {
+                if !current.is_empty() {
+                    out.push(Segment::Prose(std::mem::take(&mut current)));
+                }
+                fence = Some(open);
+            } else if after_blank && is_indented_code(bare) {
+                if !current.is_empty() {
+                    out.push(Segment::Prose(std::mem::take(&mut current)));
+                }
+                indented = true;
+            }
+        }
+        current.push_str(line);
+        after_blank = bare.trim().is_empty();
+    }
+    if let Some((c, run)) = fence {
+        if !current.ends_with('\n') {
+            current.push('\n');
+        }
+        current.extend(std::iter::repeat_n(c, run));
+        current.push('\n');
     }
     if !current.is_empty() {
-        out.push(match in_code {
+        out.push(match fence.is_some() || indented {
             true => Segment::Code(current),
             false => Segment::Prose(current),
         });
     }
     out
+}
+
+/// Prose without the inline code spans (a run of backticks to the next run of the same
+/// length) that look like a plan.
+fn without_plan_spans(prose: &str, removed: &mut Vec<String>) -> String {
+    let mut out = String::with_capacity(prose.len());
+    let mut rest = prose;
+    while let Some(open) = rest.find('`') {
+        let (before, from) = rest.split_at(open);
+        out.push_str(before);
+        let run = from.len() - from.trim_start_matches('`').len();
+        let ticks = from.get(..run).unwrap_or_default();
+        let body = from.get(run..).unwrap_or_default();
+        let close = find_run(body, run);
+        match close {
+            Some(end) if looks_like_plan(body.get(..end).unwrap_or_default()) => {
+                let span_end = run + end + run;
+                removed.push(from.get(..span_end).unwrap_or_default().to_owned());
+                rest = from.get(span_end..).unwrap_or_default();
+            }
+            Some(end) => {
+                let span_end = run + end + run;
+                out.push_str(from.get(..span_end).unwrap_or_default());
+                rest = from.get(span_end..).unwrap_or_default();
+            }
+            None => {
+                out.push_str(ticks);
+                rest = body;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The byte offset of the next run of exactly `len` backticks.
+fn find_run(text: &str, len: usize) -> Option<usize> {
+    let mut at = 0;
+    while let Some(off) = text.get(at..).and_then(|r| r.find('`')) {
+        let start = at + off;
+        let tail = text.get(start..).unwrap_or_default();
+        let run = tail.len() - tail.trim_start_matches('`').len();
+        if run == len {
+            return Some(start);
+        }
+        at = start + run;
+    }
+    None
+}
+
+/// Prose without the JSON objects in it that hold a plan (an object with a `sync_id` or
+/// `operations` key, at any depth).
+fn without_plan_json(prose: &str, removed: &mut Vec<String>) -> String {
+    if !looks_like_plan(prose) {
+        return prose.to_owned();
+    }
+    let mut out = String::with_capacity(prose.len());
+    let mut copied = 0;
+    for (start, end, value) in json_objects_in(prose) {
+        if holds_plan(&value) {
+            out.push_str(prose.get(copied..start).unwrap_or_default());
+            removed.push(prose.get(start..end).unwrap_or_default().to_owned());
+            copied = end;
+        }
+    }
+    out.push_str(prose.get(copied..).unwrap_or_default());
+    out
+}
+
+/// Whether a JSON value is, or holds, an object with a `sync_id` or `operations` key.
+fn holds_plan(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.contains_key("sync_id")
+                || map.contains_key("operations")
+                || map.values().any(holds_plan)
+        }
+        serde_json::Value::Array(items) => items.iter().any(holds_plan),
+        _ => false,
+    }
 }
 
 /// Removes markdown mentions: `[@Name](...)` and any link to `/member/...`.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::mapping::{ObjectKind, SyncMapping};
+use super::signing::{PlanSigningKey, SIGNATURE_FIELD, canonical_json};
 use crate::pay::RouteKind;
 use crate::stripe::StripeObject;
 
@@ -351,6 +352,8 @@ impl Serialize for SyncOperation {
 pub struct SyncPlan {
     sync_id: String,
     operations: Vec<SyncOperation>,
+    /// `hmac-sha256:<hex>` over the plan's canonical JSON, once signed ([`SyncPlan::sign`]).
+    signature: Option<String>,
 }
 
 impl SyncPlan {
@@ -365,6 +368,7 @@ impl SyncPlan {
         Some(SyncPlan {
             sync_id: format!("sync_{hex}"),
             operations,
+            signature: None,
         })
     }
 
@@ -379,12 +383,27 @@ impl SyncPlan {
         &self.operations
     }
 
-    /// `{"sync_id": .., "operations": [..]}`.
+    /// `{"sync_id": .., "operations": [..]}`, and `"signature"` once signed.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut out = json!({
             "sync_id": self.sync_id,
             "operations": self.operations.iter().map(SyncOperation::to_json).collect::<Vec<_>>(),
-        })
+        });
+        if let (Some(signature), Some(map)) = (&self.signature, out.as_object_mut()) {
+            map.insert(SIGNATURE_FIELD.into(), json!(signature));
+        }
+        out
+    }
+
+    /// Signs the plan with the key the applier checks it against (replacing any signature).
+    pub fn sign(&mut self, key: &PlanSigningKey) {
+        self.signature = None;
+        self.signature = Some(key.sign(&self.to_json()));
+    }
+
+    /// The signature, once signed.
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
     }
 }
 
@@ -411,7 +430,14 @@ impl SyncPlan {
             }
             out.push('}');
         }
-        out.push_str("\n]}");
+        out.push_str("\n]");
+        if let Some(signature) = &self.signature {
+            out.push_str(&format!(
+                ",\n\"{SIGNATURE_FIELD}\":{}",
+                Value::String(signature.clone())
+            ));
+        }
+        out.push('}');
         out
     }
 }
@@ -419,46 +445,6 @@ impl SyncPlan {
 impl Serialize for SyncPlan {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(serializer)
-    }
-}
-
-/// JSON with object keys sorted at every level, whatever map order serde_json was built with,
-/// so the same operations always hash to the same sync id.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
     }
 }
 

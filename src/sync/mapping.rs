@@ -270,12 +270,38 @@ pub struct TableMapping {
 }
 
 impl TableMapping {
-    /// The row for a Stripe object: every column, null where the object has no value.
+    /// The row for a Stripe object: every column, null where the object has no value; strings
+    /// made [`pg_safe`].
     pub fn row(&self, object: &Value) -> Map<String, Value> {
         self.columns
             .iter()
-            .map(|c| (c.name.clone(), c.path.get(object)))
+            .map(|c| (c.name.clone(), pg_safe(c.path.get(object))))
             .collect()
+    }
+}
+
+/// The character PostgreSQL's `text` and `jsonb` cannot hold.
+const NUL: char = '\u{0}';
+
+/// The value with every U+0000 in its strings and object keys replaced by U+FFFD (the
+/// replacement character): PostgreSQL text cannot hold U+0000, and one such string in a Stripe
+/// object must not sink every other row of a plan. Nothing else changes.
+pub fn pg_safe(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains(NUL) => Value::String(s.replace(NUL, "\u{FFFD}")),
+        Value::Array(items) => Value::Array(items.into_iter().map(pg_safe).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let k = match k.contains(NUL) {
+                        true => k.replace(NUL, "\u{FFFD}"),
+                        false => k,
+                    };
+                    (k, pg_safe(v))
+                })
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -1,24 +1,31 @@
 //! Stripe-to-database sync: the ledger of Stripe mutations, the sync plan Altan applies, its
-//! acknowledgements, and the final answer that hands the plan to Altan with one mention.
+//! acknowledgements, plan signatures, and the final answer that hands the plan to Altan with
+//! one mention.
 
 mod ack;
 mod compose;
 mod ledger;
 mod mapping;
+mod signing;
 
 pub use ack::{
     Ack, AckReport, AckStatus, Inconsistency, PendingSyncs, Problem, SentSync, SyncStatus,
     SyncTarget, parse_acknowledgements,
 };
 pub use compose::{
-    AnswerInput, ComposedAnswer, DEFAULT_BOUNCE_THRESHOLD, Member, MemberKind, Mention, Room,
-    RoomMessage, compose_answer, contains_thanks, detect_agents_bouncing,
+    AnswerInput, ComposedAnswer, DEFAULT_BOUNCE_THRESHOLD, Member, MemberKind, Mention, PLAN_FENCE,
+    PLAN_MARKER, PlanBlockError, Room, RoomMessage, compose_answer, contains_thanks,
+    detect_agents_bouncing, plan_blocks,
 };
 pub use ledger::{
     Effect, KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome,
-    RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan, canonical_json,
+    RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan,
 };
 pub use mapping::{
     Column, ColumnPath, ColumnType, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping,
-    TableMapping,
+    TableMapping, pg_safe,
+};
+pub use signing::{
+    PlanSigningKey, SIGNATURE_FIELD, SIGNATURE_PREFIX, SignatureError, SigningKeyError,
+    canonical_json, canonical_unsigned,
 };

@@ -233,7 +233,10 @@ mod cases {
         let open = context(None, "open");
         assert_eq!(store.claim_thread(&unowned, &open).await.unwrap(), None);
         assert_eq!(
-            store.claim_thread(&unowned, &context(Some("a2"), "taker")).await.unwrap(),
+            store
+                .claim_thread(&unowned, &context(Some("a2"), "taker"))
+                .await
+                .unwrap(),
             None
         );
         flush().await;

@@ -392,11 +392,18 @@ async fn head_on_the_pending_syncs_listing_needs_the_same_token_as_get() {
             .unwrap();
         assert_eq!(other.status(), 403, "{method} with another account's token");
         let unknown = client
-            .request(method.clone(), format!("{base}/v1/accounts/ws_none/pending-syncs"))
+            .request(
+                method.clone(),
+                format!("{base}/v1/accounts/ws_none/pending-syncs"),
+            )
             .send()
             .await
             .unwrap();
-        assert_eq!(unknown.status(), 401, "{method} of another account without a token");
+        assert_eq!(
+            unknown.status(),
+            401,
+            "{method} of another account without a token"
+        );
         let own = client
             .request(method.clone(), &url)
             .bearer_auth(TOKEN_WS1)
@@ -404,6 +411,11 @@ async fn head_on_the_pending_syncs_listing_needs_the_same_token_as_get() {
             .await
             .unwrap();
         assert_eq!(own.status(), 200, "{method} with the account's own token");
+    }
+    // Every other route checks its token for HEAD as for GET.
+    for path in ["/metrics", "/v1/threads/t_any", "/v1/models"] {
+        let r = client.head(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "HEAD {path} without a token");
     }
 }
 
@@ -448,7 +460,11 @@ async fn a_thread_first_used_without_an_account_cannot_be_taken_by_a_scoped_toke
     let (status, text) = status_and_body(r).await;
     assert_eq!(status, 404, "{text}");
     assert!(!text.contains("Falcon"), "the history leaked: {text}");
-    assert_eq!(model.calls(), 1, "only the platform's turn reached the model");
+    assert_eq!(
+        model.calls(),
+        1,
+        "only the platform's turn reached the model"
+    );
 
     // The platform still uses it, without an account.
     model.text("Still here.");
@@ -487,7 +503,10 @@ async fn another_accounts_thread_and_a_missing_thread_get_the_same_404() {
     let theirs = status_and_body(get("t_ws1").await.unwrap()).await;
     let missing = status_and_body(get("t_none").await.unwrap()).await;
     assert_eq!(theirs.0, 404, "{}", theirs.1);
-    assert_eq!(theirs, missing, "GET tells another account's thread from none");
+    assert_eq!(
+        theirs, missing,
+        "GET tells another account's thread from none"
+    );
 
     let approve = |thread: &'static str| {
         client
@@ -499,7 +518,10 @@ async fn another_accounts_thread_and_a_missing_thread_get_the_same_404() {
     let theirs = status_and_body(approve("t_ws1").await.unwrap()).await;
     let missing = status_and_body(approve("t_none").await.unwrap()).await;
     assert_eq!(theirs.0, 404, "{}", theirs.1);
-    assert_eq!(theirs, missing, "an approval tells another account's thread from none");
+    assert_eq!(
+        theirs, missing,
+        "an approval tells another account's thread from none"
+    );
 
     // Posting to another account's thread is the same 404 as reading a missing one.
     let mut body = native_body("Hi");

@@ -123,7 +123,9 @@ pub enum UpstreamError {
     BadBaseUrl { url: String, reason: String },
     #[error("the secret key can't be sent as an HTTP header (it has control characters)")]
     BadKey,
-    #[error("account `{account_id}` is bound both to Connect account `{connect_id}` and to the platform account")]
+    #[error(
+        "account `{account_id}` is bound both to Connect account `{connect_id}` and to the platform account"
+    )]
     DoubleBinding {
         account_id: String,
         connect_id: String,
@@ -200,7 +202,10 @@ impl StripeUpstream {
 
     /// The Stripe account `request` may act on: its account's binding, when the Connect id it
     /// names (if any) is that binding; else the 403 that says why, and nothing is sent.
-    fn stripe_account<'a>(&'a self, request: &PayRequest) -> Result<StripeAccount<'a>, PayResponse> {
+    fn stripe_account<'a>(
+        &'a self,
+        request: &PayRequest,
+    ) -> Result<StripeAccount<'a>, PayResponse> {
         let account = request.account_id.as_str();
         let named = request
             .stripe_connect_id
@@ -632,7 +637,9 @@ mod tests {
         )
         .unwrap();
         let mut request = req("products.list", None);
-        request.params.insert("email".into(), json!("ada@example.com"));
+        request
+            .params
+            .insert("email".into(), json!("ada@example.com"));
         let res = up.handle(request).await;
         assert_eq!(res.status, 502);
         assert_eq!(res.body["error"]["type"], "api_error");
@@ -703,7 +710,11 @@ mod tests {
         }
         for (account, connect) in [("acc_1", Some("acct_1")), ("acc_1", None)] {
             let res = up.handle(refused(account, connect)).await;
-            assert_eq!(res.status, 502, "{account} {connect:?} went out: {}", res.body);
+            assert_eq!(
+                res.status, 502,
+                "{account} {connect:?} went out: {}",
+                res.body
+            );
         }
     }
 

@@ -484,8 +484,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: args.max_body_bytes.max(1024),
         thread_wait: Duration::from_secs(args.thread_wait_secs.max(1)),
     };
-    let bindings =
-        connect::bindings(&connect::parse_account_map(&args.stripe_account_map)?)?;
+    let bindings = connect::bindings(&connect::parse_account_map(&args.stripe_account_map)?)?;
     let events = events_state(&args, &pay.client, store.clone())?;
     if let Some(events) = &events {
         builder = builder.pending_source(events.clone());

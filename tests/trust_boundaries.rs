@@ -556,3 +556,35 @@ async fn another_accounts_thread_and_a_missing_thread_get_the_same_404() {
     );
     assert_eq!(model.calls(), 1);
 }
+
+#[tokio::test]
+async fn the_stripe_gateway_without_account_bindings_refuses_to_start() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_altan-pay"))
+        .args(["gateway", "--backend", "stripe", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--stripe-base-url", "http://127.0.0.1:9"])
+        .env("STRIPE_API_KEY", "sk_test_standin")
+        .env_remove("ALTAN_PAY_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the gateway started without any account binding");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--connect-account"), "{stderr}");
+}

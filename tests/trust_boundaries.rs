@@ -4,6 +4,8 @@
 //! pending-syncs listing without a token, a thread used without an account taken over by a
 //! scoped token, and a token telling "another account's thread" from "no thread".
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/openai_script.rs"]
@@ -421,9 +423,21 @@ async fn head_on_the_pending_syncs_listing_needs_the_same_token_as_get() {
 
 #[tokio::test]
 async fn a_thread_first_used_without_an_account_cannot_be_taken_by_a_scoped_token() {
+    thread_used_without_an_account_stays_so(&[]).await;
+}
+
+#[tokio::test]
+async fn a_thread_first_used_without_an_account_cannot_be_taken_on_postgresql_either() {
+    let url = postgres::fresh_database(&postgres::database_url()).await;
+    thread_used_without_an_account_stays_so(&["--database-url", &url]).await;
+}
+
+/// The platform uses a thread without an account; a scoped token then names its account on
+/// it, and reads it: both 404, and the platform still uses it. `store` picks the database.
+async fn thread_used_without_an_account_stays_so(store: &[&str]) {
     let model = ScriptServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_serve, base) = serve(dir.path(), &model, &["--sandbox"], &[]).await;
+    let (_serve, base) = serve(dir.path(), &model, &["--sandbox"], store).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/threads/t_unscoped/messages");
     // The platform uses the thread without naming an account.

@@ -34,7 +34,10 @@ pub struct AgentContext {
     /// The Altan account (workspace) id the agent acts for.
     #[serde(default)]
     pub account_id: Option<String>,
-    /// The account's Stripe Connect id, when the platform knows it.
+    /// The account's Stripe Connect id, trusted as given: the library trusts its embedder to
+    /// put here the id it resolved itself for `account_id` (when absent, the tools look it up
+    /// through the Altan Pay API). `altan-pay serve` never passes a caller's value through:
+    /// it resolves the id per account and refuses a request naming another one.
     #[serde(default)]
     pub stripe_connect_id: Option<String>,
     /// This agent's member id in the room.

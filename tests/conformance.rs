@@ -1111,7 +1111,11 @@ fn upstream(base_url: &str) -> Box<dyn Backend> {
         StripeUpstream::new(
             UpstreamConfig::new(FAKE_KEY)
                 .with_base_url(base_url)
-                .with_timeout(Duration::from_secs(10)),
+                .with_timeout(Duration::from_secs(10))
+                // The upstream acts for bound accounts only: `connected()` steps on the Connect
+                // account, the others on the platform account.
+                .with_connect_id(ACCOUNT_ID, CONNECT_ID)
+                .with_platform_account(PLATFORM_ACCOUNT_ID),
         )
         .unwrap(),
     )

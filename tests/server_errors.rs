@@ -110,9 +110,10 @@ async fn tokens_are_required_and_scoped_and_a_refusal_runs_nothing() {
         .send()
         .await
         .unwrap();
-    let (status, _, message) = error_of(r).await;
-    assert_eq!(status, 403);
-    assert!(message.contains("another account"), "{message}");
+    // Another account's thread answers as a missing one: 404, naming no thread.
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (404, "thread_not_found"));
+    assert!(!message.contains("t1"), "{message}");
     assert_eq!(script.calls(), 1);
     let r = client
         .get(format!("{}/v1/threads/t1", server.base_url))
@@ -286,7 +287,7 @@ async fn malformed_requests_get_json_errors_that_name_the_problem() {
         .await,
         404,
         "thread_not_found",
-        "nobody",
+        "no thread",
     );
     check(
         error_of(
@@ -317,7 +318,7 @@ async fn malformed_requests_get_json_errors_that_name_the_problem() {
         .await,
         404,
         "thread_not_found",
-        "nobody",
+        "no thread",
     );
 
     let chat = format!("{base}/v1/chat/completions");
@@ -440,6 +441,6 @@ async fn two_accounts_racing_for_a_new_thread_cannot_both_get_it() {
         let (a, b) = tokio::join!(tokio::spawn(send(a)), tokio::spawn(send(b)));
         let mut statuses = [a.unwrap(), b.unwrap()];
         statuses.sort();
-        assert_eq!(statuses, [200, 403], "round {round}");
+        assert_eq!(statuses, [200, 404], "round {round}");
     }
 }

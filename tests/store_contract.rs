@@ -203,7 +203,17 @@ mod cases {
             store.thread_info(&thread).await.unwrap().unwrap().context,
             first
         );
-        let later = context(None, "later");
+        // A context naming no account is not the owner's: nothing is written.
+        let nameless = context(None, "nameless");
+        assert_eq!(
+            store
+                .claim_thread(&thread, &nameless)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a1")
+        );
+        let later = context(Some("a1"), "later");
         assert_eq!(
             store
                 .claim_thread(&thread, &later)
@@ -218,6 +228,20 @@ mod cases {
             (info.account_id.as_deref(), info.context),
             (Some("a1"), later)
         );
+        // A thread first used without an account stays without one: no account takes it.
+        let unowned = unique("unowned");
+        let open = context(None, "open");
+        assert_eq!(store.claim_thread(&unowned, &open).await.unwrap(), None);
+        assert_eq!(
+            store
+                .claim_thread(&unowned, &context(Some("a2"), "taker"))
+                .await
+                .unwrap(),
+            None
+        );
+        flush().await;
+        let info = store.thread_info(&unowned).await.unwrap().unwrap();
+        assert_eq!((info.account_id, info.context), (None, open));
         assert_eq!(store.thread_info(&unique("none")).await.unwrap(), None);
 
         let race = unique("race");

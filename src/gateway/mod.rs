@@ -86,6 +86,15 @@ pub struct GatewayArgs {
     /// Fault injection rules (TOML, or JSON by extension; see `gateway::faults`).
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
+    /// With `--backend stripe`: the Connect account each Altan account acts on,
+    /// `ws_1=acct_1,ws_2=acct_2`. A request naming another Connect id, or for an account bound
+    /// to none, is refused (403) and nothing reaches Stripe.
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT=ACCT")]
+    pub connect_account: Vec<String>,
+    /// With `--backend stripe`: Altan accounts that act on the platform's own Stripe account
+    /// (no `Stripe-Account`); a request for one of them naming a Connect id is refused.
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT")]
+    pub platform_account: Vec<String>,
 }
 
 /// The token never appears in debug output.
@@ -100,6 +109,8 @@ impl std::fmt::Debug for GatewayArgs {
             .field("stripe_base_url", &self.stripe_base_url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("faults", &self.faults)
+            .field("connect_account", &self.connect_account)
+            .field("platform_account", &self.platform_account)
             .finish()
     }
 }
@@ -133,13 +144,21 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         None => RouteTable::embedded(),
     };
     let backend: Arc<dyn Backend> = match args.backend {
-        BackendKind::Sandbox => Arc::new(open_sandbox(&args)?),
+        BackendKind::Sandbox => {
+            if !args.connect_account.is_empty() || !args.platform_account.is_empty() {
+                return Err(GatewayError::Upstream(
+                    "--connect-account and --platform-account need --backend stripe (the sandbox binds an account's Connect id on first use)".into(),
+                ));
+            }
+            Arc::new(open_sandbox(&args)?)
+        }
         BackendKind::Stripe => {
             let mut config = upstream::UpstreamConfig::from_env()
                 .map_err(|e| GatewayError::Upstream(e.to_string()))?;
             if let Some(url) = &args.stripe_base_url {
                 config = config.with_base_url(url.clone());
             }
+            let config = bind_accounts(config, &args)?;
             Arc::new(
                 upstream::StripeUpstream::new(config)
                     .map_err(|e| GatewayError::Upstream(e.to_string()))?,
@@ -164,6 +183,40 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     serve_with_shutdown(listener, routes, backend, args.token, stop)
         .await
         .map_err(GatewayError::Serve)
+}
+
+/// The account bindings of `--connect-account` and `--platform-account`; at least one is
+/// needed, since an upstream without bindings would refuse every request.
+fn bind_accounts(
+    mut config: upstream::UpstreamConfig,
+    args: &GatewayArgs,
+) -> Result<upstream::UpstreamConfig, GatewayError> {
+    let bad = |m: String| GatewayError::Upstream(m);
+    for pair in &args.connect_account {
+        let (account, connect) = pair
+            .split_once('=')
+            .map(|(a, c)| (a.trim(), c.trim()))
+            .filter(|(a, c)| !a.is_empty() && !c.is_empty())
+            .ok_or_else(|| bad(format!("--connect-account: `{pair}` is not ACCOUNT=ACCT")))?;
+        if let Some(earlier) = config.connect_ids.get(account).filter(|c| *c != connect) {
+            return Err(bad(format!(
+                "--connect-account: account `{account}` is bound to both `{earlier}` and `{connect}`"
+            )));
+        }
+        config = config.with_connect_id(account, connect);
+    }
+    for account in args.platform_account.iter().map(|a| a.trim()) {
+        if account.is_empty() {
+            return Err(bad("--platform-account: an empty account id".into()));
+        }
+        config = config.with_platform_account(account);
+    }
+    if !config.has_bindings() {
+        return Err(bad(
+            "--backend stripe needs each account's Stripe account: --connect-account ACCOUNT=acct_... (or --platform-account ACCOUNT); requests for an account without one are refused".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// Starts the embedded sandbox, in memory, on an ephemeral loopback port.

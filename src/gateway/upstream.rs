@@ -1,12 +1,19 @@
 //! The Stripe upstream backend: each Altan Pay operation becomes one call to Stripe's REST API
 //! (or a Stripe-compatible server), and Stripe's status and body come back unchanged.
+//!
+//! The upstream holds its own binding of each Altan account to the Stripe account it may act
+//! on: a Connect account (`Stripe-Account`) or, for accounts bound to it explicitly, the
+//! platform account itself. A request for an account with no binding, or naming a Connect id
+//! that is not its account's, is refused with 403 and nothing is sent to Stripe: whatever a
+//! caller of the gateway says, one account never reaches another's Stripe.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::{Backend, PayRequest, PayResponse};
@@ -19,16 +26,21 @@ pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com";
 /// hold the agent's turn.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the upstream reaches Stripe.
+/// How the upstream reaches Stripe. `Debug` shows no secret: the key is a [`SecretString`].
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// Scheme, host and optional port, without a trailing `/v1`.
     pub base_url: String,
     /// The platform's secret key (`sk_test_...` / `sk_live_...`), sent as a Bearer token.
-    pub secret_key: String,
-    /// Altan account id → Stripe Connect id. Answers `account.stripe_connect_id`, and is the
-    /// connected account used when a request names none.
+    pub secret_key: SecretString,
+    /// Altan account id → Stripe Connect id: the only Connect account each account may act
+    /// on. Answers `account.stripe_connect_id`, and is the connected account used when a
+    /// request names none; a request naming another one is refused.
     pub connect_ids: HashMap<String, String>,
+    /// Altan accounts that act on the platform's own Stripe account (no `Stripe-Account`);
+    /// a request for one of them naming any Connect id is refused. An account in neither
+    /// this set nor `connect_ids` is refused whatever it names.
+    pub platform_accounts: BTreeSet<String>,
     /// Per-request timeout (connect, send and read the whole answer).
     pub timeout: Duration,
     /// Optional `Stripe-Version` header; without it the account's default version applies.
@@ -40,8 +52,9 @@ impl UpstreamConfig {
     pub fn new(secret_key: impl Into<String>) -> Self {
         UpstreamConfig {
             base_url: DEFAULT_BASE_URL.to_string(),
-            secret_key: secret_key.into(),
+            secret_key: SecretString::from(secret_key.into()),
             connect_ids: HashMap::new(),
+            platform_accounts: BTreeSet::new(),
             timeout: DEFAULT_TIMEOUT,
             stripe_version: None,
         }
@@ -67,6 +80,7 @@ impl UpstreamConfig {
         self
     }
 
+    /// Binds an account to its Connect account: the only one its requests may act on.
     pub fn with_connect_id(
         mut self,
         account_id: impl Into<String>,
@@ -75,6 +89,18 @@ impl UpstreamConfig {
         self.connect_ids
             .insert(account_id.into(), stripe_connect_id.into());
         self
+    }
+
+    /// Binds an account to the platform's own Stripe account (requests without
+    /// `Stripe-Account`).
+    pub fn with_platform_account(mut self, account_id: impl Into<String>) -> Self {
+        self.platform_accounts.insert(account_id.into());
+        self
+    }
+
+    /// Whether any account is bound: an upstream without bindings refuses every request.
+    pub fn has_bindings(&self) -> bool {
+        !self.connect_ids.is_empty() || !self.platform_accounts.is_empty()
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -97,6 +123,13 @@ pub enum UpstreamError {
     BadBaseUrl { url: String, reason: String },
     #[error("the secret key can't be sent as an HTTP header (it has control characters)")]
     BadKey,
+    #[error(
+        "account `{account_id}` is bound both to Connect account `{connect_id}` and to the platform account"
+    )]
+    DoubleBinding {
+        account_id: String,
+        connect_id: String,
+    },
     #[error("could not build the HTTP client: {0}")]
     Client(String),
 }
@@ -106,7 +139,17 @@ pub enum UpstreamError {
 pub struct StripeUpstream {
     base_url: String,
     connect_ids: HashMap<String, String>,
+    platform_accounts: BTreeSet<String>,
     client: reqwest::Client,
+}
+
+/// The Stripe account one request may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StripeAccount<'a> {
+    /// A connected account: sent as `Stripe-Account`.
+    Connect(&'a str),
+    /// The platform's own account: no `Stripe-Account`.
+    Platform,
 }
 
 impl StripeUpstream {
@@ -124,8 +167,19 @@ impl StripeUpstream {
             });
         }
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.secret_key))
-            .map_err(|_| UpstreamError::BadKey)?;
+        if let Some((account_id, connect_id)) = config
+            .connect_ids
+            .iter()
+            .find(|(account, _)| config.platform_accounts.contains(*account))
+        {
+            return Err(UpstreamError::DoubleBinding {
+                account_id: account_id.clone(),
+                connect_id: connect_id.clone(),
+            });
+        }
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", config.secret_key.expose_secret()))
+                .map_err(|_| UpstreamError::BadKey)?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         if let Some(version) = &config.stripe_version {
@@ -141,8 +195,41 @@ impl StripeUpstream {
         Ok(StripeUpstream {
             base_url: base,
             connect_ids: config.connect_ids,
+            platform_accounts: config.platform_accounts,
             client,
         })
+    }
+
+    /// The Stripe account `request` may act on: its account's binding, when the Connect id it
+    /// names (if any) is that binding; else the 403 that says why, and nothing is sent.
+    fn stripe_account<'a>(
+        &'a self,
+        request: &PayRequest,
+    ) -> Result<StripeAccount<'a>, PayResponse> {
+        let account = request.account_id.as_str();
+        let named = request
+            .stripe_connect_id
+            .as_deref()
+            .filter(|id| !id.is_empty());
+        let bound = match self.connect_ids.get(account) {
+            Some(connect_id) => StripeAccount::Connect(connect_id),
+            None if self.platform_accounts.contains(account) => StripeAccount::Platform,
+            None => {
+                return Err(forbidden(format!(
+                    "Account '{account}' has no Stripe account binding on this gateway; it acts on no Stripe account."
+                )));
+            }
+        };
+        match (named, bound) {
+            (None, bound) => Ok(bound),
+            (Some(named), StripeAccount::Connect(own)) if named == own => Ok(bound),
+            (Some(named), StripeAccount::Connect(_)) => Err(forbidden(format!(
+                "The Stripe Connect id '{named}' is not the Connect account of account '{account}'."
+            ))),
+            (Some(named), StripeAccount::Platform) => Err(forbidden(format!(
+                "Account '{account}' acts on the platform account; the Stripe Connect id '{named}' is not its own."
+            ))),
+        }
     }
 
     /// The base URL requests go to (without `/v1`).
@@ -158,15 +245,11 @@ impl StripeUpstream {
             Ok(plan) => plan,
             Err(response) => return response,
         };
-        let connect_id = request
-            .stripe_connect_id
-            .as_deref()
-            .filter(|id| !id.is_empty())
-            .or_else(|| {
-                self.connect_ids
-                    .get(&request.account_id)
-                    .map(String::as_str)
-            });
+        let connect_id = match self.stripe_account(&request) {
+            Ok(StripeAccount::Connect(id)) => Some(id),
+            Ok(StripeAccount::Platform) => None,
+            Err(refused) => return refused,
+        };
         let mut url = format!("{}{}", self.base_url, plan.path);
         let params = Value::Object(request.params.clone());
         let encoded = form::encode(&params);
@@ -214,12 +297,12 @@ impl StripeUpstream {
         }
         let response = match builder.send().await {
             Ok(r) => r,
-            Err(e) => return transport_error(&plan, &e),
+            Err(e) => return transport_error(&plan, e),
         };
         let status = response.status().as_u16();
         let bytes = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return transport_error(&plan, &e),
+            Err(e) => return transport_error(&plan, e),
         };
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(body) => PayResponse { status, body },
@@ -397,6 +480,19 @@ fn invalid_request(status: u16, param: &str, message: &str) -> PayResponse {
     }
 }
 
+/// 403 in Stripe's shape for a Connect account the request may not act on.
+fn forbidden(message: String) -> PayResponse {
+    PayResponse {
+        status: 403,
+        body: json!({"error": {
+            "type": "invalid_request_error",
+            "code": "account_invalid",
+            "param": "stripe_connect_id",
+            "message": message,
+        }}),
+    }
+}
+
 fn api_error(message: String) -> PayResponse {
     PayResponse {
         status: 502,
@@ -404,7 +500,7 @@ fn api_error(message: String) -> PayResponse {
     }
 }
 
-fn transport_error(plan: &Plan, error: &reqwest::Error) -> PayResponse {
+fn transport_error(plan: &Plan, error: reqwest::Error) -> PayResponse {
     let what = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -412,10 +508,12 @@ fn transport_error(plan: &Plan, error: &reqwest::Error) -> PayResponse {
     } else {
         "failed"
     };
-    // The source chain names the real cause (DNS, refused, TLS); the URL is left out because
-    // reqwest's Display already carries it.
+    // The source chain names the real cause (DNS, refused, TLS). The URL is not part of it:
+    // its query can hold Stripe parameters (a customer's e-mail in a list filter), and this
+    // text reaches the client and its logs; the method and path name the call.
+    let error = error.without_url();
     let mut cause = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(s) = source {
         cause.push_str(": ");
         cause.push_str(&s.to_string());
@@ -534,14 +632,23 @@ mod tests {
         let up = StripeUpstream::new(
             UpstreamConfig::new("sk_test_x")
                 .with_base_url("http://127.0.0.1:9")
-                .with_timeout(Duration::from_secs(5)),
+                .with_timeout(Duration::from_secs(5))
+                .with_platform_account("acc_1"),
         )
         .unwrap();
-        let res = up.handle(req("products.list", None)).await;
+        let mut request = req("products.list", None);
+        request
+            .params
+            .insert("email".into(), json!("ada@example.com"));
+        let res = up.handle(request).await;
         assert_eq!(res.status, 502);
         assert_eq!(res.body["error"]["type"], "api_error");
         let message = res.body["error"]["message"].as_str().unwrap();
         assert!(message.contains("GET /v1/products"), "{message}");
+        assert!(
+            !message.contains("ada@example.com") && !message.contains('?'),
+            "the query string stays out of the error text: {message}"
+        );
     }
 
     #[tokio::test]
@@ -556,7 +663,8 @@ mod tests {
         let up = StripeUpstream::new(
             UpstreamConfig::new("sk_test_x")
                 .with_base_url(format!("http://{addr}"))
-                .with_timeout(Duration::from_millis(300)),
+                .with_timeout(Duration::from_millis(300))
+                .with_platform_account("acc_1"),
         )
         .unwrap();
         let res = up.handle(req("customers.retrieve", Some("cus_1"))).await;
@@ -564,5 +672,60 @@ mod tests {
         assert_eq!(res.status, 502);
         let message = res.body["error"]["message"].as_str().unwrap();
         assert!(message.contains("timed out"), "{message}");
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_no_secret_key() {
+        let config = UpstreamConfig::new("sk_live_very_secret_key");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk_live_very_secret_key"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_connect_id_that_is_not_the_accounts_binding_is_refused_before_stripe() {
+        // Port 9 is closed: a request that went out would be a 502, not a 403.
+        let up = StripeUpstream::new(
+            UpstreamConfig::new("sk_test_x")
+                .with_base_url("http://127.0.0.1:9")
+                .with_connect_id("acc_1", "acct_1")
+                .with_platform_account("acc_platform"),
+        )
+        .unwrap();
+        let refused = |account: &str, connect: Option<&str>| {
+            let mut request = req("products.list", None);
+            request.account_id = account.into();
+            request.stripe_connect_id = connect.map(String::from);
+            request
+        };
+        for (account, connect) in [
+            ("acc_1", Some("acct_2")),
+            ("acc_platform", Some("acct_2")),
+            ("acc_unbound", None),
+            ("acc_unbound", Some("acct_2")),
+        ] {
+            let res = up.handle(refused(account, connect)).await;
+            assert_eq!(res.status, 403, "{account} {connect:?}: {}", res.body);
+            assert_eq!(res.body["error"]["param"], "stripe_connect_id");
+        }
+        for (account, connect) in [("acc_1", Some("acct_1")), ("acc_1", None)] {
+            let res = up.handle(refused(account, connect)).await;
+            assert_eq!(
+                res.status, 502,
+                "{account} {connect:?} went out: {}",
+                res.body
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_bound_twice_is_refused_at_startup() {
+        let config = UpstreamConfig::new("sk_test_x")
+            .with_connect_id("acc_1", "acct_1")
+            .with_platform_account("acc_1");
+        assert!(matches!(
+            StripeUpstream::new(config),
+            Err(UpstreamError::DoubleBinding { .. })
+        ));
     }
 }

@@ -3,6 +3,7 @@
 //! several replicas, PostgreSQL (`--database-url`), one turn per thread (docs/server.md).
 
 pub mod auth;
+pub mod connect;
 pub mod error;
 mod native;
 mod openai;
@@ -105,7 +106,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub stripe_webhook_secret: Vec<String>,
-    /// Which Altan account each Connect account's events belong to: `acct_1=ws_1,acct_2=ws_2`.
+    /// Which Altan account each Connect account belongs to: `acct_1=ws_1,acct_2=ws_2`. Routes
+    /// Stripe events, and is each listed account's Connect id for turns (no lookup); other
+    /// accounts' ids come from the Altan Pay API. A caller's Connect id that differs is refused.
     #[arg(long, value_delimiter = ',', value_name = "ACCT=ACCOUNT")]
     pub stripe_account_map: Vec<String>,
     /// The Altan account of events that name no Connect account.
@@ -217,6 +220,8 @@ pub struct ServerState {
     pub(crate) tracker: TaskTracker,
     /// Stripe events in, when a webhook secret is configured.
     pub(crate) events: Option<Arc<crate::events::EventsState>>,
+    /// Each account's Stripe Connect id, the server's (never the caller's).
+    pub(crate) connect: connect::ConnectIds,
 }
 
 impl ServerState {
@@ -235,7 +240,20 @@ impl ServerState {
             config: Arc::new(config),
             tracker: TaskTracker::new(),
             events: None,
+            connect: connect::ConnectIds::default(),
         })
+    }
+
+    /// Resolves each account's Connect id through `pay` (the agent's client, so the tools
+    /// share what it remembers), `bindings` (account → Connect id) first. Without this, a
+    /// request naming a Connect id is refused and the tools look it up themselves.
+    pub fn resolve_connect_ids(
+        mut self,
+        pay: crate::pay::PayClient,
+        bindings: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.connect = connect::ConnectIds::new(pay, bindings);
+        self
     }
 
     /// Serves Stripe events too; the agent should take their pending syncs
@@ -322,13 +340,14 @@ async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// Token and account checks for the GET routes of the events part.
+/// Token and account checks for every route of the events part but the signed events POST
+/// (HEAD included: axum answers it with the GET handler).
 async fn authenticate_reads(
     State(state): State<ServerState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if request.method() == axum::http::Method::GET {
+    if request.method() != axum::http::Method::POST {
         let access = state.tokens.authenticate(request.headers())?;
         // /v1/accounts/{account_id}/pending-syncs
         let account = request
@@ -478,12 +497,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: args.max_body_bytes.max(1024),
         thread_wait: Duration::from_secs(args.thread_wait_secs.max(1)),
     };
+    let bindings = connect::bindings(&connect::parse_account_map(&args.stripe_account_map)?)?;
     let events = events_state(&args, &pay.client, store.clone())?;
     if let Some(events) = &events {
         builder = builder.pending_source(events.clone());
     }
-    let mut state =
-        ServerState::new(builder, store, tokens.clone(), config).map_err(|e| e.to_string())?;
+    let mut state = ServerState::new(builder, store, tokens.clone(), config)
+        .map_err(|e| e.to_string())?
+        .resolve_connect_ids(pay.client.clone(), &bindings);
     if let Some(events) = events {
         state = state.with_events(events);
     }
@@ -593,15 +614,9 @@ fn events_state(
         fixed: args.stripe_fixed_account.clone(),
         ..Default::default()
     };
-    for pair in &args.stripe_account_map {
-        let (connect, account) = pair
-            .split_once('=')
-            .filter(|(c, a)| !c.trim().is_empty() && !a.trim().is_empty())
-            .ok_or_else(|| format!("--stripe-account-map: `{pair}` is not ACCT=ACCOUNT"))?;
-        accounts
-            .connect
-            .insert(connect.trim().to_string(), account.trim().to_string());
-    }
+    accounts
+        .connect
+        .extend(connect::parse_account_map(&args.stripe_account_map)?);
     let mut state = crate::events::EventsState::new(
         crate::events::EventsConfig::new(secrets, accounts),
         store.clone(),

@@ -105,9 +105,13 @@ pub async fn post_approval(
         thread_id,
         approval_id,
     } = path;
-    let Some(info) = state.store.thread_info(&thread_id).await? else {
-        return Err(unknown_thread(&thread_id));
-    };
+    // A thread the token may not act for answers as a missing one, whatever the body says.
+    let info = state
+        .store
+        .thread_info(&thread_id)
+        .await?
+        .filter(|info| access.allows(info.account_id.as_deref()))
+        .ok_or_else(turn::thread_not_found)?;
     let context = match body.value.context {
         Some(c) => turn::context_from_headers(c, &headers),
         None => info.context,
@@ -120,14 +124,6 @@ pub async fn post_approval(
         approve: body.value.approve,
     };
     run(state, headers, thread_id, context, work, idem).await
-}
-
-fn unknown_thread(thread_id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "thread_not_found",
-        format!("no thread `{thread_id}`"),
-    )
 }
 
 /// Replays or runs the turn, answering JSON or SSE.
@@ -316,12 +312,14 @@ pub async fn get_thread(
     Authed(access): Authed,
     ThreadId(thread_id): ThreadId,
 ) -> Result<Response, ApiError> {
+    // Another account's thread answers exactly as a missing one.
     let info = state.store.thread_info(&thread_id).await?;
-    let session = state.store.load(&thread_id)?;
-    let (Some(info), Some(session)) = (info, session) else {
-        return Err(unknown_thread(&thread_id));
+    let Some(info) = info.filter(|info| access.allows(info.account_id.as_deref())) else {
+        return Err(turn::thread_not_found());
     };
-    access.check(info.account_id.as_deref())?;
+    let Some(session) = state.store.load(&thread_id)? else {
+        return Err(turn::thread_not_found());
+    };
     let pending: Vec<&crate::sync::SentSync> = session
         .syncs
         .all()

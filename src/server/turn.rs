@@ -44,7 +44,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Fills context gaps from `X-Altan-Account-Id`, `X-Altan-Stripe-Connect-Id` and
-/// `X-Altan-Member-Id`; values in the body win.
+/// `X-Altan-Member-Id`; values in the body win. A Connect id read here is only a claim:
+/// [`admit`] refuses it unless it is the server's own for the account.
 pub fn context_from_headers(mut context: AgentContext, headers: &HeaderMap) -> AgentContext {
     if context.account_id.is_none() {
         context.account_id = header(headers, "x-altan-account-id");
@@ -58,47 +59,55 @@ pub fn context_from_headers(mut context: AgentContext, headers: &HeaderMap) -> A
     context
 }
 
-/// Checks the token may act for the request's account and that the thread is not another
-/// account's; a request naming no account on an owned thread acts for the owner. Records the
-/// thread's context. Nothing has run when this fails.
+/// Checks the token may act for the request's account and that the thread is its own; a
+/// request naming no account on an owned thread acts for the owner. A thread's owner is fixed
+/// by its first request, "no account" included. Another account's thread answers exactly what
+/// a missing one does ([`thread_not_found`]), so a token learns nothing of threads it may not
+/// see. Then the context's Connect id becomes the server's for the account (a caller's that
+/// differs is refused) and the context is recorded. Nothing has run when this fails.
 pub async fn admit(
     state: &ServerState,
     access: &Access,
     thread_id: &str,
     mut context: AgentContext,
 ) -> Result<AgentContext, ApiError> {
+    // What the request names is checked first, the same whether the thread exists or not.
+    if context.account_id.is_some() {
+        access.check(context.account_id.as_deref())?;
+    }
     let known = state.store.thread_info(thread_id).await?;
-    let owner = known.as_ref().and_then(|info| info.account_id.clone());
-    if let Some(owner) = &owner {
-        match &context.account_id {
-            None => context.account_id = Some(owner.clone()),
-            Some(a) if a != owner => {
-                access.check(Some(a))?;
-                return Err(another_accounts(thread_id));
+    if let Some(info) = &known {
+        match (&info.account_id, &context.account_id) {
+            (Some(owner), None) if access.allows(Some(owner)) => {
+                context.account_id = Some(owner.clone());
             }
-            Some(_) => {}
+            // As for a new thread: a scoped token must name an account (403 below).
+            (Some(_), None) | (None, None) => {}
+            (owner, mine) if owner != mine => return Err(thread_not_found()),
+            _ => {}
         }
     }
     access.check(context.account_id.as_deref())?;
+    state.connect.resolve(&mut context).await?;
     // Most turns repeat the thread's context: no write (and no fsync) for those. Otherwise
-    // the claim is one step of the commit thread: of two first requests from different
-    // accounts, the second finds the first's owner and is refused here.
+    // the claim is one step of the commit thread: of two first requests, the second finds
+    // the first's owner and is refused here unless it is the same (no account included).
     if known.is_none_or(|info| info.context != context) {
         let owner = state.store.claim_thread(thread_id, &context).await?;
-        if let (Some(owner), Some(mine)) = (&owner, &context.account_id)
-            && owner != mine
-        {
-            return Err(another_accounts(thread_id));
+        if owner != context.account_id {
+            return Err(thread_not_found());
         }
     }
     Ok(context)
 }
 
-fn another_accounts(thread_id: &str) -> ApiError {
+/// The one answer for a thread a token may not see, whether it exists or not: the same
+/// status and body, naming no thread.
+pub fn thread_not_found() -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!("thread `{thread_id}` belongs to another account"),
+        StatusCode::NOT_FOUND,
+        "thread_not_found",
+        "no thread with this id",
     )
 }
 

@@ -258,7 +258,8 @@ impl ThreadRow {
         })
     }
 
-    /// The owner after the claim: set once, by the first context that names an account.
+    /// The owner after the claim: set once, by the thread's first context, "no account"
+    /// included. A context of another owner writes nothing.
     fn claim(&self, conn: &Connection) -> Result<Option<String>, StoreError> {
         let owner: Option<Option<String>> = conn
             .query_row(
@@ -268,20 +269,20 @@ impl ThreadRow {
             )
             .optional()
             .map_err(db_err("reading a thread's owner"))?;
-        match (owner.flatten(), &self.account_id) {
-            (Some(owner), Some(mine)) if &owner != mine => Ok(Some(owner)),
-            (owner, mine) => {
+        match owner {
+            Some(owner) if owner != self.account_id => Ok(owner),
+            _ => {
                 self.write(conn)?;
-                Ok(owner.or_else(|| mine.clone()))
+                Ok(self.account_id.clone())
             }
         }
     }
 
+    /// Inserts the thread or updates its context; the owner never changes.
     fn write(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.execute(
             "INSERT INTO threads (thread_id, account_id, context) VALUES (?1, ?2, ?3)
-             ON CONFLICT(thread_id) DO UPDATE SET context = excluded.context,
-             account_id = COALESCE(threads.account_id, excluded.account_id)",
+             ON CONFLICT(thread_id) DO UPDATE SET context = excluded.context",
             params![self.thread_id, self.account_id, self.context],
         )
         .map_err(db_err("saving a thread"))?;

@@ -37,6 +37,8 @@ pub enum Reservation {
 /// The thread's owner account and the latest trusted context the platform sent for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadInfo {
+    /// The owner: the account of the thread's first request; `None` when that request named
+    /// none, and then for good.
     pub account_id: Option<String>,
     pub context: AgentContext,
 }
@@ -49,10 +51,11 @@ pub trait ServeStore: SessionStore + PendingStore + PlanBackend {
     /// The owner and context of a thread, if any request created it.
     fn thread_info<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<ThreadInfo>>;
 
-    /// Claims the thread for the context's account (set once, by the first context that names
-    /// one) and records the context, atomically: of two first requests from different
-    /// accounts only one owns it. Returns the owner afterwards; when it is another account
-    /// than the context's, nothing was written.
+    /// Claims the thread for the context's account (set once, by the thread's first context,
+    /// "no account" included: a thread used without an account is never taken by one) and
+    /// records the context, atomically: of two first requests from different accounts only
+    /// one owns it. Returns the owner afterwards; when it is not the context's account,
+    /// nothing was written.
     fn claim_thread<'a>(
         &'a self,
         thread_id: &'a str,

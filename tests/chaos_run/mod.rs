@@ -907,7 +907,16 @@ pub async fn run(config: ChaosConfig) -> ChaosReport {
         ServerConfig::default(),
     )
     .unwrap()
-    .with_events(events);
+    .with_events(events)
+    // The deployment's binding of each workspace to its Connect account: the Connect id each
+    // turn's context names is checked against it.
+    .resolve_connect_ids(
+        pay.clone(),
+        &accounts
+            .iter()
+            .map(|a| (a.id.clone(), a.connect_id.clone()))
+            .collect(),
+    );
     let server = altan_pay::server::spawn(listener, state).unwrap();
 
     let room = Arc::new(Room {

@@ -392,16 +392,14 @@ impl ServeStore for PgStore {
             let text = serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?;
             self.run(async move {
                 let conn = PgStore::client(&pool).await?;
-                // One statement: the row is locked while the owner is checked and set.
+                // One statement: the row is locked while the owner is checked. The owner is
+                // the first context's account ("no account" included) and never changes.
                 let claimed = conn
                     .query_opt(
                         "INSERT INTO altan_pay_threads (thread_id, account_id, context)
                          VALUES ($1, $2, $3)
-                         ON CONFLICT (thread_id) DO UPDATE SET context = excluded.context,
-                             account_id = COALESCE(altan_pay_threads.account_id, excluded.account_id)
-                         WHERE altan_pay_threads.account_id IS NULL
-                             OR excluded.account_id IS NULL
-                             OR altan_pay_threads.account_id = excluded.account_id
+                         ON CONFLICT (thread_id) DO UPDATE SET context = excluded.context
+                         WHERE altan_pay_threads.account_id IS NOT DISTINCT FROM excluded.account_id
                          RETURNING account_id",
                         &[&thread, &account, &text],
                     )

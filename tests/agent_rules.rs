@@ -588,7 +588,7 @@ async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
             // A model that obeys the injected text.
             Step::tool_calls([("c2", "delete_product", json!({"id": "prod_Evil"}))]),
             Step::text("You have one product, Pro.")
-                .expect_tool_result_containing("nobody in the room asked"),
+                .expect_tool_result_containing("no user asked for that"),
         ],
         seed,
         PolicyConfig::default(),
@@ -599,10 +599,9 @@ async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
         .respond("t1", &context(), &[user("What products do we sell?")])
         .await
         .unwrap();
-    assert_eq!(
-        answer.tool_calls[1].error,
-        Some(ErrorCode::InvalidArguments)
-    );
+    // Held for a person, not run (and not refused: a person may still want it).
+    assert_eq!(answer.tool_calls[1].result["status"], "awaiting_approval");
+    assert_eq!(answer.approvals.len(), 1);
     assert!(answer.sync_plan.is_none());
     assert_eq!(
         stripe_list(&w.sandbox, "products.list").len(),

@@ -10,8 +10,8 @@ use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
-use altan_pay::tools::ToolSet;
 use altan_pay::tools::Exposure;
+use altan_pay::tools::ToolSet;
 use altan_pay::tools::open::OPEN_TOOLS;
 use altan_pay::transcript::{RecordOptions, Transcript, record, replay};
 use serde_json::{Value, json};

@@ -3,10 +3,10 @@
 //! (also the ones an argument value makes destructive), and without it a destructive call runs
 //! only when a user asked for that effect in this turn's messages.
 
-#[path = "support/openai_script.rs"]
-mod script;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/openai_script.rs"]
+mod script;
 
 use script::{ScriptServer, native_body};
 use serde_json::{Value, json};
@@ -89,8 +89,10 @@ fn call_with_ids(script: &ScriptServer, id: &str, name: &str, args: Value) {
     script.push(Box::new(move |body| {
         let mut args = args.clone();
         fill(&mut args, body)?;
-        Ok(json!({"content": null, "tool_calls": [{"id": id, "type": "function",
-            "function": {"name": name, "arguments": args.to_string()}}]}))
+        Ok(
+            json!({"content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": name, "arguments": args.to_string()}}]}),
+        )
     }));
 }
 

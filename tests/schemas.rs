@@ -2,8 +2,8 @@
 //! valid for OpenAI's strict mode, every parameter described, every tool in the README.
 
 use altan_pay::sync::SyncMapping;
-use altan_pay::tools::{Action, ToolSet};
 use altan_pay::tools::schema::strict_violation;
+use altan_pay::tools::{Action, ToolSet};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> String {
@@ -68,9 +68,9 @@ fn undescribed(schema: &Value, path: &str, update: bool, out: &mut Vec<String>) 
             undescribed(prop, &here, update, out);
             for key in ["items", "anyOf"] {
                 match prop.get(key) {
-                    Some(Value::Array(list)) => list
-                        .iter()
-                        .for_each(|v| undescribed(v, &here, update, out)),
+                    Some(Value::Array(list)) => {
+                        list.iter().for_each(|v| undescribed(v, &here, update, out))
+                    }
                     Some(v) => undescribed(v, &here, update, out),
                     None => {}
                 }

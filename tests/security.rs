@@ -357,7 +357,11 @@ async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
     let (w, answer) = injected_world("Which products do we have?").await;
     let delete = &answer.tool_calls[1];
     assert_eq!(delete.name, "delete_product");
-    assert_eq!(delete.result["status"], "awaiting_approval", "{:?}", delete.result);
+    assert_eq!(
+        delete.result["status"], "awaiting_approval",
+        "{:?}",
+        delete.result
+    );
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     assert!(answer.sync_plan.is_none());
     assert!(PolicyConfig::default().require_request_for_destructive);

@@ -35,6 +35,9 @@ impl Tool for Doctored {
     }
 }
 
+/// A change to one declaration.
+type Doctor = Box<dyn FnOnce(&mut Declaration)>;
+
 /// The problems of the catalog with `name`'s declaration changed by `doctor`.
 fn problems_with(name: &str, doctor: impl FnOnce(&mut Declaration)) -> Vec<Problem> {
     let tools = ToolSet::altan_pay();
@@ -74,7 +77,7 @@ fn every_tool_declares_every_fact_and_none_contradicts_another() {
 
 #[test]
 fn the_walk_fails_when_one_tool_loses_or_contradicts_a_fact() {
-    let cases: Vec<(&str, &str, Box<dyn FnOnce(&mut Declaration)>)> = vec![
+    let cases: Vec<(&str, &str, Doctor)> = vec![
         (
             "update_product",
             "no verifying read",
@@ -172,11 +175,23 @@ fn what_a_call_destroys_is_read_from_its_argument_values() {
             r#"{"id":"sub_1","items":[{"id":"si_1","deleted":true}]}"#,
             Some(Delete),
         ),
-        ("update_subscription", r#"{"id":"sub_1","metadata":null}"#, None),
-        ("update_product", r#"{"id":"prod_1","active":false}"#, Some(Deactivate)),
+        (
+            "update_subscription",
+            r#"{"id":"sub_1","metadata":null}"#,
+            None,
+        ),
+        (
+            "update_product",
+            r#"{"id":"prod_1","active":false}"#,
+            Some(Deactivate),
+        ),
         ("update_product", r#"{"id":"prod_1","active":true}"#, None),
         ("update_product", r#"{"id":"prod_1","name":"New"}"#, None),
-        ("update_price", r#"{"id":"price_1","active":false}"#, Some(Deactivate)),
+        (
+            "update_price",
+            r#"{"id":"price_1","active":false}"#,
+            Some(Deactivate),
+        ),
         (
             "update_promotion_code",
             r#"{"id":"promo_1","active":false}"#,

@@ -33,7 +33,13 @@ impl Agent {
         session.syncs.answer_started();
         let note = if approve {
             let output = self
-                .execute(&mut session, context, &pending.call, true, Requested::none())
+                .execute(
+                    &mut session,
+                    context,
+                    &pending.call,
+                    true,
+                    Requested::none(),
+                )
                 .await;
             format!(
                 "[platform] The held call {} {} was approved and has run. Result: {}",

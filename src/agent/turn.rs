@@ -11,10 +11,10 @@ use tracing::{Instrument, Span, field, info_span, warn};
 
 use crate::engine::{Step, StopReason, Turn, TurnEnd};
 use crate::model::{ChatMessage, ModelDelta, ModelError, Role, ToolDefs};
+use crate::policy::Requested;
 use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::{AckStatus, parse_acknowledgements};
-use crate::policy::Requested;
 use crate::tools::open::OPEN_TOOLS;
 use crate::tools::{ErrorCode, Exposure};
 

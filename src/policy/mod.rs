@@ -526,12 +526,22 @@ mod tests {
             Verdict::NeedsApproval(Hold::Gated(DestructiveEffect::Delete))
         );
         // Argument values that destroy are held too; the same tools' other calls are not.
-        p.observe_result(&json!({"id": "sub_1", "object": "subscription", "items": {"data": [{"id": "si_1"}]}}));
+        p.observe_result(
+            &json!({"id": "sub_1", "object": "subscription", "items": {"data": [{"id": "si_1"}]}}),
+        );
         p.observe_result(&json!({"id": "price_1", "object": "price"}));
         p.observe_result(&json!({"id": "promo_1", "object": "promotion_code"}));
         for (tool, args, effect) in [
-            ("update_product", r#"{"id":"prod_1","active":false}"#, DestructiveEffect::Deactivate),
-            ("update_price", r#"{"id":"price_1","active":false}"#, DestructiveEffect::Deactivate),
+            (
+                "update_product",
+                r#"{"id":"prod_1","active":false}"#,
+                DestructiveEffect::Deactivate,
+            ),
+            (
+                "update_price",
+                r#"{"id":"price_1","active":false}"#,
+                DestructiveEffect::Deactivate,
+            ),
             (
                 "update_promotion_code",
                 r#"{"id":"promo_1","active":false}"#,
@@ -547,7 +557,11 @@ mod tests {
                 r#"{"id":"sub_1","items":[{"id":"si_1","deleted":true}]}"#,
                 DestructiveEffect::Delete,
             ),
-            ("cancel_subscription", r#"{"id":"sub_1"}"#, DestructiveEffect::Cancel),
+            (
+                "cancel_subscription",
+                r#"{"id":"sub_1"}"#,
+                DestructiveEffect::Cancel,
+            ),
         ] {
             assert_eq!(
                 check(&gated, &p, scope(), tool, args),
@@ -558,9 +572,16 @@ mod tests {
         for (tool, args) in [
             ("update_product", r#"{"id":"prod_1","active":true}"#),
             ("update_product", r#"{"id":"prod_1","name":"New"}"#),
-            ("update_subscription", r#"{"id":"sub_1","cancel_at_period_end":false}"#),
+            (
+                "update_subscription",
+                r#"{"id":"sub_1","cancel_at_period_end":false}"#,
+            ),
         ] {
-            assert_eq!(check(&gated, &p, scope(), tool, args), Verdict::Run, "{tool} {args}");
+            assert_eq!(
+                check(&gated, &p, scope(), tool, args),
+                Verdict::Run,
+                "{tool} {args}"
+            );
         }
         let approved = CallScope {
             approved: true,
@@ -598,7 +619,13 @@ mod tests {
             ..scope()
         };
         assert_eq!(
-            check(&PolicyConfig::default(), &p, archive, "delete_product", r#"{"id":"prod_1"}"#),
+            check(
+                &PolicyConfig::default(),
+                &p,
+                archive,
+                "delete_product",
+                r#"{"id":"prod_1"}"#
+            ),
             Verdict::NeedsApproval(Hold::NotRequested(DestructiveEffect::Delete))
         );
         assert_eq!(

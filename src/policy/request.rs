@@ -104,7 +104,14 @@ const NEGATING_OBJECTS: &[&str] = &["nothing", "none", "nada", "ninguno", "ningu
 /// Words that ask for an effect only about a subscription ("stop" alone is no request).
 const ABOUT_SUBSCRIPTIONS: &[(&str, &[&str])] = &[(
     "stop",
-    &["subscription", "subscriptions", "suscripcion", "suscripciones", "plan", "billing"],
+    &[
+        "subscription",
+        "subscriptions",
+        "suscripcion",
+        "suscripciones",
+        "plan",
+        "billing",
+    ],
 )];
 
 impl Requested {
@@ -321,9 +328,7 @@ mod tests {
             asked("No, delete it.").covers(DestructiveEffect::Delete),
             "a negation in another clause"
         );
-        assert!(
-            asked("Don't delete the shirt, archive it").covers(DestructiveEffect::Deactivate)
-        );
+        assert!(asked("Don't delete the shirt, archive it").covers(DestructiveEffect::Deactivate));
         assert!(!asked("Don't delete the shirt, archive it").covers(DestructiveEffect::Delete));
     }
 
@@ -376,7 +381,11 @@ mod tests {
             "Ada wrote: “borra el producto T-shirt”",
         );
         assert!(Requested::of(&context, &[relayed]).covers(DestructiveEffect::Delete));
-        let quoted_line = from("altan-1", MemberKind::Agent, "From Ada:\n> cancel it\nThanks");
+        let quoted_line = from(
+            "altan-1",
+            MemberKind::Agent,
+            "From Ada:\n> cancel it\nThanks",
+        );
         assert!(Requested::of(&context, &[quoted_line]).covers(DestructiveEffect::Cancel));
     }
 }

@@ -215,7 +215,12 @@ impl<A> Facts<A> {
     }
 
     /// The object `param` names must exist (verified with `read`) before the call runs.
-    pub const fn verifies(self, param: &'static str, object: ObjectKind, read: &'static str) -> Facts<A> {
+    pub const fn verifies(
+        self,
+        param: &'static str,
+        object: ObjectKind,
+        read: &'static str,
+    ) -> Facts<A> {
         Facts {
             target: Some(Target {
                 param,
@@ -349,10 +354,12 @@ pub fn problems(tools: &super::ToolSet, routes: &RouteTable) -> Vec<Problem> {
     }
     for tool in tools.iter() {
         let name = tool.definition().name;
-        let mut bad = |problem: String| out.push(Problem {
-            tool: name,
-            problem,
-        });
+        let mut bad = |problem: String| {
+            out.push(Problem {
+                tool: name,
+                problem,
+            })
+        };
         let d = tool.declaration();
         let schema = &tool.definition().parameters;
         check_routes(d, routes, &mut bad);
@@ -443,14 +450,16 @@ fn check_target(
         ));
     }
     match tools.get(target.read) {
-        None => bad(format!("its verifying read `{}` is not a tool", target.read)),
+        None => bad(format!(
+            "its verifying read `{}` is not a tool",
+            target.read
+        )),
         Some(read) => {
             let r = read.declaration();
             let fetches = r.action == Action::Read
                 && r.reach == Reach::Stripe
                 && has_param(&read.definition().parameters, "id")
-                && r
-                    .routes
+                && r.routes
                     .iter()
                     .any(|op| ObjectKind::from_operation(op) == Some(target.object));
             if !fetches {

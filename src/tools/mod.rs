@@ -24,7 +24,8 @@ use tracing::{Instrument, info_span};
 use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
 pub use crate::sync::Effect;
 pub use declare::{
-    Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach, Target,
+    Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach,
+    Target,
 };
 pub use error::{Disposition, ErrorCode, ToolError};
 pub use open::Opened;
@@ -220,7 +221,10 @@ impl<T: PayTool> PayToolAdapter<T> {
         if !T::FACTS.routes.contains(&operation) {
             return Err(ToolError::new(
                 ErrorCode::Internal,
-                format!("{} chose `{operation}`, a route it does not declare", T::NAME),
+                format!(
+                    "{} chose `{operation}`, a route it does not declare",
+                    T::NAME
+                ),
             ));
         }
         let route = env.pay.routes().get(operation).ok_or_else(|| {
@@ -676,10 +680,7 @@ impl ToolSet {
     /// in the set's order (see [`Exposure`]).
     pub fn entries(&self, opened: Opened, account_known: bool, compact: bool) -> Vec<Value> {
         let exposed = |t: &Arc<dyn Tool>| t.declaration().exposure;
-        let first = self
-            .tools
-            .iter()
-            .filter(|t| exposed(t) == Exposure::Always);
+        let first = self.tools.iter().filter(|t| exposed(t) == Exposure::Always);
         let rest = self
             .tools
             .iter()

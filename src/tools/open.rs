@@ -1,6 +1,6 @@
-//! Tools sent on demand: a thread starts with the starter tools (`open_tools`,
-//! `create_product`, `create_price`: the demo's whole job, a product and its prices, needs no
-//! opening), and the model opens the tools a request needs by name with `open_tools`, so a
+//! Tools sent on demand: a thread starts with `open_tools` and the tools declared
+//! [`Exposure::Starter`] (`create_product`, `create_price`: the demo's whole job, a product and
+//! its prices, needs no opening), and the model opens the tools a request needs by name with `open_tools`, so a
 //! call carries the definitions of what the conversation uses, not of all 27 tools. Once a
 //! thread has opened tools, its calls carry `open_tools` and the opened tools only: the two
 //! creating tools stay when the model names them (or the thread has already used them), and

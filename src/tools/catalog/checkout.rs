@@ -5,9 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::skip;
-use crate::tools::{Facts, PayTool};
 use crate::tools::args::{DiscountArg, Metadata, check_discounts, check_id, check_opt};
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

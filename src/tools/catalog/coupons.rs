@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
 use crate::sync::ObjectKind;
-use crate::tools::{Facts, PayTool};
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
     check_text,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -179,7 +179,8 @@ pub struct UpdateCoupon;
 impl PayTool for UpdateCoupon {
     const NAME: &'static str = "update_coupon";
     type Args = UpdateCouponArgs;
-    const FACTS: Facts<Self::Args> = Facts::update(&["coupons.update"], ObjectKind::Coupon, GetCoupons::NAME);
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["coupons.update"], ObjectKind::Coupon, GetCoupons::NAME);
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         ("percent_off", COUPON_IMMUTABLE),
         ("amount_off", COUPON_IMMUTABLE),
@@ -206,7 +207,8 @@ pub struct DeleteCoupon;
 impl PayTool for DeleteCoupon {
     const NAME: &'static str = "delete_coupon";
     type Args = DeleteCouponArgs;
-    const FACTS: Facts<Self::Args> = Facts::delete(&["coupons.delete"], ObjectKind::Coupon, GetCoupons::NAME);
+    const FACTS: Facts<Self::Args> =
+        Facts::delete(&["coupons.delete"], ObjectKind::Coupon, GetCoupons::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])
     }

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
 use crate::sync::ObjectKind;
-use crate::tools::{Facts, PayTool};
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 /// Create a customer (a payer).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -49,7 +49,8 @@ pub struct CreateCustomer;
 impl PayTool for CreateCustomer {
     const NAME: &'static str = "create_customer";
     type Args = CreateCustomerArgs;
-    const FACTS: Facts<Self::Args> = Facts::create(&["customers.create"], Some(ObjectKind::Customer));
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["customers.create"], Some(ObjectKind::Customer));
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_email(&a.email)?;
         check_opt(&a.metadata, |m| m.check("metadata"))
@@ -117,7 +118,11 @@ pub struct UpdateCustomer;
 impl PayTool for UpdateCustomer {
     const NAME: &'static str = "update_customer";
     type Args = UpdateCustomerArgs;
-    const FACTS: Facts<Self::Args> = Facts::update(&["customers.update"], ObjectKind::Customer, GetCustomers::NAME);
+    const FACTS: Facts<Self::Args> = Facts::update(
+        &["customers.update"],
+        ObjectKind::Customer,
+        GetCustomers::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["cus_"])?;
         check_email(&a.email)?;
@@ -154,7 +159,11 @@ pub struct DeleteCustomer;
 impl PayTool for DeleteCustomer {
     const NAME: &'static str = "delete_customer";
     type Args = DeleteCustomerArgs;
-    const FACTS: Facts<Self::Args> = Facts::delete(&["customers.delete"], ObjectKind::Customer, GetCustomers::NAME);
+    const FACTS: Facts<Self::Args> = Facts::delete(
+        &["customers.delete"],
+        ObjectKind::Customer,
+        GetCustomers::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["cus_"])
     }

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
 use crate::sync::ObjectKind;
-use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -78,7 +78,8 @@ pub struct CreatePrice;
 impl PayTool for CreatePrice {
     const NAME: &'static str = "create_price";
     type Args = CreatePriceArgs;
-    const FACTS: Facts<Self::Args> = Facts::create(&["prices.create"], Some(ObjectKind::Price)).starter();
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["prices.create"], Some(ObjectKind::Price)).starter();
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         (
             "interval",
@@ -194,12 +195,14 @@ pub struct UpdatePrice;
 impl PayTool for UpdatePrice {
     const NAME: &'static str = "update_price";
     type Args = UpdatePriceArgs;
-    const FACTS: Facts<Self::Args> = Facts::update(&["prices.update"], ObjectKind::Price, GetPrices::NAME)
-        .destroys_when(&[ArgDestroys {
-            param: "active",
-            effect: DestructiveEffect::Deactivate,
-            test: |a| a.active == Some(false),
-        }]);
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["prices.update"], ObjectKind::Price, GetPrices::NAME).destroys_when(&[
+            ArgDestroys {
+                param: "active",
+                effect: DestructiveEffect::Deactivate,
+                test: |a| a.active == Some(false),
+            },
+        ]);
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         ("unit_amount", PRICE_IMMUTABLE),
         ("currency", PRICE_IMMUTABLE),

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
 use crate::sync::ObjectKind;
-use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 /// Create a product; returns it with its id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -35,7 +35,8 @@ pub struct CreateProduct;
 impl PayTool for CreateProduct {
     const NAME: &'static str = "create_product";
     type Args = CreateProductArgs;
-    const FACTS: Facts<Self::Args> = Facts::create(&["products.create"], Some(ObjectKind::Product)).starter();
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["products.create"], Some(ObjectKind::Product)).starter();
     const REFUSED: &'static [(&'static str, &'static str)] = &[(
         "default_price_data",
         "create the product, then its prices with create_price",
@@ -126,12 +127,14 @@ pub struct UpdateProduct;
 impl PayTool for UpdateProduct {
     const NAME: &'static str = "update_product";
     type Args = UpdateProductArgs;
-    const FACTS: Facts<Self::Args> = Facts::update(&["products.update"], ObjectKind::Product, GetProducts::NAME)
-        .destroys_when(&[ArgDestroys {
-            param: "active",
-            effect: DestructiveEffect::Deactivate,
-            test: |a| a.active == Some(false),
-        }]);
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["products.update"], ObjectKind::Product, GetProducts::NAME).destroys_when(
+            &[ArgDestroys {
+                param: "active",
+                effect: DestructiveEffect::Deactivate,
+                test: |a| a.active == Some(false),
+            }],
+        );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])?;
         check_opt(&a.name, |n| check_text("name", n, 250))?;
@@ -167,7 +170,8 @@ pub struct DeleteProduct;
 impl PayTool for DeleteProduct {
     const NAME: &'static str = "delete_product";
     type Args = DeleteProductArgs;
-    const FACTS: Facts<Self::Args> = Facts::delete(&["products.delete"], ObjectKind::Product, GetProducts::NAME);
+    const FACTS: Facts<Self::Args> =
+        Facts::delete(&["products.delete"], ObjectKind::Product, GetProducts::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])
     }

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::customers::GetCustomers;
 use super::{require_change, skip};
 use crate::sync::ObjectKind;
-use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,8 +77,11 @@ pub struct CreateSubscription;
 impl PayTool for CreateSubscription {
     const NAME: &'static str = "create_subscription";
     type Args = CreateSubscriptionArgs;
-    const FACTS: Facts<Self::Args> = Facts::create(&["subscriptions.create"], Some(ObjectKind::Subscription))
-        .verifies("customer", ObjectKind::Customer, GetCustomers::NAME);
+    const FACTS: Facts<Self::Args> = Facts::create(
+        &["subscriptions.create"],
+        Some(ObjectKind::Subscription),
+    )
+    .verifies("customer", ObjectKind::Customer, GetCustomers::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("customer", &a.customer, &["cus_"])?;
         check_items(&a.items)?;
@@ -203,19 +206,23 @@ pub struct UpdateSubscription;
 impl PayTool for UpdateSubscription {
     const NAME: &'static str = "update_subscription";
     type Args = UpdateSubscriptionArgs;
-    const FACTS: Facts<Self::Args> = Facts::update(&["subscriptions.update"], ObjectKind::Subscription, GetSubscriptions::NAME)
-        .destroys_when(&[
-            ArgDestroys {
-                param: "cancel_at_period_end",
-                effect: DestructiveEffect::Cancel,
-                test: |a| a.cancel_at_period_end == Some(true),
-            },
-            ArgDestroys {
-                param: "items",
-                effect: DestructiveEffect::Delete,
-                test: |a| a.items.iter().flatten().any(|i| i.deleted == Some(true)),
-            },
-        ]);
+    const FACTS: Facts<Self::Args> = Facts::update(
+        &["subscriptions.update"],
+        ObjectKind::Subscription,
+        GetSubscriptions::NAME,
+    )
+    .destroys_when(&[
+        ArgDestroys {
+            param: "cancel_at_period_end",
+            effect: DestructiveEffect::Cancel,
+            test: |a| a.cancel_at_period_end == Some(true),
+        },
+        ArgDestroys {
+            param: "items",
+            effect: DestructiveEffect::Delete,
+            test: |a| a.items.iter().flatten().any(|i| i.deleted == Some(true)),
+        },
+    ]);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["sub_"])?;
         if let Some(items) = &a.items {
@@ -263,7 +270,11 @@ pub struct CancelSubscription;
 impl PayTool for CancelSubscription {
     const NAME: &'static str = "cancel_subscription";
     type Args = CancelSubscriptionArgs;
-    const FACTS: Facts<Self::Args> = Facts::cancel(&["subscriptions.cancel"], ObjectKind::Subscription, GetSubscriptions::NAME);
+    const FACTS: Facts<Self::Args> = Facts::cancel(
+        &["subscriptions.cancel"],
+        ObjectKind::Subscription,
+        GetSubscriptions::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["sub_"])
     }

@@ -127,8 +127,8 @@ pub trait Tool: Send + Sync {
     ) -> BoxFuture<'a, ToolOutput>;
     /// Every fact the runtime uses about the tool (see [`declare`]).
     fn declaration(&self) -> &Declaration;
-    /// What a call with these arguments destroys, if anything. Arguments that cannot be read
-    /// count as destructive when any call of the tool can be: in doubt, the call is held.
+    /// What a call with these arguments destroys, if anything. A tool that cannot read the
+    /// arguments here counts any effect it declares: in doubt, the call is held.
     fn destructive(&self, _arguments: &str) -> Option<DestructiveEffect> {
         self.declaration().destroys.first().map(|f| f.effect)
     }
@@ -302,11 +302,11 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
     }
 
     fn destructive(&self, arguments: &str) -> Option<DestructiveEffect> {
-        match Self::parse(arguments) {
-            Ok((args, _)) => T::FACTS.effect_of(&args),
-            // The call fails before it runs; in doubt it counts as destructive all the same.
-            Err(_) => self.declaration.destroys.first().map(|f| f.effect),
-        }
+        // Arguments that cannot be read never reach Stripe: the tool refuses them with the
+        // same parse, so the model is told what to fix rather than made to wait for a person.
+        Self::parse(arguments)
+            .ok()
+            .and_then(|(args, _)| T::FACTS.effect_of(&args))
     }
 
     fn call<'a>(

@@ -10,8 +10,9 @@ use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
+use altan_pay::tools::Exposure;
 use altan_pay::tools::ToolSet;
-use altan_pay::tools::open::{OPEN_TOOLS, is_starter};
+use altan_pay::tools::open::OPEN_TOOLS;
 use altan_pay::transcript::{RecordOptions, Transcript, record, replay};
 use serde_json::{Value, json};
 
@@ -1140,12 +1141,16 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
             .flat_map(|c| c.called_tools())
             .collect();
         // In the tool set's order, each once; none while the starter tools do.
-        let mut needed: Vec<String> = ToolSet::altan_pay()
+        let tools = ToolSet::altan_pay();
+        let mut needed: Vec<String> = tools
             .names()
             .filter(|&n| n != OPEN_TOOLS && called.iter().any(|c| c == n))
             .map(str::to_string)
             .collect();
-        if needed.iter().all(|n| is_starter(n)) {
+        if needed
+            .iter()
+            .all(|n| tools.exposure(n) == Some(Exposure::Starter))
+        {
             needed.clear();
         }
         let reopen = open.is_empty() && !needed.is_empty();

@@ -168,19 +168,23 @@ proptest! {
     #[test]
     fn the_policy_never_panics_on_arbitrary_arguments(args in any_json(), tool in prop_oneof![
         Just("update_product"), Just("delete_product"), Just("create_price"),
-        Just("create_subscription"), Just("get_products"), Just("nonsense"),
+        Just("create_subscription"), Just("get_products"), Just("update_subscription"),
+        Just("update_price"), Just("cancel_subscription"), Just("open_tools"), Just("update_plan"),
     ]) {
+        let tools = altan_pay::tools::ToolSet::altan_pay();
+        let tool = tools.get(tool).unwrap();
         let _ = policy::check(
             &PolicyConfig::default(),
             &Provenance::default(),
             CallScope {
                 trusted_account_id: Some("ws_1"),
                 approved: false,
-                destruction_requested: false,
+                requested: policy::Requested::none(),
             },
-            tool,
+            tool.as_ref(),
             &args.to_string(),
         );
+        let _ = tool.destructive(&args.to_string());
     }
 }
 

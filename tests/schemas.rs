@@ -1,8 +1,9 @@
 //! The tool definitions: committed in tools/schemas.json and kept in step with the code,
 //! valid for OpenAI's strict mode, every parameter described, every tool in the README.
 
-use altan_pay::tools::ToolSet;
+use altan_pay::sync::SyncMapping;
 use altan_pay::tools::schema::strict_violation;
+use altan_pay::tools::{Action, ToolSet};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> String {
@@ -50,7 +51,8 @@ const MUST_DESCRIBE: &[&str] = &[
     "promotion_code",
 ];
 
-fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
+/// `update`: the tool changes existing objects (a metadata value's note is for updates only).
+fn undescribed(schema: &Value, path: &str, update: bool, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
             let here = format!("{path}.{name}");
@@ -59,18 +61,17 @@ fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
                 .and_then(Value::as_str)
                 .is_some_and(|d| !d.is_empty());
             // A metadata value's note (null removes the key) is for updates only.
-            let needed = MUST_DESCRIBE.contains(&name.as_str())
-                && (name != "value" || path.starts_with("update_"));
+            let needed = MUST_DESCRIBE.contains(&name.as_str()) && (name != "value" || update);
             if !described && needed {
                 out.push(here.clone());
             }
-            undescribed(prop, &here, out);
+            undescribed(prop, &here, update, out);
             for key in ["items", "anyOf"] {
                 match prop.get(key) {
                     Some(Value::Array(list)) => {
-                        list.iter().for_each(|v| undescribed(v, &here, out))
+                        list.iter().for_each(|v| undescribed(v, &here, update, out))
                     }
-                    Some(v) => undescribed(v, &here, out),
+                    Some(v) => undescribed(v, &here, update, out),
                     None => {}
                 }
             }
@@ -81,7 +82,8 @@ fn undescribed(schema: &Value, path: &str, out: &mut Vec<String>) {
 #[test]
 fn tools_and_the_parameters_that_need_it_are_described() {
     let mut missing = Vec::new();
-    for def in ToolSet::altan_pay().definitions() {
+    for tool in ToolSet::altan_pay().iter() {
+        let def = tool.definition();
         assert!(
             def.description.len() > 20,
             "{} has no real description",
@@ -92,7 +94,8 @@ fn tools_and_the_parameters_that_need_it_are_described() {
             "{}: descriptions are one paragraph",
             def.name
         );
-        undescribed(&def.parameters, def.name, &mut missing);
+        let update = tool.declaration().action == Action::Update;
+        undescribed(&def.parameters, def.name, update, &mut missing);
     }
     assert!(
         missing.is_empty(),
@@ -159,26 +162,25 @@ fn every_tool_definition_is_within_its_token_budget() {
 fn the_readme_lists_every_tool_with_its_route_and_table() {
     let readme = repo_file("README.md");
     let routes = altan_pay::pay::RouteTable::embedded();
-    for name in ToolSet::altan_pay().names() {
+    let mapping = SyncMapping::default();
+    for tool in ToolSet::altan_pay().iter() {
+        let name = tool.definition().name;
+        let declared = tool.declaration();
         let row = readme
             .lines()
             .find(|l| l.starts_with(&format!("| `{name}`")))
             .unwrap_or_else(|| panic!("README has no tool table row for {name}"));
-        if let Some(table) = altan_pay::tools::catalog::synced_table(name) {
+        if let Some(kind) = declared.syncs {
+            let table = &mapping.table(kind).table;
             assert!(
                 row.contains(&format!("`{table}`")),
                 "README row of {name} lacks table {table}: {row}"
             );
         }
-        let pay_tool = altan_pay::tools::catalog::all()
-            .iter()
-            .any(|t| t.definition().name == name);
-        if pay_tool {
+        for op in declared.routes {
             assert!(
-                routes
-                    .iter()
-                    .any(|(op, _)| row.contains(&format!("`{op}`"))),
-                "README row of {name} names no route: {row}"
+                routes.get(op).is_some() && row.contains(&format!("`{op}`")),
+                "README row of {name} lacks its route {op}: {row}"
             );
         }
     }

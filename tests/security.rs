@@ -351,13 +351,17 @@ async fn injected_world(room_text: &str) -> (World, altan_pay::agent::Answer) {
 }
 
 /// A product description telling the agent to delete everything, and a model that obeys it:
-/// the delete is refused because nobody in the room asked for one.
+/// the delete does not run (it is held for a person's approval) because no user asked for one.
 #[tokio::test]
 async fn instructions_inside_stripe_data_cannot_trigger_a_destructive_call() {
     let (w, answer) = injected_world("Which products do we have?").await;
     let delete = &answer.tool_calls[1];
     assert_eq!(delete.name, "delete_product");
-    assert!(delete.error.is_some(), "{:?}", delete.result);
+    assert_eq!(
+        delete.result["status"], "awaiting_approval",
+        "{:?}",
+        delete.result
+    );
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     assert!(answer.sync_plan.is_none());
     assert!(PolicyConfig::default().require_request_for_destructive);

@@ -35,16 +35,20 @@ fuzz_target!(|data: &str| {
         account_id: Some("ws_1".into()),
         stripe_connect_id: Some("acct_1".into()),
     };
-    for name in tools.names().filter(|n| !n.contains("plan")) {
+    for (name, tool) in tools
+        .iter()
+        .map(|t| (t.definition().name, t))
+        .filter(|(n, _)| !n.contains("plan"))
+    {
         let _ = policy::check(
             &PolicyConfig::default(),
             &Provenance::default(),
             CallScope {
                 trusted_account_id: Some("ws_1"),
                 approved: false,
-                destruction_requested: false,
+                requested: policy::Requested::none(),
             },
-            name,
+            tool.as_ref(),
             data,
         );
         let out = runtime.block_on(tools.call(env, &ctx, name, data));

@@ -5,7 +5,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::model::{ChatMessage, ToolCall};
-use crate::policy::{self, CallScope, Verdict};
+use crate::policy::{self, CallScope, Hold, Requested, Verdict};
 use crate::room::AgentContext;
 use crate::tools::{ErrorCode, ToolError, ToolOutput};
 
@@ -33,7 +33,13 @@ impl Agent {
         session.syncs.answer_started();
         let note = if approve {
             let output = self
-                .execute(&mut session, context, &pending.call, true)
+                .execute(
+                    &mut session,
+                    context,
+                    &pending.call,
+                    true,
+                    Requested::none(),
+                )
                 .await;
             format!(
                 "[platform] The held call {} {} was approved and has run. Result: {}",
@@ -48,18 +54,25 @@ impl Agent {
         session.history.push(ChatMessage::user(note));
         // Durable before the answer (the final save waits for it), not before the model call.
         self.inner.store.save_queued(&session);
-        self.run(&mut session, context, &options)
+        // Nothing new was said in the room: a destructive call the model makes now is held.
+        self.run(&mut session, context, &options, Requested::none())
             .instrument(super::turn::turn_span(thread_id))
             .await
     }
 
-    /// Decides whether a call may run, verifying the objects it targets first.
+    /// Decides whether a call may run, verifying the objects it targets first. `requested`:
+    /// the destructive effects a user asked for in this turn's messages.
     pub(super) async fn admit(
         &self,
         session: &mut Session,
         context: &AgentContext,
         call: &ToolCall,
+        requested: Requested,
     ) -> Admission {
+        // An unknown tool does not run; the tool set tells the model which ones exist.
+        let Some(tool) = self.inner.tools.get(&call.name).cloned() else {
+            return Admission::Run;
+        };
         for _ in 0..2 {
             let verdict = policy::check(
                 &self.inner.policy,
@@ -67,14 +80,14 @@ impl Agent {
                 CallScope {
                     trusted_account_id: context.account_id.as_deref(),
                     approved: false,
-                    destruction_requested: destruction_requested(session, context),
+                    requested,
                 },
-                &call.name,
+                tool.as_ref(),
                 &call.arguments,
             );
             match verdict {
                 Verdict::Run => return Admission::Run,
-                Verdict::NeedsApproval => return Admission::Hold,
+                Verdict::NeedsApproval(why) => return Admission::Hold(why),
                 Verdict::Refuse(error) => {
                     return Admission::Answer(Box::new(ToolOutput::failed(error)));
                 }
@@ -108,26 +121,8 @@ impl Agent {
     }
 }
 
-/// How many recent room messages (ours excluded) can carry a request to delete or cancel:
-/// enough for "delete X" followed by "yes, go ahead".
-pub(super) const REQUEST_WINDOW: usize = 6;
-
-/// Whether someone in the room recently asked to delete or cancel something. Only room
-/// messages count; Stripe data in tool results never does.
-pub(super) fn destruction_requested(session: &Session, context: &AgentContext) -> bool {
-    policy::room_requests_destruction(
-        session
-            .trail
-            .iter()
-            .rev()
-            .filter(|m| !context.is_self(m))
-            .take(REQUEST_WINDOW)
-            .map(|m| m.text.as_str()),
-    )
-}
-
 pub(super) enum Admission {
     Run,
     Answer(Box<ToolOutput>),
-    Hold,
+    Hold(Hold),
 }

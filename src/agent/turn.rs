@@ -11,11 +11,12 @@ use tracing::{Instrument, Span, field, info_span, warn};
 
 use crate::engine::{Step, StopReason, Turn, TurnEnd};
 use crate::model::{ChatMessage, ModelDelta, ModelError, Role, ToolDefs};
+use crate::policy::Requested;
 use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::{AckStatus, parse_acknowledgements};
-use crate::tools::ErrorCode;
-use crate::tools::open::{OPEN_TOOLS, is_starter};
+use crate::tools::open::OPEN_TOOLS;
+use crate::tools::{ErrorCode, Exposure};
 
 use super::{Agent, AgentError, Answer, AnswerEnd, Session, ToolCallRecord};
 
@@ -77,9 +78,12 @@ impl Agent {
             for message in new_messages {
                 self.take_in(&mut session, context, message);
             }
+            // What a user asked for in these messages, and nothing older, lets a destructive
+            // call run (see `policy::Requested`).
+            let requested = Requested::of(context, new_messages);
             // Durable before the answer (the final save waits for it), not before the model call.
             self.inner.store.save_queued(&session);
-            self.run(&mut session, context, &options).await
+            self.run(&mut session, context, &options, requested).await
         }
         .instrument(span)
         .await
@@ -156,6 +160,7 @@ impl Agent {
         session: &mut Session,
         context: &AgentContext,
         options: &TurnOptions,
+        requested: Requested,
     ) -> Result<Answer, AgentError> {
         let inner = &self.inner;
         if let Some(events) = &options.events {
@@ -209,7 +214,7 @@ impl Agent {
                     };
                 }
                 Step::CallTools(calls) => {
-                    let work = self.run_tools(session, context, calls, options);
+                    let work = self.run_tools(session, context, calls, options, requested);
                     let outcome = tokio::select! {
                         r = work => Ok(r),
                         _ = tokio::time::sleep_until(deadline) => Err(StopReason::Deadline),
@@ -339,7 +344,7 @@ impl Agent {
         if session.opened_tools.is_empty() {
             let used = messages.iter().flat_map(|m| &m.tool_calls);
             asked.extend(
-                used.filter(|c| c.name != OPEN_TOOLS && is_starter(&c.name))
+                used.filter(|c| self.inner.tools.exposure(&c.name) == Some(Exposure::Starter))
                     .map(|c| c.name.clone()),
             );
         }

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod catalog;
+pub mod declare;
 pub mod digest;
 pub mod error;
 pub mod open;
@@ -22,6 +23,10 @@ use tracing::{Instrument, info_span};
 
 use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
 pub use crate::sync::Effect;
+pub use declare::{
+    Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach,
+    Target,
+};
 pub use error::{Disposition, ErrorCode, ToolError};
 pub use open::Opened;
 
@@ -120,25 +125,35 @@ pub trait Tool: Send + Sync {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput>;
+    /// Every fact the runtime uses about the tool (see [`declare`]).
+    fn declaration(&self) -> &Declaration;
+    /// What a call with these arguments destroys, if anything. A tool that cannot read the
+    /// arguments here counts any effect it declares: in doubt, the call is held.
+    fn destructive(&self, _arguments: &str) -> Option<DestructiveEffect> {
+        self.declaration().destroys.first().map(|f| f.effect)
+    }
     /// Whether a call may change Stripe: the agent records it in the session before sending
     /// it, so a crash before its result is known leaves a write to confirm, not a lost one.
     fn writes_to_stripe(&self) -> bool {
-        false
+        self.declaration().writes_to_stripe()
     }
 }
-
-/// The name prefixes of the Altan Pay tools: `get_` reads, the others write.
-pub const WRITE_PREFIXES: [&str; 4] = ["create_", "update_", "delete_", "cancel_"];
 
 /// A tool that is one Altan Pay route: typed arguments in, Stripe's JSON out.
 pub trait PayTool: Send + Sync + 'static {
     const NAME: &'static str;
     /// The arguments; their doc comments are the descriptions the model reads.
-    type Args: DeserializeOwned + Serialize + JsonSchema + Send + Sync;
+    type Args: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'static;
+    /// What the tool does: every fact the runtime needs about it, declared here and nowhere
+    /// else (see [`declare`]).
+    const FACTS: Facts<Self::Args>;
     /// Parameters the model might try that Stripe will never take here, with the reason.
     const REFUSED: &'static [(&'static str, &'static str)] = &[];
-    /// The route operation for these arguments (a `get_*` with an `id` retrieves one object).
-    fn operation(args: &Self::Args) -> &'static str;
+    /// The route operation for these arguments, one of [`Facts::routes`]: the first unless
+    /// the tool chooses (a read with an `id` retrieves one object).
+    fn operation(_args: &Self::Args) -> &'static str {
+        Self::FACTS.routes.first().copied().unwrap_or_default()
+    }
     /// Checks beyond the types; may normalise values (e.g. currency case).
     fn check(_args: &mut Self::Args) -> Result<(), ToolError> {
         Ok(())
@@ -148,6 +163,7 @@ pub trait PayTool: Send + Sync + 'static {
 /// Runs a [`PayTool`] and holds its definition, built once.
 pub struct PayToolAdapter<T: PayTool> {
     definition: ToolDefinition,
+    declaration: Declaration,
     _tool: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -160,7 +176,7 @@ impl<T: PayTool> Default for PayToolAdapter<T> {
 impl<T: PayTool> PayToolAdapter<T> {
     pub fn new() -> Self {
         let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
-        if !T::NAME.starts_with("update_") {
+        if T::FACTS.action != Action::Update {
             schema::drop_update_notes(&mut parameters);
         }
         add_account_id_property(&mut parameters);
@@ -170,16 +186,13 @@ impl<T: PayTool> PayToolAdapter<T> {
                 description,
                 parameters,
             },
+            declaration: T::FACTS.declaration(),
             _tool: std::marker::PhantomData,
         }
     }
 
-    async fn run(
-        &self,
-        env: &ToolEnv,
-        ctx: &ToolContext,
-        arguments: &str,
-    ) -> Result<ToolOutput, ToolError> {
+    /// The typed arguments and the scope (account id, Connect id) of a call.
+    fn parse(arguments: &str) -> Result<(T::Args, Scope), ToolError> {
         let mut raw = parse_arguments(T::NAME, arguments)?;
         let scope = take_scope(&mut raw)?;
         for (param, why) in T::REFUSED {
@@ -190,11 +203,30 @@ impl<T: PayTool> PayToolAdapter<T> {
                 ));
             }
         }
-        let mut args: T::Args = serde_json::from_value(Value::Object(raw)).map_err(|e| {
+        let args: T::Args = serde_json::from_value(Value::Object(raw)).map_err(|e| {
             ToolError::invalid(None, format!("invalid arguments for {}: {e}", T::NAME))
         })?;
+        Ok((args, scope))
+    }
+
+    async fn run(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        arguments: &str,
+    ) -> Result<ToolOutput, ToolError> {
+        let (mut args, scope) = Self::parse(arguments)?;
         T::check(&mut args)?;
         let operation = T::operation(&args);
+        if !T::FACTS.routes.contains(&operation) {
+            return Err(ToolError::new(
+                ErrorCode::Internal,
+                format!(
+                    "{} chose `{operation}`, a route it does not declare",
+                    T::NAME
+                ),
+            ));
+        }
         let route = env.pay.routes().get(operation).ok_or_else(|| {
             ToolError::new(ErrorCode::Internal, format!("no route for {operation}"))
         })?;
@@ -250,8 +282,8 @@ impl<T: PayTool> PayToolAdapter<T> {
             stripe_connect_id: connect_id.clone(),
             object: result.clone(),
         });
-        // A `get_*` tool always answers with a list, also when it fetched one object by id.
-        let content = if T::NAME.starts_with("get_") && operation.ends_with(".retrieve") {
+        // A read always answers with a list, also when it fetched one object by id.
+        let content = if T::FACTS.action == Action::Read && addresses_one {
             json!({"object": "list", "data": [result], "has_more": false})
         } else {
             result
@@ -265,8 +297,16 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         &self.definition
     }
 
-    fn writes_to_stripe(&self) -> bool {
-        WRITE_PREFIXES.iter().any(|p| T::NAME.starts_with(p))
+    fn declaration(&self) -> &Declaration {
+        &self.declaration
+    }
+
+    fn destructive(&self, arguments: &str) -> Option<DestructiveEffect> {
+        // Arguments that cannot be read never reach Stripe: the tool refuses them with the
+        // same parse, so the model is told what to fix rather than made to wait for a person.
+        Self::parse(arguments)
+            .ok()
+            .and_then(|(args, _)| T::FACTS.effect_of(&args))
     }
 
     fn call<'a>(
@@ -563,17 +603,23 @@ impl ToolSet {
         let mut tools = catalog::all();
         tools.push(Arc::new(plan::PlanTool::read(plans.clone())));
         tools.push(Arc::new(plan::PlanTool::update(plans)));
-        let openable = tools
-            .iter()
-            .map(|t| t.definition().name)
-            .filter(|&n| n != open::OPEN_TOOLS)
-            .collect();
+        let openable = tools.iter().map(|t| t.definition().name).collect();
         tools.push(Arc::new(open::OpenTools::new(openable)));
         ToolSet::new(tools)
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// Every tool, in the set's order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.iter()
+    }
+
+    /// How the tool called `name` is sent to the model (`None`: no such tool).
+    pub fn exposure(&self, name: &str) -> Option<Exposure> {
+        self.get(name).map(|t| t.declaration().exposure)
     }
 
     /// Whether the tool called `name` may change Stripe (unknown tools do not run at all).
@@ -620,30 +666,33 @@ impl ToolSet {
     /// The tools an `open_tools` call's arguments ask for (none when they are invalid: the
     /// call itself told the model why).
     pub fn opened_by(&self, arguments: &str) -> Vec<String> {
-        let openable: Vec<&str> = self.names().filter(|&n| n != open::OPEN_TOOLS).collect();
+        let openable: Vec<&str> = self
+            .tools
+            .iter()
+            .filter(|t| t.declaration().exposure != Exposure::Always)
+            .map(|t| t.definition().name)
+            .collect();
         open::opened_by(arguments, &openable).unwrap_or_default()
     }
 
-    /// The `tools` entries of a call, strict or compact: the starter tools in
-    /// [`open::STARTER`] order while nothing is `opened`; else `open_tools`, then the `opened`
-    /// tools in the set's order.
+    /// The `tools` entries of a call, strict or compact: the tools sent always (`open_tools`)
+    /// first, then, while nothing is `opened`, the starter tools; else the `opened` tools; both
+    /// in the set's order (see [`Exposure`]).
     pub fn entries(&self, opened: Opened, account_known: bool, compact: bool) -> Vec<Value> {
-        let first: &[&str] = if opened.is_empty() {
-            &open::STARTER
-        } else {
-            &[open::OPEN_TOOLS]
-        };
+        let exposed = |t: &Arc<dyn Tool>| t.declaration().exposure;
+        let first = self.tools.iter().filter(|t| exposed(t) == Exposure::Always);
         let rest = self
             .tools
             .iter()
             .enumerate()
-            .filter(|(i, t)| {
-                !opened.is_empty() && t.definition().name != open::OPEN_TOOLS && opened.contains(*i)
+            .filter(|(i, t)| match exposed(t) {
+                Exposure::Always => false,
+                _ if !opened.is_empty() => opened.contains(*i),
+                Exposure::Starter => true,
+                Exposure::Opened => false,
             })
             .map(|(_, t)| t);
         first
-            .iter()
-            .filter_map(|n| self.get(n))
             .chain(rest)
             .map(|t| {
                 let d = t.definition();
@@ -659,7 +708,10 @@ impl ToolSet {
                 {
                     schema::remove_property(params, "account_id");
                 }
-                if d.name == open::OPEN_TOOLS && !opened.is_empty() && opened != Opened::all() {
+                if t.declaration().exposure == Exposure::Always
+                    && !opened.is_empty()
+                    && opened != Opened::all()
+                {
                     // What is open already need not be offered again.
                     self.drop_opened_names(&mut entry, opened);
                 }

@@ -1,6 +1,6 @@
-//! Tools sent on demand: a thread starts with the starter tools (`open_tools`,
-//! `create_product`, `create_price`: the demo's whole job, a product and its prices, needs no
-//! opening), and the model opens the tools a request needs by name with `open_tools`, so a
+//! Tools sent on demand: a thread starts with `open_tools` and the tools declared
+//! [`Exposure::Starter`] (`create_product`, `create_price`: the demo's whole job, a product and
+//! its prices, needs no opening), and the model opens the tools a request needs by name with `open_tools`, so a
 //! call carries the definitions of what the conversation uses, not of all 27 tools. Once a
 //! thread has opened tools, its calls carry `open_tools` and the opened tools only: the two
 //! creating tools stay when the model names them (or the thread has already used them), and
@@ -15,19 +15,13 @@
 use serde_json::{Value, json};
 
 use super::error::ToolError;
-use super::{BoxFuture, Tool, ToolContext, ToolDefinition, ToolEnv, ToolOutput};
+use super::{
+    Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
+    ToolOutput,
+};
 
 /// The name of the tool that opens tools.
 pub const OPEN_TOOLS: &str = "open_tools";
-
-/// The tools of a thread that has opened none, in this order: `open_tools` reaches the rest,
-/// and the demo's whole job (a product and its prices) needs no opening.
-pub const STARTER: [&str; 3] = [OPEN_TOOLS, "create_product", "create_price"];
-
-/// Whether a call sends `name` before the thread opens any tool.
-pub fn is_starter(name: &str) -> bool {
-    STARTER.contains(&name)
-}
 
 /// Which tools a session has opened, as a set of positions in the tool set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -61,6 +55,7 @@ impl Opened {
 /// call's arguments (see [`opened_by`]) and sends those tools from the next call on.
 pub struct OpenTools {
     definition: ToolDefinition,
+    declaration: Declaration,
     openable: Vec<&'static str>,
 }
 
@@ -81,6 +76,10 @@ impl OpenTools {
                     .into(),
                 parameters,
             },
+            // Sent first in every call; it reaches the rest. Which tools a thread starts with
+            // is each tool's own declaration (`Exposure::Starter`: a product and its prices,
+            // the demo's whole job, need no opening).
+            declaration: Declaration::local(Action::Read, Reach::Session, Exposure::Always),
             openable,
         }
     }
@@ -123,6 +122,10 @@ pub fn opened_by(arguments: &str, openable: &[&str]) -> Result<Vec<String>, Tool
 impl Tool for OpenTools {
     fn definition(&self) -> &ToolDefinition {
         &self.definition
+    }
+
+    fn declaration(&self) -> &Declaration {
+        &self.declaration
     }
 
     fn call<'a>(

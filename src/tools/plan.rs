@@ -10,7 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ErrorCode, ToolError};
-use super::{BoxFuture, Tool, ToolContext, ToolDefinition, ToolEnv, ToolOutput};
+use super::{
+    Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
+    ToolOutput,
+};
 
 /// Largest plan accepted: a plan is a checklist, not a document store.
 pub const MAX_PLAN_BYTES: usize = 64 * 1024;
@@ -123,6 +126,7 @@ pub struct UpdatePlanArgs {
 /// `read_plan` or `update_plan`.
 pub struct PlanTool {
     definition: ToolDefinition,
+    declaration: Declaration,
     store: PlanStore,
     write: bool,
 }
@@ -145,6 +149,11 @@ impl PlanTool {
                 description,
                 parameters,
             },
+            declaration: Declaration::local(
+                if write { Action::Update } else { Action::Read },
+                Reach::RoomPlan,
+                Exposure::Opened,
+            ),
             store,
             write,
         }
@@ -187,6 +196,10 @@ impl PlanTool {
 impl Tool for PlanTool {
     fn definition(&self) -> &ToolDefinition {
         &self.definition
+    }
+
+    fn declaration(&self) -> &Declaration {
+        &self.declaration
     }
 
     fn call<'a>(

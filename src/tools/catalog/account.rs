@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::tools::PayTool;
+use crate::tools::{Facts, PayTool};
 
 /// Look up the Stripe Connect id (acct_...) of the Altan account. Other tools find it by
 /// themselves; call this only when the user asks for it.
@@ -16,7 +16,5 @@ pub struct GetAccountStripeConnectionId;
 impl PayTool for GetAccountStripeConnectionId {
     const NAME: &'static str = "get_account_stripe_connection_id";
     type Args = ConnectIdArgs;
-    fn operation(_: &ConnectIdArgs) -> &'static str {
-        "account.stripe_connect_id"
-    }
+    const FACTS: Facts<Self::Args> = Facts::read(&["account.stripe_connect_id"]);
 }

@@ -5,9 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::skip;
-use crate::tools::PayTool;
 use crate::tools::args::{DiscountArg, Metadata, check_discounts, check_id, check_opt};
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -66,9 +66,7 @@ pub struct CreateCheckoutSession;
 impl PayTool for CreateCheckoutSession {
     const NAME: &'static str = "create_checkout_session";
     type Args = CreateCheckoutSessionArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "checkout_sessions.create"
-    }
+    const FACTS: Facts<Self::Args> = Facts::create(&["checkout_sessions.create"], None);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         match a.mode {
             CheckoutMode::Setup if !a.line_items.is_empty() => {

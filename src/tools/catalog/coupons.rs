@@ -5,12 +5,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
     check_text,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -54,9 +55,7 @@ pub struct CreateCoupon;
 impl PayTool for CreateCoupon {
     const NAME: &'static str = "create_coupon";
     type Args = CreateCouponArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "coupons.create"
-    }
+    const FACTS: Facts<Self::Args> = Facts::create(&["coupons.create"], Some(ObjectKind::Coupon));
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         match (a.percent_off, a.amount_off) {
             (Some(_), Some(_)) => {
@@ -147,6 +146,7 @@ pub struct GetCoupons;
 impl PayTool for GetCoupons {
     const NAME: &'static str = "get_coupons";
     type Args = GetCouponsArgs;
+    const FACTS: Facts<Self::Args> = Facts::read(&["coupons.list", "coupons.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "coupons.retrieve"
@@ -179,6 +179,8 @@ pub struct UpdateCoupon;
 impl PayTool for UpdateCoupon {
     const NAME: &'static str = "update_coupon";
     type Args = UpdateCouponArgs;
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["coupons.update"], ObjectKind::Coupon, GetCoupons::NAME);
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         ("percent_off", COUPON_IMMUTABLE),
         ("amount_off", COUPON_IMMUTABLE),
@@ -186,9 +188,6 @@ impl PayTool for UpdateCoupon {
         ("duration", COUPON_IMMUTABLE),
         ("duration_in_months", COUPON_IMMUTABLE),
     ];
-    fn operation(_: &Self::Args) -> &'static str {
-        "coupons.update"
-    }
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])?;
         check_opt(&a.name, |n| check_text("name", n, 40))?;
@@ -208,9 +207,8 @@ pub struct DeleteCoupon;
 impl PayTool for DeleteCoupon {
     const NAME: &'static str = "delete_coupon";
     type Args = DeleteCouponArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "coupons.delete"
-    }
+    const FACTS: Facts<Self::Args> =
+        Facts::delete(&["coupons.delete"], ObjectKind::Coupon, GetCoupons::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])
     }

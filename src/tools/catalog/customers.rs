@@ -5,11 +5,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{Facts, PayTool};
 
 /// Create a customer (a payer).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -48,9 +49,8 @@ pub struct CreateCustomer;
 impl PayTool for CreateCustomer {
     const NAME: &'static str = "create_customer";
     type Args = CreateCustomerArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "customers.create"
-    }
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["customers.create"], Some(ObjectKind::Customer));
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_email(&a.email)?;
         check_opt(&a.metadata, |m| m.check("metadata"))
@@ -76,6 +76,7 @@ pub struct GetCustomers;
 impl PayTool for GetCustomers {
     const NAME: &'static str = "get_customers";
     type Args = GetCustomersArgs;
+    const FACTS: Facts<Self::Args> = Facts::read(&["customers.list", "customers.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "customers.retrieve"
@@ -117,9 +118,11 @@ pub struct UpdateCustomer;
 impl PayTool for UpdateCustomer {
     const NAME: &'static str = "update_customer";
     type Args = UpdateCustomerArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "customers.update"
-    }
+    const FACTS: Facts<Self::Args> = Facts::update(
+        &["customers.update"],
+        ObjectKind::Customer,
+        GetCustomers::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["cus_"])?;
         check_email(&a.email)?;
@@ -156,9 +159,11 @@ pub struct DeleteCustomer;
 impl PayTool for DeleteCustomer {
     const NAME: &'static str = "delete_customer";
     type Args = DeleteCustomerArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "customers.delete"
-    }
+    const FACTS: Facts<Self::Args> = Facts::delete(
+        &["customers.delete"],
+        ObjectKind::Customer,
+        GetCustomers::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["cus_"])
     }

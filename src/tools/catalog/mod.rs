@@ -1,6 +1,7 @@
 //! Every Altan Pay tool, one file per Stripe object: its arguments (whose doc comments the
-//! model reads), its route and its checks. A new tool is a struct in its object's file and a
-//! line in [`all`].
+//! model reads), its declaration ([`crate::tools::PayTool::FACTS`]: what it does, its routes,
+//! what it targets and syncs, when it is sent, which argument values destroy) and its checks.
+//! A new tool is a struct in its object's file and a line in [`all`].
 
 mod account;
 mod checkout;
@@ -56,22 +57,6 @@ pub fn all() -> Vec<Arc<dyn Tool>> {
         t::<UpdatePromotionCode>(),
         t::<CreateCheckoutSession>(),
     ]
-}
-
-/// The database table each tool's changes are written to (`None` for reads and for objects
-/// the database does not mirror). Used for the README's tool table and by the sync plan.
-pub fn synced_table(tool: &str) -> Option<&'static str> {
-    match tool {
-        "create_product" | "update_product" | "delete_product" => Some("products"),
-        "create_price" | "update_price" => Some("prices"),
-        "create_customer" | "update_customer" | "delete_customer" => Some("customers"),
-        "create_subscription" | "update_subscription" | "cancel_subscription" => {
-            Some("subscriptions")
-        }
-        "create_coupon" | "update_coupon" | "delete_coupon" => Some("coupons"),
-        "create_promotion_code" | "update_promotion_code" => Some("promotion_codes"),
-        _ => None,
-    }
 }
 
 pub(super) fn skip<T>(v: &Option<T>) -> bool {

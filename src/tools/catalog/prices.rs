@@ -5,11 +5,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +78,8 @@ pub struct CreatePrice;
 impl PayTool for CreatePrice {
     const NAME: &'static str = "create_price";
     type Args = CreatePriceArgs;
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["prices.create"], Some(ObjectKind::Price)).starter();
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         (
             "interval",
@@ -91,9 +94,6 @@ impl PayTool for CreatePrice {
             "create the product first with create_product",
         ),
     ];
-    fn operation(_: &Self::Args) -> &'static str {
-        "prices.create"
-    }
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("product", &a.product, &[])?;
         check_amount("unit_amount", a.unit_amount)?;
@@ -147,6 +147,7 @@ pub struct GetPrices;
 impl PayTool for GetPrices {
     const NAME: &'static str = "get_prices";
     type Args = GetPricesArgs;
+    const FACTS: Facts<Self::Args> = Facts::read(&["prices.list", "prices.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "prices.retrieve"
@@ -194,15 +195,20 @@ pub struct UpdatePrice;
 impl PayTool for UpdatePrice {
     const NAME: &'static str = "update_price";
     type Args = UpdatePriceArgs;
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["prices.update"], ObjectKind::Price, GetPrices::NAME).destroys_when(&[
+            ArgDestroys {
+                param: "active",
+                effect: DestructiveEffect::Deactivate,
+                test: |a| a.active == Some(false),
+            },
+        ]);
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         ("unit_amount", PRICE_IMMUTABLE),
         ("currency", PRICE_IMMUTABLE),
         ("recurring", PRICE_IMMUTABLE),
         ("product", PRICE_IMMUTABLE),
     ];
-    fn operation(_: &Self::Args) -> &'static str {
-        "prices.update"
-    }
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["price_", "plan_"])?;
         check_opt(&a.metadata, |m| m.check("metadata"))?;

@@ -5,9 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 /// Create a product; returns it with its id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -34,13 +35,12 @@ pub struct CreateProduct;
 impl PayTool for CreateProduct {
     const NAME: &'static str = "create_product";
     type Args = CreateProductArgs;
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["products.create"], Some(ObjectKind::Product)).starter();
     const REFUSED: &'static [(&'static str, &'static str)] = &[(
         "default_price_data",
         "create the product, then its prices with create_price",
     )];
-    fn operation(_: &Self::Args) -> &'static str {
-        "products.create"
-    }
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_text("name", &a.name, 250)?;
         check_images(&a.images)?;
@@ -78,6 +78,7 @@ pub struct GetProducts;
 impl PayTool for GetProducts {
     const NAME: &'static str = "get_products";
     type Args = GetProductsArgs;
+    const FACTS: Facts<Self::Args> = Facts::read(&["products.list", "products.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "products.retrieve"
@@ -126,9 +127,14 @@ pub struct UpdateProduct;
 impl PayTool for UpdateProduct {
     const NAME: &'static str = "update_product";
     type Args = UpdateProductArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "products.update"
-    }
+    const FACTS: Facts<Self::Args> =
+        Facts::update(&["products.update"], ObjectKind::Product, GetProducts::NAME).destroys_when(
+            &[ArgDestroys {
+                param: "active",
+                effect: DestructiveEffect::Deactivate,
+                test: |a| a.active == Some(false),
+            }],
+        );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])?;
         check_opt(&a.name, |n| check_text("name", n, 250))?;
@@ -164,9 +170,8 @@ pub struct DeleteProduct;
 impl PayTool for DeleteProduct {
     const NAME: &'static str = "delete_product";
     type Args = DeleteProductArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "products.delete"
-    }
+    const FACTS: Facts<Self::Args> =
+        Facts::delete(&["products.delete"], ObjectKind::Product, GetProducts::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])
     }

@@ -5,9 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt};
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 /// Create a code customers type (e.g. FALL20) for a coupon.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -35,9 +36,8 @@ pub struct CreatePromotionCode;
 impl PayTool for CreatePromotionCode {
     const NAME: &'static str = "create_promotion_code";
     type Args = CreatePromotionCodeArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "promotion_codes.create"
-    }
+    const FACTS: Facts<Self::Args> =
+        Facts::create(&["promotion_codes.create"], Some(ObjectKind::PromotionCode));
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("coupon", &a.coupon, &[])?;
         check_opt(&a.code, |c| {
@@ -90,6 +90,8 @@ pub struct GetPromotionCodes;
 impl PayTool for GetPromotionCodes {
     const NAME: &'static str = "get_promotion_codes";
     type Args = GetPromotionCodesArgs;
+    const FACTS: Facts<Self::Args> =
+        Facts::read(&["promotion_codes.list", "promotion_codes.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "promotion_codes.retrieve"
@@ -128,6 +130,16 @@ pub struct UpdatePromotionCode;
 impl PayTool for UpdatePromotionCode {
     const NAME: &'static str = "update_promotion_code";
     type Args = UpdatePromotionCodeArgs;
+    const FACTS: Facts<Self::Args> = Facts::update(
+        &["promotion_codes.update"],
+        ObjectKind::PromotionCode,
+        GetPromotionCodes::NAME,
+    )
+    .destroys_when(&[ArgDestroys {
+        param: "active",
+        effect: DestructiveEffect::Deactivate,
+        test: |a| a.active == Some(false),
+    }]);
     const REFUSED: &'static [(&'static str, &'static str)] = &[
         (
             "code",
@@ -138,9 +150,6 @@ impl PayTool for UpdatePromotionCode {
             "a promotion code's coupon never changes; create a new one",
         ),
     ];
-    fn operation(_: &Self::Args) -> &'static str {
-        "promotion_codes.update"
-    }
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["promo_"])?;
         check_opt(&a.metadata, |m| m.check("metadata"))?;

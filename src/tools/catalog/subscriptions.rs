@@ -4,12 +4,14 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::customers::GetCustomers;
 use super::{require_change, skip};
-use crate::tools::PayTool;
+use crate::sync::ObjectKind;
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
+use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +77,11 @@ pub struct CreateSubscription;
 impl PayTool for CreateSubscription {
     const NAME: &'static str = "create_subscription";
     type Args = CreateSubscriptionArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "subscriptions.create"
-    }
+    const FACTS: Facts<Self::Args> = Facts::create(
+        &["subscriptions.create"],
+        Some(ObjectKind::Subscription),
+    )
+    .verifies("customer", ObjectKind::Customer, GetCustomers::NAME);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("customer", &a.customer, &["cus_"])?;
         check_items(&a.items)?;
@@ -131,6 +135,7 @@ pub struct GetSubscriptions;
 impl PayTool for GetSubscriptions {
     const NAME: &'static str = "get_subscriptions";
     type Args = GetSubscriptionsArgs;
+    const FACTS: Facts<Self::Args> = Facts::read(&["subscriptions.list", "subscriptions.retrieve"]);
     fn operation(a: &Self::Args) -> &'static str {
         if a.id.is_some() {
             "subscriptions.retrieve"
@@ -201,9 +206,23 @@ pub struct UpdateSubscription;
 impl PayTool for UpdateSubscription {
     const NAME: &'static str = "update_subscription";
     type Args = UpdateSubscriptionArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "subscriptions.update"
-    }
+    const FACTS: Facts<Self::Args> = Facts::update(
+        &["subscriptions.update"],
+        ObjectKind::Subscription,
+        GetSubscriptions::NAME,
+    )
+    .destroys_when(&[
+        ArgDestroys {
+            param: "cancel_at_period_end",
+            effect: DestructiveEffect::Cancel,
+            test: |a| a.cancel_at_period_end == Some(true),
+        },
+        ArgDestroys {
+            param: "items",
+            effect: DestructiveEffect::Delete,
+            test: |a| a.items.iter().flatten().any(|i| i.deleted == Some(true)),
+        },
+    ]);
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["sub_"])?;
         if let Some(items) = &a.items {
@@ -251,9 +270,11 @@ pub struct CancelSubscription;
 impl PayTool for CancelSubscription {
     const NAME: &'static str = "cancel_subscription";
     type Args = CancelSubscriptionArgs;
-    fn operation(_: &Self::Args) -> &'static str {
-        "subscriptions.cancel"
-    }
+    const FACTS: Facts<Self::Args> = Facts::cancel(
+        &["subscriptions.cancel"],
+        ObjectKind::Subscription,
+        GetSubscriptions::NAME,
+    );
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["sub_"])
     }

@@ -317,6 +317,53 @@ async fn snapshot_drift_of_every_kind_plan_and_apply() {
     let _ = &s.sandbox;
 }
 
+/// With the key `serve` signs plans with, the repair plan is signed: an `apply` that checks
+/// signatures takes it, and a plan signed with another key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_signing_key_the_repair_plan_is_signed() {
+    let s = stripe().await;
+    let mapping = SyncMapping::default();
+    let side = list_stripe(&s.pay, ACCOUNT, CONNECT).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot, drifted_snapshot(&side, &mapping).to_string()).unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, seed().to_string()).unwrap();
+    let (snapshot, state) = (snapshot.display().to_string(), state.display().to_string());
+    let cli = altan_pay::cli::Cli::try_parse_from([
+        "altan-pay",
+        "reconcile",
+        "--snapshot",
+        &snapshot,
+        "--account-id",
+        ACCOUNT,
+        "--json",
+        "--plan-signing-key",
+        "k-reconcile",
+        "--sandbox",
+        "--sandbox-state",
+        &state,
+    ])
+    .unwrap();
+    let altan_pay::cli::Command::Reconcile(args) = cli.command else {
+        panic!("not the reconcile command");
+    };
+    let out = altan_pay::events::reconcile::execute(args).await.unwrap();
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let plan = &json["sync_plan"];
+    assert!(
+        plan["operations"].as_array().is_some_and(|o| !o.is_empty()),
+        "{out}"
+    );
+    let key = altan_pay::sync::PlanSigningKey::new("k-reconcile").unwrap();
+    assert_eq!(key.verify(plan), Ok(()), "{plan}");
+    let other = altan_pay::sync::PlanSigningKey::new("another key").unwrap();
+    assert_eq!(
+        other.verify(plan),
+        Err(altan_pay::sync::SignatureError::Mismatch)
+    );
+}
+
 #[test]
 fn bad_snapshots_are_named() {
     let mapping = SyncMapping::default();

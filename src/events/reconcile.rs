@@ -817,6 +817,16 @@ pub struct ReconcileArgs {
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
     #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
+    /// The key `serve` signs plans with: the repair plan is signed with it, so an `apply`
+    /// that checks signatures takes it.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = crate::sync::PlanSigningKey::parse_arg
+    )]
+    pub plan_signing_key: Option<crate::sync::PlanSigningKey>,
     #[command(flatten)]
     pub pay: crate::config::PayArgs,
     /// With --sandbox: an initial state for the embedded sandbox (demos, benchmarks).
@@ -853,13 +863,16 @@ pub async fn execute(args: ReconcileArgs) -> Result<String, String> {
     let stripe = list_stripe(&pay, &args.account_id, &connect_id)
         .await
         .map_err(|e| e.to_string())?;
-    let report = diff(
+    let mut report = diff(
         &args.account_id,
         &mapping,
         &mirror,
         &stripe,
         &DbWins::parse(&args.db_wins),
     );
+    if let (Some(plan), Some(key)) = (report.sync_plan.as_mut(), &args.plan_signing_key) {
+        plan.sign(key);
+    }
     let applied = if args.apply && !report.stripe_updates.is_empty() {
         Some(
             apply_updates(

@@ -183,5 +183,25 @@ fn the_readme_lists_every_tool_with_its_route_and_table() {
                 "README row of {name} lacks its route {op}: {row}"
             );
         }
+        // The last column says what a call destroys, as the declaration does.
+        let destructive = row
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if declared.destroys.is_empty() {
+            assert_eq!(destructive, "no", "README row of {name}: {row}");
+        }
+        for fact in &declared.destroys {
+            let said = match fact.param {
+                None => format!("{}, always", fact.effect),
+                Some(param) => format!("{}, when `{param}`", fact.effect),
+            };
+            assert!(
+                destructive.contains(&said),
+                "README row of {name} does not say `{said}`: {row}"
+            );
+        }
     }
 }

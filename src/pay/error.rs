@@ -102,6 +102,12 @@ impl PayError {
         }
     }
 
+    /// Whether Stripe answered that the object does not exist (404 with its error body; a 404
+    /// without one is a wrong route, not a missing object).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PayError::Stripe { status: 404, .. })
+    }
+
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {

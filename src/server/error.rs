@@ -70,8 +70,22 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "session store failed");
-        ApiError::internal(e.to_string())
+        match e {
+            StoreError::LeaseLost { thread_id } => {
+                tracing::warn!(thread = %thread_id, "a turn lost its thread lease; its answer was not saved");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "lease_lost",
+                    format!(
+                        "thread {thread_id}: this turn lost the thread's lease to another turn while it ran (its lease connection to the database was lost), so its answer was not saved; read the thread and send the message again if it is still needed"
+                    ),
+                )
+            }
+            StoreError::Failed(_) => {
+                tracing::error!(error = %e, "session store failed");
+                ApiError::internal(e.to_string())
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod listen;
 mod native;
 mod openai;
 mod turn;
@@ -34,6 +35,7 @@ use crate::policy::PolicyConfig;
 use crate::store::{HistoryLimits, PgOptions, PgStore, ServeStore, SqliteStore};
 pub use auth::{Access, Scope, Tokens};
 pub use error::ApiError;
+pub use listen::{BodyTimeout, ConnectionLimits};
 
 /// The model name the OpenAI-compatible endpoint answers to.
 pub const MODEL_NAME: &str = "altan-pay";
@@ -81,6 +83,17 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a connection may take to send its request line and headers (and a keep-alive
+    /// connection may stay idle) before it is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive whole before it is answered 408.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub body_read_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted. Keep it below the process's
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
     /// Seconds one turn (model and tools) may take before it stops and says so.
     #[arg(long, default_value_t = 180)]
     pub turn_timeout_secs: u64,
@@ -156,6 +169,9 @@ impl std::fmt::Debug for ServeArgs {
             .field("tokens", &self.tokens)
             .field("server_tokens", &hidden(self.server_tokens.is_some()))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .field("turn_timeout_secs", &self.turn_timeout_secs)
             .field("history_messages", &self.history_messages)
             .field("keep_tool_turns", &self.keep_tool_turns)
@@ -184,6 +200,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a request waits for the thread's running turn before a 409.
     pub thread_wait: Duration,
+    /// Connection cap, header- and body-read timeouts.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -191,6 +209,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
             thread_wait: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -271,7 +290,11 @@ pub fn router(state: ServerState) -> Router {
         )),
         None => app,
     };
-    app.layer(middleware::from_fn(observe))
+    app.layer(middleware::from_fn_with_state(
+        state.config.connections.body_read_timeout,
+        listen::limit_body_time,
+    ))
+    .layer(middleware::from_fn(observe))
 }
 
 /// `GET /metrics`: every metric of the process in the Prometheus text format. Behind a token
@@ -354,9 +377,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tracker = state.tracker.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = state.config.connections;
+    listen::serve_connections(listener, router(state), limits, shutdown).await?;
     tracker.close();
     tracker.wait().await;
     Ok(())
@@ -464,6 +486,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes.max(1024),
         thread_wait: Duration::from_secs(args.thread_wait_secs.max(1)),
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
     };
     let events = events_state(&args, &pay.client, store.clone())?;
     if let Some(events) = &events {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -57,11 +58,11 @@ impl AccountMap {
     }
 }
 
-/// Settings of the events endpoint.
+/// Settings of the events endpoint; `Debug` shows no secret (they are [`SecretString`]s).
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
     /// Endpoint secrets (`whsec_...`); several during a rotation, any one may sign.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<SecretString>,
     /// How far a signature's timestamp may be from now (Stripe: 5 minutes).
     pub tolerance: Duration,
     pub accounts: AccountMap,
@@ -69,7 +70,7 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
-    pub fn new(secrets: Vec<String>, accounts: AccountMap) -> EventsConfig {
+    pub fn new(secrets: Vec<SecretString>, accounts: AccountMap) -> EventsConfig {
         EventsConfig {
             secrets,
             tolerance: Duration::from_secs(DEFAULT_TOLERANCE_SECS as u64),
@@ -242,10 +243,16 @@ impl EventsState {
         body: &[u8],
     ) -> Result<Receipt, IntakeError> {
         let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
+        let secrets: Vec<&str> = self
+            .config
+            .secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
         signature::verify(
             signature_header,
             body,
-            &self.config.secrets,
+            &secrets,
             (self.clock)(),
             tolerance,
         )?;

@@ -23,6 +23,7 @@ use super::wire::{
     request_body_ref,
 };
 use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+use crate::pay::error::{scrub_queries, without_query};
 
 /// OpenAI's own endpoint, used when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -356,8 +357,13 @@ struct HttpStatus {
     retry_after: Option<Duration>,
 }
 
-/// Sorts async-openai's errors into the four kinds the engine acts on.
+/// Sorts async-openai's errors into the four kinds the engine acts on. No URL's query string
+/// survives into the text (it goes into logs).
 fn map_error(error: OpenAIError) -> ModelError {
+    let error = match error {
+        OpenAIError::Reqwest(e) => OpenAIError::Reqwest(without_query(e)),
+        other => other,
+    };
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpStatus>() {
             Ok(status) => ModelError::Status {
@@ -365,7 +371,7 @@ fn map_error(error: OpenAIError) -> ModelError {
                 message: status.message,
                 retry_after: status.retry_after,
             },
-            Err(other) => ModelError::Transport(error_chain(other.as_ref())),
+            Err(other) => ModelError::Transport(scrub_queries(&error_chain(other.as_ref()))),
         },
         OpenAIError::Reqwest(e) if e.is_builder() => {
             ModelError::Config(format!("cannot build the request: {}", error_chain(&e)))
@@ -373,7 +379,7 @@ fn map_error(error: OpenAIError) -> ModelError {
         OpenAIError::Reqwest(e) => ModelError::Transport(error_chain(&e)),
         OpenAIError::ApiError(api) => ModelError::Status {
             status: api.status_code.as_u16(),
-            message: api.api_error.message,
+            message: scrub_queries(&api.api_error.message),
             retry_after: None,
         },
         OpenAIError::JSONDeserialize(e, content) => ModelError::BadResponse(format!(

@@ -464,13 +464,14 @@ pub fn error_body_text(body: &[u8]) -> String {
     if body.iter().all(u8::is_ascii_whitespace) {
         return "(empty body)".into();
     }
-    match serde_json::from_slice::<Value>(body) {
+    let text = match serde_json::from_slice::<Value>(body) {
         Ok(v) => match v.get("error") {
             Some(e) => error_text(e),
             None => excerpt(&v.to_string()),
         },
         Err(_) => excerpt(String::from_utf8_lossy(body).trim()),
-    }
+    };
+    crate::pay::error::scrub_queries(&text)
 }
 
 const EXCERPT_LEN: usize = 300;

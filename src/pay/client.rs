@@ -350,6 +350,7 @@ impl Failure {
     }
 
     fn transport(e: reqwest::Error) -> Failure {
+        let e = super::error::without_query(e);
         let error = if e.is_timeout() {
             PayError::Timeout { attempts: 1 }
         } else if e.is_connect() {
@@ -401,11 +402,14 @@ pub fn excerpt_value(value: &Value) -> String {
     excerpt(&value.to_string())
 }
 
+/// An upstream body cut to an excerpt, without query strings (it goes into errors and logs).
 fn excerpt_bytes(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "(empty body)".into();
     }
-    excerpt(&String::from_utf8_lossy(bytes))
+    excerpt(&super::error::scrub_queries(&String::from_utf8_lossy(
+        &bytes[..bytes.len().min(4 * EXCERPT_LEN)],
+    )))
 }
 
 #[cfg(test)]

@@ -591,11 +591,12 @@ fn events_state(
     pay: &crate::pay::PayClient,
     store: Arc<dyn crate::events::PendingStore>,
 ) -> Result<Option<Arc<crate::events::EventsState>>, String> {
-    let secrets: Vec<String> = args
+    let secrets: Vec<secrecy::SecretString> = args
         .stripe_webhook_secret
         .iter()
-        .map(|s| s.trim().to_string())
+        .map(|s| s.trim())
         .filter(|s| !s.is_empty())
+        .map(secrecy::SecretString::from)
         .collect();
     if secrets.is_empty() {
         if args.room_url.is_some() {
@@ -671,7 +672,10 @@ fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, St
         return Err("--room-url needs at least one --room-thread ACCOUNT=THREAD".into());
     }
     room.altan_member_id = args.room_altan_member_id.clone();
-    room.token = args.room_token.clone();
+    room.token = args
+        .room_token
+        .as_deref()
+        .map(secrecy::SecretString::from);
     room.window = std::time::Duration::from_millis(args.room_window_ms);
     Ok(Some(room))
 }

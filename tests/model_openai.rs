@@ -135,6 +135,7 @@ impl Endpoint {
             },
             temperature: None,
             stream: true,
+            ..OpenAiConfig::default()
         }
     }
 

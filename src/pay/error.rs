@@ -30,7 +30,8 @@ pub enum PayError {
     /// The connection could not be made or broke before the whole answer arrived.
     #[error("could not reach the Altan Pay API: {detail}{}", attempts_note(*attempts))]
     Connect { detail: String, attempts: u32 },
-    /// A success status with a body that is not a JSON object.
+    /// A body that cannot be used: not a JSON object, or longer than the client reads
+    /// (`PayConfig::max_response_bytes`).
     #[error(
         "the Altan Pay API answered HTTP {status} with a body that cannot be used: {detail}; body: {excerpt}"
     )]

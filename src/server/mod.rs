@@ -94,6 +94,22 @@ pub struct ServeArgs {
     /// descriptor limit (`ulimit -n`).
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
+    /// Sent as `max_completion_tokens` on every model request; 0 sends none.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_MAX_COMPLETION_TOKENS",
+        default_value_t = crate::model::openai::DEFAULT_MAX_COMPLETION_TOKENS,
+        value_name = "TOKENS"
+    )]
+    pub max_completion_tokens: u32,
+    /// The most answer text kept from one model call, in bytes; longer text is cut and marked.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_MAX_ANSWER_BYTES",
+        default_value_t = crate::model::openai::DEFAULT_MAX_ANSWER_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_answer_bytes: usize,
     /// Seconds one turn (model and tools) may take before it stops and says so.
     #[arg(long, default_value_t = 180)]
     pub turn_timeout_secs: u64,
@@ -172,6 +188,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections", &self.max_connections)
+            .field("max_completion_tokens", &self.max_completion_tokens)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .field("turn_timeout_secs", &self.turn_timeout_secs)
             .field("history_messages", &self.history_messages)
             .field("keep_tool_turns", &self.keep_tool_turns)
@@ -463,7 +481,13 @@ async fn check_bind(addr: &str, tokens: &Tokens) -> Result<(), String> {
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let tokens = load_tokens(&args)?;
     check_bind(&args.addr, &tokens).await?;
-    let model = OpenAiModel::new(OpenAiConfig::from_env()).map_err(|e| e.to_string())?;
+    let model = OpenAiModel::new(OpenAiConfig {
+        max_completion_tokens: (args.max_completion_tokens > 0)
+            .then_some(args.max_completion_tokens),
+        max_answer_bytes: args.max_answer_bytes.max(1),
+        ..OpenAiConfig::from_env()
+    })
+    .map_err(|e| e.to_string())?;
     let pay = crate::config::pay_setup(&args.pay).await?;
     let (store, shown_store) = open_store(&args)?;
     let mut builder = Agent::builder()

@@ -310,6 +310,7 @@ async fn sends_the_exact_openai_request_with_the_key() {
         sent[0].json(),
         json!({
             "model": "test-model",
+            "max_completion_tokens": 4096,
             "messages": [
                 {"role": "system", "content": "sys"},
                 {"role": "user", "content": "Create a product", "name": "maria"},

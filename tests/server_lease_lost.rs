@@ -68,7 +68,10 @@ async fn a_turn_whose_lease_was_taken_over_ends_with_lease_lost() {
                 .await
                 .unwrap();
             let status = response.status();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         })
     };
     for _ in 0..250 {

@@ -196,7 +196,10 @@ async fn a_stalled_request_body_is_answered_408_and_closed() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (answer, closed) = read_until_closed(&mut socket, deadline).await;
     let answer = String::from_utf8_lossy(&answer);
-    assert!(closed, "the stalled body's connection is still open: {answer}");
+    assert!(
+        closed,
+        "the stalled body's connection is still open: {answer}"
+    );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
 }
@@ -391,7 +394,10 @@ fn secret_holding_configs_never_show_their_secrets_in_debug() {
     );
     let mut room = RoomConfig::new("http://127.0.0.1:9", "agent_1");
     room.token = Some("room_token_never_shown".into());
-    let sink = EventSinkConfig::new("http://127.0.0.1:9/v1/stripe/events", "whsec_sink_never_shown");
+    let sink = EventSinkConfig::new(
+        "http://127.0.0.1:9/v1/stripe/events",
+        "whsec_sink_never_shown",
+    );
     for shown in [
         format!("{events:?}"),
         format!("{room:?}"),

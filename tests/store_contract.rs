@@ -399,7 +399,10 @@ mod postgres_only {
             .collect();
         assert_eq!(recorded, [all.clone(), vec![1000]].concat());
         let refused = migrate(&mut client, MIGRATIONS).await.unwrap_err();
-        assert!(refused.detail().contains("newer than this binary"), "{refused}");
+        assert!(
+            refused.detail().contains("newer than this binary"),
+            "{refused}"
+        );
         // A failing step leaves no record and no half of itself.
         let broken = Migration {
             version: 1001,
@@ -471,7 +474,9 @@ mod postgres_only {
         };
         let refused = PgStore::connect(&missing).unwrap_err();
         assert!(
-            refused.detail().contains("--database-ca-file /nonexistent/ca.pem"),
+            refused
+                .detail()
+                .contains("--database-ca-file /nonexistent/ca.pem"),
             "{refused}"
         );
     }
@@ -512,9 +517,9 @@ mod postgres_only {
         stale.history.push(ChatMessage::user("the dead turn"));
         let refused = a.save_async(&stale).await;
         assert!(
-            refused
-                .as_ref()
-                .is_err_and(|e| matches!(e, StoreError::LeaseLost { thread_id } if *thread_id == thread)),
+            refused.as_ref().is_err_and(
+                |e| matches!(e, StoreError::LeaseLost { thread_id } if *thread_id == thread)
+            ),
             "{refused:?}"
         );
         assert_eq!(b.load(&thread).unwrap(), Some(fresh));

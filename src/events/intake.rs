@@ -249,13 +249,7 @@ impl EventsState {
             .iter()
             .map(|s| s.expose_secret())
             .collect();
-        signature::verify(
-            signature_header,
-            body,
-            &secrets,
-            (self.clock)(),
-            tolerance,
-        )?;
+        signature::verify(signature_header, body, &secrets, (self.clock)(), tolerance)?;
         let event: Value = serde_json::from_slice(body)
             .map_err(|e| IntakeError::Malformed(format!("the body is not JSON: {e}")))?;
         let field = |name: &str| {

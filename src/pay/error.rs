@@ -52,10 +52,10 @@ pub enum PayError {
 }
 
 fn describe_stripe(error: &StripeError) -> String {
-    let mut text = error.message.as_deref().map_or_else(
-        || "Stripe refused the request".to_string(),
-        scrub_queries,
-    );
+    let mut text = error
+        .message
+        .as_deref()
+        .map_or_else(|| "Stripe refused the request".to_string(), scrub_queries);
     if let Some(code) = &error.code {
         text.push_str(&format!(" [code: {code}]"));
     }
@@ -163,7 +163,9 @@ pub fn scrub_queries(text: &str) -> String {
         // A query follows a path: the text since the last blank holds a `/`.
         let word = out.rsplit(char::is_whitespace).next().unwrap_or("");
         let end = after[1..]
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | ']' | '}' | ','))
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | ']' | '}' | ',')
+            })
             .map_or(after.len(), |i| i + 1);
         if word.contains('/') && end > 1 {
             out.push_str("?[query removed]");

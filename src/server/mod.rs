@@ -696,10 +696,7 @@ fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, St
         return Err("--room-url needs at least one --room-thread ACCOUNT=THREAD".into());
     }
     room.altan_member_id = args.room_altan_member_id.clone();
-    room.token = args
-        .room_token
-        .as_deref()
-        .map(secrecy::SecretString::from);
+    room.token = args.room_token.as_deref().map(secrecy::SecretString::from);
     room.window = std::time::Duration::from_millis(args.room_window_ms);
     Ok(Some(room))
 }

@@ -120,14 +120,16 @@ impl SqliteStore {
         };
         let write = configure(open()?)?;
         let read = configure(open()?)?;
-        let pending = SqlitePendingStore::open(path).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let pending =
+            SqlitePendingStore::open(path).map_err(|e| StoreError::Failed(e.to_string()))?;
         Self::assemble(read, Some(write), pending)
     }
 
     /// A private in-memory database, for tests and benchmarks.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
-        let pending = SqlitePendingStore::in_memory().map_err(|e| StoreError::Failed(e.to_string()))?;
+        let pending =
+            SqlitePendingStore::in_memory().map_err(|e| StoreError::Failed(e.to_string()))?;
         Self::assemble(configure(conn)?, None, pending)
     }
 
@@ -254,7 +256,8 @@ impl ThreadRow {
         Ok(ThreadRow {
             thread_id: thread_id.to_string(),
             account_id: context.account_id.clone(),
-            context: serde_json::to_string(context).map_err(|e| StoreError::Failed(e.to_string()))?,
+            context: serde_json::to_string(context)
+                .map_err(|e| StoreError::Failed(e.to_string()))?,
         })
     }
 

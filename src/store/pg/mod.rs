@@ -95,7 +95,9 @@ impl StoreRuntime {
             .thread_name("pg-store")
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Failed(format!("cannot start the PostgreSQL store's runtime: {e}")))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("cannot start the PostgreSQL store's runtime: {e}"))
+            })?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -106,7 +108,9 @@ impl StoreRuntime {
                 });
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })
-            .map_err(|e| StoreError::Failed(format!("cannot start the PostgreSQL store's thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("cannot start the PostgreSQL store's thread: {e}"))
+            })?;
         Ok(StoreRuntime {
             handle,
             stop: Some(stop),
@@ -246,9 +250,9 @@ impl PgStore {
 
     /// A connection of the data pool, for one call.
     async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
-        pool.get()
-            .await
-            .map_err(|e| StoreError::Failed(format!("no PostgreSQL connection: {}", error_chain(&e))))
+        pool.get().await.map_err(|e| {
+            StoreError::Failed(format!("no PostgreSQL connection: {}", error_chain(&e)))
+        })
     }
 }
 
@@ -389,7 +393,8 @@ impl ServeStore for PgStore {
         let thread = thread_id.to_string();
         let account = context.account_id.clone();
         Box::pin(async move {
-            let text = serde_json::to_string(context).map_err(|e| StoreError::Failed(e.to_string()))?;
+            let text =
+                serde_json::to_string(context).map_err(|e| StoreError::Failed(e.to_string()))?;
             self.run(async move {
                 let conn = PgStore::client(&pool).await?;
                 // One statement: the row is locked while the owner is checked and set.

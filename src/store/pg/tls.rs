@@ -39,7 +39,9 @@ fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, StoreEr
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| StoreError::Failed(format!("--database-ca-file {}: {e}", path.display())))?
             .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Failed(format!("--database-ca-file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("--database-ca-file {}: {e}", path.display()))
+            })?;
         if certs.is_empty() {
             return Err(StoreError::Failed(format!(
                 "--database-ca-file {}: no PEM certificate in it",
@@ -47,9 +49,9 @@ fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, StoreEr
             )));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| StoreError::Failed(format!("--database-ca-file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                StoreError::Failed(format!("--database-ca-file {}: {e}", path.display()))
+            })?;
         }
     }
     if roots.is_empty() {

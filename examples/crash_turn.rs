@@ -33,9 +33,9 @@ struct JsonFileStore {
 impl JsonFileStore {
     fn read(&self) -> Result<HashMap<String, Session>, StoreError> {
         match std::fs::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| StoreError(e.to_string())),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| StoreError::Failed(e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
-            Err(e) => Err(StoreError(e.to_string())),
+            Err(e) => Err(StoreError::Failed(e.to_string())),
         }
     }
 }
@@ -45,7 +45,7 @@ impl SessionStore for JsonFileStore {
         let _guard = self
             .lock
             .lock()
-            .map_err(|_| StoreError("poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("poisoned".into()))?;
         Ok(self.read()?.remove(thread_id))
     }
 
@@ -53,12 +53,12 @@ impl SessionStore for JsonFileStore {
         let _guard = self
             .lock
             .lock()
-            .map_err(|_| StoreError("poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("poisoned".into()))?;
         let mut all = self.read()?;
         all.insert(session.thread_id.clone(), session.clone());
-        let text = serde_json::to_string(&all).map_err(|e| StoreError(e.to_string()))?;
+        let text = serde_json::to_string(&all).map_err(|e| StoreError::Failed(e.to_string()))?;
         let tmp = self.path.with_extension("tmp");
-        let io = |e: std::io::Error| StoreError(e.to_string());
+        let io = |e: std::io::Error| StoreError::Failed(e.to_string());
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;

@@ -104,14 +104,14 @@ impl SessionStore for DroppingStore {
         let s = self
             .sessions
             .lock()
-            .map_err(|_| StoreError("poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("poisoned".into()))?;
         Ok(s.get(thread_id).cloned())
     }
     fn save(&self, session: &Session) -> Result<(), StoreError> {
         let mut s = self
             .sessions
             .lock()
-            .map_err(|_| StoreError("poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("poisoned".into()))?;
         s.insert(session.thread_id.clone(), session.clone());
         Ok(())
     }

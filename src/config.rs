@@ -30,6 +30,15 @@ pub struct PayArgs {
     /// Seconds before one request attempt is abandoned.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
+    /// The largest Altan Pay API answer read, in bytes (one tool result); a longer one is an
+    /// error that names the limit.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_MAX_TOOL_RESULT_BYTES",
+        default_value_t = crate::pay::client::DEFAULT_MAX_RESPONSE_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_tool_result_bytes: usize,
 }
 
 /// The token never appears in debug output.
@@ -41,6 +50,7 @@ impl std::fmt::Debug for PayArgs {
             .field("routes", &self.routes)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout_secs", &self.timeout_secs)
+            .field("max_tool_result_bytes", &self.max_tool_result_bytes)
             .finish()
     }
 }
@@ -72,6 +82,7 @@ pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
     let mut config = PayConfig::new(routes);
     config.token = args.token.clone().filter(|t| !t.is_empty());
     config.timeout = Duration::from_secs(args.timeout_secs.max(1));
+    config.max_response_bytes = args.max_tool_result_bytes.max(1024);
     let client = PayClient::new(config).map_err(|e| e.to_string())?;
     Ok(PaySetup { client, sandbox })
 }

@@ -419,7 +419,7 @@ impl altan_pay::agent::SessionStore for Unsaveable {
     }
 
     fn save(&self, _: &altan_pay::agent::Session) -> Result<(), altan_pay::agent::StoreError> {
-        Err(altan_pay::agent::StoreError("disk full".into()))
+        Err(altan_pay::agent::StoreError::Failed("disk full".into()))
     }
 }
 

@@ -440,7 +440,7 @@ impl altan_pay::agent::SessionStore for NoWriteAhead {
         if session.uncertain.is_empty() {
             self.0.save(session)
         } else {
-            Err(altan_pay::agent::StoreError("disk full".into()))
+            Err(altan_pay::agent::StoreError::Failed("disk full".into()))
         }
     }
 }

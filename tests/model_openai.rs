@@ -135,6 +135,7 @@ impl Endpoint {
             },
             temperature: None,
             stream: true,
+            ..OpenAiConfig::default()
         }
     }
 
@@ -309,6 +310,7 @@ async fn sends_the_exact_openai_request_with_the_key() {
         sent[0].json(),
         json!({
             "model": "test-model",
+            "max_completion_tokens": 4096,
             "messages": [
                 {"role": "system", "content": "sys"},
                 {"role": "user", "content": "Create a product", "name": "maria"},
@@ -901,4 +903,37 @@ fn config_debug_hides_the_key() {
     let shown = format!("{config:?}");
     assert!(!shown.contains("sk-secret-123"), "{shown}");
     assert!(shown.contains("redacted"));
+}
+
+#[tokio::test]
+async fn a_streamed_answer_past_the_answer_limit_is_cut_marked_and_not_passed_on() {
+    let mut chunks = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for _ in 0..8 {
+        chunks.push(chunk(json!({"content": "0123456789"}), Value::Null));
+    }
+    chunks.push(chunk(json!({}), json!("stop")));
+    let server = Endpoint::start(vec![Reply::sse(chunks)]).await;
+    let mut config = server.config();
+    config.max_answer_bytes = 25;
+    let model = OpenAiModel::new(config).unwrap();
+    let (result, deltas) = run(&model, true).await;
+    let response = result.unwrap();
+    let text = response.message.content.unwrap_or_default();
+    assert!(
+        text.starts_with("0123456789012345678901234\n\n[answer cut at 25 bytes"),
+        "{text}"
+    );
+    assert_eq!(response.finish_reason, Some(FinishReason::Length));
+    let passed_on: usize = deltas
+        .iter()
+        .map(|d| match d {
+            ModelDelta::Text(t) => t.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(passed_on, 25, "{deltas:?}");
+    assert_eq!(server.requests()[0].json()["max_completion_tokens"], 4096);
 }

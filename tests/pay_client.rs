@@ -365,3 +365,32 @@ async fn a_mutation_without_a_key_is_refused_locally() {
     assert!(matches!(err, PayError::Config(_)));
     assert!(pay.requests().is_empty());
 }
+
+#[tokio::test]
+async fn an_answer_longer_than_one_tool_result_may_hold_is_refused_naming_the_limit() {
+    let pay = MockPay::start().await;
+    let names: Vec<_> = (0..40_000)
+        .map(|i| json!({"id": format!("prod_{i}"), "object": "product", "name": "x".repeat(60)}))
+        .collect();
+    pay.push(Scripted::json(
+        200,
+        json!({"object": "list", "data": names}),
+    ));
+    let client = pay.client(Duration::from_secs(5));
+    let error = client
+        .call(PayCall {
+            operation: "products.list",
+            account_id: "acc_1",
+            stripe_connect_id: Some("acct_9"),
+            id: None,
+            params: json!({}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, PayError::InvalidResponse { .. }) && text.contains("2097152 bytes"),
+        "{text}"
+    );
+}

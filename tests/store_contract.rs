@@ -10,7 +10,7 @@ mod test_pg;
 use std::sync::Arc;
 use std::time::Duration;
 
-use altan_pay::agent::Session;
+use altan_pay::agent::{Session, StoreError};
 use altan_pay::model::ChatMessage;
 use altan_pay::room::AgentContext;
 use altan_pay::store::pending::{Applied, EventRecord, Versioned};
@@ -423,7 +423,10 @@ mod postgres_only {
             .collect();
         assert_eq!(recorded, [all.clone(), vec![1000]].concat());
         let refused = migrate(&mut client, MIGRATIONS).await.unwrap_err();
-        assert!(refused.0.contains("newer than this binary"), "{refused}");
+        assert!(
+            refused.detail().contains("newer than this binary"),
+            "{refused}"
+        );
         // A failing step leaves no record and no half of itself.
         let broken = Migration {
             version: 1001,
@@ -432,7 +435,7 @@ mod postgres_only {
         };
         let with_broken: Vec<Migration> = newer.iter().copied().chain([broken]).collect();
         let failed = migrate(&mut client, &with_broken).await.unwrap_err();
-        assert!(failed.0.contains("migration 1001"), "{failed}");
+        assert!(failed.detail().contains("migration 1001"), "{failed}");
         let half = client
             .query_opt("SELECT to_regclass('altan_pay_half')::text", &[])
             .await
@@ -486,7 +489,7 @@ mod postgres_only {
             .unwrap()
             .unwrap_err();
         assert!(
-            refused.0.contains("certificate") || refused.0.contains("UnknownIssuer"),
+            refused.detail().contains("certificate") || refused.detail().contains("UnknownIssuer"),
             "{refused}"
         );
         let missing = PgOptions {
@@ -495,7 +498,9 @@ mod postgres_only {
         };
         let refused = PgStore::connect(&missing).unwrap_err();
         assert!(
-            refused.0.contains("--database-ca-file /nonexistent/ca.pem"),
+            refused
+                .detail()
+                .contains("--database-ca-file /nonexistent/ca.pem"),
             "{refused}"
         );
     }
@@ -536,9 +541,9 @@ mod postgres_only {
         stale.history.push(ChatMessage::user("the dead turn"));
         let refused = a.save_async(&stale).await;
         assert!(
-            refused
-                .as_ref()
-                .is_err_and(|e| e.0.contains("lease was taken over")),
+            refused.as_ref().is_err_and(
+                |e| matches!(e, StoreError::LeaseLost { thread_id } if *thread_id == thread)
+            ),
             "{refused:?}"
         );
         assert_eq!(b.load(&thread).unwrap(), Some(fresh));

@@ -103,8 +103,30 @@ impl Session {
 
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("session store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store could not do it (I/O, the database, a corrupt row).
+    #[error("session store: {0}")]
+    Failed(String),
+    /// The thread's lease was taken over by another turn while this one ran (its lease
+    /// connection died and another replica took the thread): this turn's save was refused.
+    #[error(
+        "session store: thread {thread_id}: the lease was taken over by another turn; this save was refused"
+    )]
+    LeaseLost { thread_id: String },
+}
+
+impl StoreError {
+    /// What went wrong, without the `session store:` prefix.
+    pub fn detail(&self) -> String {
+        match self {
+            StoreError::Failed(detail) => detail.clone(),
+            StoreError::LeaseLost { .. } => {
+                let text = self.to_string();
+                text.trim_start_matches("session store: ").to_string()
+            }
+        }
+    }
+}
 
 /// Where sessions live between answers.
 pub trait SessionStore: Send + Sync {
@@ -143,7 +165,7 @@ impl SessionStore for MemoryStore {
         let sessions = self
             .sessions
             .lock()
-            .map_err(|_| StoreError("the memory store's lock is poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))?;
         Ok(sessions.get(thread_id).cloned())
     }
 
@@ -151,7 +173,7 @@ impl SessionStore for MemoryStore {
         let mut sessions = self
             .sessions
             .lock()
-            .map_err(|_| StoreError("the memory store's lock is poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))?;
         sessions.insert(session.thread_id.clone(), session.clone());
         Ok(())
     }

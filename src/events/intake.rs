@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::room::RoomPoster;
 use super::store::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
-use crate::pay::{PayCall, PayClient, PayError};
+use crate::pay::{PayCall, PayClient};
 use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use crate::sync::{
     Mutation, MutationSource, ObjectKind, Outcome, SyncLedger, SyncMapping, SyncPlan,
@@ -57,11 +58,11 @@ impl AccountMap {
     }
 }
 
-/// Settings of the events endpoint.
+/// Settings of the events endpoint; `Debug` shows no secret (they are [`SecretString`]s).
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
     /// Endpoint secrets (`whsec_...`); several during a rotation, any one may sign.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<SecretString>,
     /// How far a signature's timestamp may be from now (Stripe: 5 minutes).
     pub tolerance: Duration,
     pub accounts: AccountMap,
@@ -69,7 +70,7 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
-    pub fn new(secrets: Vec<String>, accounts: AccountMap) -> EventsConfig {
+    pub fn new(secrets: Vec<SecretString>, accounts: AccountMap) -> EventsConfig {
         EventsConfig {
             secrets,
             tolerance: Duration::from_secs(DEFAULT_TOLERANCE_SECS as u64),
@@ -146,10 +147,15 @@ pub struct Receipt {
     pub event_id: String,
     pub event_type: String,
     pub account_id: String,
-    /// `applied`, `duplicate` or `ignored` (a type this endpoint does not handle).
+    /// `applied`, `duplicate` or `ignored` (a type this endpoint does not handle, or a
+    /// checkout session whose objects Stripe does not have).
     pub status: &'static str,
     pub queued: usize,
     pub stale: usize,
+    /// Why an event was ignored or applied only in part: the objects it named that Stripe
+    /// does not have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Everything the router needs; the server shares it behind an `Arc`.
@@ -237,13 +243,13 @@ impl EventsState {
         body: &[u8],
     ) -> Result<Receipt, IntakeError> {
         let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
-        signature::verify(
-            signature_header,
-            body,
-            &self.config.secrets,
-            (self.clock)(),
-            tolerance,
-        )?;
+        let secrets: Vec<&str> = self
+            .config
+            .secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        signature::verify(signature_header, body, &secrets, (self.clock)(), tolerance)?;
         let event: Value = serde_json::from_slice(body)
             .map_err(|e| IntakeError::Malformed(format!("the body is not JSON: {e}")))?;
         let field = |name: &str| {
@@ -294,6 +300,7 @@ impl EventsState {
             status,
             queued,
             stale,
+            reason: None,
         };
         if !HANDLED_EVENT_TYPES.contains(&event_type.as_str()) {
             info!(
@@ -305,9 +312,13 @@ impl EventsState {
         if self.store.is_processed(&event_id)? {
             return Ok(receipt("duplicate", 0, 0));
         }
+        let mut missing = Vec::new();
         let mutations = if event_type == "checkout.session.completed" {
-            self.checkout_mutations(&event, &event_id, &account_id, connect, created)
-                .await?
+            let found = self
+                .checkout_mutations(&event, &event_id, &account_id, connect, created)
+                .await?;
+            missing = found.missing;
+            found.mutations
         } else {
             let mutation = Mutation::from_stripe_event(&event)
                 .map_err(|e| IntakeError::Malformed(e.to_string()))?;
@@ -318,6 +329,31 @@ impl EventsState {
             vec![Versioned { mutation, version }]
         };
         let applied = self.store.apply(&record, &mutations)?;
+        // Stripe has none of the objects the event names: a redelivery cannot change that, so
+        // the event is acknowledged (Stripe would otherwise redeliver it for days) and logged.
+        if !missing.is_empty() {
+            let reason = format!("Stripe has no {}", missing.join(" and no "));
+            let status = if mutations.is_empty() {
+                warn!(event_id, event_type, reason, "Stripe event ignored");
+                "ignored"
+            } else {
+                warn!(event_id, event_type, reason, "Stripe event applied in part");
+                "applied"
+            };
+            let (queued, stale) = match applied {
+                Applied::Duplicate => (0, 0),
+                Applied::Applied { queued, stale } => (queued, stale),
+            };
+            if queued > 0
+                && let Some(room) = &self.room
+            {
+                room.notify(&account_id);
+            }
+            return Ok(Receipt {
+                reason: Some(reason),
+                ..receipt(status, queued, stale)
+            });
+        }
         match applied {
             Applied::Duplicate => Ok(receipt("duplicate", 0, 0)),
             Applied::Applied { queued, stale } => {
@@ -341,7 +377,7 @@ impl EventsState {
         account_id: &str,
         connect: Option<&str>,
         created: i64,
-    ) -> Result<Vec<Versioned>, IntakeError> {
+    ) -> Result<CheckoutObjects, IntakeError> {
         let session = event
             .pointer("/data/object")
             .filter(|o| o.get("object").and_then(Value::as_str) == Some("checkout.session"))
@@ -363,8 +399,9 @@ impl EventsState {
                 id_of("subscription"),
             ),
         ];
+        let mut found = CheckoutObjects::default();
         if wanted.iter().all(|(_, _, id)| id.is_none()) {
-            return Ok(Vec::new());
+            return Ok(found);
         }
         let pay = self.pay.as_ref().ok_or_else(|| {
             IntakeError::Fetch("no Altan Pay API is configured for checkout sessions".into())
@@ -381,10 +418,9 @@ impl EventsState {
                 .await
                 .map_err(|e| IntakeError::Fetch(e.to_string()))?,
         };
-        let mut out = Vec::new();
         for (operation, kind, id) in wanted {
             let Some(id) = id else { continue };
-            let object = pay
+            let fetched = pay
                 .call(PayCall {
                     operation,
                     account_id,
@@ -393,11 +429,18 @@ impl EventsState {
                     params: json!({}),
                     idempotency_key: None,
                 })
-                .await
-                .map_err(|e: PayError| IntakeError::Fetch(format!("{operation} {id}: {e}")))?;
+                .await;
+            let object = match fetched {
+                Ok(object) => object,
+                Err(e) if e.is_not_found() => {
+                    found.missing.push(format!("{} {id}", kind.as_str()));
+                    continue;
+                }
+                Err(e) => return Err(IntakeError::Fetch(format!("{operation} {id}: {e}"))),
+            };
             let deleted = object.get("deleted").and_then(Value::as_bool) == Some(true);
             let version = version_of(&object, created);
-            out.push(Versioned {
+            found.mutations.push(Versioned {
                 mutation: Mutation {
                     source: MutationSource::StripeEvent {
                         event_id: event_id.to_owned(),
@@ -414,7 +457,7 @@ impl EventsState {
                 version,
             });
         }
-        Ok(out)
+        Ok(found)
     }
 
     /// The account's pending entries, oldest first (for `GET .../pending-syncs`).
@@ -430,6 +473,15 @@ impl EventsState {
         }
         ledger.plan(&self.config.mapping, &())
     }
+}
+
+/// What a completed checkout session's objects are in Stripe.
+#[derive(Default)]
+struct CheckoutObjects {
+    /// The objects found, as mutations.
+    mutations: Vec<Versioned>,
+    /// The objects Stripe answered 404 for (`customer cus_...`).
+    missing: Vec<String>,
 }
 
 /// The object's `updated` when Stripe gives one, else the event's `created`.

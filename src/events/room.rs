@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -13,7 +14,7 @@ use tracing::{info, warn};
 use super::store::{PendingEntry, PendingStore};
 use crate::sync::{AnswerInput, Member, Room, SyncLedger, SyncMapping, compose_answer};
 
-/// Where and how handoffs are posted.
+/// Where and how handoffs are posted; `Debug` shows no token (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
 pub struct RoomConfig {
     /// The room API base URL, e.g. `https://api.altan.ai` (or a local stand-in).
@@ -26,7 +27,7 @@ pub struct RoomConfig {
     /// Altan's member id, for `[@Altan](/member/<id>)`.
     pub altan_member_id: Option<String>,
     /// Bearer token for the room API.
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     /// Events arriving within this window after the first one go in one message.
     pub window: Duration,
     pub max_attempts: u32,
@@ -196,7 +197,7 @@ async fn post_pending(
             .query(&[("agent_id", config.agent_id.as_str())])
             .json(&body);
         if let Some(token) = &config.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose_secret());
         }
         match request.send().await {
             Ok(resp) if resp.status().is_success() => {
@@ -219,7 +220,12 @@ async fn post_pending(
             Ok(resp) => {
                 warn!(account, attempt, status = %resp.status(), "room post failed; retrying")
             }
-            Err(e) => warn!(account, attempt, "room post failed: {e}; retrying"),
+            Err(e) => warn!(
+                account,
+                attempt,
+                "room post failed: {}; retrying",
+                crate::pay::error::without_query(e)
+            ),
         }
     }
     warn!(

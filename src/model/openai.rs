@@ -23,6 +23,8 @@ use super::wire::{
     request_body_ref,
 };
 use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+use crate::pay::client::read_capped;
+use crate::pay::error::{scrub_queries, without_query};
 
 /// OpenAI's own endpoint, used when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -46,7 +48,23 @@ pub struct OpenAiConfig {
     /// Use SSE when the caller asks for deltas. `false` makes one plain request and passes
     /// the answer on as deltas at the end, for servers whose streaming is broken.
     pub stream: bool,
+    /// Sent as `max_completion_tokens` on every request, so the server stops the answer there
+    /// (`ALTAN_PAY_MAX_COMPLETION_TOKENS`); `None` leaves the server's default.
+    pub max_completion_tokens: Option<u32>,
+    /// The most answer text kept from one model call, in bytes, for a server that ignores the
+    /// token limit (`ALTAN_PAY_MAX_ANSWER_BYTES`): longer text is cut on a character boundary
+    /// and marked, and a streamed answer stops being read there.
+    pub max_answer_bytes: usize,
 }
+
+/// Tokens one answer may use: a long answer of this agent (a table of prices, a plan and
+/// the handoff) is well under 2,000 tokens; twice that leaves room and bounds a runaway.
+pub const DEFAULT_MAX_COMPLETION_TOKENS: u32 = 4096;
+/// Bytes of answer text kept: 4,096 tokens are some 16 KB of text; four times that leaves
+/// room for long tokens and stops a server that ignores the token limit.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest model response body read (non-streamed); more is an unusable answer.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 impl std::fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,6 +76,8 @@ impl std::fmt::Debug for OpenAiConfig {
             .field("retry", &self.retry)
             .field("temperature", &self.temperature)
             .field("stream", &self.stream)
+            .field("max_completion_tokens", &self.max_completion_tokens)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .finish()
     }
 }
@@ -72,6 +92,8 @@ impl Default for OpenAiConfig {
             retry: RetryPolicy::model_default(),
             temperature: None,
             stream: true,
+            max_completion_tokens: Some(DEFAULT_MAX_COMPLETION_TOKENS),
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 }
@@ -87,6 +109,12 @@ impl OpenAiConfig {
         config.api_key = env_var("OPENAI_API_KEY");
         if let Some(model) = env_var("ALTAN_PAY_MODEL") {
             config.model = model;
+        }
+        if let Some(tokens) = env_number::<u32>("ALTAN_PAY_MAX_COMPLETION_TOKENS") {
+            config.max_completion_tokens = (tokens > 0).then_some(tokens);
+        }
+        if let Some(bytes) = env_number::<usize>("ALTAN_PAY_MAX_ANSWER_BYTES") {
+            config.max_answer_bytes = bytes.max(1);
         }
         config
     }
@@ -104,6 +132,44 @@ fn env_var(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// A number from the environment; a value that is not one is reported and the default kept.
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let value = env_var(name)?;
+    match value.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            warn!("{name}=`{value}` is not a whole number; the default is used");
+            None
+        }
+    }
+}
+
+/// Cuts the answer's text to `limit` bytes (on a character boundary) and says so in the text;
+/// the call then counts as stopped by length. Storing and relaying 100 MB of model text is
+/// worse than a marked cut; a cut rather than an error keeps the sync plan of a turn that
+/// already changed Stripe.
+fn cut_answer(response: &mut ChatResponse, limit: usize) {
+    let Some(text) = response.message.content.as_mut() else {
+        return;
+    };
+    if text.len() <= limit {
+        return;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    warn!(
+        bytes = text.len(),
+        limit, "the model's answer is longer than the limit; cut"
+    );
+    text.truncate(end);
+    text.push_str(&format!(
+        "\n\n[answer cut at {limit} bytes: the model wrote more than this runtime keeps]"
+    ));
+    response.finish_reason = Some(super::FinishReason::Length);
 }
 
 /// A [`ChatModel`] over an OpenAI-compatible `/chat/completions` endpoint.
@@ -182,7 +248,8 @@ impl OpenAiModel {
             request,
             self.config.temperature,
             streaming,
-        );
+        )
+        .max_completion_tokens(self.config.max_completion_tokens);
         let mut attempt = 1;
         loop {
             debug!(model = %self.config.model, attempt, streaming, "model call");
@@ -192,7 +259,8 @@ impl OpenAiModel {
                 _ => self.complete_once(&body).await,
             };
             let error = match result {
-                Ok(response) => {
+                Ok(mut response) => {
+                    cut_answer(&mut response, self.config.max_answer_bytes);
                     if let (Some(tx), false) = (&deltas, streaming) {
                         for delta in deltas_of(&response) {
                             let _ = tx.send(delta);
@@ -242,11 +310,29 @@ impl OpenAiModel {
         let mut assembler = StreamAssembler::new();
         // The end of the stream, with or without `[DONE]`, ends the answer; a broken
         // connection comes as an error item.
+        // Text past the answer limit is neither passed on nor read: the answer is cut there.
+        let limit = self.config.max_answer_bytes;
         while let Some(item) = stream.next().await {
             let chunk = item.map_err(map_error)?;
+            let before = assembler.text_len();
             for delta in assembler.push(&chunk)? {
+                let delta = match delta {
+                    ModelDelta::Text(_) if before >= limit => continue,
+                    ModelDelta::Text(mut text) if before + text.len() > limit => {
+                        let mut end = limit - before;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                        ModelDelta::Text(text)
+                    }
+                    other => other,
+                };
                 *forwarded = true;
                 let _ = tx.send(delta);
+            }
+            if assembler.text_len() > limit {
+                break;
             }
         }
         assembler.finish()
@@ -330,14 +416,28 @@ impl tower::Service<HttpRequestFactory> for HttpService {
             let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
             let status = response.status();
             if status.is_success() {
-                return Ok(response);
+                let streamed = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with("text/event-stream"));
+                // A stream is bounded as it is read (`max_answer_bytes`); a whole body here.
+                return if streamed {
+                    Ok(response)
+                } else {
+                    buffered(response).await
+                };
             }
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let body = response.bytes().await.map_err(OpenAIError::Reqwest)?;
+            let mut response = response;
+            let body = read_capped(&mut response, ERROR_BODY_BYTES)
+                .await
+                .map_err(OpenAIError::Reqwest)?
+                .unwrap_or_else(|| b"(an error body too large to read)".to_vec());
             Err(OpenAIError::Boxed(Box::new(HttpStatus {
                 status: status.as_u16(),
                 message: error_body_text(&body),
@@ -345,6 +445,34 @@ impl tower::Service<HttpRequestFactory> for HttpService {
             })))
         })
     }
+}
+
+/// The most of an error body read: its message is all that is kept.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The response with its body read whole, at most [`MAX_RESPONSE_BYTES`] of it.
+async fn buffered(mut response: reqwest::Response) -> Result<reqwest::Response, OpenAIError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_capped(&mut response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(OpenAIError::Reqwest)?
+        .ok_or_else(|| {
+            OpenAIError::Boxed(Box::new(TooLarge {
+                limit: MAX_RESPONSE_BYTES,
+            }))
+        })?;
+    let mut whole = axum::http::Response::new(body);
+    *whole.status_mut() = status;
+    *whole.headers_mut() = headers;
+    Ok(reqwest::Response::from(whole))
+}
+
+/// A response body larger than the client reads.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is larger than the limit of {limit} bytes")]
+struct TooLarge {
+    limit: usize,
 }
 
 /// An error status with what the retry loop needs from its headers.
@@ -356,8 +484,13 @@ struct HttpStatus {
     retry_after: Option<Duration>,
 }
 
-/// Sorts async-openai's errors into the four kinds the engine acts on.
+/// Sorts async-openai's errors into the four kinds the engine acts on. No URL's query string
+/// survives into the text (it goes into logs).
 fn map_error(error: OpenAIError) -> ModelError {
+    let error = match error {
+        OpenAIError::Reqwest(e) => OpenAIError::Reqwest(without_query(e)),
+        other => other,
+    };
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpStatus>() {
             Ok(status) => ModelError::Status {
@@ -365,7 +498,10 @@ fn map_error(error: OpenAIError) -> ModelError {
                 message: status.message,
                 retry_after: status.retry_after,
             },
-            Err(other) => ModelError::Transport(error_chain(other.as_ref())),
+            Err(other) => match other.downcast::<TooLarge>() {
+                Ok(too_large) => ModelError::BadResponse(too_large.to_string()),
+                Err(other) => ModelError::Transport(scrub_queries(&error_chain(other.as_ref()))),
+            },
         },
         OpenAIError::Reqwest(e) if e.is_builder() => {
             ModelError::Config(format!("cannot build the request: {}", error_chain(&e)))
@@ -373,7 +509,7 @@ fn map_error(error: OpenAIError) -> ModelError {
         OpenAIError::Reqwest(e) => ModelError::Transport(error_chain(&e)),
         OpenAIError::ApiError(api) => ModelError::Status {
             status: api.status_code.as_u16(),
-            message: api.api_error.message,
+            message: scrub_queries(&api.api_error.message),
             retry_after: None,
         },
         OpenAIError::JSONDeserialize(e, content) => ModelError::BadResponse(format!(

@@ -28,6 +28,15 @@ pub struct RequestBody<'a> {
     temperature: Option<f32>,
     stream: bool,
     tools: &'a ToolDefs,
+    max_completion_tokens: Option<u32>,
+}
+
+impl RequestBody<'_> {
+    /// Asks the server for at most `tokens` of output (`max_completion_tokens`).
+    pub fn max_completion_tokens(mut self, tokens: Option<u32>) -> Self {
+        self.max_completion_tokens = tokens;
+        self
+    }
 }
 
 impl serde::Serialize for RequestBody<'_> {
@@ -42,6 +51,9 @@ impl serde::Serialize for RequestBody<'_> {
             map.serialize_entry("temperature", &t)?;
         }
         map.serialize_entry("stream", &self.stream)?;
+        if let Some(tokens) = self.max_completion_tokens {
+            map.serialize_entry("max_completion_tokens", &tokens)?;
+        }
         if self.stream {
             map.serialize_entry("stream_options", &json!({"include_usage": true}))?;
         }
@@ -142,6 +154,7 @@ pub fn request_body_ref<'a>(
         temperature,
         stream,
         tools: &request.tools,
+        max_completion_tokens: None,
     }
 }
 
@@ -401,6 +414,11 @@ impl StreamAssembler {
 
     /// The whole message. A stream that stopped early is accepted if any chunk carried a
     /// choice; one with none is an error (a server that ignored `stream: true` ends here).
+    /// Bytes of answer text assembled so far.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     pub fn finish(self) -> Result<ChatResponse, ModelError> {
         if self.chunks_with_choices == 0 {
             return Err(ModelError::BadResponse(
@@ -464,13 +482,14 @@ pub fn error_body_text(body: &[u8]) -> String {
     if body.iter().all(u8::is_ascii_whitespace) {
         return "(empty body)".into();
     }
-    match serde_json::from_slice::<Value>(body) {
+    let text = match serde_json::from_slice::<Value>(body) {
         Ok(v) => match v.get("error") {
             Some(e) => error_text(e),
             None => excerpt(&v.to_string()),
         },
         Err(_) => excerpt(String::from_utf8_lossy(body).trim()),
-    }
+    };
+    crate::pay::error::scrub_queries(&text)
 }
 
 const EXCERPT_LEN: usize = 300;

@@ -29,7 +29,14 @@ pub struct PayConfig {
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The largest answer read from the API, in bytes: one tool result. A longer one is
+    /// [`PayError::InvalidResponse`] naming the limit, never read whole.
+    pub max_response_bytes: usize,
 }
+
+/// The default [`PayConfig::max_response_bytes`]: a page of 100 Stripe subscriptions with
+/// their items is some 800 KB; more than twice that is not an answer to keep in a session.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The token is redacted: configs end up in logs and panic messages.
 impl std::fmt::Debug for PayConfig {
@@ -39,6 +46,7 @@ impl std::fmt::Debug for PayConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -50,6 +58,7 @@ impl PayConfig {
             token: None,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -284,7 +293,7 @@ impl PayClient {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request.send().await.map_err(Failure::transport)?;
+        let mut response = request.send().await.map_err(Failure::transport)?;
         let status = response.status();
         tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let retry_after = response
@@ -297,7 +306,19 @@ impl PayClient {
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = response.bytes().await.map_err(Failure::transport)?;
+        let limit = self.config.max_response_bytes;
+        let Some(bytes) = read_capped(&mut response, limit)
+            .await
+            .map_err(Failure::transport)?
+        else {
+            return Err(Failure::plain(PayError::InvalidResponse {
+                status: status.as_u16(),
+                detail: format!(
+                    "the answer is longer than {limit} bytes, more than one tool result may hold (ask for fewer objects, e.g. a smaller `limit`)"
+                ),
+                excerpt: "(not read)".into(),
+            }));
+        };
         debug!(%status, bytes = bytes.len(), "Altan Pay answered");
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if status.is_success() {
@@ -350,6 +371,7 @@ impl Failure {
     }
 
     fn transport(e: reqwest::Error) -> Failure {
+        let e = super::error::without_query(e);
         let error = if e.is_timeout() {
             PayError::Timeout { attempts: 1 }
         } else if e.is_connect() {
@@ -382,6 +404,25 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 pub use crate::retry::parse_retry_after;
 
+/// Reads a response body of at most `limit` bytes; `Ok(None)` when it is longer (the rest is
+/// left unread and the connection dropped).
+pub async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 const EXCERPT_LEN: usize = 200;
 
 fn excerpt(s: &str) -> String {
@@ -401,11 +442,14 @@ pub fn excerpt_value(value: &Value) -> String {
     excerpt(&value.to_string())
 }
 
+/// An upstream body cut to an excerpt, without query strings (it goes into errors and logs).
 fn excerpt_bytes(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "(empty body)".into();
     }
-    excerpt(&String::from_utf8_lossy(bytes))
+    excerpt(&super::error::scrub_queries(&String::from_utf8_lossy(
+        &bytes[..bytes.len().min(4 * EXCERPT_LEN)],
+    )))
 }
 
 #[cfg(test)]

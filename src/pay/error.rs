@@ -30,7 +30,8 @@ pub enum PayError {
     /// The connection could not be made or broke before the whole answer arrived.
     #[error("could not reach the Altan Pay API: {detail}{}", attempts_note(*attempts))]
     Connect { detail: String, attempts: u32 },
-    /// A success status with a body that is not a JSON object.
+    /// A body that cannot be used: not a JSON object, or longer than the client reads
+    /// (`PayConfig::max_response_bytes`).
     #[error(
         "the Altan Pay API answered HTTP {status} with a body that cannot be used: {detail}; body: {excerpt}"
     )]
@@ -53,8 +54,8 @@ pub enum PayError {
 fn describe_stripe(error: &StripeError) -> String {
     let mut text = error
         .message
-        .clone()
-        .unwrap_or_else(|| "Stripe refused the request".to_string());
+        .as_deref()
+        .map_or_else(|| "Stripe refused the request".to_string(), scrub_queries);
     if let Some(code) = &error.code {
         text.push_str(&format!(" [code: {code}]"));
     }
@@ -102,6 +103,12 @@ impl PayError {
         }
     }
 
+    /// Whether Stripe answered that the object does not exist (404 with its error body; a 404
+    /// without one is a wrong route, not a missing object).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PayError::Stripe { status: 404, .. })
+    }
+
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -133,5 +140,61 @@ impl PayError {
         } else {
             self
         }
+    }
+}
+
+/// A transport error without the query string of the URL it names: a GET carries its Stripe
+/// parameters there (a customer's e-mail), and the error text ends up in logs.
+pub fn without_query(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+    }
+    error
+}
+
+/// Upstream error text with the query string of every URL or path in it replaced by
+/// `?[query removed]`, for text the runtime did not write (error bodies, error chains).
+pub fn scrub_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('?') {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        // A query follows a path: the text since the last blank holds a `/`.
+        let word = out.rsplit(char::is_whitespace).next().unwrap_or("");
+        let end = after[1..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | ']' | '}' | ',')
+            })
+            .map_or(after.len(), |i| i + 1);
+        if word.contains('/') && end > 1 {
+            out.push_str("?[query removed]");
+            rest = &after[end..];
+        } else {
+            out.push('?');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_queries;
+
+    #[test]
+    fn query_strings_are_cut_from_error_text_and_questions_are_kept() {
+        assert_eq!(
+            scrub_queries(
+                "error sending request for url (http://h/v2/customers/ws_1/list?stripe_connect_id=acct_1&email=jane%40example.com): closed"
+            ),
+            "error sending request for url (http://h/v2/customers/ws_1/list?[query removed]): closed"
+        );
+        assert_eq!(
+            scrub_queries("GET /v1/customers?email=a@b.c failed; why? \"/x?y=1\""),
+            "GET /v1/customers?[query removed] failed; why? \"/x?[query removed]\""
+        );
+        assert_eq!(scrub_queries("no such customer?"), "no such customer?");
     }
 }

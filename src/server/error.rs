@@ -59,6 +59,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body is never read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -70,8 +76,22 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "session store failed");
-        ApiError::internal(e.to_string())
+        match e {
+            StoreError::LeaseLost { thread_id } => {
+                tracing::warn!(thread = %thread_id, "a turn lost its thread lease; its answer was not saved");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "lease_lost",
+                    format!(
+                        "thread {thread_id}: this turn lost the thread's lease to another turn while it ran (its lease connection to the database was lost), so its answer was not saved; read the thread and send the message again if it is still needed"
+                    ),
+                )
+            }
+            StoreError::Failed(_) => {
+                tracing::error!(error = %e, "session store failed");
+                ApiError::internal(e.to_string())
+            }
+        }
     }
 }
 
@@ -123,6 +143,12 @@ impl<T: DeserializeOwned> FromRequest<ServerState> for JsonBody<T> {
             .map_err(|e| {
                 if is_length_limit(&e) {
                     too_large()
+                } else if let Some(timeout) = source_of::<super::BodyTimeout>(&e) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        format!("{timeout}; the connection is closed"),
+                    )
                 } else {
                     ApiError::bad_request(
                         "body_unreadable",
@@ -136,14 +162,19 @@ impl<T: DeserializeOwned> FromRequest<ServerState> for JsonBody<T> {
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
+    source_of::<http_body_util::LengthLimitError>(e).is_some()
+}
+
+/// The first error of type `E` in `e`'s chain of causes.
+fn source_of<E: std::error::Error + 'static>(e: &axum::Error) -> Option<&E> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
+        if let Some(found) = s.downcast_ref::<E>() {
+            return Some(found);
         }
         source = s.source();
     }
-    false
+    None
 }
 
 /// Parses a body: invalid UTF-8, bad JSON and wrong fields each get their own error type,

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod connect;
 pub mod error;
+pub mod listen;
 mod native;
 mod openai;
 mod turn;
@@ -35,6 +36,7 @@ use crate::policy::PolicyConfig;
 use crate::store::{HistoryLimits, PgOptions, PgStore, ServeStore, SqliteStore};
 pub use auth::{Access, Scope, Tokens};
 pub use error::ApiError;
+pub use listen::{BodyTimeout, ConnectionLimits};
 
 /// The model name the OpenAI-compatible endpoint answers to.
 pub const MODEL_NAME: &str = "altan-pay";
@@ -82,6 +84,33 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a connection may take to send its request line and headers (and a keep-alive
+    /// connection may stay idle) before it is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive whole before it is answered 408.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub body_read_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted. Keep it below the process's
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
+    /// Sent as `max_completion_tokens` on every model request; 0 sends none.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_MAX_COMPLETION_TOKENS",
+        default_value_t = crate::model::openai::DEFAULT_MAX_COMPLETION_TOKENS,
+        value_name = "TOKENS"
+    )]
+    pub max_completion_tokens: u32,
+    /// The most answer text kept from one model call, in bytes; longer text is cut and marked.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_MAX_ANSWER_BYTES",
+        default_value_t = crate::model::openai::DEFAULT_MAX_ANSWER_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_answer_bytes: usize,
     /// Seconds one turn (model and tools) may take before it stops and says so.
     #[arg(long, default_value_t = 180)]
     pub turn_timeout_secs: u64,
@@ -169,6 +198,11 @@ impl std::fmt::Debug for ServeArgs {
             .field("tokens", &self.tokens)
             .field("server_tokens", &hidden(self.server_tokens.is_some()))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("max_completion_tokens", &self.max_completion_tokens)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .field("turn_timeout_secs", &self.turn_timeout_secs)
             .field("history_messages", &self.history_messages)
             .field("keep_tool_turns", &self.keep_tool_turns)
@@ -197,6 +231,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a request waits for the thread's running turn before a 409.
     pub thread_wait: Duration,
+    /// Connection cap, header- and body-read timeouts.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -204,6 +240,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
             thread_wait: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -299,7 +336,11 @@ pub fn router(state: ServerState) -> Router {
         )),
         None => app,
     };
-    app.layer(middleware::from_fn(observe))
+    app.layer(middleware::from_fn_with_state(
+        state.config.connections.body_read_timeout,
+        listen::limit_body_time,
+    ))
+    .layer(middleware::from_fn(observe))
 }
 
 /// `GET /metrics`: every metric of the process in the Prometheus text format. Behind a token
@@ -383,9 +424,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tracker = state.tracker.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = state.config.connections;
+    listen::serve_connections(listener, router(state), limits, shutdown).await?;
     tracker.close();
     tracker.wait().await;
     Ok(())
@@ -470,7 +510,13 @@ async fn check_bind(addr: &str, tokens: &Tokens) -> Result<(), String> {
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let tokens = load_tokens(&args)?;
     check_bind(&args.addr, &tokens).await?;
-    let model = OpenAiModel::new(OpenAiConfig::from_env()).map_err(|e| e.to_string())?;
+    let model = OpenAiModel::new(OpenAiConfig {
+        max_completion_tokens: (args.max_completion_tokens > 0)
+            .then_some(args.max_completion_tokens),
+        max_answer_bytes: args.max_answer_bytes.max(1),
+        ..OpenAiConfig::from_env()
+    })
+    .map_err(|e| e.to_string())?;
     let pay = crate::config::pay_setup(&args.pay).await?;
     let (store, shown_store) = open_store(&args)?;
     let mut builder = Agent::builder()
@@ -496,6 +542,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes.max(1024),
         thread_wait: Duration::from_secs(args.thread_wait_secs.max(1)),
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
     };
     let bindings = connect::bindings(&connect::parse_account_map(&args.stripe_account_map)?)?;
     let events = events_state(&args, &pay.client, store.clone())?;
@@ -598,11 +649,12 @@ fn events_state(
     pay: &crate::pay::PayClient,
     store: Arc<dyn crate::events::PendingStore>,
 ) -> Result<Option<Arc<crate::events::EventsState>>, String> {
-    let secrets: Vec<String> = args
+    let secrets: Vec<secrecy::SecretString> = args
         .stripe_webhook_secret
         .iter()
-        .map(|s| s.trim().to_string())
+        .map(|s| s.trim())
         .filter(|s| !s.is_empty())
+        .map(secrecy::SecretString::from)
         .collect();
     if secrets.is_empty() {
         if args.room_url.is_some() {
@@ -672,7 +724,7 @@ fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, St
         return Err("--room-url needs at least one --room-thread ACCOUNT=THREAD".into());
     }
     room.altan_member_id = args.room_altan_member_id.clone();
-    room.token = args.room_token.clone();
+    room.token = args.room_token.as_deref().map(secrecy::SecretString::from);
     room.window = std::time::Duration::from_millis(args.room_window_ms);
     Ok(Some(room))
 }

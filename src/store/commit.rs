@@ -64,7 +64,7 @@ where
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (_, Err(e)) => Err(e),
-            (None, Ok(())) => Err(StoreError("the write was never run".into())),
+            (None, Ok(())) => Err(StoreError::Failed("the write was never run".into())),
         };
         // The caller may have gone away (its request was cancelled); the write stands.
         let _ = reply.send(outcome);
@@ -134,7 +134,7 @@ impl GroupCommit {
         std::thread::Builder::new()
             .name("sqlite-group-commit".into())
             .spawn(move || commit_loop(&conn, &writes, &counted))
-            .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?;
         Ok(GroupCommit {
             writes: sender,
             stats,
@@ -190,7 +190,7 @@ impl GroupCommit {
         answer
             .instrument(span)
             .await
-            .map_err(|_| StoreError("the commit thread stopped before committing".into()))?
+            .map_err(|_| StoreError::Failed("the commit thread stopped before committing".into()))?
     }
 
     /// Queues `work` for the next batch without waiting for it. Writes are committed in the
@@ -210,13 +210,13 @@ impl GroupCommit {
 
     fn submit(&self, write: Box<dyn Write>) -> Result<(), StoreError> {
         if self.stats.lost_early_write.load(Ordering::Acquire) {
-            return Err(StoreError(
+            return Err(StoreError::Failed(
                 "a commit failed after its write was acted upon; restart the server (the store refuses further writes)".into(),
             ));
         }
         self.writes
             .send(write)
-            .map_err(|_| StoreError("the commit thread has stopped".into()))?;
+            .map_err(|_| StoreError::Failed("the commit thread has stopped".into()))?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -256,7 +256,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &Commi
         }
         conn.execute_batch("COMMIT")
     };
-    let outcome = run().map_err(|e| StoreError(format!("committing {count} writes: {e}")));
+    let outcome = run().map_err(|e| StoreError::Failed(format!("committing {count} writes: {e}")));
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -302,7 +302,7 @@ mod tests {
     fn insert(v: &'static str) -> impl FnOnce(&Connection) -> Result<usize, StoreError> {
         move |c: &Connection| {
             c.execute("INSERT INTO t (v) VALUES (?1)", [v])
-                .map_err(|e| StoreError(e.to_string()))
+                .map_err(|e| StoreError::Failed(e.to_string()))
         }
     }
 
@@ -376,7 +376,7 @@ mod tests {
                 commits
                     .run(|c: &Connection| {
                         c.execute("INSERT INTO child (p) VALUES ('nobody')", [])
-                            .map_err(|e| StoreError(e.to_string()))
+                            .map_err(|e| StoreError::Failed(e.to_string()))
                     })
                     .await
             }
@@ -481,7 +481,7 @@ mod tests {
                 commits
                     .run(|c: &Connection| {
                         c.execute("INSERT INTO child (p) VALUES ('nobody')", [])
-                            .map_err(|e| StoreError(e.to_string()))
+                            .map_err(|e| StoreError::Failed(e.to_string()))
                     })
                     .await
             }
@@ -497,7 +497,7 @@ mod tests {
         assert!(
             later
                 .as_ref()
-                .is_err_and(|e| e.0.contains("refuses further writes")),
+                .is_err_and(|e| e.detail().contains("refuses further writes")),
             "{later:?}"
         );
     }

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ";
 
 fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError(format!("{what}: {e}"))
+    move |e| StoreError::Failed(format!("{what}: {e}"))
 }
 
 /// A panic elsewhere while holding the lock leaves SQLite itself consistent.
@@ -116,18 +116,20 @@ impl SqliteStore {
         let path = path.as_ref();
         let open = || {
             Connection::open(path)
-                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))
+                .map_err(|e| StoreError::Failed(format!("cannot open {}: {e}", path.display())))
         };
         let write = configure(open()?)?;
         let read = configure(open()?)?;
-        let pending = SqlitePendingStore::open(path).map_err(|e| StoreError(e.to_string()))?;
+        let pending =
+            SqlitePendingStore::open(path).map_err(|e| StoreError::Failed(e.to_string()))?;
         Self::assemble(read, Some(write), pending)
     }
 
     /// A private in-memory database, for tests and benchmarks.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
-        let pending = SqlitePendingStore::in_memory().map_err(|e| StoreError(e.to_string()))?;
+        let pending =
+            SqlitePendingStore::in_memory().map_err(|e| StoreError::Failed(e.to_string()))?;
         Self::assemble(configure(conn)?, None, pending)
     }
 
@@ -198,14 +200,14 @@ impl SqliteStore {
 fn session_text(session: &Session, limits: HistoryLimits) -> Result<String, StoreError> {
     let mut bounded = session.clone();
     bound_history(&mut bounded.history, limits);
-    serde_json::to_string(&bounded).map_err(|e| StoreError(e.to_string()))
+    serde_json::to_string(&bounded).map_err(|e| StoreError::Failed(e.to_string()))
 }
 
 /// A stored session read back; `None` stays `None`.
 fn parse_session(thread_id: &str, text: Option<String>) -> Result<Option<Session>, StoreError> {
     text.map(|t| {
         serde_json::from_str(&t)
-            .map_err(|e| StoreError(format!("session {thread_id} is unreadable: {e}")))
+            .map_err(|e| StoreError::Failed(format!("session {thread_id} is unreadable: {e}")))
     })
     .transpose()
 }
@@ -217,7 +219,7 @@ fn parse_thread(
 ) -> Result<Option<ThreadInfo>, StoreError> {
     row.map(|(account_id, context)| {
         let context = serde_json::from_str(&context)
-            .map_err(|e| StoreError(format!("thread {thread_id}: stored context: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("thread {thread_id}: stored context: {e}")))?;
         Ok(ThreadInfo {
             account_id,
             context,
@@ -238,7 +240,7 @@ fn reservation_of(
         None => Ok(Reservation::InProgress),
         Some(text) => serde_json::from_str(&text)
             .map(Reservation::Done)
-            .map_err(|e| StoreError(format!("stored answer for key {key}: {e}"))),
+            .map_err(|e| StoreError::Failed(format!("stored answer for key {key}: {e}"))),
     }
 }
 
@@ -254,7 +256,8 @@ impl ThreadRow {
         Ok(ThreadRow {
             thread_id: thread_id.to_string(),
             account_id: context.account_id.clone(),
-            context: serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?,
+            context: serde_json::to_string(context)
+                .map_err(|e| StoreError::Failed(e.to_string()))?,
         })
     }
 

@@ -73,7 +73,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 pub fn verify(
     header: Option<&str>,
     body: &[u8],
-    secrets: &[String],
+    secrets: &[impl AsRef<str>],
     now: i64,
     tolerance: i64,
 ) -> Result<i64, SignatureError> {
@@ -116,7 +116,7 @@ pub fn verify(
         for sig in &signatures {
             let Some(bytes) = unhex(sig) else { continue };
             // verify_slice compares in constant time.
-            if let Some(m) = mac(secret, timestamp, body)
+            if let Some(m) = mac(secret.as_ref(), timestamp, body)
                 && m.verify_slice(&bytes).is_ok()
             {
                 return Ok(timestamp);

@@ -91,6 +91,7 @@ pub async fn replay_with_events(
         retry: RetryPolicy::default(),
         temperature: None,
         stream: transcript.streamed(),
+        ..OpenAiConfig::default()
     };
     let model = OpenAiModel::new(config)
         .map_err(|e| TranscriptError::Setup(format!("replay model: {e}")))?;

@@ -64,12 +64,12 @@ pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created:
     })
 }
 
-/// Where events go and how hard to try.
+/// Where events go and how hard to try; `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct EventSinkConfig {
     pub url: String,
     /// The endpoint secret that signs every delivery.
-    pub secret: String,
+    pub secret: secrecy::SecretString,
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub timeout: Duration,
@@ -79,7 +79,7 @@ impl EventSinkConfig {
     pub fn new(url: &str, secret: &str) -> EventSinkConfig {
         EventSinkConfig {
             url: url.to_owned(),
-            secret: secret.to_owned(),
+            secret: secret.into(),
             max_attempts: 5,
             base_delay: Duration::from_millis(200),
             timeout: Duration::from_secs(10),
@@ -185,7 +185,11 @@ pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &V
             tokio::time::sleep(wait).await;
         }
         // Signed at each attempt, like Stripe: a retry carries a fresh timestamp.
-        let header = crate::stripe::signature::header(&config.secret, unix_now(), body.as_bytes());
+        let header = crate::stripe::signature::header(
+            secrecy::ExposeSecret::expose_secret(&config.secret),
+            unix_now(),
+            body.as_bytes(),
+        );
         let sent = http
             .post(&config.url)
             .header("Content-Type", "application/json")

@@ -55,7 +55,7 @@ impl GroupCommit {
     pub(super) fn submit(&self, save: Save) -> Result<(), StoreError> {
         self.saves
             .send(save)
-            .map_err(|_| StoreError("the PostgreSQL commit task has stopped".into()))?;
+            .map_err(|_| StoreError::Failed("the PostgreSQL commit task has stopped".into()))?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -76,7 +76,7 @@ impl GroupCommit {
             done: None,
         })?;
         answer.await.map_err(|_| {
-            StoreError("the PostgreSQL commit task stopped before committing".into())
+            StoreError::Failed("the PostgreSQL commit task stopped before committing".into())
         })?
     }
 }
@@ -102,10 +102,9 @@ async fn commit_loop(
             let result = match &outcome {
                 Err(e) => Err(e.clone()),
                 Ok(written) if written.contains(&save.thread_id) => Ok(()),
-                Ok(_) => Err(StoreError(format!(
-                    "thread {}: the lease was taken over by another turn; this save was refused",
-                    save.thread_id
-                ))),
+                Ok(_) => Err(StoreError::LeaseLost {
+                    thread_id: save.thread_id.clone(),
+                }),
             };
             if let Err(e) = &result
                 && save.reply.is_none()
@@ -139,7 +138,7 @@ async fn write_batch(pool: &Pool, batch: &[Save]) -> Result<HashSet<String>, Sto
     let client = pool
         .get()
         .await
-        .map_err(|e| StoreError(format!("no PostgreSQL connection for a commit: {e}")))?;
+        .map_err(|e| StoreError::Failed(format!("no PostgreSQL connection for a commit: {e}")))?;
     let statement = client
         .prepare_cached(
             "INSERT INTO altan_pay_sessions (thread_id, session, updated_at)
@@ -158,7 +157,7 @@ async fn write_batch(pool: &Pool, batch: &[Save]) -> Result<HashSet<String>, Sto
         .query(&statement, &[&threads, &texts, &tokens])
         .await
         .map_err(|e| {
-            StoreError(format!(
+            StoreError::Failed(format!(
                 "committing {} session saves: {}",
                 batch.len(),
                 error_message(&e)

@@ -82,7 +82,7 @@ pub(super) async fn acquire(
     let conn = match tokio::time::timeout(wait, pool.get()).await {
         Err(_) => return Err(busy()),
         Ok(conn) => conn.map_err(|e| {
-            LeaseError::Store(StoreError(format!(
+            LeaseError::Store(StoreError::Failed(format!(
                 "no PostgreSQL connection for a thread lease: {e}"
             )))
         })?,

@@ -67,7 +67,7 @@ pub fn lease_lock_key(thread_id: &str) -> i64 {
 }
 
 fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError(format!("{what}: {}", error_message(&e)))
+    move |e| StoreError::Failed(format!("{what}: {}", error_message(&e)))
 }
 
 /// The URL without its password, for messages.
@@ -95,7 +95,9 @@ impl StoreRuntime {
             .thread_name("pg-store")
             .enable_all()
             .build()
-            .map_err(|e| StoreError(format!("cannot start the PostgreSQL store's runtime: {e}")))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("cannot start the PostgreSQL store's runtime: {e}"))
+            })?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -106,7 +108,9 @@ impl StoreRuntime {
                 });
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })
-            .map_err(|e| StoreError(format!("cannot start the PostgreSQL store's thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("cannot start the PostgreSQL store's thread: {e}"))
+            })?;
         Ok(StoreRuntime {
             handle,
             stop: Some(stop),
@@ -158,7 +162,7 @@ impl PgStore {
         let config: tokio_postgres::Config = options
             .url
             .parse()
-            .map_err(|e| StoreError(format!("--database-url: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("--database-url: {e}")))?;
         let runtime = StoreRuntime::start()?;
         let build = |size: usize| -> Result<(Pool, bool), StoreError> {
             let (manager, tls) = tls::manager(config.clone(), options.ca_file.as_deref())?;
@@ -168,7 +172,7 @@ impl PgStore {
                 .wait_timeout(Some(Duration::from_secs(30)))
                 .create_timeout(Some(Duration::from_secs(10)))
                 .build()
-                .map_err(|e| StoreError(format!("connection pool: {e}")))?;
+                .map_err(|e| StoreError::Failed(format!("connection pool: {e}")))?;
             Ok((pool, tls))
         };
         let (pool, tls) = build(options.pool_size)?;
@@ -176,7 +180,7 @@ impl PgStore {
         let migrating = pool.clone();
         let applied = block_on(&runtime.handle, async move {
             let mut conn = migrating.get().await.map_err(|e| {
-                StoreError(format!("cannot connect to {shown}: {}", error_chain(&e)))
+                StoreError::Failed(format!("cannot connect to {shown}: {}", error_chain(&e)))
             })?;
             migrate(&mut conn, MIGRATIONS).await
         })?;
@@ -223,7 +227,7 @@ impl PgStore {
             .handle
             .spawn(work)
             .await
-            .map_err(|e| StoreError(format!("a PostgreSQL call stopped: {e}")))?
+            .map_err(|e| StoreError::Failed(format!("a PostgreSQL call stopped: {e}")))?
     }
 
     /// Runs `work` on the store's runtime and blocks the calling thread until it is done.
@@ -246,9 +250,9 @@ impl PgStore {
 
     /// A connection of the data pool, for one call.
     async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
-        pool.get()
-            .await
-            .map_err(|e| StoreError(format!("no PostgreSQL connection: {}", error_chain(&e))))
+        pool.get().await.map_err(|e| {
+            StoreError::Failed(format!("no PostgreSQL connection: {}", error_chain(&e)))
+        })
     }
 }
 
@@ -263,7 +267,7 @@ where
         let _ = done.send(work.await);
     });
     outcome.recv_timeout(SYNC_CALL_LIMIT).map_err(|_| {
-        E::from(StoreError(format!(
+        E::from(StoreError::Failed(format!(
             "PostgreSQL did not answer within {SYNC_CALL_LIMIT:?}"
         )))
     })?
@@ -271,7 +275,7 @@ where
 
 impl From<StoreError> for PendingError {
     fn from(e: StoreError) -> PendingError {
-        PendingError(e.0)
+        PendingError(e.detail())
     }
 }
 
@@ -309,7 +313,7 @@ impl SessionStore for PgStore {
         self.block(async move {
             answer
                 .await
-                .map_err(|_| StoreError("the PostgreSQL commit task stopped".into()))?
+                .map_err(|_| StoreError::Failed("the PostgreSQL commit task stopped".into()))?
         })
     }
 
@@ -389,7 +393,8 @@ impl ServeStore for PgStore {
         let thread = thread_id.to_string();
         let account = context.account_id.clone();
         Box::pin(async move {
-            let text = serde_json::to_string(context).map_err(|e| StoreError(e.to_string()))?;
+            let text =
+                serde_json::to_string(context).map_err(|e| StoreError::Failed(e.to_string()))?;
             self.run(async move {
                 let conn = PgStore::client(&pool).await?;
                 // One statement: the row is locked while the owner is checked. The owner is
@@ -457,7 +462,7 @@ impl ServeStore for PgStore {
                     return reservation_of(&key, &hash, &row.get::<_, String>(0), row.get(1));
                 }
             }
-            Err(StoreError(format!(
+            Err(StoreError::Failed(format!(
                 "idempotency key {key} kept changing while it was reserved"
             )))
         }))
@@ -530,7 +535,7 @@ impl ServeStore for PgStore {
                     self.fences.clone(),
                 ))
                 .await
-                .map_err(|e| StoreError(format!("taking a thread lease stopped: {e}")))?
+                .map_err(|e| StoreError::Failed(format!("taking a thread lease stopped: {e}")))?
                 .map_err(|e| match e {
                     LeaseError::Busy { thread_id, .. } => LeaseError::Busy {
                         thread_id,

@@ -128,7 +128,7 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
         .collect();
     let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     if let Some(newer) = done.iter().copied().filter(|v| *v > known).max() {
-        return Err(StoreError(format!(
+        return Err(StoreError::Failed(format!(
             "the database schema is at version {newer}, newer than this binary knows ({known}): run the newer altan-pay, or a database of this version"
         )));
     }
@@ -143,7 +143,7 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
             .map_err(pg_err("starting a migration"))?;
         tx.batch_execute(migration.sql)
             .await
-            .map_err(|e| StoreError(format!("{what}: {}", error_message(&e))))?;
+            .map_err(|e| StoreError::Failed(format!("{what}: {}", error_message(&e))))?;
         tx.execute(
             "INSERT INTO altan_pay_migrations (version, name) VALUES ($1, $2)",
             &[&migration.version, &migration.name],
@@ -152,7 +152,7 @@ async fn apply(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>
         .map_err(pg_err("recording a migration"))?;
         tx.commit()
             .await
-            .map_err(|e| StoreError(format!("{what}: commit: {}", error_message(&e))))?;
+            .map_err(|e| StoreError::Failed(format!("{what}: commit: {}", error_message(&e))))?;
         tracing::info!(
             version = migration.version,
             name = migration.name,

@@ -37,30 +37,32 @@ fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, StoreEr
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| StoreError(format!("--database-ca-file {}: {e}", path.display())))?
+            .map_err(|e| StoreError::Failed(format!("--database-ca-file {}: {e}", path.display())))?
             .collect::<Result<_, _>>()
-            .map_err(|e| StoreError(format!("--database-ca-file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Failed(format!("--database-ca-file {}: {e}", path.display()))
+            })?;
         if certs.is_empty() {
-            return Err(StoreError(format!(
+            return Err(StoreError::Failed(format!(
                 "--database-ca-file {}: no PEM certificate in it",
                 path.display()
             )));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| StoreError(format!("--database-ca-file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                StoreError::Failed(format!("--database-ca-file {}: {e}", path.display()))
+            })?;
         }
     }
     if roots.is_empty() {
-        return Err(StoreError(
+        return Err(StoreError::Failed(
             "TLS to PostgreSQL needs root certificates: none were found on this system; pass --database-ca-file".into(),
         ));
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError(format!("TLS set-up: {e}")))?
+        .map_err(|e| StoreError::Failed(format!("TLS set-up: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

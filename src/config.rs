@@ -26,7 +26,7 @@ pub struct PayArgs {
     pub routes: Option<PathBuf>,
     /// Bearer token for the Altan Pay API.
     #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<secrecy::SecretString>,
     /// Seconds before one request attempt is abandoned.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
@@ -80,7 +80,10 @@ pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
         (routes, None)
     };
     let mut config = PayConfig::new(routes);
-    config.token = args.token.clone().filter(|t| !t.is_empty());
+    config.token = args
+        .token
+        .clone()
+        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).is_empty());
     config.timeout = Duration::from_secs(args.timeout_secs.max(1));
     config.max_response_bytes = args.max_tool_result_bytes.max(1024);
     let client = PayClient::new(config).map_err(|e| e.to_string())?;

@@ -22,9 +22,13 @@ impl Gw {
 
     async fn with(sandbox: Sandbox, token: Option<&str>) -> Gw {
         let routes = RouteTable::embedded();
-        let handle = gateway::spawn(routes.clone(), Arc::new(sandbox), token.map(str::to_string))
-            .await
-            .unwrap();
+        let handle = gateway::spawn(
+            routes.clone(),
+            Arc::new(sandbox),
+            token.map(secrecy::SecretString::from),
+        )
+        .await
+        .unwrap();
         let mut gw = Gw {
             handle,
             http: reqwest::Client::new(),

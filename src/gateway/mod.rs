@@ -82,7 +82,7 @@ pub struct GatewayArgs {
     pub stripe_base_url: Option<String>,
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<secrecy::SecretString>,
     /// Fault injection rules (TOML, or JSON by extension; see `gateway::faults`).
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,

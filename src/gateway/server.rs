@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -33,7 +34,7 @@ pub const DROP_CONNECTION: u16 = 0;
 struct App {
     routes: RouteTable,
     backend: Arc<dyn Backend>,
-    token: Option<String>,
+    token: Option<SecretString>,
 }
 
 /// Serves the route table on `listener` until the process ends.
@@ -41,7 +42,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: RouteTable,
     backend: Arc<dyn Backend>,
-    token: Option<String>,
+    token: Option<SecretString>,
 ) -> io::Result<()> {
     serve_with_shutdown(listener, routes, backend, token, std::future::pending()).await
 }
@@ -51,13 +52,13 @@ pub async fn serve_with_shutdown(
     listener: TcpListener,
     routes: RouteTable,
     backend: Arc<dyn Backend>,
-    token: Option<String>,
+    token: Option<SecretString>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let app = Arc::new(App {
         routes,
         backend,
-        token: token.filter(|t| !t.is_empty()),
+        token: token.filter(|t| !t.expose_secret().is_empty()),
     });
     let router = Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router)
@@ -106,7 +107,7 @@ impl Drop for GatewayHandle {
 pub async fn spawn(
     routes: RouteTable,
     backend: Arc<dyn Backend>,
-    token: Option<String>,
+    token: Option<SecretString>,
 ) -> io::Result<GatewayHandle> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     spawn_on(listener, routes, backend, token)
@@ -117,7 +118,7 @@ pub fn spawn_on(
     listener: TcpListener,
     routes: RouteTable,
     backend: Arc<dyn Backend>,
-    token: Option<String>,
+    token: Option<SecretString>,
 ) -> io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
@@ -204,7 +205,7 @@ fn app_response(pay: PayResponse) -> Response {
 
 async fn route_request(app: &App, request: Request) -> Result<PayRequest, Refusal> {
     let (parts, body) = request.into_parts();
-    check_token(app.token.as_deref(), &parts.headers)?;
+    check_token(app.token.as_ref(), &parts.headers)?;
     let path = parts.uri.path().to_string();
     let (operation, route, values) = find_route(&app.routes, parts.method.as_str(), &path)?;
     let mut query = decode_query(parts.uri.query().unwrap_or(""))?;
@@ -229,7 +230,7 @@ async fn route_request(app: &App, request: Request) -> Result<PayRequest, Refusa
     })
 }
 
-fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
+fn check_token(token: Option<&SecretString>, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(token) = token else { return Ok(()) };
     let unauthorized = |message: &str| ApiError::invalid(message).status(401);
     let given = headers
@@ -239,7 +240,7 @@ fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> 
         .ok_or_else(|| {
             unauthorized("You did not provide a token. Send `Authorization: Bearer <token>`.")
         })?;
-    if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+    if !constant_time_eq(given.trim().as_bytes(), token.expose_secret().as_bytes()) {
         return Err(unauthorized("Invalid token provided in the Authorization header.").into());
     }
     Ok(())

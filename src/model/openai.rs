@@ -12,7 +12,7 @@ use async_openai::error::{OpenAIError, StreamError};
 use async_openai::middleware::HttpRequestFactory;
 use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, warn};
@@ -32,12 +32,12 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
 
 /// Settings of an [`OpenAiModel`]. `Debug` hides the key, so configs can be logged.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct OpenAiConfig {
     /// Up to and including `/v1`; `/chat/completions` is appended.
     pub base_url: String,
     /// Sent as `Authorization: Bearer ...` when set; local servers usually need none.
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     pub model: String,
     /// Without streaming: the whole call. With streaming: to get the response headers, and
     /// then the longest silence between two chunks.
@@ -106,7 +106,7 @@ impl OpenAiConfig {
         if let Some(url) = env_var("OPENAI_BASE_URL") {
             config.base_url = url;
         }
-        config.api_key = env_var("OPENAI_API_KEY");
+        config.api_key = env_var("OPENAI_API_KEY").map(SecretString::from);
         if let Some(model) = env_var("ALTAN_PAY_MODEL") {
             config.model = model;
         }
@@ -194,7 +194,9 @@ impl OpenAiModel {
         if config.model.trim().is_empty() {
             return Err(ModelError::Config("the model name is empty".into()));
         }
-        config.api_key = config.api_key.filter(|k| !k.trim().is_empty());
+        config.api_key = config
+            .api_key
+            .filter(|k| !k.expose_secret().trim().is_empty());
         if config.api_key.is_none() && parsed.host_str() == Some("api.openai.com") {
             return Err(ModelError::Config(
                 "OPENAI_API_KEY is not set; OpenAI's endpoint needs one (set OPENAI_BASE_URL for a local server)".into(),
@@ -203,11 +205,13 @@ impl OpenAiModel {
         let mut headers = HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
-                    ModelError::Config(
-                        "OPENAI_API_KEY contains characters a header cannot carry".into(),
-                    )
-                })?;
+                HeaderValue::from_str(&format!("Bearer {}", key.expose_secret().trim())).map_err(
+                    |_| {
+                        ModelError::Config(
+                            "OPENAI_API_KEY contains characters a header cannot carry".into(),
+                        )
+                    },
+                )?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -217,7 +221,10 @@ impl OpenAiModel {
             .build()
             .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
         let wire = WireConfig {
-            api_key: SecretString::from(config.api_key.clone().unwrap_or_default()),
+            api_key: config
+                .api_key
+                .clone()
+                .unwrap_or_else(|| SecretString::from("")),
             base: base.clone(),
             headers,
         };

@@ -25,7 +25,7 @@ pub use crate::retry::RetryPolicy;
 pub struct PayConfig {
     pub routes: RouteTable,
     /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
-    pub token: Option<String>,
+    pub token: Option<secrecy::SecretString>,
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
     pub retry: RetryPolicy,
@@ -260,7 +260,11 @@ impl PayClient {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let Some(token) = &self.config.token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            let mut value = HeaderValue::from_str(&format!(
+                "Bearer {}",
+                secrecy::ExposeSecret::expose_secret(token)
+            ))
+            .map_err(|_| {
                 PayError::Config(
                     "ALTAN_PAY_TOKEN contains characters not allowed in a header".into(),
                 )

@@ -80,7 +80,7 @@ pub struct ServeArgs {
     pub tokens: Option<PathBuf>,
     /// Tokens as `token=acct1,acct2;token2=*`, added to those of --tokens.
     #[arg(long, env = "ALTAN_PAY_SERVER_TOKENS", hide_env_values = true)]
-    pub server_tokens: Option<String>,
+    pub server_tokens: Option<secrecy::SecretString>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -163,7 +163,7 @@ pub struct ServeArgs {
     pub room_altan_member_id: Option<String>,
     /// Bearer token for the room API.
     #[arg(long, env = "ALTAN_ROOM_TOKEN", hide_env_values = true)]
-    pub room_token: Option<String>,
+    pub room_token: Option<secrecy::SecretString>,
     /// Events arriving within this many milliseconds after the first go in one post.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub room_window_ms: u64,
@@ -484,7 +484,8 @@ fn load_tokens(args: &ServeArgs) -> Result<Tokens, String> {
     };
     if let Some(text) = args
         .server_tokens
-        .as_deref()
+        .as_ref()
+        .map(secrecy::ExposeSecret::expose_secret)
         .filter(|t| !t.trim().is_empty())
     {
         tokens.extend(Tokens::parse_env(text).map_err(|e| e.to_string())?);
@@ -724,7 +725,7 @@ fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, St
         return Err("--room-url needs at least one --room-thread ACCOUNT=THREAD".into());
     }
     room.altan_member_id = args.room_altan_member_id.clone();
-    room.token = args.room_token.as_deref().map(secrecy::SecretString::from);
+    room.token = args.room_token.clone();
     room.window = std::time::Duration::from_millis(args.room_window_ms);
     Ok(Some(room))
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use altan_pay::gateway::sandbox::EventingSandbox;
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
 use process::{free_port, port_guard, wait_up};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "whsec_serve_events";
 const TOKEN: &str = "events-test-token";
+const PLAN_KEY: &str = "events-plan-key";
 
 fn serve_command(dir: &std::path::Path, port: u16, pay: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_altan-pay"));
@@ -38,12 +40,14 @@ fn serve_command(dir: &std::path::Path, port: u16, pay: &str) -> Command {
     cmd
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
-    let (room_url, room_log) = room_standin().await;
-    let guard = port_guard().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+/// A sandbox that sends its signed events to `base`, with ws_1's product and price.
+async fn eventing_stripe(
+    base: &str,
+) -> (
+    EventingSandbox,
+    altan_pay::gateway::GatewayHandle,
+    RouteTable,
+) {
     let seed = json!({"accounts": {"ws_1": {
         "stripe_connect_id": "acct_serve1",
         "prices": [{"id": "price_1", "product": "prod_1", "currency": "usd", "unit_amount": 2000,
@@ -57,28 +61,20 @@ async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
     let gateway = spawn(routes.clone(), Arc::new(eventing.clone()), None)
         .await
         .unwrap();
+    (eventing, gateway, routes)
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = serve_command(dir.path(), port, &gateway.base_url)
-        .args(["--stripe-webhook-secret", SECRET])
-        .args(["--stripe-account-map", "acct_serve1=ws_1"])
-        .args(["--room-url", &room_url, "--room-agent-id", "agent_pay"])
-        .args(["--room-thread", "ws_1=thread_ws_1"])
-        .args([
-            "--room-altan-member-id",
-            "mem_altan",
-            "--room-window-ms",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_up(&base).await;
-    drop(guard);
-    let client = reqwest::Client::new();
-
-    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
+/// A checkout completed in the sandbox, its 3 events delivered; the new customer's and
+/// subscription's ids.
+async fn complete_a_checkout(
+    eventing: &EventingSandbox,
+    gateway: &altan_pay::gateway::GatewayHandle,
+    routes: &RouteTable,
+) -> (String, String) {
+    let pay = PayClient::new(PayConfig::new(
+        routes.clone().with_base_url(&gateway.base_url),
+    ))
+    .unwrap();
     let session = pay
         .call(PayCall {
             operation: "checkout_sessions.create",
@@ -98,8 +94,49 @@ async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
         .unwrap();
     eventing.sink().flush().await;
     assert_eq!(eventing.sink().stats().delivered, 3, "3 events accepted");
-    let customer = done.created_customer.unwrap()["id"].clone();
-    let subscription = done.subscription.unwrap()["id"].clone();
+    let id = |o: Option<Value>| o.unwrap()["id"].as_str().unwrap().to_string();
+    (id(done.created_customer), id(done.subscription))
+}
+
+/// ws_1's pending syncs, as the platform reads them.
+async fn pending_syncs(base: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/accounts/ws_1/pending-syncs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
+    let (room_url, room_log) = room_standin().await;
+    let guard = port_guard().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (eventing, gateway, routes) = eventing_stripe(&base).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_command(dir.path(), port, &gateway.base_url)
+        .args(["--stripe-webhook-secret", SECRET])
+        .args(["--stripe-account-map", "acct_serve1=ws_1"])
+        .args(["--room-url", &room_url, "--room-agent-id", "agent_pay"])
+        .args(["--room-thread", "ws_1=thread_ws_1"])
+        .args([
+            "--room-altan-member-id",
+            "mem_altan",
+            "--room-window-ms",
+            "300",
+        ])
+        .args(["--plan-signing-key", PLAN_KEY])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(&base).await;
+    drop(guard);
+    let (customer, subscription) = complete_a_checkout(&eventing, &gateway, &routes).await;
 
     let mut waited = 0;
     while room_log.lock().unwrap().posts.is_empty() && waited < 100 {
@@ -112,25 +149,52 @@ async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
         (thread.as_str(), agent.as_str()),
         ("thread_ws_1", "agent_pay")
     );
-    assert_handoff(
-        &text,
-        customer.as_str().unwrap(),
-        subscription.as_str().unwrap(),
-    );
+    assert_handoff(&text, &customer, &subscription);
+    // The posted plan is the runtime's, signed: an applier with the key takes it.
+    let key = altan_pay::sync::PlanSigningKey::new(PLAN_KEY).unwrap();
+    let mapping = altan_pay::sync::SyncMapping::default();
+    let signed = altan_pay::mirror::parse_signed_plan(&text, &mapping, Some(&key));
+    assert!(signed.is_ok(), "{signed:?}: {text}");
 
     // Handed over: nothing left pending for the next answer.
-    let pending: Value = client
-        .get(format!("{base}/v1/accounts/ws_1/pending-syncs"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending = pending_syncs(&base).await;
     assert_eq!(pending["pending"], json!([]), "{pending}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// With `--plan-signing-key`, the plan of the pending-syncs listing is signed like an
+/// answer's, so an applier that checks signatures takes it; under another key it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_syncs_plan_is_signed_with_the_servers_key() {
+    let guard = port_guard().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (eventing, gateway, routes) = eventing_stripe(&base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_command(dir.path(), port, &gateway.base_url)
+        .args(["--stripe-webhook-secret", SECRET])
+        .args(["--stripe-account-map", "acct_serve1=ws_1"])
+        .args(["--plan-signing-key", PLAN_KEY])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(&base).await;
+    drop(guard);
+    let (customer, _) = complete_a_checkout(&eventing, &gateway, &routes).await;
+    let pending = pending_syncs(&base).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let plan = &pending["sync_plan"];
+    assert!(plan.to_string().contains(&customer), "{pending}");
+    let key = altan_pay::sync::PlanSigningKey::new(PLAN_KEY).unwrap();
+    assert_eq!(key.verify(plan), Ok(()), "{pending}");
+    let other = altan_pay::sync::PlanSigningKey::new("not the server's key").unwrap();
+    assert_eq!(
+        other.verify(plan),
+        Err(altan_pay::sync::SignatureError::Mismatch)
+    );
 }
 
 /// Room flags that cannot work stop the start-up with a message naming the flag.

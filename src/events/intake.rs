@@ -67,6 +67,8 @@ pub struct EventsConfig {
     pub tolerance: Duration,
     pub accounts: AccountMap,
     pub mapping: SyncMapping,
+    /// The key the pending-syncs plan is signed with (`serve --plan-signing-key`).
+    pub plan_key: Option<crate::sync::PlanSigningKey>,
 }
 
 impl EventsConfig {
@@ -76,6 +78,7 @@ impl EventsConfig {
             tolerance: Duration::from_secs(DEFAULT_TOLERANCE_SECS as u64),
             accounts,
             mapping: SyncMapping::default(),
+            plan_key: None,
         }
     }
 }
@@ -471,7 +474,11 @@ impl EventsState {
         for e in entries {
             ledger.record(e.mutation.clone());
         }
-        ledger.plan(&self.config.mapping, &())
+        let mut plan = ledger.plan(&self.config.mapping, &())?;
+        if let Some(key) = &self.config.plan_key {
+            plan.sign(key);
+        }
+        Some(plan)
     }
 }
 

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::store::{PendingEntry, PendingStore};
-use crate::sync::{AnswerInput, Member, Room, SyncLedger, SyncMapping, compose_answer};
+use crate::sync::{
+    AnswerInput, Member, PlanSigningKey, Room, SyncLedger, SyncMapping, compose_answer,
+};
 
 /// Where and how handoffs are posted; `Debug` shows no token (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct RoomConfig {
     pub window: Duration,
     pub max_attempts: u32,
     pub base_delay: Duration,
+    /// The key the posted plans are signed with (`serve --plan-signing-key`).
+    pub plan_key: Option<PlanSigningKey>,
 }
 
 impl RoomConfig {
@@ -45,6 +49,7 @@ impl RoomConfig {
             window: Duration::from_secs(2),
             max_attempts: 5,
             base_delay: Duration::from_millis(250),
+            plan_key: None,
         }
     }
 }
@@ -127,17 +132,22 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The handoff text for pending entries; `None` when they make no plan.
+/// The handoff text for pending entries, its plan signed with `key` when there is one;
+/// `None` when they make no plan.
 pub fn handoff_text(
     entries: &[PendingEntry],
     mapping: &SyncMapping,
     altan_member_id: Option<&str>,
+    key: Option<&PlanSigningKey>,
 ) -> Option<String> {
     let mut ledger = SyncLedger::new();
     for e in entries {
         ledger.record(e.mutation.clone());
     }
-    let plan = ledger.plan(mapping, &())?;
+    let mut plan = ledger.plan(mapping, &())?;
+    if let Some(key) = key {
+        plan.sign(key);
+    }
     let mut events: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
     events.dedup();
     let intro = format!(
@@ -179,7 +189,12 @@ async fn post_pending(
             return;
         }
     };
-    let Some(text) = handoff_text(&entries, mapping, config.altan_member_id.as_deref()) else {
+    let Some(text) = handoff_text(
+        &entries,
+        mapping,
+        config.altan_member_id.as_deref(),
+        config.plan_key.as_ref(),
+    ) else {
         return;
     };
     let url = format!("{}/v2/threads/{thread}/messages", config.base_url);

@@ -670,11 +670,9 @@ fn events_state(
     accounts
         .connect
         .extend(connect::parse_account_map(&args.stripe_account_map)?);
-    let mut state = crate::events::EventsState::new(
-        crate::events::EventsConfig::new(secrets, accounts),
-        store.clone(),
-    )
-    .with_pay(pay.clone());
+    let mut config = crate::events::EventsConfig::new(secrets, accounts);
+    config.plan_key = args.plan_signing_key.clone();
+    let mut state = crate::events::EventsState::new(config, store.clone()).with_pay(pay.clone());
     if let Some(room) = room_config(args)? {
         info!(
             room = %room.base_url,
@@ -726,6 +724,7 @@ fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, St
     }
     room.altan_member_id = args.room_altan_member_id.clone();
     room.token = args.room_token.clone();
+    room.plan_key = args.plan_signing_key.clone();
     room.window = std::time::Duration::from_millis(args.room_window_ms);
     Ok(Some(room))
 }

@@ -147,3 +147,78 @@ async fn usage_is_counted_per_model_call_and_events_arrive_in_order() {
     let text = kinds.iter().position(|k| *k == "text").unwrap();
     assert!(text < started, "{kinds:?}");
 }
+
+/// An answer the model's output limit cut inside a code block, after a Stripe write: the
+/// answer says it was cut, the block is closed before the runtime's lines, the sync plan is
+/// there, and the one mention of Altan ends the answer outside any code block.
+#[tokio::test]
+async fn an_answer_cut_at_the_output_limit_says_so_and_keeps_the_mention_outside_code() {
+    let script = ScriptedModel::new(vec![
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        Step::text("Created Pro. Here is its JSON:\n```json\n{\"id\": \"prod_")
+            .with_finish_reason(Some(altan_pay::model::FinishReason::Length)),
+    ]);
+    let (agent, _g) = agent(Arc::new(script), Limits::default()).await;
+    let answer = agent
+        .respond("t-cut", &ctx(), &said("Create a product Pro"))
+        .await
+        .unwrap();
+    let text = &answer.text;
+    assert_eq!(answer.end, AnswerEnd::Cut, "{text}");
+    assert!(text.contains(altan_pay::sync::CUT_NOTE), "{text}");
+    assert!(answer.sync_plan.is_some(), "{text}");
+    // Every fence is closed before the note, and the mention is on the last line, outside.
+    let before_note = &text[..text.find(altan_pay::sync::CUT_NOTE).unwrap()];
+    let fences = |s: &str| {
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("```"))
+            .count()
+    };
+    assert_eq!(fences(before_note) % 2, 0, "a block is still open: {text}");
+    assert_eq!(fences(text) % 2, 0, "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.contains("@Altan"), "{text}");
+    assert_eq!(text.matches("@Altan").count(), 1, "{text}");
+}
+
+/// A call of a tool the request did not offer (not a starter tool, never opened) runs under
+/// the same policy as any other: the opened set only saves tokens, it is not a permission.
+/// Here the model lists products straight away; a made-up id in the same step is still refused.
+#[tokio::test]
+async fn a_tool_the_request_did_not_offer_runs_under_the_same_policy() {
+    let script = ScriptedModel::new(vec![
+        Step::tool_calls([
+            ("c1", "get_products", json!({})),
+            ("c2", "delete_product", json!({"id": "prod_madeup"})),
+        ]),
+        Step::text("Listed."),
+    ]);
+    let model = Arc::new(script);
+    let (agent, _g) = agent(model.clone(), Limits::default()).await;
+    let answer = agent
+        .respond("t-not-offered", &ctx(), &said("Which products do we have?"))
+        .await
+        .unwrap();
+    let offered: Vec<String> = model.requests()[0]
+        .tools
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !offered
+            .iter()
+            .any(|n| n == "get_products" || n == "delete_product"),
+        "{offered:?}"
+    );
+    let list = &answer.tool_calls[0];
+    assert_eq!(list.name, "get_products");
+    assert_eq!(list.error, None, "{:?}", list.result);
+    assert_eq!(list.result["object"], "list", "{:?}", list.result);
+    let delete = &answer.tool_calls[1];
+    assert!(delete.error.is_some(), "{:?}", delete.result);
+    assert!(
+        delete.result.to_string().contains("prod_madeup"),
+        "{:?}",
+        delete.result
+    );
+}

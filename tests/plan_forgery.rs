@@ -55,6 +55,7 @@ fn answer(model_text: &str, plan: &SyncPlan) -> String {
         inconsistencies: &[],
         room: &Room::default(),
         agents_bouncing: false,
+        cut: false,
     })
     .text
 }

@@ -255,3 +255,65 @@ async fn the_openai_python_sdk_works_streamed_and_not() {
         "the forbidden request never reached the model"
     );
 }
+
+/// A model answer cut at its output limit inside a code block: the client gets
+/// `finish_reason: length` (streamed and not), the native status `cut`, and a text whose code
+/// block is closed, which says it was cut and ends with the one mention.
+#[tokio::test]
+async fn an_answer_cut_at_the_output_limit_finishes_with_length() {
+    let script = ScriptServer::start().await;
+    let (gw, _sandbox) = gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&script, &gw, &dir.path().join("s.db"), Options::default()).await;
+    let cut = || -> script::Reply {
+        Box::new(|_| {
+            Ok(
+                json!({"content": "Here it is:\n```json\n{\"name\": \"Pro", "finish_reason": "length"}),
+            )
+        })
+    };
+    script.push(cut());
+    script.push(cut());
+    let url = format!("{}/v1/chat/completions", server.base_url);
+    let client = reqwest::Client::new();
+    let r: Value = client
+        .post(&url)
+        .json(&chat("Show me the product JSON"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["choices"][0]["finish_reason"], "length", "{r}");
+    assert_eq!(r["altan_pay"]["status"], "cut", "{r}");
+    let text = r["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains(altan_pay::sync::CUT_NOTE), "{text}");
+    let fences = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("```"))
+        .count();
+    assert_eq!(fences % 2, 0, "a code block is left open: {text}");
+    assert!(
+        text.lines().last().unwrap_or_default().contains("@Altan"),
+        "{text}"
+    );
+
+    let mut body = chat("Show me the product JSON again");
+    body["stream"] = json!(true);
+    let sse = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let finishes: Vec<Value> = parse_sse(&sse)
+        .into_iter()
+        .filter_map(|c| c.data["choices"][0].get("finish_reason").cloned())
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finishes, vec![json!("length")], "{sse}");
+}

@@ -725,6 +725,7 @@ fn compose(text: &str, plan: Option<&SyncPlan>, room: &Room, bouncing: bool) -> 
         inconsistencies: &[],
         room,
         agents_bouncing: bouncing,
+        cut: false,
     })
 }
 
@@ -869,6 +870,7 @@ fn inconsistencies_come_before_the_mention() {
         inconsistencies: &found,
         room: &room(Some("m_altan")),
         agents_bouncing: false,
+        cut: false,
     });
     assert!(out.text.contains("Needs manual intervention:\n- Sync "));
     assert!(

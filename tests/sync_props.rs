@@ -339,6 +339,7 @@ proptest! {
             inconsistencies: &[],
             room: &room,
             agents_bouncing: bouncing,
+            cut: false,
         });
         let mentions = out.text.matches('@').count();
         match &out.mention {
@@ -368,6 +369,7 @@ proptest! {
             inconsistencies: &[],
             room: &room,
             agents_bouncing: bouncing,
+            cut: false,
         });
         if let Some(m) = &out.mention {
             prop_assert!(out.text.ends_with(&m.markup()));
@@ -418,6 +420,7 @@ proptest! {
             inconsistencies: &[],
             room: &props_room(true),
             agents_bouncing: false,
+            cut: false,
         });
         let blocks = plan_blocks(&out.text).map_err(|e| TestCaseError::fail(format!("{e}: {}", out.text)))?;
         match with_plan {

@@ -48,6 +48,8 @@ impl ToolCallRecord {
 pub enum AnswerEnd {
     /// The model answered.
     Completed,
+    /// The model's answer reached its output limit and was cut; the text says so.
+    Cut,
     /// A limit, the deadline or cancellation ended the turn; the text says so.
     Stopped,
     /// The model could not be reached; whatever Stripe already did is still handed over.
@@ -122,6 +124,7 @@ impl Agent {
             inconsistencies: &inconsistencies,
             room: &room,
             agents_bouncing: bouncing,
+            cut: end == AnswerEnd::Cut,
         });
         Answer {
             text: composed.text,

@@ -256,6 +256,11 @@ impl Agent {
         session.history = turn.messages()[preamble..].to_vec();
         let (model_text, answer_end, stop_reason) = match &end {
             TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed, None),
+            TurnEnd::Cut(text) => (
+                text.clone(),
+                AnswerEnd::Cut,
+                Some("the model's answer reached its output limit and was cut".to_string()),
+            ),
             TurnEnd::Stopped { text, reason } => {
                 let end = if *reason == StopReason::ModelFailed {
                     AnswerEnd::ModelFailed
@@ -475,6 +480,7 @@ fn model_error_type(e: &ModelError) -> String {
 pub(super) fn record_turn(session: &Session, answer: &Answer) {
     let status = match answer.end {
         AnswerEnd::Completed => "completed",
+        AnswerEnd::Cut => "cut",
         AnswerEnd::Stopped => "stopped",
         AnswerEnd::ModelFailed => "failed",
     };

@@ -56,6 +56,9 @@ pub enum Step {
 pub enum TurnEnd {
     /// The model answered.
     Answer(String),
+    /// The model's answer ended at its output limit (`finish_reason: length`): the text is what
+    /// it wrote before the cut, and may stop mid-sentence or inside a code block.
+    Cut(String),
     /// A limit stopped the turn; the text says what was done and why it stopped.
     Stopped { text: String, reason: StopReason },
 }
@@ -201,6 +204,9 @@ impl Turn {
                     _ => "The model returned an empty answer.",
                 };
                 return self.finish(TurnEnd::Answer(note.to_string()));
+            }
+            if response.finish_reason == Some(FinishReason::Length) {
+                return self.finish(TurnEnd::Cut(text));
             }
             return self.finish(TurnEnd::Answer(text));
         }

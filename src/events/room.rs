@@ -167,6 +167,7 @@ pub fn handoff_text(
         inconsistencies: &[],
         room: &room,
         agents_bouncing: false,
+        cut: false,
     });
     Some(answer.text)
 }

@@ -276,11 +276,20 @@ fn completion(answer: &Value) -> Value {
             "index": 0,
             "message": {"role": "assistant", "content": answer["text"], "refusal": null},
             "logprobs": null,
-            "finish_reason": "stop",
+            "finish_reason": finish_reason(answer),
         }],
         "usage": usage(answer),
         "altan_pay": answer,
     })
+}
+
+/// `length` when the model's answer was cut at its output limit (the native `status` is
+/// `cut`), as OpenAI's own API says it; `stop` otherwise.
+fn finish_reason(answer: &Value) -> &'static str {
+    match answer["status"].as_str() {
+        Some("cut") => "length",
+        _ => "stop",
+    }
 }
 
 fn chunk(id: &str, delta: Value, finish: Option<&str>) -> Value {
@@ -313,7 +322,7 @@ fn send_chunks(
                 let piece: String = piece.iter().collect();
                 data(tx, &chunk(id, json!({"content": piece}), None));
             }
-            let mut last = chunk(id, json!({}), Some("stop"));
+            let mut last = chunk(id, json!({}), Some(finish_reason(&answer)));
             last["altan_pay"] = answer.clone();
             data(tx, &last);
             if include_usage {

@@ -301,6 +301,10 @@ pub async fn finish(answer: JoinHandle<Result<Value, ApiError>>) -> Result<Value
 pub fn answer_json(thread_id: &str, answer: &Answer) -> Value {
     let (status, error) = match answer.end {
         AnswerEnd::Completed => ("completed", Value::Null),
+        AnswerEnd::Cut => (
+            "cut",
+            json!({"type": "answer_cut", "message": answer.stop_reason}),
+        ),
         AnswerEnd::Stopped => (
             "stopped",
             json!({"type": "turn_stopped", "message": answer.stop_reason}),

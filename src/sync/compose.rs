@@ -104,7 +104,14 @@ pub struct AnswerInput<'a> {
     pub room: &'a Room,
     /// Agents have been answering each other with no person in between: mention nobody.
     pub agents_bouncing: bool,
+    /// The model's text ended at its output limit: the answer says it was cut.
+    pub cut: bool,
 }
+
+/// What an answer whose model text was cut at the output limit says, after that text (any
+/// code block the text left open is closed first).
+pub const CUT_NOTE: &str =
+    "(My answer was cut off here: it reached the model's output limit before it was finished.)";
 
 /// The one mention an answer ends with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +147,9 @@ pub fn compose_answer(input: AnswerInput<'_>) -> ComposedAnswer {
     let mut sections: Vec<String> = Vec::new();
     if !cleaned.is_empty() {
         sections.push(cleaned);
+    }
+    if input.cut {
+        sections.push(CUT_NOTE.to_owned());
     }
     if let Some(plan) = input.plan {
         let count = plan.operations().len();

@@ -13,8 +13,8 @@ pub use ack::{
     SyncTarget, parse_acknowledgements,
 };
 pub use compose::{
-    AnswerInput, ComposedAnswer, DEFAULT_BOUNCE_THRESHOLD, Member, MemberKind, Mention, PLAN_FENCE,
-    PLAN_MARKER, PlanBlockError, Room, RoomMessage, compose_answer, contains_thanks,
+    AnswerInput, CUT_NOTE, ComposedAnswer, DEFAULT_BOUNCE_THRESHOLD, Member, MemberKind, Mention,
+    PLAN_FENCE, PLAN_MARKER, PlanBlockError, Room, RoomMessage, compose_answer, contains_thanks,
     detect_agents_bouncing, plan_blocks,
 };
 pub use ledger::{

@@ -136,10 +136,11 @@ async fn complete(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Byte
         }
     };
     let calls = message.get("tool_calls").cloned().unwrap_or(Value::Null);
-    let finish = if calls.is_array() {
-        "tool_calls"
-    } else {
-        "stop"
+    // A reply may set its own finish reason (e.g. `length`).
+    let finish = match message.get("finish_reason").and_then(Value::as_str) {
+        Some(reason) => reason.to_string(),
+        None if calls.is_array() => "tool_calls".to_string(),
+        None => "stop".to_string(),
     };
     // A reply may set its own usage (e.g. cached tokens), else the server's; 10 in, 5 out otherwise.
     let usage = message.get("usage").cloned().or(usage).unwrap_or_else(

@@ -93,6 +93,11 @@ async fn respond(State(script): State<Arc<Mutex<Script>>>, body: axum::body::Byt
         script.replies.pop_front()
     };
     match reply.map(|r| r(&request)) {
+        Some(Ok(response)) if request["stream"] == true => (
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+            sse(&response),
+        )
+            .into_response(),
         Some(Ok(response)) => axum::Json(response).into_response(),
         Some(Err((status, message))) => error(status, &message),
         None => error(400, "the script has no reply left"),
@@ -105,6 +110,79 @@ fn error(status: u16, message: &str) -> Response {
         axum::Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
     )
         .into_response()
+}
+
+/// The response object as the reference's stream of events: `response.created`, per output
+/// item `response.output_item.added`, its text or arguments in two `…delta` pieces and
+/// `response.output_item.done`, then `response.completed` (or `.incomplete`, `.failed`)
+/// carrying the whole object.
+fn sse(response: &Value) -> String {
+    let mut events = Vec::new();
+    let mut created = response.clone();
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    events.push(json!({"type": "response.created", "response": created}));
+    for (i, item) in response["output"].as_array().unwrap().iter().enumerate() {
+        let id = item["id"].clone();
+        let mut added = item.clone();
+        match item["type"].as_str() {
+            Some("message") => {
+                added["content"] = json!([]);
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                for (c, part) in item["content"].as_array().unwrap().iter().enumerate() {
+                    for piece in halves(part["text"].as_str().unwrap_or("")) {
+                        events.push(json!({"type": "response.output_text.delta", "item_id": id, "output_index": i, "content_index": c, "delta": piece}));
+                    }
+                }
+            }
+            Some("function_call") => {
+                added["arguments"] = json!("");
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                for piece in halves(item["arguments"].as_str().unwrap_or("")) {
+                    events.push(json!({"type": "response.function_call_arguments.delta", "item_id": id, "output_index": i, "delta": piece}));
+                }
+                events.push(json!({"type": "response.function_call_arguments.done", "item_id": id, "output_index": i, "arguments": item["arguments"]}));
+            }
+            _ => events.push(
+                json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+            ),
+        }
+        events.push(json!({"type": "response.output_item.done", "output_index": i, "item": item}));
+    }
+    let end = match response["status"].as_str() {
+        Some("incomplete") => "response.incomplete",
+        Some("failed") => "response.failed",
+        _ => "response.completed",
+    };
+    events.push(json!({"type": end, "response": response}));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut event)| {
+            event["sequence_number"] = json!(n);
+            format!(
+                "event: {}\ndata: {event}\n\n",
+                event["type"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A text in two pieces (on a character boundary), or none when empty.
+fn halves(text: &str) -> Vec<String> {
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid += 1;
+    }
+    [&text[..mid], &text[mid..]]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// What the reference says a create-response body is, as far as this runtime uses it.
@@ -266,7 +344,11 @@ async fn a_text_answer_is_read_with_its_usage_and_cached_tokens() {
         )),
     ])
     .await;
-    let model = server.model();
+    let model = OpenAiModel::new(OpenAiConfig {
+        stream: false,
+        ..server.config()
+    })
+    .unwrap();
     let first = request(vec![
         ChatMessage::system("You are Altan Pay."),
         ChatMessage::user("Which products do we have?"),
@@ -280,7 +362,7 @@ async fn a_text_answer_is_read_with_its_usage_and_cached_tokens() {
     assert_eq!(r.usage.cached_tokens, 1024);
     assert_eq!(r.usage.completion_tokens, 30);
     assert_eq!(r.usage.total_tokens, 1230);
-    // Not streamed yet: the text is passed on as a delta at the end.
+    // Streaming off: one plain request, the text passed on as a delta at the end.
     assert_eq!(
         rx.recv().await,
         Some(ModelDelta::Text("Two products.".into()))
@@ -293,6 +375,7 @@ async fn a_text_answer_is_read_with_its_usage_and_cached_tokens() {
 
     let sent = server.requests();
     let body = &sent[0];
+    assert_eq!(body["stream"], false);
     assert_eq!(body["model"], "test-model");
     assert_eq!(body["instructions"], "You are Altan Pay.");
     assert_eq!(body["store"], false);
@@ -582,4 +665,105 @@ async fn a_whole_agent_turn_over_the_responses_wire_creates_a_product_and_ends_w
     assert_eq!(call, reasoning + 1, "{second:?}");
     assert_eq!(sent[1]["input"][reasoning], reasoning_item("rs_turn"));
     assert_eq!(sent[0]["prompt_cache_key"], sent[1]["prompt_cache_key"]);
+}
+
+#[tokio::test]
+async fn a_streamed_answer_passes_text_and_call_pieces_on_as_they_arrive_and_ends_like_a_plain_one()
+{
+    let output = vec![
+        reasoning_item("rs_s"),
+        message_item("Creating Pro now."),
+        call_item("call_s1", "create_product", json!({"name": "Pro"})),
+    ];
+    let server = ResponsesServer::start(vec![
+        answer(response(output.clone(), usage(500, 256, 20, 8))),
+        answer(response(output, usage(500, 256, 20, 8))),
+    ])
+    .await;
+    let req = request(vec![
+        ChatMessage::system("s"),
+        ChatMessage::user("Create Pro"),
+    ]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let streamed = server.model().complete(&req, Some(tx)).await.unwrap();
+    let mut deltas = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        deltas.push(d);
+    }
+    let text: Vec<&str> = deltas
+        .iter()
+        .filter_map(|d| match d {
+            ModelDelta::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, ["Creating", " Pro now."], "two pieces, as sent");
+    assert!(deltas.contains(&ModelDelta::ToolCallStarted {
+        index: 0,
+        id: "call_s1".into(),
+        name: "create_product".into(),
+    }));
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| match d {
+            ModelDelta::ToolCallArguments { index: 0, fragment } => Some(fragment.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(args, r#"{"name":"Pro"}"#);
+    assert_eq!(server.requests()[0]["stream"], true);
+
+    let plain = OpenAiModel::new(OpenAiConfig {
+        stream: false,
+        ..server.config()
+    })
+    .unwrap()
+    .complete(&req, None)
+    .await
+    .unwrap();
+    assert_eq!(
+        streamed, plain,
+        "the same answer, reasoning and usage either way"
+    );
+    assert_eq!(streamed.usage.cached_tokens, 256);
+    assert_eq!(
+        streamed.message.reasoning,
+        Some(vec![reasoning_item("rs_s")])
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_its_final_event_is_a_bad_response() {
+    let app = axum::Router::new().route(
+        "/v1/responses",
+        axum::routing::post(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let model = OpenAiModel::new(OpenAiConfig {
+        base_url,
+        api_key: None,
+        model: "m".into(),
+        api: ModelApi::Responses,
+        ..OpenAiConfig::default()
+    })
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = model
+        .complete(&request(vec![ChatMessage::user("hi")]), Some(tx))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::BadResponse(m) if m.contains("response.completed")),
+        "{err}"
+    );
+    assert_eq!(rx.try_recv(), Ok(ModelDelta::Text("Hel".into())));
 }

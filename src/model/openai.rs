@@ -214,6 +214,7 @@ pub struct OpenAiModel {
     /// The same HTTP client, for the Responses wire (async-openai's `responses` feature is
     /// not built: its typed API would be bypassed anyway, as `byot` does for chat).
     http: reqwest::Client,
+    responses_url: String,
     tools: ToolCache,
 }
 
@@ -271,6 +272,7 @@ impl OpenAiModel {
             base: base.clone(),
             headers,
         };
+        let responses_url = format!("{base}/responses");
         config.base_url = base;
         // Our own service replaces async-openai's default executor, and with it its
         // built-in retry layer: the only retries are the ones in `complete`.
@@ -280,6 +282,7 @@ impl OpenAiModel {
             client,
             config,
             http,
+            responses_url,
             tools: ToolCache::default(),
         })
     }
@@ -298,16 +301,16 @@ impl OpenAiModel {
         request: &ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
     ) -> Result<ChatResponse, ModelError> {
-        // The Responses wire does not stream yet: one plain request, deltas at the end.
+        let streaming = deltas.is_some() && self.config.stream;
         let responses_body = (self.config.api == ModelApi::Responses).then(|| {
             let settings = responses::Settings {
                 model: &self.config.model,
                 temperature: self.config.temperature,
                 max_output_tokens: self.config.max_completion_tokens,
+                stream: streaming,
             };
             responses::request_body(settings, request, &self.tools)
         });
-        let streaming = deltas.is_some() && self.config.stream && responses_body.is_none();
         let body = request_body_ref(
             &self.config.model,
             request,
@@ -320,7 +323,16 @@ impl OpenAiModel {
             debug!(model = %self.config.model, attempt, streaming, "model call");
             let mut forwarded = false;
             let result = match (&deltas, streaming, &responses_body) {
-                (_, _, Some(body)) => self.responses_once(body).await,
+                (Some(tx), true, Some(body)) => {
+                    self.responses_call()
+                        .stream(body, tx, &mut forwarded, self.config.max_answer_bytes)
+                        .await
+                }
+                (_, _, Some(body)) => self
+                    .responses_call()
+                    .post(body)
+                    .await
+                    .and_then(|answer| responses::parse_response(&answer)),
                 (Some(tx), true, None) => self.stream_once(&body, tx, &mut forwarded).await,
                 _ => self.complete_once(&body).await,
             };
@@ -361,23 +373,16 @@ impl OpenAiModel {
         parse_response(&answer)
     }
 
-    async fn responses_once(
-        &self,
-        body: &responses::ResponsesBody,
-    ) -> Result<ChatResponse, ModelError> {
-        let url = format!("{}/responses", self.config.base_url);
-        let headers = self.client.config().headers();
-        let answer = responses::post(
-            &self.http,
-            &url,
-            headers,
-            body,
-            self.config.timeout,
-            MAX_RESPONSE_BYTES,
-            |e| map_error(OpenAIError::Reqwest(e)),
-        )
-        .await?;
-        responses::parse_response(&answer)
+    /// A call on the Responses wire, with this model's client, headers and bounds.
+    fn responses_call(&self) -> responses::Call<'_, fn(reqwest::Error) -> ModelError> {
+        responses::Call {
+            http: &self.http,
+            url: &self.responses_url,
+            headers: self.client.config().headers(),
+            timeout: self.config.timeout,
+            max_bytes: MAX_RESPONSE_BYTES,
+            transport: |e| map_error(OpenAIError::Reqwest(e)),
+        }
     }
 
     async fn stream_once(

@@ -18,9 +18,11 @@ use sha2::{Digest, Sha256};
 use super::retry::parse_retry_after;
 use super::wire::{RawCall, error_body_text, error_text, excerpt, normalise_tool_calls};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, FinishReason, ModelError, Role, ToolDefs, Usage,
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError, Role, ToolDefs,
+    Usage,
 };
 use crate::pay::client::read_capped;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// What goes into every request besides the conversation.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +31,8 @@ pub struct Settings<'a> {
     pub temperature: Option<f32>,
     /// Sent as `max_output_tokens`.
     pub max_output_tokens: Option<u32>,
+    /// Ask for server-sent events.
+    pub stream: bool,
 }
 
 /// The request body. Field order is the order on the wire.
@@ -140,7 +144,7 @@ pub fn request_body(
         model: settings.model.to_string(),
         temperature: settings.temperature,
         store: false,
-        stream: false,
+        stream: settings.stream,
         include: ["reasoning.encrypted_content"],
         max_output_tokens: settings.max_output_tokens,
         prompt_cache_key: prompt_cache_key(settings.model, instructions.as_deref()),
@@ -295,70 +299,322 @@ pub fn usage(value: &Value) -> Usage {
     }
 }
 
-/// One POST of the body, on the model's HTTP client, with its headers: an error status
-/// becomes [`ModelError::Status`] (with `Retry-After`), a body larger than `max_bytes` or
-/// not JSON is a bad response, and a failure on the way is sorted by `transport` (the chat
-/// wire's own mapping, so both wires report alike).
-pub async fn post(
+/// One POST of the body, on the model's HTTP client, with its headers, up to the response
+/// headers: an error status becomes [`ModelError::Status`] (with `Retry-After`), and a failure
+/// on the way is sorted by `transport` (the chat wire's own mapping, so both wires report
+/// alike).
+async fn send(
     http: &reqwest::Client,
     url: &str,
     headers: HeaderMap,
     body: &ResponsesBody,
-    timeout: Duration,
-    max_bytes: usize,
-    transport: impl Fn(reqwest::Error) -> ModelError,
-) -> Result<Value, ModelError> {
+    transport: &impl Fn(reqwest::Error) -> ModelError,
+) -> Result<reqwest::Response, ModelError> {
     let bytes = serde_json::to_vec(body)
         .map_err(|e| ModelError::Config(format!("cannot write the request: {e}")))?;
-    let call = async {
-        let mut response = http
-            .post(url)
-            .headers(headers)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(bytes)
-            .send()
+    let mut response = http
+        .post(url)
+        .headers(headers)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(bytes)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = read_capped(&mut response, ERROR_BODY_BYTES)
+        .await
+        .map_err(transport)?
+        .unwrap_or_else(|| b"(an error body too large to read)".to_vec());
+    Err(ModelError::Status {
+        status: status.as_u16(),
+        message: error_body_text(&body),
+        retry_after,
+    })
+}
+
+/// The whole JSON body, at most `max_bytes` of it.
+async fn whole_body(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+    transport: &impl Fn(reqwest::Error) -> ModelError,
+) -> Result<Value, ModelError> {
+    let body = read_capped(&mut response, max_bytes)
+        .await
+        .map_err(transport)?
+        .ok_or_else(|| {
+            ModelError::BadResponse(format!(
+                "the answer is larger than the limit of {max_bytes} bytes"
+            ))
+        })?;
+    serde_json::from_slice::<Value>(&body).map_err(|e| {
+        let text = String::from_utf8_lossy(&body);
+        ModelError::BadResponse(format!(
+            "the body is not JSON ({e}): {}",
+            if text.trim().is_empty() {
+                "(empty body)".to_string()
+            } else {
+                excerpt(text.trim())
+            }
+        ))
+    })
+}
+
+/// Where a call goes and how it is bounded.
+pub struct Call<'a, F> {
+    pub http: &'a reqwest::Client,
+    pub url: &'a str,
+    pub headers: HeaderMap,
+    /// Without streaming: the whole call. Streaming: up to the response headers (the
+    /// client's read timeout bounds each silence after that).
+    pub timeout: Duration,
+    /// The most bytes read: the whole body, or the whole stream.
+    pub max_bytes: usize,
+    /// How a failure on the way becomes a [`ModelError`].
+    pub transport: F,
+}
+
+impl<F: Fn(reqwest::Error) -> ModelError> Call<'_, F> {
+    fn timed_out(&self) -> ModelError {
+        ModelError::Transport(format!(
+            "no answer from {} within {:?}",
+            self.url, self.timeout
+        ))
+    }
+
+    /// One plain (not streamed) call: the response object.
+    pub async fn post(self, body: &ResponsesBody) -> Result<Value, ModelError> {
+        let call = async {
+            let response = send(
+                self.http,
+                self.url,
+                self.headers.clone(),
+                body,
+                &self.transport,
+            )
+            .await?;
+            whole_body(response, self.max_bytes, &self.transport).await
+        };
+        tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(&transport)?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let body = read_capped(&mut response, ERROR_BODY_BYTES)
-                .await
-                .map_err(&transport)?
-                .unwrap_or_else(|| b"(an error body too large to read)".to_vec());
-            return Err(ModelError::Status {
-                status: status.as_u16(),
-                message: error_body_text(&body),
-                retry_after,
-            });
+            .map_err(|_| self.timed_out())?
+    }
+
+    /// One streamed call: text and call pieces go to `tx` as the events arrive (text past
+    /// `answer_limit` bytes is not passed on; the caller cuts the final text), `forwarded`
+    /// says whether any did. A server that answers with one JSON object instead is read
+    /// whole and passed on at the end.
+    pub async fn stream(
+        self,
+        body: &ResponsesBody,
+        tx: &UnboundedSender<ModelDelta>,
+        forwarded: &mut bool,
+        answer_limit: usize,
+    ) -> Result<ChatResponse, ModelError> {
+        let open = send(
+            self.http,
+            self.url,
+            self.headers.clone(),
+            body,
+            &self.transport,
+        );
+        let mut response = tokio::time::timeout(self.timeout, open)
+            .await
+            .map_err(|_| self.timed_out())??;
+        let is_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if !is_stream {
+            let answer = whole_body(response, self.max_bytes, &self.transport).await?;
+            let parsed = parse_response(&answer)?;
+            for delta in super::wire::deltas_of(&parsed) {
+                *forwarded = true;
+                let _ = tx.send(delta);
+            }
+            return Ok(parsed);
         }
-        let body = read_capped(&mut response, max_bytes)
-            .await
-            .map_err(&transport)?
-            .ok_or_else(|| {
+        let mut reader = StreamReader::default();
+        let mut read = 0usize;
+        let mut text_seen = 0usize;
+        while let Some(chunk) = response.chunk().await.map_err(&self.transport)? {
+            read += chunk.len();
+            if read > self.max_bytes {
+                return Err(ModelError::BadResponse(format!(
+                    "the stream is larger than the limit of {} bytes",
+                    self.max_bytes
+                )));
+            }
+            for delta in reader.push(&chunk)? {
+                let delta = match delta {
+                    ModelDelta::Text(text) => {
+                        let before = text_seen;
+                        text_seen += text.len();
+                        match clip(&text, before, answer_limit) {
+                            Some(kept) => ModelDelta::Text(kept),
+                            None => continue,
+                        }
+                    }
+                    other => other,
+                };
+                *forwarded = true;
+                let _ = tx.send(delta);
+            }
+            if reader.done() {
+                break;
+            }
+        }
+        reader.finish()
+    }
+}
+
+/// The part of a text piece that fits under `limit` bytes when `before` were already
+/// passed on (cut on a character boundary); `None` when nothing fits.
+fn clip(text: &str, before: usize, limit: usize) -> Option<String> {
+    if before >= limit {
+        return None;
+    }
+    let mut end = (limit - before).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (end > 0).then(|| text[..end].to_string())
+}
+
+/// Reads the server-sent events of a streamed response: `response.output_text.delta` is
+/// text, `response.output_item.added` of a `function_call` starts a call,
+/// `response.function_call_arguments.delta` continues it (by `output_index`), and
+/// `response.completed`, `.incomplete` or `.failed` carry the final response object, which
+/// is what the answer is built from. An `error` event is the server giving up.
+#[derive(Debug, Default)]
+pub struct StreamReader {
+    buffer: Vec<u8>,
+    /// Server `output_index` -> position of the call in the message.
+    calls: Vec<(u64, usize)>,
+    last: Option<Value>,
+}
+
+impl StreamReader {
+    /// Takes bytes of the stream; returns the deltas of the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ModelDelta>, ModelError> {
+        self.buffer
+            .extend(bytes.iter().copied().filter(|b| *b != b'\r'));
+        let mut out = Vec::new();
+        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            let block = String::from_utf8_lossy(&block);
+            let data: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            let data = data.join("\n");
+            if data.trim().is_empty() || data.trim() == "[DONE]" {
+                continue;
+            }
+            let event: Value = serde_json::from_str(&data).map_err(|e| {
                 ModelError::BadResponse(format!(
-                    "the answer is larger than the limit of {max_bytes} bytes"
+                    "a stream event is not JSON ({e}): {}",
+                    excerpt(&data)
                 ))
             })?;
-        serde_json::from_slice::<Value>(&body).map_err(|e| {
-            let text = String::from_utf8_lossy(&body);
-            ModelError::BadResponse(format!(
-                "the body is not JSON ({e}): {}",
-                if text.trim().is_empty() {
-                    "(empty body)".to_string()
-                } else {
-                    excerpt(text.trim())
+            self.event(&event, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn event(&mut self, event: &Value, out: &mut Vec<ModelDelta>) -> Result<(), ModelError> {
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+        let output_index = event.get("output_index").and_then(Value::as_u64);
+        match kind {
+            "response.output_text.delta" => {
+                if let Some(text) = event.get("delta").and_then(Value::as_str)
+                    && !text.is_empty()
+                {
+                    out.push(ModelDelta::Text(text.to_string()));
                 }
-            ))
-        })
-    };
-    tokio::time::timeout(timeout, call)
-        .await
-        .map_err(|_| ModelError::Transport(format!("no answer from {url} within {timeout:?}")))?
+            }
+            "response.output_item.added" => {
+                let item = &event["item"];
+                if item.get("type").and_then(Value::as_str) == Some("function_call") {
+                    let index = self.calls.len();
+                    self.calls
+                        .push((output_index.unwrap_or(index as u64), index));
+                    let id = item
+                        .get("call_id")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("call_{index}"));
+                    let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+                    out.push(ModelDelta::ToolCallStarted {
+                        index,
+                        id,
+                        name: name.to_string(),
+                    });
+                    if let Some(args) = item.get("arguments").and_then(Value::as_str)
+                        && !args.is_empty()
+                    {
+                        out.push(ModelDelta::ToolCallArguments {
+                            index,
+                            fragment: args.to_string(),
+                        });
+                    }
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                let index = self
+                    .calls
+                    .iter()
+                    .find(|(k, _)| Some(*k) == output_index)
+                    .map(|(_, p)| *p);
+                if let (Some(index), Some(fragment)) =
+                    (index, event.get("delta").and_then(Value::as_str))
+                    && !fragment.is_empty()
+                {
+                    out.push(ModelDelta::ToolCallArguments {
+                        index,
+                        fragment: fragment.to_string(),
+                    });
+                }
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                self.last = event.get("response").cloned();
+            }
+            "error" => {
+                return Err(ModelError::BadResponse(format!(
+                    "the server reported an error mid-stream: {}",
+                    error_text(event)
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The final response object arrived.
+    pub fn done(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// The answer, from the final response object; a stream that ended without one is an
+    /// unusable answer.
+    pub fn finish(self) -> Result<ChatResponse, ModelError> {
+        match self.last {
+            Some(response) => parse_response(&response),
+            None => Err(ModelError::BadResponse(
+                "the stream ended without response.completed".into(),
+            )),
+        }
+    }
 }
 
 /// The most of an error body read: its message is all that is kept.
@@ -394,6 +650,7 @@ mod tests {
             model: "m",
             temperature: None,
             max_output_tokens: Some(100),
+            stream: false,
         };
         let body = request_body(settings, &request, &ToolCache::default()).to_value();
         assert_eq!(body["instructions"], "be brief");

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use altan_pay::agent::Agent;
+use altan_pay::agent::{Agent, AgentEvent, TurnOptions};
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::model::{
     ChatMessage, ChatModel, ChatRequest, FinishReason, ModelApi, ModelDelta, ModelError,
@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Makes the response object from the request body, or an error `(status, message)`.
 type Reply = Box<dyn Fn(&Value) -> Result<Value, (u16, String)> + Send + Sync>;
@@ -601,6 +602,36 @@ async fn a_body_that_is_not_a_response_is_a_bad_response() {
 #[tokio::test]
 async fn a_whole_agent_turn_over_the_responses_wire_creates_a_product_and_ends_with_the_sync_plan()
 {
+    let sent = agent_turn_creating_pro(None).await;
+    assert_eq!(sent[0]["stream"], false);
+}
+
+#[tokio::test]
+async fn a_streamed_agent_turn_over_the_responses_wire_passes_the_text_on_and_keeps_the_reasoning()
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sent = agent_turn_creating_pro(Some(tx)).await;
+    assert_eq!(sent[0]["stream"], true);
+    let mut text = String::new();
+    let mut started = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        match event {
+            AgentEvent::TextDelta { text: t } => text.push_str(&t),
+            AgentEvent::ToolCallStarted { id, name, .. } => started.push((id, name)),
+            _ => {}
+        }
+    }
+    assert!(text.starts_with("Created Pro (prod_"), "{text}");
+    assert_eq!(
+        started,
+        [("call_pro".to_string(), "create_product".to_string())]
+    );
+}
+
+/// One turn of an agent on the embedded sandbox gateway, over the Responses wire: the model
+/// reasons and creates Pro, then reports the id it got back. Checks the answer and the second
+/// request; returns the requests.
+async fn agent_turn_creating_pro(events: Option<UnboundedSender<AgentEvent>>) -> Vec<Value> {
     let server = ResponsesServer::start(vec![
         answer(response(
             vec![
@@ -647,7 +678,14 @@ async fn a_whole_agent_turn_over_the_responses_wire_creates_a_product_and_ends_w
         kind: MemberKind::User,
         text: "Create a product Pro".into(),
     }];
-    let answer = agent.respond("t-responses", &context, &said).await.unwrap();
+    let options = TurnOptions {
+        events,
+        cancel: None,
+    };
+    let answer = agent
+        .respond_with("t-responses", &context, &said, options)
+        .await
+        .unwrap();
 
     let text = &answer.text;
     assert!(text.contains("Created Pro (prod_"), "{text}");
@@ -665,6 +703,7 @@ async fn a_whole_agent_turn_over_the_responses_wire_creates_a_product_and_ends_w
     assert_eq!(call, reasoning + 1, "{second:?}");
     assert_eq!(sent[1]["input"][reasoning], reasoning_item("rs_turn"));
     assert_eq!(sent[0]["prompt_cache_key"], sent[1]["prompt_cache_key"]);
+    sent
 }
 
 #[tokio::test]

@@ -683,4 +683,20 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ModelError::BadResponse(m) if m.contains("boom")));
     }
+
+    #[test]
+    fn events_split_across_reads_and_crlf_lines_are_read_whole() {
+        let mut reader = StreamReader::default();
+        let event = "event: response.output_text.delta\r\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"delta\":\"h\u{e9}\"}\r\n\r\n";
+        let (a, b) = event.as_bytes().split_at(40);
+        assert!(reader.push(a).unwrap().is_empty());
+        assert_eq!(
+            reader.push(b).unwrap(),
+            [ModelDelta::Text("h\u{e9}".into())]
+        );
+        assert!(!reader.done());
+        assert!(reader.finish().is_err());
+        assert_eq!(clip("h\u{e9}llo", 0, 2), Some("h".into()));
+        assert_eq!(clip("abc", 5, 5), None);
+    }
 }

@@ -35,6 +35,7 @@ fn calls(list: Vec<(&str, &str, String)>) -> ChatResponse {
                 })
                 .collect(),
             tool_call_id: None,
+            reasoning: None,
         },
         finish_reason: Some(FinishReason::ToolCalls),
         usage: Usage::default(),

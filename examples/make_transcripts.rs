@@ -93,6 +93,7 @@ fn response(list: Vec<(&str, &str, Value)>) -> ChatResponse {
                 })
                 .collect(),
             tool_call_id: None,
+            reasoning: None,
         },
         finish_reason: Some(FinishReason::ToolCalls),
         usage: Usage {

@@ -77,6 +77,7 @@ impl ChatModel for RuleModel {
                     name: None,
                     tool_calls: calls,
                     tool_call_id: None,
+                    reasoning: None,
                 }
             };
             let finish = if message.tool_calls.is_empty() {

@@ -91,6 +91,7 @@ async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
                         })
                         .collect(),
                     tool_call_id: None,
+                    reasoning: None,
                 },
                 finish_reason: Some(altan_pay::model::FinishReason::ToolCalls),
                 usage: Default::default(),

@@ -11,11 +11,12 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub mod openai;
+pub mod responses;
 pub mod retry;
 pub mod scripted;
 pub mod wire;
 
-pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAiConfig, OpenAiModel};
+pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, ModelApi, OpenAiConfig, OpenAiModel};
 pub use retry::RetryPolicy;
 pub use scripted::{Matcher, ScriptedModel, Step};
 
@@ -54,6 +55,11 @@ pub struct ChatMessage {
     /// For a tool message: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Reasoning items of an assistant message from the Responses API, kept as the server
+    /// sent them (opaque, possibly encrypted) and sent back before the message's calls in the
+    /// next request of the turn. `None` everywhere else; absent in sessions that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Vec<Value>>,
 }
 
 impl ChatMessage {
@@ -76,6 +82,7 @@ impl ChatMessage {
             name: None,
             tool_calls: Vec::new(),
             tool_call_id: Some(tool_call_id.into()),
+            reasoning: None,
         }
     }
 
@@ -86,6 +93,7 @@ impl ChatMessage {
             name: None,
             tool_calls: Vec::new(),
             tool_call_id: None,
+            reasoning: None,
         }
     }
 }

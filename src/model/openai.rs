@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, warn};
 
+use super::responses::{self, ToolCache};
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::wire::{
     RequestBody, StreamAssembler, deltas_of, error_body_text, excerpt, parse_response,
@@ -30,6 +31,32 @@ use crate::pay::error::{scrub_queries, without_query};
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The model used when `ALTAN_PAY_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
+
+/// Which OpenAI API the model is driven over (`ALTAN_PAY_MODEL_API`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ModelApi {
+    /// `POST {base}/chat/completions` (`chat`, the default): what every compatible server serves.
+    #[default]
+    ChatCompletions,
+    /// `POST {base}/responses` (`responses`): OpenAI's newer API; reasoning items are carried
+    /// between the calls of a turn. See `src/model/responses.rs`.
+    Responses,
+    /// A value of `ALTAN_PAY_MODEL_API` this build does not know, kept as given so
+    /// [`OpenAiModel::new`] refuses it by name instead of falling back silently.
+    Unknown(String),
+}
+
+impl ModelApi {
+    /// `chat` or `responses` (case and surrounding blanks ignored); anything else is
+    /// [`ModelApi::Unknown`].
+    pub fn from_setting(value: &str) -> ModelApi {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "chat" => ModelApi::ChatCompletions,
+            "responses" => ModelApi::Responses,
+            _ => ModelApi::Unknown(value.to_string()),
+        }
+    }
+}
 
 /// Settings of an [`OpenAiModel`]. `Debug` hides the key, so configs can be logged.
 #[derive(Clone)]
@@ -55,6 +82,8 @@ pub struct OpenAiConfig {
     /// token limit (`ALTAN_PAY_MAX_ANSWER_BYTES`): longer text is cut on a character boundary
     /// and marked, and a streamed answer stops being read there.
     pub max_answer_bytes: usize,
+    /// Chat Completions or the Responses API (`ALTAN_PAY_MODEL_API=chat|responses`).
+    pub api: ModelApi,
 }
 
 /// Tokens one answer may use: a long answer of this agent (a table of prices, a plan and
@@ -78,6 +107,7 @@ impl std::fmt::Debug for OpenAiConfig {
             .field("stream", &self.stream)
             .field("max_completion_tokens", &self.max_completion_tokens)
             .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("api", &self.api)
             .finish()
     }
 }
@@ -94,6 +124,7 @@ impl Default for OpenAiConfig {
             stream: true,
             max_completion_tokens: Some(DEFAULT_MAX_COMPLETION_TOKENS),
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            api: ModelApi::ChatCompletions,
         }
     }
 }
@@ -115,6 +146,9 @@ impl OpenAiConfig {
         }
         if let Some(bytes) = env_number::<usize>("ALTAN_PAY_MAX_ANSWER_BYTES") {
             config.max_answer_bytes = bytes.max(1);
+        }
+        if let Some(api) = env_var("ALTAN_PAY_MODEL_API") {
+            config.api = ModelApi::from_setting(&api);
         }
         config
     }
@@ -172,11 +206,16 @@ fn cut_answer(response: &mut ChatResponse, limit: usize) {
     response.finish_reason = Some(super::FinishReason::Length);
 }
 
-/// A [`ChatModel`] over an OpenAI-compatible `/chat/completions` endpoint.
+/// A [`ChatModel`] over an OpenAI-compatible `/chat/completions` or `/responses` endpoint.
 #[derive(Debug)]
 pub struct OpenAiModel {
     client: Client<WireConfig>,
     config: OpenAiConfig,
+    /// The same HTTP client, for the Responses wire (async-openai's `responses` feature is
+    /// not built: its typed API would be bypassed anyway, as `byot` does for chat).
+    http: reqwest::Client,
+    responses_url: String,
+    tools: ToolCache,
 }
 
 impl OpenAiModel {
@@ -189,6 +228,11 @@ impl OpenAiModel {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ModelError::Config(format!(
                 "model base URL {base:?} must be http or https"
+            )));
+        }
+        if let ModelApi::Unknown(value) = &config.api {
+            return Err(ModelError::Config(format!(
+                "ALTAN_PAY_MODEL_API={value:?} is not a model API this build knows: use `chat` (Chat Completions, the default) or `responses` (the Responses API)"
             )));
         }
         if config.model.trim().is_empty() {
@@ -228,11 +272,19 @@ impl OpenAiModel {
             base: base.clone(),
             headers,
         };
+        let responses_url = format!("{base}/responses");
         config.base_url = base;
         // Our own service replaces async-openai's default executor, and with it its
         // built-in retry layer: the only retries are the ones in `complete`.
-        let client = Client::build(http.clone(), wire).with_http_service(HttpService { http });
-        Ok(OpenAiModel { client, config })
+        let client =
+            Client::build(http.clone(), wire).with_http_service(HttpService { http: http.clone() });
+        Ok(OpenAiModel {
+            client,
+            config,
+            http,
+            responses_url,
+            tools: ToolCache::default(),
+        })
     }
 
     /// [`OpenAiConfig::from_env`] then [`OpenAiModel::new`].
@@ -250,6 +302,15 @@ impl OpenAiModel {
         deltas: Option<UnboundedSender<ModelDelta>>,
     ) -> Result<ChatResponse, ModelError> {
         let streaming = deltas.is_some() && self.config.stream;
+        let responses_body = (self.config.api == ModelApi::Responses).then(|| {
+            let settings = responses::Settings {
+                model: &self.config.model,
+                temperature: self.config.temperature,
+                max_output_tokens: self.config.max_completion_tokens,
+                stream: streaming,
+            };
+            responses::request_body(settings, request, &self.tools)
+        });
         let body = request_body_ref(
             &self.config.model,
             request,
@@ -261,8 +322,18 @@ impl OpenAiModel {
         loop {
             debug!(model = %self.config.model, attempt, streaming, "model call");
             let mut forwarded = false;
-            let result = match (&deltas, streaming) {
-                (Some(tx), true) => self.stream_once(&body, tx, &mut forwarded).await,
+            let result = match (&deltas, streaming, &responses_body) {
+                (Some(tx), true, Some(body)) => {
+                    self.responses_call()
+                        .stream(body, tx, &mut forwarded, self.config.max_answer_bytes)
+                        .await
+                }
+                (_, _, Some(body)) => self
+                    .responses_call()
+                    .post(body)
+                    .await
+                    .and_then(|answer| responses::parse_response(&answer)),
+                (Some(tx), true, None) => self.stream_once(&body, tx, &mut forwarded).await,
                 _ => self.complete_once(&body).await,
             };
             let error = match result {
@@ -300,6 +371,18 @@ impl OpenAiModel {
             .map_err(|_| self.timed_out())?
             .map_err(map_error)?;
         parse_response(&answer)
+    }
+
+    /// A call on the Responses wire, with this model's client, headers and bounds.
+    fn responses_call(&self) -> responses::Call<'_, fn(reqwest::Error) -> ModelError> {
+        responses::Call {
+            http: &self.http,
+            url: &self.responses_url,
+            headers: self.client.config().headers(),
+            timeout: self.config.timeout,
+            max_bytes: MAX_RESPONSE_BYTES,
+            transport: |e| map_error(OpenAIError::Reqwest(e)),
+        }
     }
 
     async fn stream_once(

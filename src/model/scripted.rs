@@ -108,6 +108,7 @@ impl Step {
                 name: None,
                 tool_calls,
                 tool_call_id: None,
+                reasoning: None,
             },
             finish_reason: Some(FinishReason::ToolCalls),
             usage: Usage::default(),

@@ -566,6 +566,7 @@ fn assistant_message(content: Option<String>, tool_calls: Vec<Call>) -> ChatMess
         name: None,
         tool_calls,
         tool_call_id: None,
+        reasoning: None,
     }
 }
 

@@ -480,6 +480,7 @@ impl ChatModel for ChaosModel {
                     name: None,
                     tool_calls: calls,
                     tool_call_id: None,
+                    reasoning: None,
                 }
             };
             Ok(ChatResponse {

@@ -155,6 +155,7 @@ pub fn calls(list: Vec<(&str, &str, Value)>) -> ChatResponse {
                 })
                 .collect(),
             tool_call_id: None,
+            reasoning: None,
         },
         finish_reason: Some(FinishReason::ToolCalls),
         usage: Usage::default(),

@@ -16,6 +16,7 @@ use crate::sync::{
     MutationSource, ObjectKind, OpOrigin, RowChange, SyncMapping, SyncOperation, SyncPlan,
     canonical_json,
 };
+use crate::tools::{Action, ToolSet};
 
 /// Why reconcile stopped; nothing was changed unless the variant says so.
 #[derive(Debug, thiserror::Error)]
@@ -513,7 +514,7 @@ pub fn same(db: &Value, stripe: &Value) -> bool {
 }
 
 /// The Stripe parameter that sets `field` to the database's value; `None` when it cannot.
-fn push_param(field: &str, db: &Value, stripe: &Value) -> Option<(Value, bool)> {
+fn push_param(field: &str, db: &Value, stripe: &Value) -> Option<Value> {
     match field {
         "metadata" => {
             let db = match db {
@@ -537,12 +538,29 @@ fn push_param(field: &str, db: &Value, stripe: &Value) -> Option<(Value, bool)> 
                     out.insert(k.clone(), json!(""));
                 }
             }
-            Some((Value::Object(out), false))
+            Some(Value::Object(out))
         }
-        "active" => Some((json!(db.as_bool()?), db.as_bool() == Some(false))),
-        "cancel_at_period_end" => Some((json!(db.as_bool()?), db.as_bool() == Some(true))),
-        _ => Some((json!(db.as_str()?), false)),
+        "active" | "cancel_at_period_end" => Some(json!(db.as_bool()?)),
+        _ => Some(json!(db.as_str()?)),
     }
+}
+
+/// Whether pushing `field: value` to the object `id` destroys something (deactivates,
+/// cancels), as the update tool of its kind declares it: the tools' declarations are the one
+/// owner of that fact (`tools::declare`). Metadata never destroys anything, and its pushed
+/// form (Stripe's map) is not the tool's argument form.
+fn push_destroys(tools: &ToolSet, kind: ObjectKind, id: &str, field: &str, value: &Value) -> bool {
+    if field == "metadata" {
+        return false;
+    }
+    tools
+        .iter()
+        .find(|t| {
+            let d = t.declaration();
+            d.action == Action::Update && d.syncs == Some(kind)
+        })
+        .and_then(|t| t.destructive(&json!({ "id": id, field: value }).to_string()))
+        .is_some()
 }
 
 fn column_field(path: &str) -> Option<&str> {
@@ -570,6 +588,7 @@ pub fn diff(
         notes: Vec::new(),
     };
     let mut operations = Vec::new();
+    let tools = ToolSet::altan_pay();
     let origin = OpOrigin::Recorded {
         operation: "reconcile".into(),
         source: MutationSource::ToolCall {
@@ -625,7 +644,10 @@ pub fn diff(
                 let push = match field {
                     Some(f) if rule.wins(&t.table, &column.name) => {
                         let stripe_value = object.get(f).cloned().unwrap_or(Value::Null);
-                        push_param(f, &have, &stripe_value).map(|p| (f, p, stripe_value))
+                        push_param(f, &have, &stripe_value).map(|p| {
+                            let d = push_destroys(&tools, kind, id, f, &p);
+                            (f, (p, d), stripe_value)
+                        })
                     }
                     _ => None,
                 };

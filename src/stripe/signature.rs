@@ -56,7 +56,8 @@ pub fn header(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", compute(secret, timestamp, body))
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+/// The bytes of an even-length hex string; `None` for anything else.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

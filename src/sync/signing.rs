@@ -101,7 +101,7 @@ impl PlanSigningKey {
         };
         let digest = given
             .strip_prefix(SIGNATURE_PREFIX)
-            .and_then(from_hex)
+            .and_then(crate::stripe::signature::unhex)
             .ok_or_else(malformed)?;
         if digest.len() != 32 {
             return Err(malformed());
@@ -176,20 +176,6 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// Lowercase or uppercase hex digits, two per byte (an odd count is not hex).
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u32> = text
-        .chars()
-        .map(|c| c.to_digit(16))
-        .collect::<Option<_>>()?;
-    digits
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => u8::try_from(hi * 16 + lo).ok(),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ impl Agent {
     ) -> Result<Answer, AgentError> {
         let lock = self.thread_lock(thread_id);
         let _guard = lock.lock().await;
-        let mut session = self.load(thread_id)?;
+        let mut session = self.load(thread_id).await?;
         let index = session
             .approvals
             .iter()

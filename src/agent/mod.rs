@@ -47,7 +47,7 @@ pub use answer::{Answer, AnswerEnd, ToolCallRecord};
 pub use builder::AgentBuilder;
 pub use pending::PendingSource;
 pub use session::{
-    MemoryStore, PendingApproval, Session, SessionStore, StoreError, UncertainWrite,
+    MemoryStore, PendingApproval, Session, SessionStore, StoreError, StoreFuture, UncertainWrite,
 };
 pub use turn::{AgentEvent, TurnOptions};
 

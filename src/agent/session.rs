@@ -101,57 +101,54 @@ impl Session {
     }
 }
 
-/// Why the store failed.
+/// Why the store failed: one error for every store (sessions, leases, idempotency records,
+/// pending syncs, plans), SQLite or PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The store could not do it (I/O, the database, a corrupt row).
-    #[error("session store: {0}")]
+    #[error("store: {0}")]
     Failed(String),
     /// The thread's lease was taken over by another turn while this one ran (its lease
     /// connection died and another replica took the thread): this turn's save was refused.
     #[error(
-        "session store: thread {thread_id}: the lease was taken over by another turn; this save was refused"
+        "store: thread {thread_id}: the lease was taken over by another turn; this save was refused"
     )]
     LeaseLost { thread_id: String },
 }
 
 impl StoreError {
-    /// What went wrong, without the `session store:` prefix.
+    /// What went wrong, without the `store:` prefix.
     pub fn detail(&self) -> String {
         match self {
             StoreError::Failed(detail) => detail.clone(),
             StoreError::LeaseLost { .. } => {
                 let text = self.to_string();
-                text.trim_start_matches("session store: ").to_string()
+                text.trim_start_matches("store: ").to_string()
             }
         }
     }
 }
 
+/// What every store call returns: a future of its result, boxed so the store traits can be
+/// used as `dyn` objects. A call never blocks its caller's thread; it is done when awaited.
+/// (`E` is [`StoreError`] but for the lease, whose "busy" is an answer, not a failure.)
+pub type StoreFuture<'a, T, E = StoreError> =
+    Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
 /// Where sessions live between answers.
 pub trait SessionStore: Send + Sync {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError>;
-    fn save(&self, session: &Session) -> Result<(), StoreError>;
+    /// The thread's session, `None` for a thread never saved. Waits for saves of the thread
+    /// still queued ([`SessionStore::save_queued`]).
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>>;
 
-    /// The save the agent uses. A store that syncs to disk overrides it so that the caller's
-    /// task yields while the write is made durable and concurrent saves can share one commit;
-    /// the default is the blocking `save`.
-    fn save_async<'a>(
-        &'a self,
-        session: &'a Session,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-        Box::pin(std::future::ready(self.save(session)))
-    }
+    /// Saves the session; durable when the future resolves. Concurrent saves may share one
+    /// commit.
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()>;
 
-    /// Saves without waiting for the save to be durable, where nothing depends on it yet: a
-    /// later `save_async` returns only once this save is durable too (stores commit in order).
-    /// A failure is logged; the later save carries the whole session anyway. The default is
-    /// the blocking `save`.
-    fn save_queued(&self, session: &Session) {
-        if let Err(e) = self.save(session) {
-            tracing::warn!(error = %e, thread = %session.thread_id, "could not save the session");
-        }
-    }
+    /// Queues a save without waiting for it, where nothing depends on it yet: a later `save`
+    /// returns only once this save is durable too (stores commit in order). A failure is
+    /// logged; the later save carries the whole session anyway.
+    fn save_queued(&self, session: &Session);
 }
 
 /// Sessions in memory: the default for the library and tests.
@@ -160,21 +157,34 @@ pub struct MemoryStore {
     sessions: Mutex<HashMap<String, Session>>,
 }
 
-impl SessionStore for MemoryStore {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
-        let sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))?;
-        Ok(sessions.get(thread_id).cloned())
-    }
-
-    fn save(&self, session: &Session) -> Result<(), StoreError> {
+impl MemoryStore {
+    fn put(&self, session: &Session) -> Result<(), StoreError> {
         let mut sessions = self
             .sessions
             .lock()
             .map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))?;
         sessions.insert(session.thread_id.clone(), session.clone());
         Ok(())
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        let found = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))
+            .map(|sessions| sessions.get(thread_id).cloned());
+        Box::pin(std::future::ready(found))
+    }
+
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.put(session)))
+    }
+
+    fn save_queued(&self, session: &Session) {
+        if let Err(e) = self.put(session) {
+            tracing::warn!(error = %e, thread = %session.thread_id, "could not save the session");
+        }
     }
 }

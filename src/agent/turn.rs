@@ -73,7 +73,7 @@ impl Agent {
         async {
             let lock = self.thread_lock(thread_id);
             let _guard = lock.lock().await;
-            let mut session = self.load(thread_id)?;
+            let mut session = self.load(thread_id).await?;
             session.syncs.answer_started();
             for message in new_messages {
                 self.take_in(&mut session, context, message);
@@ -102,12 +102,13 @@ impl Agent {
         threads.entry(thread_id.to_string()).or_default().clone()
     }
 
-    pub(super) fn load(&self, thread_id: &str) -> Result<Session, AgentError> {
-        let _span = info_span!("session_load").entered();
+    pub(super) async fn load(&self, thread_id: &str) -> Result<Session, AgentError> {
         Ok(self
             .inner
             .store
-            .load(thread_id)?
+            .load(thread_id)
+            .instrument(info_span!("session_load"))
+            .await?
             .unwrap_or_else(|| Session::new(thread_id)))
     }
 
@@ -251,7 +252,7 @@ impl Agent {
         }
         // Changes Stripe made outside this agent go into the same hand-over; their source
         // forgets them only once the answer carrying them is saved.
-        let handed_over = self.take_pending(session, context);
+        let handed_over = self.take_pending(session, context).await;
         // Everything after the preamble is the thread's history from now on.
         session.history = turn.messages()[preamble..].to_vec();
         let (model_text, answer_end, stop_reason) = match &end {
@@ -306,9 +307,9 @@ impl Agent {
             kind: MemberKind::Agent,
             text: answer.text.clone(),
         });
-        inner.store.save_async(session).await?;
+        inner.store.save(session).await?;
         record_turn(session, &answer);
-        self.release_handed_over(context, &handed_over);
+        self.release_handed_over(context, &handed_over).await;
         if let Some(events) = &options.events {
             let _ = events.send(AgentEvent::Completed {
                 answer: Box::new(answer.clone()),

@@ -28,7 +28,7 @@ impl Agent {
             }
         }
         if !recorded.is_empty()
-            && let Err(e) = self.inner.store.save_async(session).await
+            && let Err(e) = self.inner.store.save(session).await
         {
             for key in &recorded {
                 session.settle_uncertain(key);

@@ -71,7 +71,7 @@ async fn pending(
             format!("this endpoint does not serve account {account_id}"),
         );
     }
-    match state.pending(&account_id) {
+    match state.pending(&account_id).await {
         Ok(entries) => {
             let plan = state.pending_plan(&entries);
             let items: Vec<Value> = entries

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::room::RoomPoster;
-use super::store::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
+use super::store::{Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned};
 use crate::pay::{PayCall, PayClient};
 use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use crate::sync::{
@@ -118,7 +118,7 @@ pub enum IntakeError {
     #[error("cannot fetch the checkout session's objects through the Altan Pay API: {0}")]
     Fetch(String),
     #[error(transparent)]
-    Store(#[from] PendingError),
+    Store(#[from] StoreError),
 }
 
 impl IntakeError {
@@ -312,7 +312,7 @@ impl EventsState {
             );
             return Ok(receipt("ignored", 0, 0));
         }
-        if self.store.is_processed(&event_id)? {
+        if self.store.is_processed(&event_id).await? {
             return Ok(receipt("duplicate", 0, 0));
         }
         let mut missing = Vec::new();
@@ -331,7 +331,7 @@ impl EventsState {
             };
             vec![Versioned { mutation, version }]
         };
-        let applied = self.store.apply(&record, &mutations)?;
+        let applied = self.store.apply(&record, &mutations).await?;
         // Stripe has none of the objects the event names: a redelivery cannot change that, so
         // the event is acknowledged (Stripe would otherwise redeliver it for days) and logged.
         if !missing.is_empty() {
@@ -464,8 +464,8 @@ impl EventsState {
     }
 
     /// The account's pending entries, oldest first (for `GET .../pending-syncs`).
-    pub fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
-        self.store.pending(account_id)
+    pub async fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, StoreError> {
+        self.store.pending(account_id).await
     }
 
     /// The plan the pending entries make, without taking them.
@@ -500,24 +500,23 @@ fn version_of(object: &Value, created: i64) -> i64 {
 }
 
 /// The agent reads an account's pending syncs before it composes an answer and removes them
-/// once the answer is saved. A failing store is logged: the entries stay for the next answer.
+/// once the answer is saved.
 impl crate::agent::PendingSource for EventsState {
-    fn pending(&self, account_id: &str) -> Vec<(i64, Mutation)> {
-        match EventsState::pending(self, account_id) {
-            Ok(entries) => entries.into_iter().map(|e| (e.seq, e.mutation)).collect(),
-            Err(e) => {
-                warn!(account_id, "pending syncs not read: {e}");
-                Vec::new()
-            }
-        }
+    fn pending<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> crate::agent::StoreFuture<'a, Vec<(i64, Mutation)>> {
+        Box::pin(async move {
+            let entries = EventsState::pending(self, account_id).await?;
+            Ok(entries.into_iter().map(|e| (e.seq, e.mutation)).collect())
+        })
     }
 
-    fn handed_over(&self, account_id: &str, receipts: &[i64]) {
-        if let Err(e) = self.store.remove(account_id, receipts) {
-            warn!(
-                account_id,
-                "handed-over syncs not removed; the next answer repeats them: {e}"
-            );
-        }
+    fn handed_over<'a>(
+        &'a self,
+        account_id: &'a str,
+        receipts: &'a [i64],
+    ) -> crate::agent::StoreFuture<'a, ()> {
+        self.store.remove(account_id, receipts)
     }
 }

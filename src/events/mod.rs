@@ -15,5 +15,5 @@ pub use intake::{
 };
 pub use room::{RoomConfig, RoomPoster, handoff_text};
 pub use store::{
-    Applied, EventRecord, PendingEntry, PendingError, PendingStore, SqlitePendingStore, Versioned,
+    Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned,
 };

@@ -182,7 +182,7 @@ async fn post_pending(
     let Some(thread) = config.threads.get(account) else {
         return;
     };
-    let entries = match store.pending(account) {
+    let entries = match store.pending(account).await {
         Ok(e) if !e.is_empty() => e,
         Ok(_) => return,
         Err(e) => {
@@ -218,7 +218,7 @@ async fn post_pending(
         match request.send().await {
             Ok(resp) if resp.status().is_success() => {
                 let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-                if let Err(e) = store.remove(account, &seqs) {
+                if let Err(e) = store.remove(account, &seqs).await {
                     warn!(account, "posted, but the pending entries stay: {e}");
                 }
                 info!(

@@ -519,7 +519,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let pay = crate::config::pay_setup(&args.pay).await?;
-    let (store, shown_store) = open_store(&args)?;
+    let (store, shown_store) = open_store(&args).await?;
     let mut builder = Agent::builder()
         .model(Arc::new(model))
         .pay(pay.client.clone())
@@ -587,7 +587,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
 /// The store of `--database-url` (PostgreSQL, migrated) or of `--db` and `--events-db`
 /// (SQLite), and how to name it in the start-up line.
-fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String> {
+async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String> {
     let limits = HistoryLimits {
         max_messages: args.history_messages.max(2),
         keep_tool_turns: args.keep_tool_turns,
@@ -635,6 +635,7 @@ fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String>
         ca_file: args.database_ca_file.clone(),
     };
     let store = PgStore::connect(&options)
+        .await
         .map_err(|e| e.to_string())?
         .with_limits(limits);
     let shown = format!(

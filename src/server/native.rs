@@ -317,7 +317,7 @@ pub async fn get_thread(
     let Some(info) = info.filter(|info| access.allows(info.account_id.as_deref())) else {
         return Err(turn::thread_not_found());
     };
-    let Some(session) = state.store.load(&thread_id)? else {
+    let Some(session) = state.store.load(&thread_id).await? else {
         return Err(turn::thread_not_found());
     };
     let pending: Vec<&crate::sync::SentSync> = session

@@ -192,7 +192,11 @@ pub async fn chat_completions(
     let context = turn::admit(&state, &access, &thread_id, context).await?;
     // A stateless client resends the conversation: only what follows the agent's last
     // answer is new once the thread has answered before.
-    let answered = state.store.load(&thread_id)?.is_some_and(|s| s.answers > 0);
+    let answered = state
+        .store
+        .load(&thread_id)
+        .await?
+        .is_some_and(|s| s.answers > 0);
     let new: Vec<RoomMessage> = if answered {
         let last_assistant = all.iter().rposition(|(_, m)| m.kind == MemberKind::Agent);
         all.into_iter()

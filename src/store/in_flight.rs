@@ -2,16 +2,19 @@
 //! (both backends queue saves for group commit).
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 /// Session saves queued and not yet committed, per thread. A queued save is meant to be read
 /// back by the thread's next turn: a load waits until its thread has none in flight, so a turn
-/// that was dropped mid-way never hands the next one an older session.
+/// that was dropped mid-way never hands the next one an older session. The wait is a task's,
+/// never a thread's.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
     counts: Mutex<HashMap<String, usize>>,
-    settled: Condvar,
+    settled: Notify,
 }
 
 impl InFlight {
@@ -21,14 +24,16 @@ impl InFlight {
     }
 
     pub(super) fn finished(&self, thread_id: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(thread_id) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(thread_id);
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(thread_id) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(thread_id);
+                }
             }
         }
-        self.settled.notify_all();
+        self.settled.notify_waiters();
     }
 
     /// Whether a save of `thread_id` is queued and not committed yet.
@@ -38,10 +43,17 @@ impl InFlight {
     }
 
     /// Waits (at most `limit`) until no save of `thread_id` is in flight.
-    pub(super) fn wait_for(&self, thread_id: &str, limit: Duration) {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self
-            .settled
-            .wait_timeout_while(counts, limit, |c| c.contains_key(thread_id));
+    pub(super) async fn wait_for(&self, thread_id: &str, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                // Registered before the check, so a save finishing in between still wakes it.
+                let settled = self.settled.notified();
+                if !self.busy(thread_id) {
+                    return;
+                }
+                settled.await;
+            }
+        })
+        .await;
     }
 }

@@ -12,9 +12,7 @@ pub mod pending;
 pub mod pg;
 mod serve;
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,15 +23,13 @@ use crate::agent::{Session, SessionStore, StoreError};
 use crate::room::AgentContext;
 pub use compact::{HistoryLimits, bound_history};
 use in_flight::InFlight;
-use pending::{
-    Applied, EventRecord, PendingEntry, PendingError, PendingStore, SqlitePendingStore, Versioned,
-};
+use pending::{Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned};
 pub use pg::{PgOptions, PgStore};
 pub use serve::{Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo};
 
 /// A SQLite file holding every thread's session. Reads go through their own connection (WAL
-/// lets them run while a commit is being synced); writes go through one write connection, either
-/// at once (the blocking methods) or batched by the group-commit thread (the `_async` methods).
+/// lets them run while a commit is being synced) on Tokio's blocking threads; writes go through
+/// one write connection, batched by the group-commit thread. No call blocks an async worker.
 pub struct SqliteStore {
     /// Queued session saves not yet committed, by thread: a load waits for its thread's.
     in_flight: Arc<InFlight>,
@@ -90,6 +86,19 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs `work` on the connection on one of Tokio's blocking threads: waiting for the lock and
+/// SQLite's own I/O never hold up an async worker.
+async fn blocking<R, F>(conn: &Arc<Mutex<Connection>>, work: F) -> Result<R, StoreError>
+where
+    F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    R: Send + 'static,
+{
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || work(&mut lock(&conn)))
+        .await
+        .map_err(|e| StoreError::Failed(format!("a SQLite call stopped: {e}")))?
+}
+
 /// WAL, full fsync on commit, a busy timeout, and the tables.
 fn configure(conn: Connection) -> Result<Connection, StoreError> {
     // journal_mode answers with a row, so it is read rather than executed.
@@ -120,16 +129,14 @@ impl SqliteStore {
         };
         let write = configure(open()?)?;
         let read = configure(open()?)?;
-        let pending =
-            SqlitePendingStore::open(path).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let pending = SqlitePendingStore::open(path)?;
         Self::assemble(read, Some(write), pending)
     }
 
     /// A private in-memory database, for tests and benchmarks.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(db_err("in-memory database"))?;
-        let pending =
-            SqlitePendingStore::in_memory().map_err(|e| StoreError::Failed(e.to_string()))?;
+        let pending = SqlitePendingStore::in_memory()?;
         Self::assemble(configure(conn)?, None, pending)
     }
 
@@ -166,25 +173,9 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.read)
-    }
-
+    #[cfg(test)]
     fn write_conn(&self) -> MutexGuard<'_, Connection> {
         lock(&self.write)
-    }
-    /// The owner and context of a thread, if any request created it.
-    pub fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, StoreError> {
-        let row: Option<(Option<String>, String)> = self
-            .conn()
-            .query_row(
-                "SELECT account_id, context FROM threads WHERE thread_id = ?1",
-                [thread_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db_err("reading a thread"))?;
-        parse_thread(thread_id, row)
     }
 
     /// The session as stored: history bounded, serialised.
@@ -359,24 +350,32 @@ fn release_key(conn: &Connection, scope: &str, key: &str) -> Result<(), StoreErr
 }
 
 impl SessionStore for SqliteStore {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
-        // Usually nothing to wait for: the turn that queued a save awaited its last one.
-        self.in_flight
-            .wait_for(thread_id, std::time::Duration::from_secs(10));
-        let text: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT session FROM sessions WHERE thread_id = ?1",
-                [thread_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err("reading a session"))?;
-        parse_session(thread_id, text)
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            // Usually nothing to wait for: the turn that queued a save awaited its last one.
+            self.in_flight
+                .wait_for(thread_id, std::time::Duration::from_secs(10))
+                .await;
+            let thread = thread_id.to_string();
+            let text: Option<String> = blocking(&self.read, move |conn| {
+                conn.query_row(
+                    "SELECT session FROM sessions WHERE thread_id = ?1",
+                    [thread],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("reading a session"))
+            })
+            .await?;
+            parse_session(thread_id, text)
+        })
     }
 
-    fn save(&self, session: &Session) -> Result<(), StoreError> {
-        self.session_row(session)?.write(&self.write_conn())
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let row = self.session_row(session)?;
+            self.commits.run(move |conn| row.write(conn)).await
+        })
     }
 
     fn save_queued(&self, session: &Session) {
@@ -395,16 +394,6 @@ impl SessionStore for SqliteStore {
             tracing::warn!(error = %e, thread = %session.thread_id, "could not queue a session save");
         }
     }
-
-    fn save_async<'a>(
-        &'a self,
-        session: &'a Session,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-        Box::pin(async move {
-            let row = self.session_row(session)?;
-            self.commits.run(move |conn| row.write(conn)).await
-        })
-    }
 }
 
 impl ServeStore for SqliteStore {
@@ -413,7 +402,20 @@ impl ServeStore for SqliteStore {
     }
 
     fn thread_info<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<ThreadInfo>> {
-        Box::pin(std::future::ready(self.thread(thread_id)))
+        Box::pin(async move {
+            let thread = thread_id.to_string();
+            let row = blocking(&self.read, move |conn| {
+                conn.query_row(
+                    "SELECT account_id, context FROM threads WHERE thread_id = ?1",
+                    [thread],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err("reading a thread"))
+            })
+            .await?;
+            parse_thread(thread_id, row)
+        })
     }
 
     fn claim_thread<'a>(
@@ -470,7 +472,7 @@ impl ServeStore for SqliteStore {
         &'a self,
         thread_id: &'a str,
         wait: std::time::Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Lease, LeaseError>> + Send + 'a>> {
+    ) -> StoreFuture<'a, Lease, LeaseError> {
         Box::pin(async move { Ok(Lease::local(self.leases.take(thread_id, wait).await?)) })
     }
 
@@ -484,45 +486,68 @@ impl ServeStore for SqliteStore {
 }
 
 impl PendingStore for SqliteStore {
-    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
+    fn apply<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        mutations: &'a [Versioned],
+    ) -> StoreFuture<'a, Applied> {
         self.pending.apply(event, mutations)
     }
 
-    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
+    fn is_processed<'a>(&'a self, event_id: &'a str) -> StoreFuture<'a, bool> {
         self.pending.is_processed(event_id)
     }
 
-    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+    fn pending<'a>(&'a self, account_id: &'a str) -> StoreFuture<'a, Vec<PendingEntry>> {
         self.pending.pending(account_id)
     }
 
-    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
+    fn remove<'a>(&'a self, account_id: &'a str, seqs: &'a [i64]) -> StoreFuture<'a, ()> {
         self.pending.remove(account_id, seqs)
     }
 }
 
 impl crate::tools::plan::PlanBackend for SqliteStore {
-    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String> {
-        self.conn()
-            .query_row(
-                "SELECT plan FROM plans WHERE account_id = ?1",
-                [account_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| format!("reading the plan of {account_id}: {e}"))
+    fn read_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> crate::tools::BoxFuture<'a, Result<Option<String>, String>> {
+        let account = account_id.to_string();
+        Box::pin(async move {
+            blocking(&self.read, move |conn| {
+                conn.query_row(
+                    "SELECT plan FROM plans WHERE account_id = ?1",
+                    [&account],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| StoreError::Failed(format!("reading the plan of {account}: {e}")))
+            })
+            .await
+            .map_err(|e| e.detail())
+        })
     }
 
-    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String> {
-        self.write_conn()
-            .execute(
-                "INSERT INTO plans (account_id, plan, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(account_id) DO UPDATE SET plan = excluded.plan,
-                 updated_at = excluded.updated_at",
-                params![account_id, text, now()],
-            )
-            .map(|_| ())
-            .map_err(|e| format!("saving the plan of {account_id}: {e}"))
+    fn write_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+        text: &'a str,
+    ) -> crate::tools::BoxFuture<'a, Result<(), String>> {
+        let (account, text) = (account_id.to_string(), text.to_string());
+        Box::pin(async move {
+            blocking(&self.write, move |conn| {
+                conn.execute(
+                    "INSERT INTO plans (account_id, plan, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(account_id) DO UPDATE SET plan = excluded.plan,
+                     updated_at = excluded.updated_at",
+                    params![account, text, now()],
+                )
+                .map(|_| ())
+                .map_err(|e| StoreError::Failed(format!("saving the plan of {account}: {e}")))
+            })
+            .await
+            .map_err(|e| e.detail())
+        })
     }
 }
 
@@ -531,18 +556,21 @@ mod tests {
     use super::*;
     use crate::model::ChatMessage;
 
-    #[test]
-    fn sessions_survive_reopening_the_file() {
+    #[tokio::test]
+    async fn sessions_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let mut session = Session::new("t1");
         session.history.push(ChatMessage::user("hello"));
-        SqliteStore::open(&path).unwrap().save(&session).unwrap();
+        SqliteStore::open(&path)
+            .unwrap()
+            .save(&session)
+            .await
+            .unwrap();
         let again = SqliteStore::open(&path).unwrap();
-        assert_eq!(again.load("t1").unwrap(), Some(session));
-        assert_eq!(again.load("t2").unwrap(), None);
-        let mode: String = again
-            .conn()
+        assert_eq!(again.load("t1").await.unwrap(), Some(session));
+        assert_eq!(again.load("t2").await.unwrap(), None);
+        let mode: String = lock(&again.read)
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
@@ -550,29 +578,44 @@ mod tests {
 
     /// A turn dropped mid-way leaves its last save queued: the thread's next load waits for
     /// it instead of reading the older session.
-    #[test]
-    fn a_load_waits_for_its_threads_queued_save() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_waits_for_its_threads_queued_save() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).unwrap());
         let mut session = Session::new("t");
-        store.save(&session).unwrap();
+        store.save(&session).await.unwrap();
         session
             .history
             .push(ChatMessage::user("after a Stripe change"));
-        let slow_commit = store.write_conn();
+        let held = store.clone();
+        let (locked, unlock) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        // Holds the write connection, as a slow commit would, until told to let go.
+        let slow_commit = tokio::task::spawn_blocking({
+            let (locked, unlock) = (locked.clone(), unlock.clone());
+            move || {
+                let _conn = held.write_conn();
+                locked.notify_one();
+                tokio::runtime::Handle::current().block_on(unlock.notified());
+            }
+        });
+        locked.notified().await;
         store.save_queued(&session);
         let loader = {
             let store = store.clone();
-            std::thread::spawn(move || store.load("t").unwrap())
+            tokio::spawn(async move { store.load("t").await.unwrap() })
         };
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(
             !loader.is_finished(),
             "the load did not wait for the queued save"
         );
         // Another thread's load does not wait.
-        assert_eq!(store.load("other").unwrap(), None);
-        drop(slow_commit);
-        assert_eq!(loader.join().unwrap(), Some(session));
+        assert_eq!(store.load("other").await.unwrap(), None);
+        unlock.notify_one();
+        slow_commit.await.unwrap();
+        assert_eq!(loader.await.unwrap(), Some(session));
     }
 }

@@ -3,20 +3,17 @@
 //! PostgreSQL in `pg/pending.rs`). `tests/store_contract.rs` holds the tests of both.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{StoreError, StoreFuture};
 use crate::sync::Mutation;
 
-/// Why the store failed; the event is then not acknowledged, so Stripe delivers it again.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("pending store: {0}")]
-pub struct PendingError(pub String);
-
-fn sql(e: rusqlite::Error) -> PendingError {
-    PendingError(e.to_string())
+/// A failing store: the event is then not acknowledged, so Stripe delivers it again.
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Failed(e.to_string())
 }
 
 /// The event being applied.
@@ -61,13 +58,17 @@ pub struct PendingEntry {
 pub trait PendingStore: Send + Sync {
     /// Records the event id (once) and queues each mutation not older than the last applied
     /// version of its object, replacing that object's older pending entry.
-    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError>;
+    fn apply<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        mutations: &'a [Versioned],
+    ) -> StoreFuture<'a, Applied>;
     /// Whether an event id was applied.
-    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError>;
+    fn is_processed<'a>(&'a self, event_id: &'a str) -> StoreFuture<'a, bool>;
     /// The account's queue, oldest first, without removing it.
-    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError>;
+    fn pending<'a>(&'a self, account_id: &'a str) -> StoreFuture<'a, Vec<PendingEntry>>;
     /// Removes these entries (once they reached Altan).
-    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError>;
+    fn remove<'a>(&'a self, account_id: &'a str, seqs: &'a [i64]) -> StoreFuture<'a, ()>;
 }
 
 const SCHEMA: &str = "
@@ -85,9 +86,10 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE INDEX IF NOT EXISTS pending_account ON pending (account_id, seq);
 ";
 
-/// [`PendingStore`] in one SQLite file (or in memory for tests).
+/// [`PendingStore`] in one SQLite file (or in memory for tests). Its calls run on Tokio's
+/// blocking threads.
 pub struct SqlitePendingStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqlitePendingStore {
@@ -98,9 +100,9 @@ impl std::fmt::Debug for SqlitePendingStore {
 
 impl SqlitePendingStore {
     /// Opens (or creates) the file; WAL, and every acknowledged event is on disk.
-    pub fn open(path: &Path) -> Result<SqlitePendingStore, PendingError> {
+    pub fn open(path: &Path) -> Result<SqlitePendingStore, StoreError> {
         let conn = Connection::open(path)
-            .map_err(|e| PendingError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Failed(format!("cannot open {}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -111,20 +113,15 @@ impl SqlitePendingStore {
     }
 
     /// A store that lives as long as the process.
-    pub fn in_memory() -> Result<SqlitePendingStore, PendingError> {
+    pub fn in_memory() -> Result<SqlitePendingStore, StoreError> {
         Self::init(Connection::open_in_memory().map_err(sql)?)
     }
 
-    fn init(conn: Connection) -> Result<SqlitePendingStore, PendingError> {
+    fn init(conn: Connection) -> Result<SqlitePendingStore, StoreError> {
         conn.execute_batch(SCHEMA).map_err(sql)?;
         Ok(SqlitePendingStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half transaction: SQLite rolls it back.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -135,7 +132,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
+fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, event_id, received_at, version, mutation FROM pending
@@ -157,7 +154,7 @@ fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>
     for row in rows {
         let (seq, event_id, received_at, version, text) = row.map_err(sql)?;
         let mutation: Mutation = serde_json::from_str(&text)
-            .map_err(|e| PendingError(format!("pending entry {seq} is not a mutation: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}")))?;
         out.push(PendingEntry {
             seq,
             event_id,
@@ -169,9 +166,11 @@ fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>
     Ok(out)
 }
 
-impl PendingStore for SqlitePendingStore {
-    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
-        let mut conn = self.lock();
+fn apply(
+    conn: &mut Connection,
+    event: &EventRecord,
+    mutations: &[Versioned],
+) -> Result<Applied, StoreError> {
         let tx = conn.transaction().map_err(sql)?;
         let seen: Option<i64> = tx
             .query_row(
@@ -216,7 +215,7 @@ impl PendingStore for SqlitePendingStore {
                 params![event.account_id, kind, m.id],
             )
             .map_err(sql)?;
-            let text = serde_json::to_string(m).map_err(|e| PendingError(e.to_string()))?;
+            let text = serde_json::to_string(m).map_err(|e| StoreError::Failed(e.to_string()))?;
             tx.execute(
                 "INSERT INTO pending (account_id, kind, object_id, event_id, received_at, version, mutation)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -235,8 +234,7 @@ impl PendingStore for SqlitePendingStore {
         Ok(Applied::Applied { queued, stale })
     }
 
-    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
-        let conn = self.lock();
+fn is_processed(conn: &Connection, event_id: &str) -> Result<bool, StoreError> {
         let seen: Option<i64> = conn
             .query_row(
                 "SELECT 1 FROM processed_events WHERE event_id = ?1",
@@ -248,12 +246,7 @@ impl PendingStore for SqlitePendingStore {
         Ok(seen.is_some())
     }
 
-    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
-        read_entries(&self.lock(), account_id)
-    }
-
-    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
-        let mut conn = self.lock();
+fn remove(conn: &mut Connection, account_id: &str, seqs: &[i64]) -> Result<(), StoreError> {
         let tx = conn.transaction().map_err(sql)?;
         for seq in seqs {
             tx.execute(
@@ -263,5 +256,38 @@ impl PendingStore for SqlitePendingStore {
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)
+    }
+
+impl PendingStore for SqlitePendingStore {
+    fn apply<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        mutations: &'a [Versioned],
+    ) -> StoreFuture<'a, Applied> {
+        let (event, mutations) = (event.clone(), mutations.to_vec());
+        Box::pin(super::blocking(&self.conn, move |conn| {
+            apply(conn, &event, &mutations)
+        }))
+    }
+
+    fn is_processed<'a>(&'a self, event_id: &'a str) -> StoreFuture<'a, bool> {
+        let event_id = event_id.to_string();
+        Box::pin(super::blocking(&self.conn, move |conn| {
+            is_processed(conn, &event_id)
+        }))
+    }
+
+    fn pending<'a>(&'a self, account_id: &'a str) -> StoreFuture<'a, Vec<PendingEntry>> {
+        let account_id = account_id.to_string();
+        Box::pin(super::blocking(&self.conn, move |conn| {
+            read_entries(conn, &account_id)
+        }))
+    }
+
+    fn remove<'a>(&'a self, account_id: &'a str, seqs: &'a [i64]) -> StoreFuture<'a, ()> {
+        let (account_id, seqs) = (account_id.to_string(), seqs.to_vec());
+        Box::pin(super::blocking(&self.conn, move |conn| {
+            remove(conn, &account_id, &seqs)
+        }))
     }
 }

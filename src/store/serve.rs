@@ -6,20 +6,16 @@
 //! PostgreSQL). `tests/store_contract.rs` runs the same tests against both.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::pending::PendingStore;
+pub use crate::agent::StoreFuture;
 use crate::agent::{SessionStore, StoreError};
 use crate::room::AgentContext;
 use crate::tools::plan::PlanBackend;
-
-/// What the async methods of [`ServeStore`] return.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// What an `Idempotency-Key` already stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +39,8 @@ pub struct ThreadInfo {
     pub context: AgentContext,
 }
 
-/// Everything the server keeps, behind one interface.
+/// Everything the server keeps, behind one interface: every call is async and returns a
+/// [`StoreFuture`] with [`StoreError`] (the lease: [`LeaseError`]), on either backend.
 pub trait ServeStore: SessionStore + PendingStore + PlanBackend {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
@@ -88,7 +85,7 @@ pub trait ServeStore: SessionStore + PendingStore + PlanBackend {
         &'a self,
         thread_id: &'a str,
         wait: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Lease, LeaseError>> + Send + 'a>>;
+    ) -> StoreFuture<'a, Lease, LeaseError>;
 
     /// Writes queued for group commit so far, and the commits (round trips) that made them.
     fn commit_stats(&self) -> (u64, u64);

@@ -21,8 +21,10 @@ pub const MAX_PLAN_BYTES: usize = 64 * 1024;
 /// A store of plans kept elsewhere (the server's database: `store::ServeStore`), one text per
 /// account. Both calls are atomic: a reader sees the old plan or the new one.
 pub trait PlanBackend: Send + Sync + std::fmt::Debug {
-    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String>;
-    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String>;
+    fn read_plan<'a>(&'a self, account_id: &'a str)
+    -> BoxFuture<'a, Result<Option<String>, String>>;
+    fn write_plan<'a>(&'a self, account_id: &'a str, text: &'a str)
+    -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Where plans live.
@@ -47,14 +49,14 @@ impl PlanStore {
     }
 
     /// The plan of a workspace, `None` when it has none.
-    pub fn read(&self, account_id: &str) -> Result<Option<String>, String> {
+    pub async fn read(&self, account_id: &str) -> Result<Option<String>, String> {
         match self {
             PlanStore::Memory(map) => Ok(map
                 .lock()
                 .map_err(|_| "plan store lock poisoned")?
                 .get(account_id)
                 .cloned()),
-            PlanStore::Shared(backend) => backend.read_plan(account_id),
+            PlanStore::Shared(backend) => backend.read_plan(account_id).await,
             PlanStore::Directory(dir) => {
                 let path = plan_path(dir, account_id)?;
                 match std::fs::read_to_string(&path) {
@@ -68,7 +70,7 @@ impl PlanStore {
 
     /// Replaces the plan; on disk through a temporary file and a rename, so a crash leaves
     /// either the old plan or the new one, never half of one.
-    pub fn write(&self, account_id: &str, text: &str) -> Result<(), String> {
+    pub async fn write(&self, account_id: &str, text: &str) -> Result<(), String> {
         match self {
             PlanStore::Memory(map) => {
                 map.lock()
@@ -76,7 +78,7 @@ impl PlanStore {
                     .insert(account_id.to_string(), text.to_string());
                 Ok(())
             }
-            PlanStore::Shared(backend) => backend.write_plan(account_id, text),
+            PlanStore::Shared(backend) => backend.write_plan(account_id, text).await,
             PlanStore::Directory(dir) => {
                 let path = plan_path(dir, account_id)?;
                 let parent = path.parent().unwrap_or(dir);
@@ -159,7 +161,7 @@ impl PlanTool {
         }
     }
 
-    fn run(&self, ctx: &ToolContext, arguments: &str) -> Result<Value, ToolError> {
+    async fn run(&self, ctx: &ToolContext, arguments: &str) -> Result<Value, ToolError> {
         let mut raw = super::parse_arguments(self.definition.name, arguments)?;
         let scope = super::take_scope(&mut raw)?;
         let account_id = super::resolve_account_id(ctx, scope.account_id)?;
@@ -171,7 +173,7 @@ impl PlanTool {
             let _: ReadPlanArgs = serde_json::from_value(Value::Object(raw)).map_err(|e| {
                 ToolError::invalid(None, format!("invalid arguments for read_plan: {e}"))
             })?;
-            let plan = self.store.read(&account_id).map_err(failed)?;
+            let plan = self.store.read(&account_id).await.map_err(failed)?;
             return Ok(json!({ "plan": plan }));
         }
         let args: UpdatePlanArgs = serde_json::from_value(Value::Object(raw)).map_err(|e| {
@@ -188,6 +190,7 @@ impl PlanTool {
         }
         self.store
             .write(&account_id, &args.content)
+            .await
             .map_err(failed)?;
         Ok(json!({ "updated": true, "bytes": args.content.len() }))
     }
@@ -209,7 +212,7 @@ impl Tool for PlanTool {
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
         Box::pin(async move {
-            match self.run(ctx, arguments) {
+            match self.run(ctx, arguments).await {
                 Ok(content) => ToolOutput::ok(content, None),
                 Err(e) => ToolOutput::failed(e),
             }

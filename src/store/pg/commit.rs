@@ -43,11 +43,11 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the commit task on the store's runtime.
-    pub(super) fn start(pool: Pool, runtime: &tokio::runtime::Handle) -> GroupCommit {
+    /// Starts the commit task on the current runtime; it ends when this is dropped.
+    pub(super) fn start(pool: Pool) -> GroupCommit {
         let (saves, queue) = mpsc::unbounded_channel();
         let stats = Arc::new(CommitStats::default());
-        runtime.spawn(commit_loop(pool, queue, stats.clone()));
+        tokio::spawn(commit_loop(pool, queue, stats.clone()));
         GroupCommit { saves, stats }
     }
 

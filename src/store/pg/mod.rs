@@ -3,9 +3,9 @@
 //! (`lease.rs`), versioned migrations at start-up (`schema.rs`), group commit of session saves
 //! (`commit.rs`), optional TLS with rustls (`tls.rs`).
 //!
-//! The store's I/O runs on a small runtime of its own, on its own threads: the synchronous
-//! calls of [`SessionStore`] and [`PendingStore`] block their caller on a channel, never on a
-//! runtime, so they work from any async context (as the SQLite store's do).
+//! Every call is async and runs on the caller's Tokio runtime: tokio-postgres and deadpool are
+//! async already, so no thread waits for the database. Each call runs as a task of its own, so
+//! a caller that goes away mid-call does not cut a statement or a transaction in half.
 
 mod commit;
 mod lease;
@@ -15,7 +15,6 @@ mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use deadpool_postgres::{Pool, Runtime};
 use serde_json::Value;
 
 use super::in_flight::InFlight;
-use super::pending::{Applied, EventRecord, PendingEntry, PendingError, PendingStore, Versioned};
+use super::pending::{Applied, EventRecord, PendingEntry, PendingStore, Versioned};
 use super::serve::LocalLeases;
 use super::{
     HistoryLimits, Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo,
@@ -82,50 +81,6 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// The store's runtime: its threads stop when this is dropped.
-struct StoreRuntime {
-    handle: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl StoreRuntime {
-    fn start() -> Result<StoreRuntime, StoreError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("pg-store")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StoreError::Failed(format!("cannot start the PostgreSQL store's runtime: {e}"))
-            })?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("pg-store-runtime".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            })
-            .map_err(|e| {
-                StoreError::Failed(format!("cannot start the PostgreSQL store's thread: {e}"))
-            })?;
-        Ok(StoreRuntime {
-            handle,
-            stop: Some(stop),
-        })
-    }
-}
-
-impl Drop for StoreRuntime {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// Everything `serve` keeps, in PostgreSQL.
 pub struct PgStore {
     pool: Pool,
@@ -138,8 +93,6 @@ pub struct PgStore {
     holder: String,
     limits: HistoryLimits,
     tls: bool,
-    /// Last, so the pools and the commit task are gone before the runtime stops.
-    runtime: StoreRuntime,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -152,18 +105,15 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// How long a synchronous call waits for the database before it says so.
-const SYNC_CALL_LIMIT: Duration = Duration::from_secs(60);
-
 impl PgStore {
-    /// Connects, checks the connection and brings the schema up to date.
-    pub fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
+    /// Connects, checks the connection and brings the schema up to date. The store's commit
+    /// task runs on the runtime this is awaited on.
+    pub async fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
         let shown = redacted(&options.url);
         let config: tokio_postgres::Config = options
             .url
             .parse()
             .map_err(|e| StoreError::Failed(format!("--database-url: {e}")))?;
-        let runtime = StoreRuntime::start()?;
         let build = |size: usize| -> Result<(Pool, bool), StoreError> {
             let (manager, tls) = tls::manager(config.clone(), options.ca_file.as_deref())?;
             let pool = Pool::builder(manager)
@@ -178,16 +128,17 @@ impl PgStore {
         let (pool, tls) = build(options.pool_size)?;
         let (lease_pool, _) = build(options.lease_connections)?;
         let migrating = pool.clone();
-        let applied = block_on(&runtime.handle, async move {
+        let applied = run(async move {
             let mut conn = migrating.get().await.map_err(|e| {
                 StoreError::Failed(format!("cannot connect to {shown}: {}", error_chain(&e)))
             })?;
             migrate(&mut conn, MIGRATIONS).await
-        })?;
+        })
+        .await?;
         if !applied.is_empty() {
             tracing::info!(versions = ?applied, "PostgreSQL schema migrated");
         }
-        let commits = commit::GroupCommit::start(pool.clone(), &runtime.handle);
+        let commits = commit::GroupCommit::start(pool.clone());
         Ok(PgStore {
             pool,
             lease_pool,
@@ -202,7 +153,6 @@ impl PgStore {
             ),
             limits: HistoryLimits::default(),
             tls,
-            runtime,
         })
     }
 
@@ -217,28 +167,6 @@ impl PgStore {
         self.tls
     }
 
-    /// Runs `work` on the store's runtime and waits for it without blocking the caller's.
-    async fn run<R, F>(&self, work: F) -> Result<R, StoreError>
-    where
-        F: Future<Output = Result<R, StoreError>> + Send + 'static,
-        R: Send + 'static,
-    {
-        self.runtime
-            .handle
-            .spawn(work)
-            .await
-            .map_err(|e| StoreError::Failed(format!("a PostgreSQL call stopped: {e}")))?
-    }
-
-    /// Runs `work` on the store's runtime and blocks the calling thread until it is done.
-    fn block<R, E, F>(&self, work: F) -> Result<R, E>
-    where
-        F: Future<Output = Result<R, E>> + Send + 'static,
-        R: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        block_on(&self.runtime.handle, work)
-    }
 
     fn token(&self, thread_id: &str) -> Option<i64> {
         self.fences
@@ -256,64 +184,57 @@ impl PgStore {
     }
 }
 
-fn block_on<R, E, F>(runtime: &tokio::runtime::Handle, work: F) -> Result<R, E>
+/// Runs `work` as a task of its own on the caller's runtime and waits for it: a caller that
+/// goes away leaves the call to finish.
+async fn run<R, F>(work: F) -> Result<R, StoreError>
 where
-    F: Future<Output = Result<R, E>> + Send + 'static,
+    F: Future<Output = Result<R, StoreError>> + Send + 'static,
     R: Send + 'static,
-    E: From<StoreError> + Send + 'static,
 {
-    let (done, outcome) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = done.send(work.await);
-    });
-    outcome.recv_timeout(SYNC_CALL_LIMIT).map_err(|_| {
-        E::from(StoreError::Failed(format!(
-            "PostgreSQL did not answer within {SYNC_CALL_LIMIT:?}"
-        )))
-    })?
-}
-
-impl From<StoreError> for PendingError {
-    fn from(e: StoreError) -> PendingError {
-        PendingError(e.detail())
-    }
+    tokio::spawn(work)
+        .await
+        .map_err(|e| StoreError::Failed(format!("a PostgreSQL call stopped: {e}")))?
 }
 
 impl SessionStore for PgStore {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
-        // Usually nothing to wait for: the turn that queued a save awaited its last one.
-        self.in_flight.wait_for(thread_id, Duration::from_secs(10));
-        let (pool, thread) = (self.pool.clone(), thread_id.to_string());
-        let text = self.block(async move {
-            let conn = PgStore::client(&pool).await?;
-            let statement = conn
-                .prepare_cached("SELECT session FROM altan_pay_sessions WHERE thread_id = $1")
-                .await
-                .map_err(pg_err("reading a session"))?;
-            Ok::<_, StoreError>(
-                conn.query_opt(&statement, &[&thread])
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            // Usually nothing to wait for: the turn that queued a save awaited its last one.
+            self.in_flight
+                .wait_for(thread_id, Duration::from_secs(10))
+                .await;
+            let (pool, thread) = (self.pool.clone(), thread_id.to_string());
+            let text = run(async move {
+                let conn = PgStore::client(&pool).await?;
+                let statement = conn
+                    .prepare_cached("SELECT session FROM altan_pay_sessions WHERE thread_id = $1")
+                    .await
+                    .map_err(pg_err("reading a session"))?;
+                Ok(conn
+                    .query_opt(&statement, &[&thread])
                     .await
                     .map_err(pg_err("reading a session"))?
-                    .map(|r| r.get::<_, String>(0)),
-            )
-        })?;
-        parse_session(thread_id, text)
+                    .map(|r| r.get::<_, String>(0)))
+            })
+            .await?;
+            parse_session(thread_id, text)
+        })
     }
 
-    fn save(&self, session: &Session) -> Result<(), StoreError> {
-        let text = session_text(session, self.limits)?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.commits.submit(commit::Save {
-            thread_id: session.thread_id.clone(),
-            text,
-            token: self.token(&session.thread_id),
-            reply: Some(reply),
-            done: None,
-        })?;
-        self.block(async move {
-            answer
-                .await
-                .map_err(|_| StoreError::Failed("the PostgreSQL commit task stopped".into()))?
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let text = session_text(session, self.limits)?;
+            let token = self.token(&session.thread_id);
+            let span = tracing::info_span!(
+                "store_commit",
+                otel.name = "store commit",
+                db.system.name = "postgresql",
+            );
+            tracing::Instrument::instrument(
+                self.commits.run(session.thread_id.clone(), text, token),
+                span,
+            )
+            .await
         })
     }
 
@@ -337,26 +258,6 @@ impl SessionStore for PgStore {
             tracing::warn!(error = %e, thread = %session.thread_id, "could not queue a session save");
         }
     }
-
-    fn save_async<'a>(
-        &'a self,
-        session: &'a Session,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-        Box::pin(async move {
-            let text = session_text(session, self.limits)?;
-            let token = self.token(&session.thread_id);
-            let span = tracing::info_span!(
-                "store_commit",
-                otel.name = "store commit",
-                db.system.name = "postgresql",
-            );
-            tracing::Instrument::instrument(
-                self.commits.run(session.thread_id.clone(), text, token),
-                span,
-            )
-            .await
-        })
-    }
 }
 
 impl ServeStore for PgStore {
@@ -367,8 +268,7 @@ impl ServeStore for PgStore {
     fn thread_info<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<ThreadInfo>> {
         let (pool, thread) = (self.pool.clone(), thread_id.to_string());
         Box::pin(async move {
-            let row = self
-                .run(async move {
+            let row = run(async move {
                     let conn = PgStore::client(&pool).await?;
                     let row = conn
                         .query_opt(
@@ -395,7 +295,7 @@ impl ServeStore for PgStore {
         Box::pin(async move {
             let text =
                 serde_json::to_string(context).map_err(|e| StoreError::Failed(e.to_string()))?;
-            self.run(async move {
+            run(async move {
                 let conn = PgStore::client(&pool).await?;
                 // One statement: the row is locked while the owner is checked. The owner is
                 // the first context's account ("no account" included) and never changes.
@@ -435,7 +335,7 @@ impl ServeStore for PgStore {
     ) -> StoreFuture<'a, Reservation> {
         let pool = self.pool.clone();
         let (scope, key, hash) = (scope.to_string(), key.to_string(), body_hash.to_string());
-        Box::pin(self.run(async move {
+        Box::pin(run(async move {
             let conn = PgStore::client(&pool).await?;
             // A key released between the insert and the read is tried again.
             for _ in 0..5 {
@@ -476,7 +376,7 @@ impl ServeStore for PgStore {
     ) -> StoreFuture<'a, ()> {
         let pool = self.pool.clone();
         let (scope, key, text) = (scope.to_string(), key.to_string(), response.to_string());
-        Box::pin(self.run(async move {
+        Box::pin(run(async move {
             let conn = PgStore::client(&pool).await?;
             conn.execute(
                 "UPDATE altan_pay_idempotency SET response = $3 WHERE scope = $1 AND key = $2",
@@ -491,7 +391,7 @@ impl ServeStore for PgStore {
     fn release<'a>(&'a self, scope: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
         let pool = self.pool.clone();
         let (scope, key) = (scope.to_string(), key.to_string());
-        Box::pin(self.run(async move {
+        Box::pin(run(async move {
             let conn = PgStore::client(&pool).await?;
             conn.execute(
                 "DELETE FROM altan_pay_idempotency
@@ -510,24 +410,18 @@ impl ServeStore for PgStore {
         &'a self,
         thread_id: &'a str,
         wait: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Lease, LeaseError>> + Send + 'a>> {
+    ) -> StoreFuture<'a, Lease, LeaseError> {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let local = self.leases.take(thread_id, wait).await?;
             // Saves an earlier turn of the thread left queued (it ended early) commit under
             // that turn's token, before this turn's token replaces it.
-            if self.in_flight.busy(thread_id) {
-                let (in_flight, thread) = (self.in_flight.clone(), thread_id.to_string());
-                let _ = tokio::task::spawn_blocking(move || {
-                    in_flight.wait_for(&thread, Duration::from_secs(10))
-                })
+            self.in_flight
+                .wait_for(thread_id, Duration::from_secs(10))
                 .await;
-            }
             let left = wait.saturating_sub(started.elapsed());
-            let held = self
-                .runtime
-                .handle
-                .spawn(lease::acquire(
+            // A task of its own: a lock taken after its caller went away is still released.
+            let held = tokio::spawn(lease::acquire(
                     self.lease_pool.clone(),
                     thread_id.to_string(),
                     left,
@@ -558,65 +452,84 @@ impl ServeStore for PgStore {
 }
 
 impl PendingStore for PgStore {
-    fn apply(&self, event: &EventRecord, mutations: &[Versioned]) -> Result<Applied, PendingError> {
-        self.block(pending::apply(
+    fn apply<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        mutations: &'a [Versioned],
+    ) -> StoreFuture<'a, Applied> {
+        Box::pin(run(pending::apply(
             self.pool.clone(),
             event.clone(),
             mutations.to_vec(),
-        ))
+        )))
     }
 
-    fn is_processed(&self, event_id: &str) -> Result<bool, PendingError> {
-        self.block(pending::is_processed(
+    fn is_processed<'a>(&'a self, event_id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(run(pending::is_processed(
             self.pool.clone(),
             event_id.to_string(),
-        ))
+        )))
     }
 
-    fn pending(&self, account_id: &str) -> Result<Vec<PendingEntry>, PendingError> {
-        self.block(pending::pending(self.pool.clone(), account_id.to_string()))
+    fn pending<'a>(&'a self, account_id: &'a str) -> StoreFuture<'a, Vec<PendingEntry>> {
+        Box::pin(run(pending::pending(
+            self.pool.clone(),
+            account_id.to_string(),
+        )))
     }
 
-    fn remove(&self, account_id: &str, seqs: &[i64]) -> Result<(), PendingError> {
-        self.block(pending::remove(
+    fn remove<'a>(&'a self, account_id: &'a str, seqs: &'a [i64]) -> StoreFuture<'a, ()> {
+        Box::pin(run(pending::remove(
             self.pool.clone(),
             account_id.to_string(),
             seqs.to_vec(),
-        ))
+        )))
     }
 }
 
 impl PlanBackend for PgStore {
-    fn read_plan(&self, account_id: &str) -> Result<Option<String>, String> {
+    fn read_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> crate::tools::BoxFuture<'a, Result<Option<String>, String>> {
         let (pool, account) = (self.pool.clone(), account_id.to_string());
-        self.block(async move {
-            let conn = PgStore::client(&pool).await?;
-            Ok::<_, StoreError>(
-                conn.query_opt(
-                    "SELECT plan FROM altan_pay_plans WHERE account_id = $1",
-                    &[&account],
-                )
-                .await
-                .map_err(pg_err("reading a plan"))?
-                .map(|r| r.get::<_, String>(0)),
-            )
+        Box::pin(async move {
+            run(async move {
+                let conn = PgStore::client(&pool).await?;
+                Ok(conn
+                    .query_opt(
+                        "SELECT plan FROM altan_pay_plans WHERE account_id = $1",
+                        &[&account],
+                    )
+                    .await
+                    .map_err(pg_err("reading a plan"))?
+                    .map(|r| r.get::<_, String>(0)))
+            })
+            .await
+            .map_err(|e| e.to_string())
         })
-        .map_err(|e| e.to_string())
     }
 
-    fn write_plan(&self, account_id: &str, text: &str) -> Result<(), String> {
+    fn write_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+        text: &'a str,
+    ) -> crate::tools::BoxFuture<'a, Result<(), String>> {
         let (pool, account, text) = (self.pool.clone(), account_id.to_string(), text.to_string());
-        self.block(async move {
-            let conn = PgStore::client(&pool).await?;
-            conn.execute(
-                "INSERT INTO altan_pay_plans (account_id, plan) VALUES ($1, $2)
-                 ON CONFLICT (account_id) DO UPDATE SET plan = excluded.plan, updated_at = now()",
-                &[&account, &text],
-            )
+        Box::pin(async move {
+            run(async move {
+                let conn = PgStore::client(&pool).await?;
+                conn.execute(
+                    "INSERT INTO altan_pay_plans (account_id, plan) VALUES ($1, $2)
+                     ON CONFLICT (account_id) DO UPDATE SET plan = excluded.plan, updated_at = now()",
+                    &[&account, &text],
+                )
+                .await
+                .map_err(pg_err("saving a plan"))?;
+                Ok(())
+            })
             .await
-            .map_err(pg_err("saving a plan"))?;
-            Ok::<_, StoreError>(())
+            .map_err(|e| e.to_string())
         })
-        .map_err(|e| e.to_string())
     }
 }

@@ -6,16 +6,17 @@
 use deadpool_postgres::Pool;
 
 use crate::mirror::error_message;
-use crate::store::pending::{Applied, EventRecord, PendingEntry, PendingError, Versioned};
+use crate::agent::StoreError;
+use crate::store::pending::{Applied, EventRecord, PendingEntry, Versioned};
 
-fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PendingError {
-    move |e| PendingError(format!("{what}: {}", error_message(&e)))
+fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Failed(format!("{what}: {}", error_message(&e)))
 }
 
-async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, PendingError> {
+async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
     pool.get()
         .await
-        .map_err(|e| PendingError(format!("no PostgreSQL connection: {e}")))
+        .map_err(|e| StoreError::Failed(format!("no PostgreSQL connection: {e}")))
 }
 
 fn now() -> i64 {
@@ -29,7 +30,7 @@ pub(super) async fn apply(
     pool: Pool,
     event: EventRecord,
     mutations: Vec<Versioned>,
-) -> Result<Applied, PendingError> {
+) -> Result<Applied, StoreError> {
     let mut conn = client(&pool).await?;
     let tx = conn
         .transaction()
@@ -87,7 +88,7 @@ pub(super) async fn apply(
         )
         .await
         .map_err(pg("replacing a pending entry"))?;
-        let text = serde_json::to_string(m).map_err(|e| PendingError(e.to_string()))?;
+        let text = serde_json::to_string(m).map_err(|e| StoreError::Failed(e.to_string()))?;
         tx.execute(
             "INSERT INTO altan_pay_pending
              (account_id, kind, object_id, event_id, received_at, version, mutation)
@@ -116,7 +117,7 @@ pub(super) async fn apply(
     Ok(Applied::Applied { queued, stale })
 }
 
-pub(super) async fn is_processed(pool: Pool, event_id: String) -> Result<bool, PendingError> {
+pub(super) async fn is_processed(pool: Pool, event_id: String) -> Result<bool, StoreError> {
     let conn = client(&pool).await?;
     let row = conn
         .query_opt(
@@ -131,7 +132,7 @@ pub(super) async fn is_processed(pool: Pool, event_id: String) -> Result<bool, P
 pub(super) async fn pending(
     pool: Pool,
     account_id: String,
-) -> Result<Vec<PendingEntry>, PendingError> {
+) -> Result<Vec<PendingEntry>, StoreError> {
     let conn = client(&pool).await?;
     let rows = conn
         .query(
@@ -146,7 +147,7 @@ pub(super) async fn pending(
             let seq: i64 = r.get(0);
             let text: String = r.get(4);
             let mutation = serde_json::from_str(&text)
-                .map_err(|e| PendingError(format!("pending entry {seq} is not a mutation: {e}")))?;
+                .map_err(|e| StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}")))?;
             Ok(PendingEntry {
                 seq,
                 event_id: r.get(1),
@@ -162,7 +163,7 @@ pub(super) async fn remove(
     pool: Pool,
     account_id: String,
     seqs: Vec<i64>,
-) -> Result<(), PendingError> {
+) -> Result<(), StoreError> {
     let conn = client(&pool).await?;
     conn.execute(
         "DELETE FROM altan_pay_pending WHERE account_id = $1 AND seq = ANY($2)",

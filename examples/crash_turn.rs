@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use altan_pay::agent::{Agent, Session, SessionStore, StoreError};
+use altan_pay::agent::{Agent, Session, SessionStore, StoreError, StoreFuture};
 use altan_pay::gateway::{Backend, PayRequest, PayResponse, Sandbox, spawn};
 use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
@@ -40,8 +40,8 @@ impl JsonFileStore {
     }
 }
 
-impl SessionStore for JsonFileStore {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
+impl JsonFileStore {
+    fn get(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
         let _guard = self
             .lock
             .lock()
@@ -49,7 +49,8 @@ impl SessionStore for JsonFileStore {
         Ok(self.read()?.remove(thread_id))
     }
 
-    fn save(&self, session: &Session) -> Result<(), StoreError> {
+    /// Saves at once: the crash phases count on a queued save being on disk.
+    fn put(&self, session: &Session) -> Result<(), StoreError> {
         let _guard = self
             .lock
             .lock()
@@ -64,6 +65,22 @@ impl SessionStore for JsonFileStore {
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         Ok(())
+    }
+}
+
+impl SessionStore for JsonFileStore {
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(std::future::ready(self.get(thread_id)))
+    }
+
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.put(session)))
+    }
+
+    fn save_queued(&self, session: &Session) {
+        if let Err(e) = self.put(session) {
+            eprintln!("could not save the session: {e}");
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use altan_pay::agent::{Agent, AnswerEnd, Session, SessionStore, StoreError};
+use altan_pay::agent::{Agent, AnswerEnd, Session, SessionStore, StoreError, StoreFuture};
 use altan_pay::model::{
     BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta,
     ModelError, Role, ToolCall, Usage,
@@ -100,21 +100,31 @@ struct DroppingStore {
     sessions: Mutex<HashMap<String, Session>>,
 }
 
-impl SessionStore for DroppingStore {
-    fn load(&self, thread_id: &str) -> Result<Option<Session>, StoreError> {
-        let s = self
-            .sessions
-            .lock()
-            .map_err(|_| StoreError::Failed("poisoned".into()))?;
-        Ok(s.get(thread_id).cloned())
-    }
-    fn save(&self, session: &Session) -> Result<(), StoreError> {
+impl DroppingStore {
+    fn put(&self, session: &Session) -> Result<(), StoreError> {
         let mut s = self
             .sessions
             .lock()
             .map_err(|_| StoreError::Failed("poisoned".into()))?;
         s.insert(session.thread_id.clone(), session.clone());
         Ok(())
+    }
+}
+
+impl SessionStore for DroppingStore {
+    fn load<'a>(&'a self, thread_id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        let found = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError::Failed("poisoned".into()))
+            .map(|s| s.get(thread_id).cloned());
+        Box::pin(std::future::ready(found))
+    }
+    fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.put(session)))
+    }
+    fn save_queued(&self, session: &Session) {
+        let _ = self.put(session);
     }
 }
 

@@ -101,7 +101,7 @@ async fn cancellation_ends_the_turn_and_keeps_the_thread_usable() {
         .unwrap();
     assert!(answer.text.contains("cancelled"), "{}", answer.text);
     // The session was saved; the thread answers again.
-    let session = agent.store().load("t").unwrap().unwrap();
+    let session = agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(session.answers, 1);
 }
 

@@ -170,7 +170,7 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
     );
 
     // Within the batching window: the store holds one entry per object.
-    let pending = w.store.pending("ws_1").unwrap();
+    let pending = w.store.pending("ws_1").await.unwrap();
     let mut got: Vec<(ObjectKind, String)> = pending
         .iter()
         .map(|e| (e.mutation.kind, e.mutation.id.clone()))
@@ -213,11 +213,14 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
     // The poster forgets the entries once the room has answered, just after the stand-in
     // logged the post.
     let mut waited = 0;
-    while !w.store.pending("ws_1").unwrap().is_empty() && waited < 100 {
+    while !w.store.pending("ws_1").await.unwrap().is_empty() && waited < 100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         waited += 1;
     }
-    assert!(w.store.pending("ws_1").unwrap().is_empty(), "handed over");
+    assert!(
+        w.store.pending("ws_1").await.unwrap().is_empty(),
+        "handed over"
+    );
 
     // The same event again changes nothing.
     let completed = done
@@ -230,7 +233,7 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "duplicate");
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert!(w.store.pending("ws_1").unwrap().is_empty());
+    assert!(w.store.pending("ws_1").await.unwrap().is_empty());
     assert_eq!(room_log.lock().unwrap().posts.len(), 1);
 }
 
@@ -263,7 +266,7 @@ async fn deleting_a_customer_announces_its_canceled_subscriptions() {
     call("customers.delete", Some(customer.clone()), json!({}), "d1").await;
     w.eventing.sink().flush().await;
 
-    let pending = w.store.pending("ws_1").unwrap();
+    let pending = w.store.pending("ws_1").await.unwrap();
     let subscription = pending
         .iter()
         .find(|e| e.mutation.kind == ObjectKind::Subscription && e.mutation.id == sub)
@@ -327,7 +330,7 @@ async fn a_subscription_created_during_its_customers_delete_is_announced() {
         "no subscription was created before its delete"
     );
     w.eventing.sink().flush().await;
-    let pending = w.store.pending("ws_1").unwrap();
+    let pending = w.store.pending("ws_1").await.unwrap();
     for sub in &created {
         let now = call(
             "subscriptions.retrieve",
@@ -383,7 +386,7 @@ async fn without_a_room_the_next_answer_carries_the_pending_syncs() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(answer.text.contains("ada@example.com"), "{}", answer.text);
     assert!(
-        w.store.pending("ws_1").unwrap().is_empty(),
+        w.store.pending("ws_1").await.unwrap().is_empty(),
         "handed over once"
     );
 }
@@ -402,7 +405,7 @@ async fn pending_syncs_stay_when_the_answer_is_not_saved() {
     let failed = agent_answer(&w, Arc::new(Unsaveable)).await;
     assert!(failed.is_err());
     assert_eq!(
-        w.store.pending("ws_1").unwrap().len(),
+        w.store.pending("ws_1").await.unwrap().len(),
         2,
         "kept for the next answer"
     );
@@ -411,16 +414,23 @@ async fn pending_syncs_stay_when_the_answer_is_not_saved() {
 struct Unsaveable;
 
 impl altan_pay::agent::SessionStore for Unsaveable {
-    fn load(
-        &self,
-        _: &str,
-    ) -> Result<Option<altan_pay::agent::Session>, altan_pay::agent::StoreError> {
-        Ok(None)
+    fn load<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> altan_pay::agent::StoreFuture<'a, Option<altan_pay::agent::Session>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
 
-    fn save(&self, _: &altan_pay::agent::Session) -> Result<(), altan_pay::agent::StoreError> {
-        Err(altan_pay::agent::StoreError::Failed("disk full".into()))
+    fn save<'a>(
+        &'a self,
+        _: &'a altan_pay::agent::Session,
+    ) -> altan_pay::agent::StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Err(
+            altan_pay::agent::StoreError::Failed("disk full".into()),
+        )))
     }
+
+    fn save_queued(&self, _: &altan_pay::agent::Session) {}
 }
 
 /// One answer of an agent whose pending source is the events part, with `store`.
@@ -494,8 +504,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(unsigned.status().as_u16(), 400);
-    assert!(!w.store.is_processed("evt_new").unwrap());
-    assert!(w.store.pending("ws_1").unwrap().is_empty());
+    assert!(!w.store.is_processed("evt_new").await.unwrap());
+    assert!(w.store.pending("ws_1").await.unwrap().is_empty());
 
     // Rotation: the previous secret still verifies.
     let (status, body) = deliver(url, &newer, "whsec_previous", t).await;
@@ -506,7 +516,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (status, body["status"].as_str(), body["stale"].as_u64()),
         (200, Some("applied"), Some(1))
     );
-    let pending = w.store.pending("ws_1").unwrap();
+    let pending = w.store.pending("ws_1").await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].event_id, "evt_new");
 
@@ -545,7 +555,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     );
     let direct = event("evt_d", "product.updated", None, product("X", t), t);
     assert_eq!(deliver(url, &direct, SECRET, t).await.0, 403);
-    assert_eq!(w.store.pending("ws_1").unwrap().len(), 1);
+    assert_eq!(w.store.pending("ws_1").await.unwrap().len(), 1);
     let resp = reqwest::get(format!("{url}/v1/accounts/ws_other/pending-syncs"))
         .await
         .unwrap();

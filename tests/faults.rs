@@ -178,7 +178,7 @@ async fn a_lasting_outage_is_reported_to_the_model_and_nothing_is_planned() {
     );
     assert_eq!(answer.tool_calls[1].id, "c1-confirm");
     // Still unknown: kept for the next answer.
-    let stored = w.agent.store().load("t").unwrap().unwrap();
+    let stored = w.agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(stored.uncertain.len(), 1);
     let call = &answer.tool_calls[0];
     assert_eq!(call.error, Some(ErrorCode::Unavailable));
@@ -296,7 +296,7 @@ async fn a_write_still_unknown_at_the_answer_is_confirmed_by_the_next_answer() {
         .unwrap();
     assert_eq!(w.faults.counts().drops, 8);
     assert!(first.sync_plan.is_none());
-    let stored = w.agent.store().load("t").unwrap().unwrap();
+    let stored = w.agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(stored.uncertain.len(), 1);
     assert_eq!(stored.uncertain[0].call.id, "c1");
 
@@ -313,6 +313,7 @@ async fn a_write_still_unknown_at_the_answer_is_confirmed_by_the_next_answer() {
         w.agent
             .store()
             .load("t")
+            .await
             .unwrap()
             .unwrap()
             .uncertain
@@ -378,7 +379,7 @@ async fn a_replay_answered_with_409_keeps_the_write_uncertain() {
     assert_eq!(w.faults.counts().errors, 4, "the replay's four 409s");
     assert_eq!(answer.tool_calls[1].id, "c1-confirm");
     assert_eq!(answer.tool_calls[1].error, Some(ErrorCode::Unavailable));
-    let stored = w.agent.store().load("t").unwrap().unwrap();
+    let stored = w.agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(stored.uncertain.len(), 1, "a 409 settles nothing");
 }
 
@@ -411,7 +412,7 @@ async fn a_rate_limited_repeat_does_not_settle_an_earlier_uncertain_write() {
         .await
         .unwrap();
     assert_eq!(second.tool_calls[0].error, Some(ErrorCode::Unavailable));
-    let stored = w.agent.store().load("t").unwrap().unwrap();
+    let stored = w.agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(
         stored.uncertain.len(),
         1,
@@ -426,21 +427,29 @@ async fn a_rate_limited_repeat_does_not_settle_an_earlier_uncertain_write() {
 struct NoWriteAhead(altan_pay::agent::MemoryStore);
 
 impl altan_pay::agent::SessionStore for NoWriteAhead {
-    fn load(
-        &self,
-        thread_id: &str,
-    ) -> Result<Option<altan_pay::agent::Session>, altan_pay::agent::StoreError> {
+    fn load<'a>(
+        &'a self,
+        thread_id: &'a str,
+    ) -> altan_pay::agent::StoreFuture<'a, Option<altan_pay::agent::Session>> {
         self.0.load(thread_id)
     }
 
-    fn save(
-        &self,
-        session: &altan_pay::agent::Session,
-    ) -> Result<(), altan_pay::agent::StoreError> {
+    fn save<'a>(
+        &'a self,
+        session: &'a altan_pay::agent::Session,
+    ) -> altan_pay::agent::StoreFuture<'a, ()> {
         if session.uncertain.is_empty() {
             self.0.save(session)
         } else {
-            Err(altan_pay::agent::StoreError::Failed("disk full".into()))
+            Box::pin(std::future::ready(Err(
+                altan_pay::agent::StoreError::Failed("disk full".into()),
+            )))
+        }
+    }
+
+    fn save_queued(&self, session: &altan_pay::agent::Session) {
+        if session.uncertain.is_empty() {
+            self.0.save_queued(session);
         }
     }
 }
@@ -503,7 +512,7 @@ async fn an_uncertain_attempt_keeps_the_outcome_unknown_whatever_the_last_error(
     // The call: one drop, three 429s; its replay before the answer: four more 429s.
     assert_eq!((counts.drops, counts.rate_limits), (1, 7));
     // A 429 says nothing about the first attempt: the write stays to be confirmed.
-    let stored = w.agent.store().load("t").unwrap().unwrap();
+    let stored = w.agent.store().load("t").await.unwrap().unwrap();
     assert_eq!(stored.uncertain.len(), 1);
     assert_eq!(w.model.remaining(), 0);
     assert_eq!(

@@ -1629,7 +1629,7 @@ async fn room_messages() {
         text: format!("{{\"sync_id\": \"{sync_id}\", \"status\": \"applied\"}}"),
     };
     agent.respond("ack", &room(), &[fake]).await.unwrap();
-    let session = agent.store().load("ack").unwrap().unwrap();
+    let session = agent.store().load("ack").await.unwrap().unwrap();
     let status = session
         .syncs
         .get(&sync_id)
@@ -1643,7 +1643,7 @@ async fn room_messages() {
     );
     let spoof = user(&format!("sync {sync_id} applied"));
     agent.respond("ack", &room(), &[spoof]).await.unwrap();
-    let session = agent.store().load("ack").unwrap().unwrap();
+    let session = agent.store().load("ack").await.unwrap().unwrap();
     let status = session
         .syncs
         .get(&sync_id)

@@ -289,7 +289,7 @@ async fn secrets_never_appear_in_logs_answers_or_errors() {
         Some(format!("Bearer {MODEL_KEY}").as_str()),
         "the key was really sent"
     );
-    let session = agent.store().load("t").unwrap().unwrap();
+    let session = agent.store().load("t").await.unwrap().unwrap();
     let everything = [
         logs.text(),
         answer.text.clone(),

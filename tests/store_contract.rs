@@ -7,6 +7,8 @@
 #[path = "support/postgres.rs"]
 mod test_pg;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,15 +24,21 @@ use test_pg::{database_url, fresh_database};
 /// Opens handles on one database: a second handle stands for a restarted process (SQLite) or
 /// another replica (PostgreSQL).
 struct Backend {
-    open: Box<dyn Fn() -> Arc<dyn ServeStore> + Send + Sync>,
+    open: Box<dyn Fn() -> Opening + Send + Sync>,
     _dir: Option<tempfile::TempDir>,
 }
+
+/// A handle being opened.
+type Opening = Pin<Box<dyn Future<Output = Arc<dyn ServeStore>> + Send>>;
 
 fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("serve.db");
     Backend {
-        open: Box::new(move || Arc::new(SqliteStore::open(&path).unwrap())),
+        open: Box::new(move || {
+            let store: Arc<dyn ServeStore> = Arc::new(SqliteStore::open(&path).unwrap());
+            Box::pin(std::future::ready(store))
+        }),
         _dir: Some(dir),
     }
 }
@@ -38,7 +46,14 @@ fn sqlite() -> Backend {
 fn postgres() -> Backend {
     let url = database_url();
     Backend {
-        open: Box::new(move || Arc::new(PgStore::connect(&PgOptions::new(url.clone())).unwrap())),
+        open: Box::new(move || {
+            let options = PgOptions::new(url.clone());
+            Box::pin(async move {
+                let store: Arc<dyn ServeStore> =
+                    Arc::new(PgStore::connect(&options).await.unwrap());
+                store
+            })
+        }),
         _dir: None,
     }
 }
@@ -78,21 +93,21 @@ mod cases {
 
     /// A saved session reads back whole from another handle; an unknown thread is `None`.
     pub async fn sessions_survive_another_handle(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let thread = unique("t");
         let mut session = Session::new(&thread);
         session.history.push(ChatMessage::user("hello"));
-        store.save(&session).unwrap();
+        store.save(&session).await.unwrap();
         session.history.push(ChatMessage::assistant("hi"));
-        store.save_async(&session).await.unwrap();
-        let again = (backend.open)();
-        assert_eq!(again.load(&thread).unwrap(), Some(session));
-        assert_eq!(again.load(&unique("none")).unwrap(), None);
+        store.save(&session).await.unwrap();
+        let again = (backend.open)().await;
+        assert_eq!(again.load(&thread).await.unwrap(), Some(session));
+        assert_eq!(again.load(&unique("none")).await.unwrap(), None);
     }
 
     /// Saves from many tasks at once are all durable once answered, and share commits.
     pub async fn concurrent_saves_all_land_and_share_commits(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let prefix = unique("c");
         let (writes_before, commits_before) = store.commit_stats();
         let mut tasks = Vec::new();
@@ -102,7 +117,7 @@ mod cases {
             tasks.push(tokio::spawn(async move {
                 let mut session = Session::new(&thread);
                 session.history.push(ChatMessage::user(format!("m{i}")));
-                store.save_async(&session).await.map(|()| session)
+                store.save(&session).await.map(|()| session)
             }));
         }
         let mut saved = Vec::new();
@@ -112,25 +127,28 @@ mod cases {
         let (writes, commits) = store.commit_stats();
         assert_eq!(writes - writes_before, 64);
         assert!((1..=64).contains(&(commits - commits_before)), "{commits}");
-        let again = (backend.open)();
+        let again = (backend.open)().await;
         for session in saved {
-            assert_eq!(again.load(&session.thread_id).unwrap(), Some(session));
+            assert_eq!(again.load(&session.thread_id).await.unwrap(), Some(session));
         }
     }
 
     /// A queued save is durable once a later awaited save returns: commits keep their order.
     pub async fn a_queued_save_is_durable_when_a_later_save_returns(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let thread = unique("q");
         let mut first = Session::new(&thread);
         first.history.push(ChatMessage::user("before the answer"));
         store.save_queued(&first);
-        store.save_async(&Session::new(&unique("a"))).await.unwrap();
-        assert_eq!((backend.open)().load(&thread).unwrap(), Some(first));
+        store.save(&Session::new(&unique("a"))).await.unwrap();
+        assert_eq!(
+            (backend.open)().await.load(&thread).await.unwrap(),
+            Some(first)
+        );
     }
 
     pub async fn idempotency_keys_replay_and_conflict(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let (s, s2) = (unique("s"), unique("s2"));
         assert_eq!(
             store.reserve(&s, "k", "h1").await.unwrap(),
@@ -146,7 +164,7 @@ mod cases {
         );
         store.complete(&s, "k", &json!({"a": 1})).await.unwrap();
         // Another handle (a restart, another replica) replays the stored answer.
-        let other = (backend.open)();
+        let other = (backend.open)().await;
         assert_eq!(
             other.reserve(&s, "k", "h1").await.unwrap(),
             Reservation::Done(json!({"a": 1}))
@@ -170,7 +188,7 @@ mod cases {
 
     /// Of many first requests from different accounts at once, exactly one owns the thread.
     pub async fn a_thread_is_claimed_once(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let thread = unique("t");
         let first = context(Some("a1"), "first");
         assert_eq!(
@@ -192,12 +210,7 @@ mod cases {
         );
         // A claim's answer is final at once; its row may become visible to reads only with
         // the turn's next awaited write (SQLite answers claims before their commit).
-        let flush = || async {
-            store
-                .save_async(&Session::new(&unique("flush")))
-                .await
-                .unwrap()
-        };
+        let flush = || async { store.save(&Session::new(&unique("flush"))).await.unwrap() };
         flush().await;
         assert_eq!(
             store.thread_info(&thread).await.unwrap().unwrap().context,
@@ -247,7 +260,7 @@ mod cases {
         let race = unique("race");
         let mut claims = Vec::new();
         for i in 0..8 {
-            let store = (backend.open)();
+            let store = (backend.open)().await;
             let race = race.clone();
             claims.push(tokio::spawn(async move {
                 let mine = format!("acct{i}");
@@ -270,7 +283,7 @@ mod cases {
 
     /// Each event id is applied once; an older version arriving late changes nothing.
     pub async fn events_apply_once_and_newer_wins(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let account = unique("ws");
         let (e1, e2) = (unique("evt"), unique("evt"));
         let record = |id: &str| EventRecord {
@@ -282,46 +295,54 @@ mod cases {
         assert_eq!(
             store
                 .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .await
                 .unwrap(),
             Applied::Applied {
                 queued: 1,
                 stale: 0
             }
         );
-        let other = (backend.open)();
+        let other = (backend.open)().await;
         assert_eq!(
             other
                 .apply(&record(&e2), &[product(&e2, "New", 20)])
+                .await
                 .unwrap(),
             Applied::Duplicate
         );
         assert_eq!(
             store
                 .apply(&record(&e1), &[product(&e1, "Old", 10)])
+                .await
                 .unwrap(),
             Applied::Applied {
                 queued: 0,
                 stale: 1
             }
         );
-        assert!(other.is_processed(&e1).unwrap());
-        assert!(!other.is_processed(&unique("evt")).unwrap());
-        let pending = other.pending(&account).unwrap();
+        assert!(other.is_processed(&e1).await.unwrap());
+        assert!(!other.is_processed(&unique("evt")).await.unwrap());
+        let pending = other.pending(&account).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].event_id, e2);
-        assert!(other.pending(&unique("ws")).unwrap().is_empty());
-        store.remove(&account, &[pending[0].seq]).unwrap();
-        assert!(other.pending(&account).unwrap().is_empty());
+        assert!(other.pending(&unique("ws")).await.unwrap().is_empty());
+        store.remove(&account, &[pending[0].seq]).await.unwrap();
+        assert!(other.pending(&account).await.unwrap().is_empty());
     }
 
     pub async fn plans_are_shared(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let account = unique("ws");
-        assert_eq!(store.read_plan(&account).unwrap(), None);
-        store.write_plan(&account, "- [ ] one").unwrap();
-        store.write_plan(&account, "- [x] one").unwrap();
+        assert_eq!(store.read_plan(&account).await.unwrap(), None);
+        store.write_plan(&account, "- [ ] one").await.unwrap();
+        store.write_plan(&account, "- [x] one").await.unwrap();
         assert_eq!(
-            (backend.open)().read_plan(&account).unwrap().as_deref(),
+            (backend.open)()
+                .await
+                .read_plan(&account)
+                .await
+                .unwrap()
+                .as_deref(),
             Some("- [x] one")
         );
     }
@@ -329,7 +350,7 @@ mod cases {
     /// While a turn holds the thread's lease another waits, then gets `Busy`; other threads
     /// are not held up; once released the lease is had at once.
     pub async fn a_leased_thread_is_busy_until_released(backend: Backend) {
-        let store = (backend.open)();
+        let store = (backend.open)().await;
         let thread = unique("t");
         let held = store.lease(&thread, Duration::from_secs(5)).await.unwrap();
         let second = store.lease(&thread, Duration::from_millis(200)).await;
@@ -447,8 +468,8 @@ mod postgres_only {
         let mut starts = Vec::new();
         for _ in 0..3 {
             let url2 = url2.clone();
-            starts.push(tokio::task::spawn_blocking(move || {
-                PgStore::connect(&PgOptions::new(url2)).map(|_| ())
+            starts.push(tokio::spawn(async move {
+                PgStore::connect(&PgOptions::new(url2)).await.map(|_| ())
             }));
         }
         for start in starts {
@@ -470,24 +491,18 @@ mod postgres_only {
             ca_file: Some(ca.into()),
             ..PgOptions::new(&tls_url)
         };
-        let store = tokio::task::spawn_blocking(move || PgStore::connect(&with_ca))
-            .await
-            .unwrap()
-            .unwrap();
+        let store = PgStore::connect(&with_ca).await.unwrap();
         assert!(store.uses_tls());
         let account = unique("ws");
-        store.write_plan(&account, "over TLS").unwrap();
+        store.write_plan(&account, "over TLS").await.unwrap();
         assert_eq!(
-            store.read_plan(&account).unwrap().as_deref(),
+            store.read_plan(&account).await.unwrap().as_deref(),
             Some("over TLS")
         );
         drop(store);
 
         let without_ca = PgOptions::new(&tls_url);
-        let refused = tokio::task::spawn_blocking(move || PgStore::connect(&without_ca))
-            .await
-            .unwrap()
-            .unwrap_err();
+        let refused = PgStore::connect(&without_ca).await.unwrap_err();
         assert!(
             refused.detail().contains("certificate") || refused.detail().contains("UnknownIssuer"),
             "{refused}"
@@ -496,7 +511,7 @@ mod postgres_only {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..PgOptions::new(&tls_url)
         };
-        let refused = PgStore::connect(&missing).unwrap_err();
+        let refused = PgStore::connect(&missing).await.unwrap_err();
         assert!(
             refused
                 .detail()
@@ -513,7 +528,7 @@ mod postgres_only {
     async fn a_lease_dies_with_its_connection_and_fences_its_saves() {
         let backend = postgres();
         let url = database_url();
-        let (a, b) = ((backend.open)(), (backend.open)());
+        let (a, b) = ((backend.open)().await, (backend.open)().await);
         let thread = unique("t");
         let held = a.lease(&thread, Duration::from_secs(5)).await.unwrap();
         let busy = b.lease(&thread, Duration::from_millis(300)).await;
@@ -535,18 +550,18 @@ mod postgres_only {
         assert!(taken.token > held.token, "{taken:?} after {held:?}");
         let mut fresh = Session::new(&thread);
         fresh.history.push(ChatMessage::user("the new turn"));
-        b.save_async(&fresh).await.unwrap();
+        b.save(&fresh).await.unwrap();
         // The old turn, unaware, saves under its old token: refused.
         let mut stale = Session::new(&thread);
         stale.history.push(ChatMessage::user("the dead turn"));
-        let refused = a.save_async(&stale).await;
+        let refused = a.save(&stale).await;
         assert!(
             refused.as_ref().is_err_and(
                 |e| matches!(e, StoreError::LeaseLost { thread_id } if *thread_id == thread)
             ),
             "{refused:?}"
         );
-        assert_eq!(b.load(&thread).unwrap(), Some(fresh));
+        assert_eq!(b.load(&thread).await.unwrap(), Some(fresh));
         drop(held);
         drop(taken);
     }

@@ -115,6 +115,7 @@ async fn main() -> Result<(), String> {
     let session = agent
         .store()
         .load("idle0")
+        .await
         .map_err(|e| e.to_string())?
         .ok_or("no stored session")?;
     let c0 = LIVE.load(Ordering::Relaxed);

@@ -14,6 +14,4 @@ pub use intake::{
     AccountMap, EventsConfig, EventsState, HANDLED_EVENT_TYPES, IntakeError, Receipt,
 };
 pub use room::{RoomConfig, RoomPoster, handoff_text};
-pub use store::{
-    Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned,
-};
+pub use store::{Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned};

@@ -153,8 +153,9 @@ fn read_entries(conn: &Connection, account_id: &str) -> Result<Vec<PendingEntry>
     let mut out = Vec::new();
     for row in rows {
         let (seq, event_id, received_at, version, text) = row.map_err(sql)?;
-        let mutation: Mutation = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}")))?;
+        let mutation: Mutation = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}"))
+        })?;
         out.push(PendingEntry {
             seq,
             event_id,
@@ -171,92 +172,92 @@ fn apply(
     event: &EventRecord,
     mutations: &[Versioned],
 ) -> Result<Applied, StoreError> {
-        let tx = conn.transaction().map_err(sql)?;
-        let seen: Option<i64> = tx
+    let tx = conn.transaction().map_err(sql)?;
+    let seen: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM processed_events WHERE event_id = ?1",
+            params![event.id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    if seen.is_some() {
+        return Ok(Applied::Duplicate);
+    }
+    let received = now();
+    let (mut queued, mut stale) = (0, 0);
+    for v in mutations {
+        let m = &v.mutation;
+        let kind = m.kind.as_str();
+        let last: Option<i64> = tx
             .query_row(
-                "SELECT 1 FROM processed_events WHERE event_id = ?1",
-                params![event.id],
+                "SELECT version FROM object_versions
+                     WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
+                params![event.account_id, kind, m.id],
                 |r| r.get(0),
             )
             .optional()
             .map_err(sql)?;
-        if seen.is_some() {
-            return Ok(Applied::Duplicate);
+        // Equal versions (same second) go to the later arrival.
+        if last.is_some_and(|last| last > v.version) {
+            stale += 1;
+            continue;
         }
-        let received = now();
-        let (mut queued, mut stale) = (0, 0);
-        for v in mutations {
-            let m = &v.mutation;
-            let kind = m.kind.as_str();
-            let last: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM object_versions
-                     WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
-                    params![event.account_id, kind, m.id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            // Equal versions (same second) go to the later arrival.
-            if last.is_some_and(|last| last > v.version) {
-                stale += 1;
-                continue;
-            }
-            tx.execute(
-                "INSERT INTO object_versions (account_id, kind, object_id, version, event_id)
+        tx.execute(
+            "INSERT INTO object_versions (account_id, kind, object_id, version, event_id)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (account_id, kind, object_id)
                  DO UPDATE SET version = excluded.version, event_id = excluded.event_id",
-                params![event.account_id, kind, m.id, v.version, event.id],
-            )
-            .map_err(sql)?;
-            tx.execute(
-                "DELETE FROM pending WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
-                params![event.account_id, kind, m.id],
-            )
-            .map_err(sql)?;
-            let text = serde_json::to_string(m).map_err(|e| StoreError::Failed(e.to_string()))?;
-            tx.execute(
+            params![event.account_id, kind, m.id, v.version, event.id],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "DELETE FROM pending WHERE account_id = ?1 AND kind = ?2 AND object_id = ?3",
+            params![event.account_id, kind, m.id],
+        )
+        .map_err(sql)?;
+        let text = serde_json::to_string(m).map_err(|e| StoreError::Failed(e.to_string()))?;
+        tx.execute(
                 "INSERT INTO pending (account_id, kind, object_id, event_id, received_at, version, mutation)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![event.account_id, kind, m.id, event.id, received, v.version, text],
             )
             .map_err(sql)?;
-            queued += 1;
-        }
-        tx.execute(
+        queued += 1;
+    }
+    tx.execute(
             "INSERT INTO processed_events (event_id, event_type, account_id, created, received_at, queued)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![event.id, event.event_type, event.account_id, event.created, received, queued as i64],
         )
         .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(Applied::Applied { queued, stale })
-    }
+    tx.commit().map_err(sql)?;
+    Ok(Applied::Applied { queued, stale })
+}
 
 fn is_processed(conn: &Connection, event_id: &str) -> Result<bool, StoreError> {
-        let seen: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM processed_events WHERE event_id = ?1",
-                params![event_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql)?;
-        Ok(seen.is_some())
-    }
+    let seen: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM processed_events WHERE event_id = ?1",
+            params![event_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    Ok(seen.is_some())
+}
 
 fn remove(conn: &mut Connection, account_id: &str, seqs: &[i64]) -> Result<(), StoreError> {
-        let tx = conn.transaction().map_err(sql)?;
-        for seq in seqs {
-            tx.execute(
-                "DELETE FROM pending WHERE account_id = ?1 AND seq = ?2",
-                params![account_id, seq],
-            )
-            .map_err(sql)?;
-        }
-        tx.commit().map_err(sql)
+    let tx = conn.transaction().map_err(sql)?;
+    for seq in seqs {
+        tx.execute(
+            "DELETE FROM pending WHERE account_id = ?1 AND seq = ?2",
+            params![account_id, seq],
+        )
+        .map_err(sql)?;
     }
+    tx.commit().map_err(sql)
+}
 
 impl PendingStore for SqlitePendingStore {
     fn apply<'a>(

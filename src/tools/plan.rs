@@ -21,10 +21,15 @@ pub const MAX_PLAN_BYTES: usize = 64 * 1024;
 /// A store of plans kept elsewhere (the server's database: `store::ServeStore`), one text per
 /// account. Both calls are atomic: a reader sees the old plan or the new one.
 pub trait PlanBackend: Send + Sync + std::fmt::Debug {
-    fn read_plan<'a>(&'a self, account_id: &'a str)
-    -> BoxFuture<'a, Result<Option<String>, String>>;
-    fn write_plan<'a>(&'a self, account_id: &'a str, text: &'a str)
-    -> BoxFuture<'a, Result<(), String>>;
+    fn read_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    fn write_plan<'a>(
+        &'a self,
+        account_id: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Where plans live.

@@ -167,7 +167,6 @@ impl PgStore {
         self.tls
     }
 
-
     fn token(&self, thread_id: &str) -> Option<i64> {
         self.fences
             .lock()
@@ -269,17 +268,17 @@ impl ServeStore for PgStore {
         let (pool, thread) = (self.pool.clone(), thread_id.to_string());
         Box::pin(async move {
             let row = run(async move {
-                    let conn = PgStore::client(&pool).await?;
-                    let row = conn
-                        .query_opt(
-                            "SELECT account_id, context FROM altan_pay_threads WHERE thread_id = $1",
-                            &[&thread],
-                        )
-                        .await
-                        .map_err(pg_err("reading a thread"))?;
-                    Ok(row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, String>(1))))
-                })
-                .await?;
+                let conn = PgStore::client(&pool).await?;
+                let row = conn
+                    .query_opt(
+                        "SELECT account_id, context FROM altan_pay_threads WHERE thread_id = $1",
+                        &[&thread],
+                    )
+                    .await
+                    .map_err(pg_err("reading a thread"))?;
+                Ok(row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, String>(1))))
+            })
+            .await?;
             parse_thread(thread_id, row)
         })
     }
@@ -422,21 +421,21 @@ impl ServeStore for PgStore {
             let left = wait.saturating_sub(started.elapsed());
             // A task of its own: a lock taken after its caller went away is still released.
             let held = tokio::spawn(lease::acquire(
-                    self.lease_pool.clone(),
-                    thread_id.to_string(),
-                    left,
-                    self.holder.clone(),
-                    self.fences.clone(),
-                ))
-                .await
-                .map_err(|e| StoreError::Failed(format!("taking a thread lease stopped: {e}")))?
-                .map_err(|e| match e {
-                    LeaseError::Busy { thread_id, .. } => LeaseError::Busy {
-                        thread_id,
-                        waited: wait,
-                    },
-                    other => other,
-                })?;
+                self.lease_pool.clone(),
+                thread_id.to_string(),
+                left,
+                self.holder.clone(),
+                self.fences.clone(),
+            ))
+            .await
+            .map_err(|e| StoreError::Failed(format!("taking a thread lease stopped: {e}")))?
+            .map_err(|e| match e {
+                LeaseError::Busy { thread_id, .. } => LeaseError::Busy {
+                    thread_id,
+                    waited: wait,
+                },
+                other => other,
+            })?;
             let token = held.token();
             Ok(Lease::shared(local, Box::new(held), token))
         })

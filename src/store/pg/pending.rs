@@ -5,8 +5,8 @@
 
 use deadpool_postgres::Pool;
 
-use crate::mirror::error_message;
 use crate::agent::StoreError;
+use crate::mirror::error_message;
 use crate::store::pending::{Applied, EventRecord, PendingEntry, Versioned};
 
 fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
@@ -146,8 +146,9 @@ pub(super) async fn pending(
         .map(|r| {
             let seq: i64 = r.get(0);
             let text: String = r.get(4);
-            let mutation = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}")))?;
+            let mutation = serde_json::from_str(&text).map_err(|e| {
+                StoreError::Failed(format!("pending entry {seq} is not a mutation: {e}"))
+            })?;
             Ok(PendingEntry {
                 seq,
                 event_id: r.get(1),

@@ -75,13 +75,15 @@ async fn a_turn_completes_while_a_load_waits_for_a_held_commit(
         .history
         .push(ChatMessage::user("after a Stripe change"));
     store.save_queued(&session);
+    // Set before the load starts: a load that stopped the thread uses up the turn's time.
+    let deadline = tokio::time::Instant::now() + TURN_LIMIT;
     let load = tokio::spawn({
         let (store, thread) = (store.clone(), thread.clone());
         async move { store.load(&thread).await }
     });
     // The load goes first and is left waiting.
     tokio::task::yield_now().await;
-    let turn = tokio::time::timeout(TURN_LIMIT, tokio::spawn(another_turn())).await;
+    let turn = tokio::time::timeout_at(deadline, tokio::spawn(another_turn())).await;
     assert!(
         turn.is_ok_and(|answer| answer.unwrap().contains("Nothing to change.")),
         "no other turn ran while the store call was in flight"

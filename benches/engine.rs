@@ -27,7 +27,7 @@ use altan_pay::model::{ChatMessage, ToolDefs};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::prompt::PromptLibrary;
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
-use altan_pay::tools::{ToolOutput, ToolSet};
+use altan_pay::tools::{ToolOutput, ToolSet, ToolSuccess};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ fn turn_state_machine(c: &mut Criterion) {
                     Step::CallTools(calls) => {
                         let results: HashMap<String, ToolOutput> = calls
                             .iter()
-                            .map(|c| (c.id.clone(), ToolOutput::ok(product(), None)))
+                            .map(|c| (c.id.clone(), Ok(ToolSuccess::new(product(), None))))
                             .collect();
                         turn.tool_results(results)
                     }

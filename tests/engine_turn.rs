@@ -7,7 +7,7 @@ mod support;
 
 use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
 use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, ToolCall, Usage};
-use altan_pay::tools::{ErrorCode, ToolError, ToolOutput};
+use altan_pay::tools::{ErrorCode, ToolError, ToolOutput, ToolSuccess};
 use serde_json::json;
 use support::assert_history_valid;
 
@@ -55,11 +55,11 @@ fn calls(list: &[(&str, &str, &str)]) -> ChatResponse {
 }
 
 fn ok(content: serde_json::Value) -> ToolOutput {
-    ToolOutput::ok(content, None)
+    Ok(ToolSuccess::new(content, None))
 }
 
 fn invalid(msg: &str) -> ToolOutput {
-    ToolOutput::failed(ToolError::invalid(None, msg))
+    Err(ToolError::invalid(None, msg))
 }
 
 fn expect_tools(step: Step) -> Vec<ToolCall> {
@@ -159,7 +159,7 @@ fn invalid_calls_in_a_row_stop_the_turn() {
     for i in 0..3 {
         let id = format!("c{i}");
         expect_tools(t.model_response(calls(&[(&id, "nope", &format!("{{\"i\":{i}}}"))])));
-        let out = ToolOutput::failed(ToolError::new(ErrorCode::UnknownTool, "no such tool"));
+        let out = Err(ToolError::new(ErrorCode::UnknownTool, "no such tool"));
         let step = t.tool_results(HashMap::from([(id, out)]));
         if i < 2 {
             assert!(matches!(step, Step::CallModel(_)));

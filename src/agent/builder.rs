@@ -52,13 +52,16 @@ impl ToolDefsCache {
         };
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         // Threads open few distinct sets; a bound keeps an unusual mix from growing the map.
-        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&(opened, account_known)) {
+        let key = (opened, account_known);
+        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&key) {
             built.clear();
         }
-        built
-            .entry((opened, account_known))
-            .or_insert_with(|| ToolDefs::new(tools.entries(opened, account_known, self.compact)))
-            .clone()
+        if let Some(defs) = built.get(&key) {
+            return defs.clone();
+        }
+        let defs = ToolDefs::new(tools.entries(key.0.clone(), account_known, self.compact));
+        built.insert(key, defs.clone());
+        defs
     }
 }
 

@@ -254,28 +254,17 @@ impl Agent {
         let handed_over = self.take_pending(session, context);
         // Everything after the preamble is the thread's history from now on.
         session.history = turn.messages()[preamble..].to_vec();
-        let (model_text, answer_end, stop_reason) = match &end {
-            TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed, None),
-            TurnEnd::Cut(text) => (
-                text.clone(),
-                AnswerEnd::Cut,
-                Some("the model's answer reached its output limit and was cut".to_string()),
-            ),
+        let (model_text, answer_end) = match &end {
+            TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed),
+            TurnEnd::Cut(text) => (text.clone(), AnswerEnd::Cut),
             TurnEnd::Stopped { text, reason } => {
-                let end = if *reason == StopReason::ModelFailed {
-                    AnswerEnd::ModelFailed
-                } else {
-                    AnswerEnd::Stopped
+                let end = match reason {
+                    StopReason::ModelFailed => AnswerEnd::ModelFailed {
+                        error: model_error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                    },
+                    _ => AnswerEnd::Stopped(*reason),
                 };
-                let detail = model_error
-                    .as_ref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default();
-                (
-                    text.clone(),
-                    end,
-                    Some(format!("{}{detail}", reason.describe())),
-                )
+                (text.clone(), end)
             }
         };
         let answer = info_span!("compose").in_scope(|| {
@@ -284,7 +273,6 @@ impl Agent {
                 context,
                 &model_text,
                 answer_end,
-                stop_reason,
                 &turn,
                 records,
                 approvals,
@@ -481,8 +469,8 @@ pub(super) fn record_turn(session: &Session, answer: &Answer) {
     let status = match answer.end {
         AnswerEnd::Completed => "completed",
         AnswerEnd::Cut => "cut",
-        AnswerEnd::Stopped => "stopped",
-        AnswerEnd::ModelFailed => "failed",
+        AnswerEnd::Stopped(_) => "stopped",
+        AnswerEnd::ModelFailed { .. } => "failed",
     };
     let span = Span::current();
     let usage = answer.total_usage();

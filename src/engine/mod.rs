@@ -4,4 +4,4 @@
 
 pub mod turn;
 
-pub use turn::{Limits, Refusal, Step, StopReason, Turn, TurnEnd};
+pub use turn::{Limits, Refusal, RefusalReason, Step, StopReason, Turn, TurnEnd};

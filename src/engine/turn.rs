@@ -92,11 +92,39 @@ impl StopReason {
     }
 }
 
-/// A tool call the turn decided not to run, with the result the model gets instead.
+/// A tool call the turn decided not to run, and why; the model reads [`Refusal::error`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub call: ToolCall,
-    pub error: ToolError,
+    pub reason: RefusalReason,
+}
+
+/// Why the turn refused a call before running it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefusalReason {
+    /// The arguments are longer than [`Limits::max_argument_bytes`].
+    OversizedArguments { bytes: usize, limit: usize },
+    /// The same call (tool and arguments, however spelled) already failed in this turn.
+    RepeatsFailedCall { earlier: ToolError },
+}
+
+impl Refusal {
+    /// The result the model reads instead of the call's.
+    pub fn error(&self) -> ToolError {
+        match &self.reason {
+            RefusalReason::OversizedArguments { bytes, limit } => ToolError::invalid(
+                None,
+                format!("the arguments are {bytes} bytes; at most {limit} are accepted"),
+            ),
+            RefusalReason::RepeatsFailedCall { earlier } => ToolError::new(
+                ErrorCode::InvalidArguments,
+                format!(
+                    "this exact call already failed in this answer ({}); do not repeat it: change the arguments, use another tool, or explain the problem to the user",
+                    earlier.model_message
+                ),
+            ),
+        }
+    }
 }
 
 /// The state of one turn.
@@ -250,29 +278,19 @@ impl Turn {
 
     /// Refuses calls that must not run: repeats of a failed call and oversized arguments.
     fn precheck(&self, call: &ToolCall) -> Option<Refusal> {
-        if call.arguments.len() > self.limits.max_argument_bytes {
-            return Some(Refusal {
-                call: call.clone(),
-                error: ToolError::invalid(
-                    None,
-                    format!(
-                        "the arguments are {} bytes; at most {} are accepted",
-                        call.arguments.len(),
-                        self.limits.max_argument_bytes
-                    ),
-                ),
-            });
-        }
-        let key = (call.name.clone(), normalise_arguments(&call.arguments));
-        self.failed_calls.get(&key).map(|earlier| Refusal {
+        let reason = if call.arguments.len() > self.limits.max_argument_bytes {
+            RefusalReason::OversizedArguments {
+                bytes: call.arguments.len(),
+                limit: self.limits.max_argument_bytes,
+            }
+        } else {
+            let key = (call.name.clone(), normalise_arguments(&call.arguments));
+            let earlier = self.failed_calls.get(&key)?.clone();
+            RefusalReason::RepeatsFailedCall { earlier }
+        };
+        Some(Refusal {
             call: call.clone(),
-            error: ToolError::new(
-                ErrorCode::InvalidArguments,
-                format!(
-                    "this exact call already failed in this answer ({}); do not repeat it: change the arguments, use another tool, or explain the problem to the user",
-                    earlier.model_message
-                ),
-            ),
+            reason,
         })
     }
 
@@ -293,16 +311,18 @@ impl Turn {
             let mut write = false;
             let (content, error) = match (refused, results.remove(&call.id)) {
                 (Some(r), _) => {
-                    repeated |= r
-                        .error
-                        .model_message
-                        .starts_with("this exact call already failed");
-                    (r.error.to_model_json(), Some(r.error))
+                    repeated |= matches!(r.reason, RefusalReason::RepeatsFailedCall { .. });
+                    let error = r.error();
+                    (error.to_model_json(), Some(error))
                 }
-                (None, Some(output)) => {
+                (None, Some(Ok(success))) => {
                     self.tool_calls += 1;
-                    write = output.effect.is_some();
-                    (output.content, output.error)
+                    write = success.effect.is_some();
+                    (success.content, None)
+                }
+                (None, Some(Err(error))) => {
+                    self.tool_calls += 1;
+                    (error.to_model_json(), Some(error))
                 }
                 (None, None) => {
                     let e = ToolError::new(ErrorCode::Internal, "the tool did not report a result");
@@ -311,13 +331,7 @@ impl Turn {
             };
             match &error {
                 Some(e) => {
-                    let model_fixable = matches!(
-                        e.code,
-                        ErrorCode::InvalidArguments
-                            | ErrorCode::UnknownTool
-                            | ErrorCode::StripeInvalidRequest
-                    );
-                    all_invalid &= model_fixable;
+                    all_invalid &= e.code.disposition().malformed_call;
                     self.failed_calls.insert(
                         (call.name.clone(), normalise_arguments(&call.arguments)),
                         e.clone(),

@@ -27,7 +27,7 @@ pub use declare::{
     Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach,
     Target,
 };
-pub use error::{Disposition, ErrorCode, ToolError};
+pub use error::{Disposition, ErrorCode, FailureRule, ToolError};
 pub use open::Opened;
 
 /// Where a tool call comes from and which account it may act for.
@@ -79,32 +79,54 @@ impl ToolDefinition {
     }
 }
 
-/// The result of one tool call.
+/// A tool call that ran: what the model reads and, when Stripe changed, what changed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolOutput {
+pub struct ToolSuccess {
     /// What the model reads.
     pub content: Value,
     /// Set when Stripe changed.
     pub effect: Option<Effect>,
-    /// Set when the call failed; `content` then holds the model's view of it.
-    pub error: Option<ToolError>,
 }
 
-impl ToolOutput {
-    pub fn ok(content: Value, effect: Option<Effect>) -> ToolOutput {
-        ToolOutput {
-            content,
-            effect,
-            error: None,
+impl ToolSuccess {
+    pub fn new(content: Value, effect: Option<Effect>) -> ToolSuccess {
+        ToolSuccess { content, effect }
+    }
+}
+
+/// The outcome of one tool call: a failure cannot say that Stripe changed (a write whose
+/// outcome is unknown says so in [`ToolError::outcome_unknown`]).
+pub type ToolOutput = Result<ToolSuccess, ToolError>;
+
+/// What the model reads of an outcome: the result, or the failure's model view.
+pub fn model_content(output: &ToolOutput) -> Value {
+    output.content()
+}
+
+/// Views of a [`ToolOutput`] for callers that look at one side.
+pub trait ToolOutputView {
+    /// What the model reads: the result, or the failure's model view.
+    fn content(&self) -> Value;
+    /// The failure, if the call failed.
+    fn error(&self) -> Option<&ToolError>;
+    /// What Stripe changed, if the call ran and changed something.
+    fn effect(&self) -> Option<&Effect>;
+}
+
+impl ToolOutputView for ToolOutput {
+    fn content(&self) -> Value {
+        match self {
+            Ok(success) => success.content.clone(),
+            Err(error) => error.to_model_json(),
         }
     }
 
-    pub fn failed(error: ToolError) -> ToolOutput {
-        ToolOutput {
-            content: error.to_model_json(),
-            effect: None,
-            error: Some(error),
-        }
+    fn error(&self) -> Option<&ToolError> {
+        self.as_ref().err()
+    }
+
+    fn effect(&self) -> Option<&Effect> {
+        self.as_ref().ok().and_then(|s| s.effect.as_ref())
     }
 }
 
@@ -127,6 +149,20 @@ pub trait Tool: Send + Sync {
     ) -> BoxFuture<'a, ToolOutput>;
     /// Every fact the runtime uses about the tool (see [`declare`]).
     fn declaration(&self) -> &Declaration;
+    /// Fetches the one object `id`: the check a read tool runs before another tool changes
+    /// the object (verify first). Tools that cannot fetch by id say so.
+    fn retrieve<'a>(
+        &'a self,
+        _env: &'a ToolEnv,
+        _ctx: &'a ToolContext,
+        id: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        let name = self.definition().name;
+        Box::pin(std::future::ready(Err(ToolError::new(
+            ErrorCode::Internal,
+            format!("{name} cannot fetch `{id}` by its id"),
+        ))))
+    }
     /// What a call with these arguments destroys, if anything. A tool that cannot read the
     /// arguments here counts any effect it declares: in doubt, the call is held.
     fn destructive(&self, _arguments: &str) -> Option<DestructiveEffect> {
@@ -193,7 +229,11 @@ impl<T: PayTool> PayToolAdapter<T> {
 
     /// The typed arguments and the scope (account id, Connect id) of a call.
     fn parse(arguments: &str) -> Result<(T::Args, Scope), ToolError> {
-        let mut raw = parse_arguments(T::NAME, arguments)?;
+        Self::parse_map(parse_arguments(T::NAME, arguments)?)
+    }
+
+    /// [`Self::parse`] of arguments already read as a JSON object.
+    fn parse_map(mut raw: Map<String, Value>) -> Result<(T::Args, Scope), ToolError> {
         let scope = take_scope(&mut raw)?;
         for (param, why) in T::REFUSED {
             if raw.contains_key(*param) {
@@ -214,8 +254,18 @@ impl<T: PayTool> PayToolAdapter<T> {
         env: &ToolEnv,
         ctx: &ToolContext,
         arguments: &str,
-    ) -> Result<ToolOutput, ToolError> {
-        let (mut args, scope) = Self::parse(arguments)?;
+    ) -> ToolOutput {
+        let (args, scope) = Self::parse(arguments)?;
+        self.run_parsed(env, ctx, args, scope).await
+    }
+
+    async fn run_parsed(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        mut args: T::Args,
+        scope: Scope,
+    ) -> ToolOutput {
         T::check(&mut args)?;
         let operation = T::operation(&args);
         if !T::FACTS.routes.contains(&operation) {
@@ -236,7 +286,7 @@ impl<T: PayTool> PayToolAdapter<T> {
 
         if operation == "account.stripe_connect_id" {
             let id = resolve_connect_id(env, ctx, &account_id, scope.stripe_connect_id).await?;
-            return Ok(ToolOutput::ok(
+            return Ok(ToolSuccess::new(
                 json!({"account_id": account_id, "stripe_connect_id": id}),
                 None,
             ));
@@ -288,7 +338,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         } else {
             result
         };
-        Ok(ToolOutput::ok(model_view(content), effect))
+        Ok(ToolSuccess::new(model_view(content), effect))
     }
 }
 
@@ -309,6 +359,27 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
             .and_then(|(args, _)| T::FACTS.effect_of(&args))
     }
 
+    fn retrieve<'a>(
+        &'a self,
+        env: &'a ToolEnv,
+        ctx: &'a ToolContext,
+        id: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
+        Box::pin(
+            async move {
+                let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
+                let output = match Self::parse_map(by_id) {
+                    Ok((args, scope)) => self.run_parsed(env, ctx, args, scope).await,
+                    Err(error) => Err(error),
+                };
+                log_failure(&output);
+                output
+            }
+            .instrument(span),
+        )
+    }
+
     fn call<'a>(
         &'a self,
         env: &'a ToolEnv,
@@ -318,24 +389,27 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
         Box::pin(
             async move {
-                match self.run(env, ctx, arguments).await {
-                    Ok(output) => output,
-                    Err(error) => {
-                        // Mistakes the model fixes itself are routine; the rest need an operator.
-                        match error.code.disposition().0 {
-                            Disposition::ModelRetry => {
-                                tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
-                            }
-                            _ => {
-                                tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
-                            }
-                        }
-                        ToolOutput::failed(error)
-                    }
-                }
+                let output = self.run(env, ctx, arguments).await;
+                log_failure(&output);
+                output
             }
             .instrument(span),
         )
+    }
+}
+
+/// Logs a failed call: mistakes the model fixes itself are routine; the rest need an operator.
+fn log_failure(output: &ToolOutput) {
+    let Err(error) = output else {
+        return;
+    };
+    match error.code.disposition().act {
+        Disposition::ModelRetry => {
+            tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
+        }
+        _ => {
+            tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
+        }
     }
 }
 
@@ -713,7 +787,7 @@ impl ToolSet {
                     && opened != Opened::all()
                 {
                     // What is open already need not be offered again.
-                    self.drop_opened_names(&mut entry, opened);
+                    self.drop_opened_names(&mut entry, &opened);
                 }
                 entry
             })
@@ -721,7 +795,7 @@ impl ToolSet {
     }
 
     /// Leaves the `opened` tools out of `open_tools`'s list of names.
-    fn drop_opened_names(&self, entry: &mut Value, opened: Opened) {
+    fn drop_opened_names(&self, entry: &mut Value, opened: &Opened) {
         let names = entry
             .pointer_mut("/function/parameters/properties/tools/items/enum")
             .and_then(Value::as_array_mut);
@@ -743,6 +817,23 @@ impl ToolSet {
         text
     }
 
+    /// Fetches the object `id` with the read tool called `name` (verify first).
+    pub async fn retrieve(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        name: &str,
+        id: &str,
+    ) -> ToolOutput {
+        match self.get(name) {
+            Some(tool) => tool.retrieve(env, ctx, id).await,
+            None => Err(ToolError::new(
+                ErrorCode::Internal,
+                format!("no tool `{name}` to verify `{id}` with"),
+            )),
+        }
+    }
+
     /// Runs a call by tool name; an unknown name is an error the model can act on.
     pub async fn call(
         &self,
@@ -753,7 +844,7 @@ impl ToolSet {
     ) -> ToolOutput {
         match self.get(name) {
             Some(tool) => tool.call(env, ctx, arguments).await,
-            None => ToolOutput::failed(ToolError::new(
+            None => Err(ToolError::new(
                 ErrorCode::UnknownTool,
                 format!(
                     "There is no tool named `{name}`. Available tools: {}.",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 mod support;
 
-use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
+use altan_pay::engine::{Limits, RefusalReason, Step, StopReason, Turn, TurnEnd};
 use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, ToolCall, Usage};
 use altan_pay::tools::{ErrorCode, ToolError, ToolOutput, ToolSuccess};
 use serde_json::json;
@@ -150,6 +150,22 @@ fn a_repeated_failing_call_is_not_run_again() {
     );
     assert_eq!(t.refused().len(), 1);
     assert_history_valid(&req.messages);
+}
+
+#[test]
+fn a_refused_repeat_says_so_in_its_type_and_carries_the_earlier_failure() {
+    let mut t = turn(Limits::default());
+    t.start();
+    expect_tools(t.model_response(calls(&[("a", "create_product", r#"{"name": 1}"#)])));
+    t.tool_results(HashMap::from([("a".into(), invalid("bad name"))]));
+    expect_tools(t.model_response(calls(&[("b", "create_product", r#"{"name":1}"#)])));
+    let refused = &t.refused()[0];
+    assert_eq!(refused.call.id, "b");
+    let RefusalReason::RepeatsFailedCall { earlier } = &refused.reason else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(earlier.model_message, "bad name");
+    assert_eq!(refused.error().code, ErrorCode::InvalidArguments);
 }
 
 #[test]

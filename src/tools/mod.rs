@@ -267,6 +267,15 @@ impl<T: PayTool> PayToolAdapter<T> {
         scope: Scope,
     ) -> ToolOutput {
         T::check(&mut args)?;
+        if T::FACTS.action == Action::Update && !changes_anything(&args) {
+            return Err(ToolError::invalid(
+                None,
+                format!(
+                    "{} needs at least one field to change besides `id`",
+                    T::NAME
+                ),
+            ));
+        }
         let operation = T::operation(&args);
         if !T::FACTS.routes.contains(&operation) {
             return Err(ToolError::new(
@@ -395,6 +404,17 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
             }
             .instrument(span),
         )
+    }
+}
+
+/// Whether update arguments name anything to change besides the object's `id`: read from
+/// their serialized form (unset fields are left out or null), so a field added to an update's
+/// arguments counts without a list to keep up to date.
+fn changes_anything(args: &impl Serialize) -> bool {
+    match serde_json::to_value(args) {
+        Ok(Value::Object(fields)) => fields.iter().any(|(k, v)| k != "id" && !v.is_null()),
+        // Not an object: nothing to judge here; encoding the call reports it.
+        _ => true,
     }
 }
 
@@ -858,6 +878,27 @@ impl ToolSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An update's arguments with a field no list anywhere names.
+    #[derive(Serialize)]
+    struct UpdateThing {
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        colour: Option<String>,
+        shade: Option<u8>,
+    }
+
+    #[test]
+    fn a_new_update_field_counts_as_a_change_without_being_listed() {
+        let thing = |colour: Option<&str>, shade| UpdateThing {
+            id: "thing_1".into(),
+            colour: colour.map(str::to_string),
+            shade,
+        };
+        assert!(changes_anything(&thing(Some("red"), None)));
+        assert!(changes_anything(&thing(None, Some(3))), "a null-serialised field set");
+        assert!(!changes_anything(&thing(None, None)), "only the id");
+    }
 
     #[test]
     fn the_model_view_leaves_out_what_says_nothing() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use altan_pay::agent::Agent;
+use altan_pay::agent::{Agent, ToolExposure};
 use altan_pay::engine::{Limits, Step, Turn};
 use altan_pay::gateway::sandbox::derived_connect_id;
 use altan_pay::gateway::{Sandbox, spawn};
@@ -46,13 +46,15 @@ fn turn_state_machine(c: &mut Criterion) {
         Value::Array(t) => t,
         _ => Vec::new(),
     });
+    let exposure = Arc::new(ToolExposure::new(ToolSet::altan_pay(), false, false));
     c.bench_function("turn_state_machine", |b| {
         b.iter(|| {
             let messages = vec![
                 ChatMessage::system(prompt.clone()),
                 ChatMessage::user("Ada (user, member u-1): Create Pro at $20/month and $200/year"),
             ];
-            let mut turn = Turn::new(messages, tools.clone(), Limits::default());
+            let mut turn = Turn::new(messages, tools.clone(), Limits::default())
+                .with_history(exposure.clone());
             let mut step = turn.start();
             loop {
                 step = match step {

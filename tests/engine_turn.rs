@@ -2,12 +2,14 @@
 //! it builds stays valid for the next model call whatever the model sends.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 mod support;
 
+use altan_pay::agent::ToolExposure;
 use altan_pay::engine::{Limits, RefusalReason, Step, StopReason, Turn, TurnEnd};
 use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, ToolCall, Usage};
-use altan_pay::tools::{ErrorCode, ToolError, ToolOutput, ToolSuccess};
+use altan_pay::tools::{ErrorCode, ToolError, ToolOutput, ToolSet, ToolSuccess};
 use serde_json::json;
 use support::assert_history_valid;
 
@@ -15,12 +17,14 @@ fn tools() -> Vec<serde_json::Value> {
     vec![json!({"type": "function", "function": {"name": "get_products"}})]
 }
 
+/// A turn shown tools as the agent shows them (its [`ToolExposure`]).
 fn turn(limits: Limits) -> Turn {
     Turn::new(
         vec![ChatMessage::system("sys"), ChatMessage::user("hi")],
         tools(),
         limits,
     )
+    .with_history(Arc::new(ToolExposure::new(ToolSet::altan_pay(), false, false)))
 }
 
 fn answer(text: &str) -> ChatResponse {

@@ -1,17 +1,16 @@
 //! [`AgentBuilder`]: what an [`Agent`] is made of, with the defaults a caller can leave out.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Limits;
-use crate::model::{ChatModel, ToolDefs};
+use crate::model::ChatModel;
 use crate::pay::PayClient;
 use crate::policy::PolicyConfig;
 use crate::prompt::PromptLibrary;
 use crate::sync::{PlanSigningKey, SyncMapping};
-use crate::tools::{Opened, ToolEnv, ToolSet};
+use crate::tools::{ToolEnv, ToolSet};
 
-use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore};
+use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore, ToolExposure};
 
 /// Builds an [`Agent`].
 #[derive(Default)]
@@ -29,40 +28,6 @@ pub struct AgentBuilder {
     pending: Option<Arc<dyn PendingSource>>,
     compact_tools: bool,
     all_tools: bool,
-}
-
-/// The definitions sent per (opened tools, account id known): few combinations in practice,
-/// each built and serialised once.
-pub(super) struct ToolDefsCache {
-    compact: bool,
-    all_tools: bool,
-    built: Mutex<HashMap<(Opened, bool), ToolDefs>>,
-}
-
-/// Tool sets kept serialised at most (each a few KB).
-const MAX_CACHED_TOOL_SETS: usize = 256;
-
-impl ToolDefsCache {
-    /// The definitions of a call with the `opened` tools.
-    pub(super) fn get(&self, tools: &ToolSet, opened: Opened, account_known: bool) -> ToolDefs {
-        let opened = if self.all_tools {
-            Opened::all()
-        } else {
-            opened
-        };
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        // Threads open few distinct sets; a bound keeps an unusual mix from growing the map.
-        let key = (opened, account_known);
-        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&key) {
-            built.clear();
-        }
-        if let Some(defs) = built.get(&key) {
-            return defs.clone();
-        }
-        let defs = ToolDefs::new(tools.entries(key.0.clone(), account_known, self.compact));
-        built.insert(key, defs.clone());
-        defs
-    }
 }
 
 impl AgentBuilder {
@@ -156,17 +121,13 @@ impl AgentBuilder {
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
         let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
-        let tool_defs = ToolDefsCache {
-            compact: self.compact_tools,
-            all_tools: self.all_tools,
-            built: Mutex::default(),
-        };
+        let exposure = ToolExposure::new(tools.clone(), self.compact_tools, self.all_tools);
         Ok(Agent {
             inner: Arc::new(Inner {
                 model,
                 env: ToolEnv { pay },
                 tools,
-                tool_defs,
+                exposure: Arc::new(exposure),
                 prompt,
                 policy: self.policy,
                 limits: self.limits,

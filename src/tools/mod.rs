@@ -7,6 +7,7 @@ pub mod declare;
 pub mod digest;
 pub mod error;
 pub mod open;
+pub mod own;
 pub mod plan;
 pub mod schema;
 
@@ -29,6 +30,7 @@ pub use declare::{
 };
 pub use error::{Disposition, ErrorCode, FailureRule, ToolError};
 pub use open::Opened;
+pub use own::{AgentTool, OwnCall, OwnToolAdapter};
 
 /// Where a tool call comes from and which account it may act for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -662,6 +664,13 @@ async fn resolve_connect_id(
     }
 }
 
+/// A tool added under a name the tool set already has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("there is already a tool named `{name}`")]
+pub struct DuplicateTool {
+    pub name: &'static str,
+}
+
 /// All tools, by name, in a fixed order.
 #[derive(Clone)]
 pub struct ToolSet {
@@ -694,9 +703,35 @@ impl ToolSet {
 
     /// Every Altan Pay tool, with plans kept in `plans`.
     pub fn altan_pay_with_plans(plans: plan::PlanStore) -> ToolSet {
+        ToolSet::with_open_tools(ToolSet::catalog_and_plans(plans))
+    }
+
+    /// Every Altan Pay tool, with plans kept in `plans`, and `own` tools after them (opened
+    /// or sent as their declarations say). Fails on a name the set already has.
+    pub fn altan_pay_with(
+        plans: plan::PlanStore,
+        own: Vec<Arc<dyn Tool>>,
+    ) -> Result<ToolSet, DuplicateTool> {
+        let mut tools = ToolSet::catalog_and_plans(plans);
+        for tool in own {
+            let name = tool.definition().name;
+            if name == open::OPEN_TOOLS || tools.iter().any(|t| t.definition().name == name) {
+                return Err(DuplicateTool { name });
+            }
+            tools.push(tool);
+        }
+        Ok(ToolSet::with_open_tools(tools))
+    }
+
+    fn catalog_and_plans(plans: plan::PlanStore) -> Vec<Arc<dyn Tool>> {
         let mut tools = catalog::all();
         tools.push(Arc::new(plan::PlanTool::read(plans.clone())));
         tools.push(Arc::new(plan::PlanTool::update(plans)));
+        tools
+    }
+
+    /// `tools` and, last, `open_tools`, which opens any of them.
+    fn with_open_tools(mut tools: Vec<Arc<dyn Tool>>) -> ToolSet {
         let openable = tools.iter().map(|t| t.definition().name).collect();
         tools.push(Arc::new(open::OpenTools::new(openable)));
         ToolSet::new(tools)

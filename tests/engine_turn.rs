@@ -24,7 +24,11 @@ fn turn(limits: Limits) -> Turn {
         tools(),
         limits,
     )
-    .with_history(Arc::new(ToolExposure::new(ToolSet::altan_pay(), false, false)))
+    .with_history(Arc::new(ToolExposure::new(
+        ToolSet::altan_pay(),
+        false,
+        false,
+    )))
 }
 
 fn answer(text: &str) -> ChatResponse {

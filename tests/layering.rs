@@ -79,10 +79,9 @@ fn every_part_uses_only_the_parts_below_it() {
 /// read, is the agent's tool exposure, handed to it (`engine::ToolHistory`).
 #[test]
 fn the_engine_names_no_tool() {
-    let schemas = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemas.json"),
-    )
-    .expect("tools/schemas.json");
+    let schemas =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemas.json"))
+            .expect("tools/schemas.json");
     let schemas: serde_json::Value = serde_json::from_str(&schemas).expect("JSON");
     let mut names: Vec<String> = schemas
         .as_array()

@@ -148,7 +148,11 @@ fn an_own_tool_under_a_name_the_agent_has_is_refused_at_build() {
             Ok(Value::Null)
         }
     }
-    let built = Agent::builder().model(model).pay(pay()).tool(Shadow).build();
+    let built = Agent::builder()
+        .model(model)
+        .pay(pay())
+        .tool(Shadow)
+        .build();
     assert!(
         matches!(&built, Err(AgentError::Setup(why)) if why.contains("create_product")),
         "{:?}",

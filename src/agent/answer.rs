@@ -82,10 +82,9 @@ impl AnswerEnd {
             AnswerEnd::ModelFailed { error } if error.is_empty() => {
                 Some(StopReason::ModelFailed.describe().to_string())
             }
-            AnswerEnd::ModelFailed { error } => Some(format!(
-                "{} ({error})",
-                StopReason::ModelFailed.describe()
-            )),
+            AnswerEnd::ModelFailed { error } => {
+                Some(format!("{} ({error})", StopReason::ModelFailed.describe()))
+            }
         }
     }
 }

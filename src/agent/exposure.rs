@@ -59,7 +59,10 @@ impl ToolExposure {
         if let Some(defs) = built.get(&key) {
             return defs.clone();
         }
-        let defs = ToolDefs::new(self.tools.entries(key.0.clone(), account_known, self.compact));
+        let defs = ToolDefs::new(
+            self.tools
+                .entries(key.0.clone(), account_known, self.compact),
+        );
         built.insert(key, defs.clone());
         defs
     }

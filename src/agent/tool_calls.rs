@@ -170,7 +170,11 @@ impl Agent {
         id: &str,
     ) -> ToolOutput {
         let check_id = format!("{}-verify", call.id);
-        let ctx = tool_context(session, context, &format!("a{}-{check_id}", session.answers));
+        let ctx = tool_context(
+            session,
+            context,
+            &format!("a{}-{check_id}", session.answers),
+        );
         let span = execute_tool_span(read, &check_id);
         let output = self
             .inner

@@ -261,7 +261,10 @@ impl Agent {
             TurnEnd::Stopped { text, reason } => {
                 let end = match reason {
                     StopReason::ModelFailed => AnswerEnd::ModelFailed {
-                        error: model_error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                        error: model_error
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
                     },
                     _ => AnswerEnd::Stopped(*reason),
                 };

@@ -422,9 +422,7 @@ impl Turn {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.role == Role::Tool)
-            .filter_map(|(i, m)| {
-                Some((own_from + i, self.history.digest(m.content.as_deref()?)?))
-            })
+            .filter_map(|(i, m)| Some((own_from + i, self.history.digest(m.content.as_deref()?)?)))
             .collect();
         if digests.is_empty() {
             return;

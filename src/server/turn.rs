@@ -303,7 +303,10 @@ pub fn answer_json(thread_id: &str, answer: &Answer) -> Value {
     let (status, error) = match answer.end {
         AnswerEnd::Completed => ("completed", Value::Null),
         AnswerEnd::Cut => ("cut", json!({"type": "answer_cut", "message": reason})),
-        AnswerEnd::Stopped(_) => ("stopped", json!({"type": "turn_stopped", "message": reason})),
+        AnswerEnd::Stopped(_) => (
+            "stopped",
+            json!({"type": "turn_stopped", "message": reason}),
+        ),
         AnswerEnd::ModelFailed { .. } => {
             ("failed", json!({"type": "model_failed", "message": reason}))
         }

@@ -251,12 +251,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         Ok((args, scope))
     }
 
-    async fn run(
-        &self,
-        env: &ToolEnv,
-        ctx: &ToolContext,
-        arguments: &str,
-    ) -> ToolOutput {
+    async fn run(&self, env: &ToolEnv, ctx: &ToolContext, arguments: &str) -> ToolOutput {
         let (args, scope) = Self::parse(arguments)?;
         self.run_parsed(env, ctx, args, scope).await
     }
@@ -931,7 +926,10 @@ mod tests {
             shade,
         };
         assert!(changes_anything(&thing(Some("red"), None)));
-        assert!(changes_anything(&thing(None, Some(3))), "a null-serialised field set");
+        assert!(
+            changes_anything(&thing(None, Some(3))),
+            "a null-serialised field set"
+        );
         assert!(!changes_anything(&thing(None, None)), "only the id");
     }
 

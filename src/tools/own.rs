@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    BoxFuture, Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext,
-    ToolDefinition, ToolEnv, ToolError, ToolOutput, ToolSuccess, parse_arguments, schema,
+    BoxFuture, Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext, ToolDefinition,
+    ToolEnv, ToolError, ToolOutput, ToolSuccess, parse_arguments, schema,
 };
 use crate::pay::idempotency_key;
 use crate::sync::Effect;
@@ -78,8 +78,9 @@ impl<T: AgentTool> OwnToolAdapter<T> {
 
     fn parse(arguments: &str) -> Result<T::Args, ToolError> {
         let raw = parse_arguments(T::NAME, arguments)?;
-        serde_json::from_value(Value::Object(raw))
-            .map_err(|e| ToolError::invalid(None, format!("invalid arguments for {}: {e}", T::NAME)))
+        serde_json::from_value(Value::Object(raw)).map_err(|e| {
+            ToolError::invalid(None, format!("invalid arguments for {}: {e}", T::NAME))
+        })
     }
 
     async fn run(&self, ctx: &ToolContext, arguments: &str) -> ToolOutput {

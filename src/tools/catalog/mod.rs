@@ -61,4 +61,3 @@ pub fn all() -> Vec<Arc<dyn Tool>> {
 pub(super) fn skip<T>(v: &Option<T>) -> bool {
     v.is_none()
 }
-

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use altan_pay::agent::{Agent, AgentError};
+use altan_pay::agent::{Agent, AgentError, Answer};
 use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
@@ -68,13 +68,21 @@ fn context() -> AgentContext {
     }
 }
 
-fn said(text: &str) -> Vec<RoomMessage> {
-    vec![RoomMessage {
+/// One turn of an agent with `tool`, in which Ada says `text`.
+async fn turn(model: Arc<ScriptedModel>, tool: impl AgentTool, text: &str) -> Answer {
+    let agent = Agent::builder()
+        .model(model)
+        .pay(pay())
+        .tool(tool)
+        .build()
+        .unwrap();
+    let said = RoomMessage {
         member_id: "u1".into(),
         name: "Ada".into(),
         kind: MemberKind::User,
         text: text.into(),
-    }]
+    };
+    agent.respond("t1", &context(), &[said]).await.unwrap()
 }
 
 #[tokio::test]
@@ -84,16 +92,12 @@ async fn a_read_only_own_tool_runs_in_a_turn_without_a_key_or_a_sync_plan() {
         Step::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
         Step::text("Ada is gold.").expect_tool_result_containing("gold"),
     ]));
-    let agent = Agent::builder()
-        .model(model.clone())
-        .pay(pay())
-        .tool(LoyaltyTier(seen.clone()))
-        .build()
-        .unwrap();
-    let answer = agent
-        .respond("t1", &context(), &said("My tier? ada@example.com"))
-        .await
-        .unwrap();
+    let answer = turn(
+        model.clone(),
+        LoyaltyTier(seen.clone()),
+        "My tier? ada@example.com",
+    )
+    .await;
     assert_eq!(answer.tool_calls.len(), 1, "{:?}", answer.tool_calls);
     assert_eq!(answer.tool_calls[0].error, None);
     assert_eq!(answer.tool_calls[0].result["tier"], "gold");
@@ -115,16 +119,12 @@ async fn a_mutating_own_tool_gets_an_idempotency_key_and_its_change_is_in_the_sy
         Step::tool_calls([("c1", "mirror_product", json!({"name": "Pro"}))]),
         Step::text("Created Pro."),
     ]));
-    let agent = Agent::builder()
-        .model(model)
-        .pay(pay())
-        .tool(MirrorProduct(seen.clone()))
-        .build()
-        .unwrap();
-    let answer = agent
-        .respond("t1", &context(), &said("Create a product called Pro"))
-        .await
-        .unwrap();
+    let answer = turn(
+        model,
+        MirrorProduct(seen.clone()),
+        "Create a product called Pro",
+    )
+    .await;
     let calls = seen.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "{:?}", answer.tool_calls);
     assert!(calls[0].idempotency_key.is_some(), "a write gets a key");

@@ -371,19 +371,11 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         ctx: &'a ToolContext,
         id: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
-        Box::pin(
-            async move {
-                let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
-                let output = match Self::parse_map(by_id) {
-                    Ok((args, scope)) => self.run_parsed(env, ctx, args, scope).await,
-                    Err(error) => Err(error),
-                };
-                log_failure(&output);
-                output
-            }
-            .instrument(span),
-        )
+        in_tool_span(T::NAME, ctx, async move {
+            let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
+            let (args, scope) = Self::parse_map(by_id)?;
+            self.run_parsed(env, ctx, args, scope).await
+        })
     }
 
     fn call<'a>(
@@ -392,15 +384,7 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
-        Box::pin(
-            async move {
-                let output = self.run(env, ctx, arguments).await;
-                log_failure(&output);
-                output
-            }
-            .instrument(span),
-        )
+        in_tool_span(T::NAME, ctx, self.run(env, ctx, arguments))
     }
 }
 
@@ -415,19 +399,31 @@ fn changes_anything(args: &impl Serialize) -> bool {
     }
 }
 
-/// Logs a failed call: mistakes the model fixes itself are routine; the rest need an operator.
-fn log_failure(output: &ToolOutput) {
-    let Err(error) = output else {
-        return;
-    };
-    match error.code.disposition().act {
-        Disposition::ModelRetry => {
-            tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
+/// Runs a tool's call in its span and logs a failure: mistakes the model fixes itself are
+/// routine; the rest need an operator.
+pub(crate) fn in_tool_span<'a>(
+    name: &'static str,
+    ctx: &ToolContext,
+    run: impl Future<Output = ToolOutput> + Send + 'a,
+) -> BoxFuture<'a, ToolOutput> {
+    let span = info_span!("tool", name, call_id = %ctx.tool_call_id);
+    Box::pin(
+        async move {
+            let output = run.await;
+            if let Err(error) = &output {
+                match error.code.disposition().act {
+                    Disposition::ModelRetry => {
+                        tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
+                    }
+                    _ => {
+                        tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
+                    }
+                }
+            }
+            output
         }
-        _ => {
-            tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
-        }
-    }
+        .instrument(span),
+    )
 }
 
 /// What the model reads of a Stripe object: the object without its null, empty-list and

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{
     BoxFuture, Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext, ToolDefinition,
-    ToolEnv, ToolError, ToolOutput, ToolSuccess, parse_arguments, schema,
+    ToolEnv, ToolError, ToolOutput, ToolSuccess, in_tool_span, parse_arguments, schema,
 };
 use crate::pay::idempotency_key;
 use crate::sync::Effect;
@@ -150,6 +150,6 @@ impl<T: AgentTool> Tool for OwnToolAdapter<T> {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        Box::pin(self.run(ctx, arguments))
+        in_tool_span(T::NAME, ctx, self.run(ctx, arguments))
     }
 }

@@ -89,8 +89,8 @@ impl Agent {
             match verdict {
                 Verdict::Run => return Admission::Run,
                 Verdict::NeedsApproval(why) => return Admission::Hold(why),
-                Verdict::Refuse(error) => {
-                    return Admission::Answer(Box::new(Err(error)));
+                Verdict::Refuse(violation) => {
+                    return Admission::Answer(Box::new(Err(violation.error())));
                 }
                 Verdict::VerifyFirst { tool, id } => {
                     match self.verify_target(session, context, call, tool, &id).await {

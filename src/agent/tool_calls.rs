@@ -143,8 +143,8 @@ impl Agent {
                 tool.as_ref(),
                 &call.arguments,
             );
-            if let Verdict::Refuse(error) = verdict {
-                return Err(error);
+            if let Verdict::Refuse(violation) = verdict {
+                return Err(violation.error());
             }
         }
         let key = key_id(session, call);

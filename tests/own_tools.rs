@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use altan_pay::agent::{Agent, AgentError, Answer};
+use altan_pay::agent::{Agent, AgentBuilder, AgentError, Answer};
 use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
@@ -12,6 +12,29 @@ use altan_pay::tools::{AgentTool, Facts, OwnCall, ToolError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// What each call was given, to look at after the turn.
+type Seen = Arc<Mutex<Vec<OwnCall>>>;
+
+/// An own tool `$tool` called `$name` that records each call in its `Seen` and answers
+/// `$answer` (written out in full in `AgentBuilder::tool`'s example).
+macro_rules! own_tool {
+    ($tool:ident, $name:literal, $args:ty, $facts:expr, |$a:ident| $answer:expr) => {
+        struct $tool(Seen);
+
+        impl AgentTool for $tool {
+            const NAME: &'static str = $name;
+            type Args = $args;
+            type Output = Value;
+            type Error = ToolError;
+            const FACTS: Facts<$args> = $facts;
+            async fn call(&self, $a: $args, call: &OwnCall) -> Result<Value, ToolError> {
+                self.0.lock().unwrap().push(call.clone());
+                Ok($answer)
+            }
+        }
+    };
+}
+
 /// Looks up a customer's loyalty tier.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 struct TierArgs {
@@ -19,22 +42,13 @@ struct TierArgs {
     email: String,
 }
 
-/// What each call was given, to look at after the turn.
-type Seen = Arc<Mutex<Vec<OwnCall>>>;
-
-struct LoyaltyTier(Seen);
-
-impl AgentTool for LoyaltyTier {
-    const NAME: &'static str = "loyalty_tier";
-    type Args = TierArgs;
-    type Output = Value;
-    type Error = ToolError;
-    const FACTS: Facts<TierArgs> = Facts::read(&[]).starter();
-    async fn call(&self, args: TierArgs, call: &OwnCall) -> Result<Value, ToolError> {
-        self.0.lock().unwrap().push(call.clone());
-        Ok(json!({"email": args.email, "tier": "gold"}))
-    }
-}
+own_tool!(
+    LoyaltyTier,
+    "loyalty_tier",
+    TierArgs,
+    Facts::read(&[]).starter(),
+    |args| json!({"email": args.email, "tier": "gold"})
+);
 
 /// Creates a product in our own product service, which mirrors it into Stripe.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
@@ -43,18 +57,17 @@ struct MirrorArgs {
     name: String,
 }
 
-struct MirrorProduct(Seen);
+own_tool!(
+    MirrorProduct,
+    "mirror_product",
+    MirrorArgs,
+    Facts::create(&[], Some(ObjectKind::Product)).starter(),
+    |args| product("prod_Own1", &args.name)
+);
 
-impl AgentTool for MirrorProduct {
-    const NAME: &'static str = "mirror_product";
-    type Args = MirrorArgs;
-    type Output = Value;
-    type Error = ToolError;
-    const FACTS: Facts<MirrorArgs> = Facts::create(&[], Some(ObjectKind::Product)).starter();
-    async fn call(&self, args: MirrorArgs, call: &OwnCall) -> Result<Value, ToolError> {
-        self.0.lock().unwrap().push(call.clone());
-        Ok(json!({"id": "prod_Own1", "object": "product", "name": args.name, "active": true}))
-    }
+/// Stripe's JSON of a product.
+fn product(id: &str, name: &str) -> Value {
+    json!({"id": id, "object": "product", "name": name, "active": true})
 }
 
 fn pay() -> PayClient {
@@ -68,14 +81,9 @@ fn context() -> AgentContext {
     }
 }
 
-/// One turn of an agent with `tool`, in which Ada says `text`.
-async fn turn(model: Arc<ScriptedModel>, tool: impl AgentTool, text: &str) -> Answer {
-    let agent = Agent::builder()
-        .model(model)
-        .pay(pay())
-        .tool(tool)
-        .build()
-        .unwrap();
+/// One turn of the `agent` (on an Altan Pay client it does not reach), in which Ada says `text`.
+async fn turn(agent: AgentBuilder, text: &str) -> Answer {
+    let agent = agent.pay(pay()).build().unwrap();
     let said = RoomMessage {
         member_id: "u1".into(),
         name: "Ada".into(),
@@ -93,8 +101,9 @@ async fn a_read_only_own_tool_runs_in_a_turn_without_a_key_or_a_sync_plan() {
         Step::text("Ada is gold.").expect_tool_result_containing("gold"),
     ]));
     let answer = turn(
-        model.clone(),
-        LoyaltyTier(seen.clone()),
+        Agent::builder()
+            .model(model.clone())
+            .tool(LoyaltyTier(seen.clone())),
         "My tier? ada@example.com",
     )
     .await;
@@ -120,8 +129,9 @@ async fn a_mutating_own_tool_gets_an_idempotency_key_and_its_change_is_in_the_sy
         Step::text("Created Pro."),
     ]));
     let answer = turn(
-        model,
-        MirrorProduct(seen.clone()),
+        Agent::builder()
+            .model(model)
+            .tool(MirrorProduct(seen.clone())),
         "Create a product called Pro",
     )
     .await;
@@ -158,4 +168,58 @@ fn an_own_tool_under_a_name_the_agent_has_is_refused_at_build() {
         "{:?}",
         built.as_ref().err()
     );
+}
+
+/// Fetches one of our products by id.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct GetArgs {
+    /// The product id.
+    id: String,
+}
+
+own_tool!(
+    GetOwnProduct,
+    "get_own_product",
+    GetArgs,
+    Facts::read(&[]).starter(),
+    |args| product(&args.id, "Pro")
+);
+
+/// Renames one of our products.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct RenameArgs {
+    /// The product id.
+    id: String,
+    /// The new name.
+    name: String,
+}
+
+own_tool!(
+    RenameOwnProduct,
+    "rename_own_product",
+    RenameArgs,
+    Facts::update(&[], ObjectKind::Product, "get_own_product").starter(),
+    |args| product(&args.id, &args.name)
+);
+
+#[tokio::test]
+async fn an_own_update_is_verified_first_with_the_own_read_it_declares() {
+    let (reads, writes) = (Seen::default(), Seen::default());
+    let model = Arc::new(ScriptedModel::new(vec![
+        Step::tool_calls([(
+            "c1",
+            "rename_own_product",
+            json!({"id": "prod_Own1", "name": "Pro Plus"}),
+        )]),
+        Step::text("Renamed."),
+    ]));
+    let agent = Agent::builder()
+        .model(model)
+        .tool(GetOwnProduct(reads.clone()))
+        .tool(RenameOwnProduct(writes.clone()));
+    let answer = turn(agent, "Rename prod_Own1 to Pro Plus").await;
+    assert_eq!(reads.lock().unwrap().len(), 1, "fetched before the change");
+    assert_eq!(writes.lock().unwrap().len(), 1, "{:?}", answer.tool_calls);
+    let plan = answer.sync_plan.expect("the rename is handed over");
+    assert_eq!(plan.operations()[0].id, "prod_Own1");
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{
     BoxFuture, Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext, ToolDefinition,
@@ -77,14 +77,18 @@ impl<T: AgentTool> OwnToolAdapter<T> {
     }
 
     fn parse(arguments: &str) -> Result<T::Args, ToolError> {
-        let raw = parse_arguments(T::NAME, arguments)?;
+        Self::parse_map(parse_arguments(T::NAME, arguments)?)
+    }
+
+    fn parse_map(raw: Map<String, Value>) -> Result<T::Args, ToolError> {
         serde_json::from_value(Value::Object(raw)).map_err(|e| {
             ToolError::invalid(None, format!("invalid arguments for {}: {e}", T::NAME))
         })
     }
 
-    async fn run(&self, ctx: &ToolContext, arguments: &str) -> ToolOutput {
-        let args = Self::parse(arguments)?;
+    /// Runs a call with its parsed arguments (or the error they are).
+    async fn run(&self, ctx: &ToolContext, args: Result<T::Args, ToolError>) -> ToolOutput {
+        let args = args?;
         let writes = T::FACTS.action.writes();
         // A change is made for the account of the trusted context, never another.
         let account_id = match (&ctx.account_id, writes) {
@@ -150,6 +154,17 @@ impl<T: AgentTool> Tool for OwnToolAdapter<T> {
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        in_tool_span(T::NAME, ctx, self.run(ctx, arguments))
+        in_tool_span(T::NAME, ctx, self.run(ctx, Self::parse(arguments)))
+    }
+
+    /// A read whose arguments take `{"id": ...}` verifies the objects other tools change.
+    fn retrieve<'a>(
+        &'a self,
+        _env: &'a ToolEnv,
+        ctx: &'a ToolContext,
+        id: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
+        in_tool_span(T::NAME, ctx, self.run(ctx, Self::parse_map(by_id)))
     }
 }

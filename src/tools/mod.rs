@@ -332,7 +332,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         check_shape(operation, kind, &route.object, &result)?;
 
         let effect = kind.is_mutation().then(|| Effect {
-            operation: operation.to_string(),
+            operation,
             kind,
             account_id: account_id.clone(),
             stripe_connect_id: connect_id.clone(),

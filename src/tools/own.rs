@@ -116,12 +116,7 @@ impl<T: AgentTool> OwnToolAdapter<T> {
         })?;
         let effect = match (T::FACTS.syncs, account_id) {
             (Some(_), Some(account_id)) if writes => Some(Effect {
-                operation: T::FACTS
-                    .routes
-                    .first()
-                    .copied()
-                    .unwrap_or(T::NAME)
-                    .to_string(),
+                operation: T::FACTS.routes.first().copied().unwrap_or(T::NAME),
                 kind: T::FACTS.action.route_kind(),
                 account_id,
                 stripe_connect_id: ctx.stripe_connect_id.clone(),

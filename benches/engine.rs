@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use altan_pay::agent::Agent;
+use altan_pay::agent::{Agent, ToolExposure};
 use altan_pay::engine::{Limits, Step, Turn};
 use altan_pay::gateway::sandbox::derived_connect_id;
 use altan_pay::gateway::{Sandbox, spawn};
@@ -27,7 +27,7 @@ use altan_pay::model::{ChatMessage, ToolDefs};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::prompt::PromptLibrary;
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
-use altan_pay::tools::{ToolOutput, ToolSet};
+use altan_pay::tools::{ToolOutput, ToolSet, ToolSuccess};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -46,13 +46,15 @@ fn turn_state_machine(c: &mut Criterion) {
         Value::Array(t) => t,
         _ => Vec::new(),
     });
+    let exposure = Arc::new(ToolExposure::new(ToolSet::altan_pay(), false, false));
     c.bench_function("turn_state_machine", |b| {
         b.iter(|| {
             let messages = vec![
                 ChatMessage::system(prompt.clone()),
                 ChatMessage::user("Ada (user, member u-1): Create Pro at $20/month and $200/year"),
             ];
-            let mut turn = Turn::new(messages, tools.clone(), Limits::default());
+            let mut turn = Turn::new(messages, tools.clone(), Limits::default())
+                .with_history(exposure.clone());
             let mut step = turn.start();
             loop {
                 step = match step {
@@ -63,7 +65,7 @@ fn turn_state_machine(c: &mut Criterion) {
                     Step::CallTools(calls) => {
                         let results: HashMap<String, ToolOutput> = calls
                             .iter()
-                            .map(|c| (c.id.clone(), ToolOutput::ok(product(), None)))
+                            .map(|c| (c.id.clone(), Ok(ToolSuccess::new(product(), None))))
                             .collect();
                         turn.tool_results(results)
                     }

@@ -206,10 +206,11 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
     let output = tools.call(&env, &ctx, &args.tool, &args.arguments).await;
     println!(
         "{}",
-        serde_json::to_string_pretty(&output.content).unwrap_or_else(|_| Value::Null.to_string())
+        serde_json::to_string_pretty(&crate::tools::model_content(&output))
+            .unwrap_or_else(|_| Value::Null.to_string())
     );
     drop(setup);
-    Ok(if output.error.is_some() {
+    Ok(if output.is_err() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

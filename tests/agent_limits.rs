@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use altan_pay::agent::{Agent, AgentEvent, AnswerEnd, TurnOptions};
-use altan_pay::engine::Limits;
+use altan_pay::engine::{Limits, StopReason};
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::model::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
@@ -77,7 +77,7 @@ async fn the_deadline_ends_the_turn_with_an_answer() {
     };
     let (agent, _g) = agent(Arc::new(Sleepy), limits).await;
     let answer = agent.respond("t", &ctx(), &said("hi")).await.unwrap();
-    assert_eq!(answer.end, AnswerEnd::Stopped);
+    assert_eq!(answer.end, AnswerEnd::Stopped(StopReason::Deadline));
     assert!(answer.text.contains("ran out of time"), "{}", answer.text);
     assert_eq!(answer.text.matches('@').count(), 1);
 }

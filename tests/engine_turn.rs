@@ -2,12 +2,14 @@
 //! it builds stays valid for the next model call whatever the model sends.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 mod support;
 
-use altan_pay::engine::{Limits, Step, StopReason, Turn, TurnEnd};
+use altan_pay::agent::ToolExposure;
+use altan_pay::engine::{Limits, RefusalReason, Step, StopReason, Turn, TurnEnd};
 use altan_pay::model::{ChatMessage, ChatResponse, FinishReason, ToolCall, Usage};
-use altan_pay::tools::{ErrorCode, ToolError, ToolOutput};
+use altan_pay::tools::{ErrorCode, ToolError, ToolOutput, ToolSet, ToolSuccess};
 use serde_json::json;
 use support::assert_history_valid;
 
@@ -15,12 +17,18 @@ fn tools() -> Vec<serde_json::Value> {
     vec![json!({"type": "function", "function": {"name": "get_products"}})]
 }
 
+/// A turn shown tools as the agent shows them (its [`ToolExposure`]).
 fn turn(limits: Limits) -> Turn {
     Turn::new(
         vec![ChatMessage::system("sys"), ChatMessage::user("hi")],
         tools(),
         limits,
     )
+    .with_history(Arc::new(ToolExposure::new(
+        ToolSet::altan_pay(),
+        false,
+        false,
+    )))
 }
 
 fn answer(text: &str) -> ChatResponse {
@@ -55,11 +63,11 @@ fn calls(list: &[(&str, &str, &str)]) -> ChatResponse {
 }
 
 fn ok(content: serde_json::Value) -> ToolOutput {
-    ToolOutput::ok(content, None)
+    Ok(ToolSuccess::new(content, None))
 }
 
 fn invalid(msg: &str) -> ToolOutput {
-    ToolOutput::failed(ToolError::invalid(None, msg))
+    Err(ToolError::invalid(None, msg))
 }
 
 fn expect_tools(step: Step) -> Vec<ToolCall> {
@@ -153,13 +161,29 @@ fn a_repeated_failing_call_is_not_run_again() {
 }
 
 #[test]
+fn a_refused_repeat_says_so_in_its_type_and_carries_the_earlier_failure() {
+    let mut t = turn(Limits::default());
+    t.start();
+    expect_tools(t.model_response(calls(&[("a", "create_product", r#"{"name": 1}"#)])));
+    t.tool_results(HashMap::from([("a".into(), invalid("bad name"))]));
+    expect_tools(t.model_response(calls(&[("b", "create_product", r#"{"name":1}"#)])));
+    let refused = &t.refused()[0];
+    assert_eq!(refused.call.id, "b");
+    let RefusalReason::RepeatsFailedCall { earlier } = &refused.reason else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(earlier.model_message, "bad name");
+    assert_eq!(refused.error().code, ErrorCode::InvalidArguments);
+}
+
+#[test]
 fn invalid_calls_in_a_row_stop_the_turn() {
     let mut t = turn(Limits::default());
     t.start();
     for i in 0..3 {
         let id = format!("c{i}");
         expect_tools(t.model_response(calls(&[(&id, "nope", &format!("{{\"i\":{i}}}"))])));
-        let out = ToolOutput::failed(ToolError::new(ErrorCode::UnknownTool, "no such tool"));
+        let out = Err(ToolError::new(ErrorCode::UnknownTool, "no such tool"));
         let step = t.tool_results(HashMap::from([(id, out)]));
         if i < 2 {
             assert!(matches!(step, Step::CallModel(_)));

@@ -22,7 +22,7 @@ use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::prompt::PromptLibrary;
 use altan_pay::room::{AgentContext, MemberKind, RoomMember, RoomMessage};
 use altan_pay::sync::SyncMapping;
-use altan_pay::tools::{ErrorCode, ToolContext, ToolEnv, ToolSet};
+use altan_pay::tools::{ErrorCode, ToolContext, ToolEnv, ToolOutputView, ToolSet};
 use serde_json::{Value, json};
 use support::{MockPay, Scripted, assert_history_valid};
 
@@ -969,23 +969,23 @@ async fn tool_arguments() {
         let out = tools.call(&env, &ctx, tool, &args).await;
         let sent = counting.requests.load(Ordering::SeqCst) - before;
         let created = list_len(&sandbox, "products.list") - products_before;
-        let code = out.error.as_ref().map(|e| e.code);
+        let code = out.error().as_ref().map(|e| e.code);
         let outcome = match expect {
             Expect::Local(want) => ensure(
-                code == Some(want) && sent == 0 && out.effect.is_none(),
-                format!("code {code:?}, {sent} requests sent: {}", out.content),
+                code == Some(want) && sent == 0 && out.effect().is_none(),
+                format!("code {code:?}, {sent} requests sent: {}", out.content()),
             ),
             Expect::Refused => ensure(
-                code.is_some() && created == 0 && out.effect.is_none(),
+                code.is_some() && created == 0 && out.effect().is_none(),
                 format!(
                     "code {code:?}, {created} created: {:.300}",
-                    out.content.to_string()
+                    out.content().to_string()
                 ),
             ),
             Expect::Accepted(check) => {
                 accepted_creates += created;
-                ensure(code.is_none(), format!("refused: {}", out.content))
-                    .and_then(|()| check(&out.content))
+                ensure(code.is_none(), format!("refused: {}", out.content()))
+                    .and_then(|()| check(&out.content()))
             }
         };
         cat.row(name, outcome);
@@ -1201,21 +1201,21 @@ async fn pay_api_responses() {
         let out = ToolSet::altan_pay()
             .call(&env, &support::ctx("c1"), tool, &args.to_string())
             .await;
-        let code = out.content["error"]["code"].as_str().map(str::to_string);
-        let model_text = out.content.to_string();
+        let code = out.content()["error"]["code"].as_str().map(str::to_string);
+        let model_text = out.content().to_string();
         let outcome = ensure(
             code == expected,
             format!("code {code:?}: {model_text:.300}"),
         )
         .and_then(|()| {
             ensure(
-                (out.content["error"]["outcome_unknown"] == json!(true)) == unknown,
+                (out.content()["error"]["outcome_unknown"] == json!(true)) == unknown,
                 format!("outcome_unknown should be {unknown}: {model_text:.300}"),
             )
         })
         .and_then(|()| {
             ensure(
-                out.error.is_none() || out.effect.is_none(),
+                out.error().is_none() || out.effect().is_none(),
                 "a failed call has an effect",
             )
         })

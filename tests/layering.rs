@@ -75,6 +75,40 @@ fn every_part_uses_only_the_parts_below_it() {
     );
 }
 
+/// The engine runs the loop for any tools: which tools a call carries, and how their results
+/// read, is the agent's tool exposure, handed to it (`engine::ToolHistory`).
+#[test]
+fn the_engine_names_no_tool() {
+    let schemas =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemas.json"))
+            .expect("tools/schemas.json");
+    let schemas: serde_json::Value = serde_json::from_str(&schemas).expect("JSON");
+    let mut names: Vec<String> = schemas
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/function/name")?.as_str().map(str::to_string))
+        .collect();
+    names.push("open_tools".into());
+    let mut found = Vec::new();
+    for src in read_tree(&src_dir()) {
+        if src.module.first().map(String::as_str) != Some("engine") {
+            continue;
+        }
+        for name in &names {
+            if src.code.contains(&format!("\"{name}\"")) {
+                found.push(format!("{}: \"{name}\"", src.module.join("::")));
+            }
+        }
+        for module in ["tools::open", "tools::digest", "OPEN_TOOLS"] {
+            if src.code.contains(module) {
+                found.push(format!("{}: {module}", src.module.join("::")));
+            }
+        }
+    }
+    assert!(found.is_empty(), "the engine names tools: {found:?}");
+}
+
 #[test]
 fn no_files_of_one_part_use_each_other_in_a_circle() {
     let sources = read_tree(&src_dir());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use altan_pay::pay::{PayCall, PayError};
 use altan_pay::stripe::ErrorType;
-use altan_pay::tools::{ErrorCode, ToolSet};
+use altan_pay::tools::{ErrorCode, ToolOutputView, ToolSet};
 use serde_json::json;
 use support::{MockPay, Scripted, ctx};
 
@@ -67,7 +67,7 @@ async fn tool_retries_keep_the_derived_key() {
             r#"{"name": "Pro"}"#,
         )
         .await;
-    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(out.error().is_none(), "{:?}", out.error());
     let keys: Vec<_> = pay
         .requests()
         .iter()
@@ -307,12 +307,12 @@ async fn stripe_errors_reach_the_model_with_the_param() {
             r#"{"id": "prod_1"}"#,
         )
         .await;
-    let err = out.error.unwrap();
+    let err = out.error().unwrap();
     assert_eq!(err.code, ErrorCode::StripeInvalidRequest);
     assert!(err.model_message.contains("user-created prices"));
     assert!(err.operator_detail.contains("resource_already_exists"));
-    assert_eq!(out.content["error"]["next"], "fix the call and try again");
-    assert!(out.effect.is_none(), "a refused delete changed nothing");
+    assert_eq!(out.content()["error"]["next"], "fix the call and try again");
+    assert!(out.effect().is_none(), "a refused delete changed nothing");
 
     pay.push(Scripted::stripe_error(
         404,
@@ -329,9 +329,9 @@ async fn stripe_errors_reach_the_model_with_the_param() {
             r#"{"id": "price_x", "active": false}"#,
         )
         .await;
-    let err = out.error.unwrap();
+    let err = out.error().unwrap();
     assert_eq!(err.code, ErrorCode::NotFound);
-    assert_eq!(out.content["error"]["param"], "id");
+    assert_eq!(out.content()["error"]["param"], "id");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::tools::plan::{MAX_PLAN_BYTES, PlanStore};
-use altan_pay::tools::{ErrorCode, ToolContext, ToolEnv, ToolSet};
+use altan_pay::tools::{ErrorCode, ToolContext, ToolEnv, ToolOutputView, ToolSet};
 use serde_json::json;
 
 fn env() -> ToolEnv {
@@ -28,7 +28,7 @@ async fn plans_round_trip_per_workspace_on_disk() {
     let out = tools
         .call(&env(), &ctx(Some("ws_1")), "read_plan", "{}")
         .await;
-    assert_eq!(out.content, json!({"plan": null}));
+    assert_eq!(out.content(), json!({"plan": null}));
 
     let plan = "## Payments (Altan Pay)\n- [x] create products\n- [ ] create prices\n";
     let out = tools
@@ -39,7 +39,7 @@ async fn plans_round_trip_per_workspace_on_disk() {
             &json!({"content": plan}).to_string(),
         )
         .await;
-    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(out.error().is_none(), "{:?}", out.error());
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ws_1/plan.md")).unwrap(),
         plan
@@ -50,11 +50,11 @@ async fn plans_round_trip_per_workspace_on_disk() {
     let out = again
         .call(&env(), &ctx(Some("ws_1")), "read_plan", "{}")
         .await;
-    assert_eq!(out.content["plan"], plan);
+    assert_eq!(out.content()["plan"], plan);
     let out = again
         .call(&env(), &ctx(Some("ws_2")), "read_plan", "{}")
         .await;
-    assert_eq!(out.content["plan"], json!(null));
+    assert_eq!(out.content()["plan"], json!(null));
     // No temporary files are left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path().join("ws_1"))
         .unwrap()
@@ -97,7 +97,7 @@ async fn bad_plan_calls_are_refused_and_write_nothing() {
     ];
     for (c, args, code) in cases {
         let out = tools.call(&env(), &c, "update_plan", &args).await;
-        assert_eq!(out.error.map(|e| e.code), Some(code), "{args:.60}");
+        assert_eq!(out.error().map(|e| e.code), Some(code), "{args:.60}");
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

@@ -211,7 +211,7 @@ proptest! {
         let text = args.to_string();
         for name in tools.names().filter(|n| !n.contains("plan")).collect::<Vec<_>>() {
             let out = runtime.block_on(tools.call(&env, &ctx, name, &text));
-            if let Some(e) = &out.error {
+            if let Err(e) = &out {
                 prop_assert!(e.code != ErrorCode::Internal, "{}: internal error for {}: {}", name, text, e.operator_detail);
             }
         }

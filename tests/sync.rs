@@ -14,9 +14,9 @@ fn sample(name: &str) -> Value {
     samples()[name].clone()
 }
 
-fn effect(operation: &str, kind: RouteKind, object: Value) -> Effect {
+fn effect(operation: &'static str, kind: RouteKind, object: Value) -> Effect {
     Effect {
-        operation: operation.to_owned(),
+        operation,
         kind,
         account_id: "acc_1".to_owned(),
         stripe_connect_id: Some("acct_1".to_owned()),
@@ -24,7 +24,7 @@ fn effect(operation: &str, kind: RouteKind, object: Value) -> Effect {
     }
 }
 
-fn record(ledger: &mut SyncLedger, operation: &str, kind: RouteKind, object: Value) {
+fn record(ledger: &mut SyncLedger, operation: &'static str, kind: RouteKind, object: Value) {
     let call = format!("call_{}", ledger.mutations().len());
     ledger
         .record_effect(&effect(operation, kind, object), &call)

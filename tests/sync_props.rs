@@ -184,7 +184,7 @@ fn ledger_of(steps: &[Step]) -> SyncLedger {
     for (i, s) in steps.iter().enumerate() {
         let (operation, kind, object) = call(s);
         let effect = Effect {
-            operation: operation.to_owned(),
+            operation,
             kind,
             account_id: "acc_1".into(),
             stripe_connect_id: None,

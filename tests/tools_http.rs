@@ -4,7 +4,7 @@
 mod support;
 
 use altan_pay::pay::idempotency_key;
-use altan_pay::tools::{ErrorCode, ToolSet};
+use altan_pay::tools::{ErrorCode, ToolOutputView, ToolSet};
 use serde_json::{Value, json};
 use support::{MockPay, Scripted, ctx};
 
@@ -263,7 +263,7 @@ async fn every_tool_sends_exactly_its_route() {
         let out = tools
             .call(&pay.env(), &ctx(&call_id), tool, &args.to_string())
             .await;
-        assert!(out.error.is_none(), "{tool}: {:?}", out.error);
+        assert!(out.error().is_none(), "{tool}: {:?}", out.error());
 
         let reqs = pay.requests();
         assert_eq!(reqs.len(), 1, "{tool}: one request");
@@ -290,17 +290,17 @@ async fn every_tool_sends_exactly_its_route() {
             "{tool}: no token configured"
         );
         assert_eq!(
-            out.effect.is_some(),
+            out.effect().is_some(),
             mutation,
             "{tool}: effect recorded for mutations only"
         );
         if operation.ends_with(".retrieve") {
             assert_eq!(
-                out.content,
+                out.content(),
                 json!({"object": "list", "data": [answer], "has_more": false})
             );
         } else {
-            assert_eq!(out.content, answer);
+            assert_eq!(out.content(), answer);
         }
         covered.insert(tool);
     }
@@ -332,9 +332,9 @@ async fn connect_id_is_looked_up_once_and_cached() {
         json!({"object": "list", "data": [], "has_more": false}),
     ));
     let out = tools.call(&env, &c, "get_products", "{}").await;
-    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(out.error().is_none(), "{:?}", out.error());
     let out = tools.call(&env, &c, "get_coupons", "{}").await;
-    assert!(out.error.is_none());
+    assert!(out.error().is_none());
     let targets: Vec<String> = pay.requests().iter().map(|r| r.target()).collect();
     assert_eq!(
         targets,
@@ -350,7 +350,7 @@ async fn connect_id_is_looked_up_once_and_cached() {
         .call(&env, &c, "get_account_stripe_connection_id", "{}")
         .await;
     assert_eq!(
-        out.content,
+        out.content(),
         json!({"account_id": "acc_1", "stripe_connect_id": "acct_Z 1"})
     );
     assert_eq!(pay.requests().len(), 3);
@@ -373,7 +373,7 @@ async fn bearer_token_is_sent_when_configured() {
     let out = ToolSet::altan_pay()
         .call(&env, &ctx("c"), "get_products", "{}")
         .await;
-    assert!(out.error.is_none());
+    assert!(out.error().is_none());
     assert_eq!(
         pay.requests()[0].header("authorization"),
         Some("Bearer tok_secret")
@@ -547,7 +547,7 @@ async fn bad_arguments_never_reach_the_api() {
     for (tool, args, expected) in cases {
         let out = tools.call(&pay.env(), &ctx("c"), tool, args).await;
         let err = out
-            .error
+            .error()
             .unwrap_or_else(|| panic!("{tool} {args}: accepted"));
         assert_eq!(err.code, ErrorCode::InvalidArguments, "{tool} {args}");
         assert!(
@@ -555,8 +555,8 @@ async fn bad_arguments_never_reach_the_api() {
             "{tool} {args}: `{}` lacks `{expected}`",
             err.model_message
         );
-        assert_eq!(out.content["error"]["code"], "invalid_arguments");
-        assert_eq!(out.content["error"]["message"], err.model_message);
+        assert_eq!(out.content()["error"]["code"], "invalid_arguments");
+        assert_eq!(out.content()["error"]["message"], err.model_message);
     }
     assert!(pay.requests().is_empty(), "no request was sent");
 }
@@ -574,7 +574,7 @@ async fn account_scope_is_enforced_before_any_request() {
             r#"{"account_id": "acc_other"}"#,
         )
         .await;
-    assert_eq!(out.error.unwrap().code, ErrorCode::AccountMismatch);
+    assert_eq!(out.error().unwrap().code, ErrorCode::AccountMismatch);
 
     let out = tools
         .call(
@@ -584,7 +584,7 @@ async fn account_scope_is_enforced_before_any_request() {
             r#"{"stripe_connect_id": "acct_other"}"#,
         )
         .await;
-    assert_eq!(out.error.unwrap().code, ErrorCode::AccountMismatch);
+    assert_eq!(out.error().unwrap().code, ErrorCode::AccountMismatch);
 
     let mut no_account = ctx("c");
     no_account.account_id = None;
@@ -596,14 +596,14 @@ async fn account_scope_is_enforced_before_any_request() {
             r#"{"name": "A"}"#,
         )
         .await;
-    let err = out.error.unwrap();
+    let err = out.error().unwrap();
     assert_eq!(err.code, ErrorCode::MissingAccountId);
     assert!(err.model_message.contains("@Altan"));
 
     let out = tools
         .call(&pay.env(), &ctx("c"), "refund_everything", "{}")
         .await;
-    let err = out.error.unwrap();
+    let err = out.error().unwrap();
     assert_eq!(err.code, ErrorCode::UnknownTool);
     assert!(err.model_message.contains("create_product"));
     assert!(pay.requests().is_empty());
@@ -621,7 +621,7 @@ async fn account_scope_is_enforced_before_any_request() {
             r#"{"account_id": "acc_7"}"#,
         )
         .await;
-    assert!(out.error.is_none());
+    assert!(out.error().is_none());
     assert_eq!(
         pay.requests()[0].path,
         "/v2/connect/products/acc_7/get_products"

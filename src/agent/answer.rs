@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::Turn;
+use crate::engine::{StopReason, Turn};
 use crate::model::ToolCall;
 use crate::model::Usage;
 use crate::room::AgentContext;
@@ -12,7 +12,7 @@ use crate::sync::{
     AnswerInput, Member, Mention, Room, SyncLedger, SyncPlan, compose_answer,
     detect_agents_bouncing,
 };
-use crate::tools::{ErrorCode, ToolOutput};
+use crate::tools::{ErrorCode, ToolOutput, model_content};
 
 use super::{Agent, PendingApproval, Session};
 
@@ -31,29 +31,68 @@ impl ToolCallRecord {
     /// The record of a finished call: what was asked and what the model read back. Every
     /// listed call is counted in the metrics.
     pub(super) fn of(call: &ToolCall, output: &ToolOutput) -> ToolCallRecord {
-        crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
+        let error = output.as_ref().err().map(|e| e.code);
+        crate::metrics::global().tool_call(&call.name, error);
         ToolCallRecord {
             id: call.id.clone(),
             name: call.name.clone(),
             arguments: call.arguments.clone(),
-            result: output.content.clone(),
-            error: output.error.as_ref().map(|e| e.code),
+            result: model_content(output),
+            error,
         }
     }
 }
 
-/// How the answer came about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How the answer came about, with why it did not complete.
+#[derive(Debug, Clone, PartialEq)]
 pub enum AnswerEnd {
     /// The model answered.
     Completed,
     /// The model's answer reached its output limit and was cut; the text says so.
     Cut,
     /// A limit, the deadline or cancellation ended the turn; the text says so.
-    Stopped,
+    Stopped(StopReason),
     /// The model could not be reached; whatever Stripe already did is still handed over.
-    ModelFailed,
+    ModelFailed {
+        /// What the model client reported.
+        error: String,
+    },
+}
+
+impl AnswerEnd {
+    /// The end's name on the wire and in transcripts: `completed`, `cut`, `stopped`,
+    /// `model_failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnswerEnd::Completed => "completed",
+            AnswerEnd::Cut => "cut",
+            AnswerEnd::Stopped(_) => "stopped",
+            AnswerEnd::ModelFailed { .. } => "model_failed",
+        }
+    }
+
+    /// Why the turn did not complete, in words for the caller (`None` when it completed).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            AnswerEnd::Completed => None,
+            AnswerEnd::Cut => {
+                Some("the model's answer reached its output limit and was cut".to_string())
+            }
+            AnswerEnd::Stopped(reason) => Some(reason.describe().to_string()),
+            AnswerEnd::ModelFailed { error } if error.is_empty() => {
+                Some(StopReason::ModelFailed.describe().to_string())
+            }
+            AnswerEnd::ModelFailed { error } => {
+                Some(format!("{} ({error})", StopReason::ModelFailed.describe()))
+            }
+        }
+    }
+}
+
+impl Serialize for AnswerEnd {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// The agent's answer to new room messages.
@@ -66,9 +105,8 @@ pub struct Answer {
     /// Exactly the Stripe changes of this answer (and any earlier ones not yet handed over),
     /// signed when the agent has a plan signing key.
     pub sync_plan: Option<SyncPlan>,
+    /// How the answer came about; [`AnswerEnd::reason`] says why it did not complete.
     pub end: AnswerEnd,
-    /// Why the turn stopped, when it did not complete.
-    pub stop_reason: Option<String>,
     /// Tokens of each model call, in order.
     pub usage: Vec<Usage>,
     pub tool_calls: Vec<ToolCallRecord>,
@@ -96,7 +134,6 @@ impl Agent {
         context: &AgentContext,
         model_text: &str,
         end: AnswerEnd,
-        stop_reason: Option<String>,
         turn: &Turn,
         tool_calls: Vec<ToolCallRecord>,
         approvals: Vec<PendingApproval>,
@@ -131,7 +168,6 @@ impl Agent {
             mention: composed.mention,
             sync_plan: plan,
             end,
-            stop_reason,
             usage: turn.usage().to_vec(),
             tool_calls,
             approvals,

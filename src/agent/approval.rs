@@ -1,13 +1,12 @@
 //! Whether a call may run (the policy verdict, verifying targets first), and calls held for a
 //! person's approval until [`Agent::decide_approval`].
 
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::model::{ChatMessage, ToolCall};
 use crate::policy::{self, CallScope, Hold, Requested, Verdict};
 use crate::room::AgentContext;
-use crate::tools::{ErrorCode, ToolError, ToolOutput};
+use crate::tools::{ErrorCode, ToolError, ToolOutput, model_content};
 
 use super::{Agent, AgentError, Answer, Session, TurnOptions};
 
@@ -43,7 +42,9 @@ impl Agent {
                 .await;
             format!(
                 "[platform] The held call {} {} was approved and has run. Result: {}",
-                pending.call.name, pending.call.arguments, output.content
+                pending.call.name,
+                pending.call.arguments,
+                model_content(&output)
             )
         } else {
             format!(
@@ -88,19 +89,13 @@ impl Agent {
             match verdict {
                 Verdict::Run => return Admission::Run,
                 Verdict::NeedsApproval(why) => return Admission::Hold(why),
-                Verdict::Refuse(error) => {
-                    return Admission::Answer(Box::new(ToolOutput::failed(error)));
+                Verdict::Refuse(violation) => {
+                    return Admission::Answer(Box::new(Err(violation.error())));
                 }
                 Verdict::VerifyFirst { tool, id } => {
-                    let check = ToolCall {
-                        id: format!("{}-verify", call.id),
-                        name: tool.to_string(),
-                        arguments: json!({ "id": id }).to_string(),
-                    };
-                    let output = self.call_tool(session, context, &check).await;
-                    match output.error {
-                        None => session.provenance.observe_result(&output.content),
-                        Some(e) => {
+                    match self.verify_target(session, context, call, tool, &id).await {
+                        Ok(found) => session.provenance.observe_result(&found.content),
+                        Err(e) => {
                             let error = ToolError::new(
                                 e.code,
                                 format!(
@@ -108,13 +103,13 @@ impl Agent {
                                     call.name, e.model_message
                                 ),
                             );
-                            return Admission::Answer(Box::new(ToolOutput::failed(error)));
+                            return Admission::Answer(Box::new(Err(error)));
                         }
                     }
                 }
             }
         }
-        Admission::Answer(Box::new(ToolOutput::failed(ToolError::new(
+        Admission::Answer(Box::new(Err(ToolError::new(
             ErrorCode::Internal,
             "the object could not be verified",
         ))))

@@ -1,17 +1,16 @@
 //! [`AgentBuilder`]: what an [`Agent`] is made of, with the defaults a caller can leave out.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Limits;
-use crate::model::{ChatModel, ToolDefs};
+use crate::model::ChatModel;
 use crate::pay::PayClient;
 use crate::policy::PolicyConfig;
 use crate::prompt::PromptLibrary;
 use crate::sync::{PlanSigningKey, SyncMapping};
-use crate::tools::{Opened, ToolEnv, ToolSet};
+use crate::tools::{AgentTool, OwnToolAdapter, Tool, ToolEnv, ToolSet};
 
-use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore};
+use super::{Agent, AgentError, Inner, MemoryStore, PendingSource, SessionStore, ToolExposure};
 
 /// Builds an [`Agent`].
 #[derive(Default)]
@@ -29,37 +28,8 @@ pub struct AgentBuilder {
     pending: Option<Arc<dyn PendingSource>>,
     compact_tools: bool,
     all_tools: bool,
-}
-
-/// The definitions sent per (opened tools, account id known): few combinations in practice,
-/// each built and serialised once.
-pub(super) struct ToolDefsCache {
-    compact: bool,
-    all_tools: bool,
-    built: Mutex<HashMap<(Opened, bool), ToolDefs>>,
-}
-
-/// Tool sets kept serialised at most (each a few KB).
-const MAX_CACHED_TOOL_SETS: usize = 256;
-
-impl ToolDefsCache {
-    /// The definitions of a call with the `opened` tools.
-    pub(super) fn get(&self, tools: &ToolSet, opened: Opened, account_known: bool) -> ToolDefs {
-        let opened = if self.all_tools {
-            Opened::all()
-        } else {
-            opened
-        };
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        // Threads open few distinct sets; a bound keeps an unusual mix from growing the map.
-        if built.len() >= MAX_CACHED_TOOL_SETS && !built.contains_key(&(opened, account_known)) {
-            built.clear();
-        }
-        built
-            .entry((opened, account_known))
-            .or_insert_with(|| ToolDefs::new(tools.entries(opened, account_known, self.compact)))
-            .clone()
-    }
+    /// The caller's own tools ([`AgentBuilder::tool`]), in the order added.
+    own_tools: Vec<Arc<dyn Tool>>,
 }
 
 impl AgentBuilder {
@@ -74,6 +44,71 @@ impl AgentBuilder {
     /// tools the model opened with it. Off by default.
     pub fn all_tools(mut self, all: bool) -> Self {
         self.all_tools = all;
+        self
+    }
+
+    /// Adds a tool of the caller's own. Its declaration ([`AgentTool::FACTS`]) is read as
+    /// the catalog's are: a read runs without a sync plan; a write is recorded before it runs,
+    /// gets an idempotency key ([`crate::tools::OwnCall`]), and, when it declares the table it
+    /// syncs to, is in the answer's sync plan. Sent to the model as its declaration says
+    /// (`.starter()` from the first call, else once the model opens it). A name the agent
+    /// already has fails [`AgentBuilder::build`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use altan_pay::agent::Agent;
+    /// use altan_pay::model::scripted::{ScriptedModel, Step};
+    /// use altan_pay::pay::{PayClient, PayConfig, RouteTable};
+    /// use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
+    /// use altan_pay::tools::{AgentTool, Facts, OwnCall, ToolError};
+    /// use serde::{Deserialize, Serialize};
+    /// use serde_json::json;
+    ///
+    /// /// Looks up a customer's loyalty tier in our CRM.
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    /// struct TierArgs {
+    ///     /// The customer's e-mail.
+    ///     email: String,
+    /// }
+    ///
+    /// struct LoyaltyTier;
+    ///
+    /// impl AgentTool for LoyaltyTier {
+    ///     const NAME: &'static str = "loyalty_tier";
+    ///     type Args = TierArgs;
+    ///     type Output = serde_json::Value;
+    ///     type Error = ToolError;
+    ///     // A read: no sync plan, no idempotency key; sent from the thread's first call.
+    ///     const FACTS: Facts<TierArgs> = Facts::read(&[]).starter();
+    ///     async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Self::Output, ToolError> {
+    ///         Ok(json!({"email": args.email, "tier": "gold"}))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let model = Arc::new(ScriptedModel::new(vec![
+    ///     Step::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
+    ///     Step::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
+    /// ]));
+    /// let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
+    /// let agent = Agent::builder().model(model).pay(pay).tool(LoyaltyTier).build()?;
+    /// let context = AgentContext { account_id: Some("ws_1".into()), ..Default::default() };
+    /// let said = RoomMessage {
+    ///     member_id: "u1".into(),
+    ///     name: "Ada".into(),
+    ///     kind: MemberKind::User,
+    ///     text: "What is my loyalty tier? I am ada@example.com".into(),
+    /// };
+    /// let answer = agent.respond("thread-1", &context, &[said]).await?;
+    /// assert_eq!(answer.tool_calls[0].name, "loyalty_tier");
+    /// assert_eq!(answer.tool_calls[0].result["tier"], "gold");
+    /// assert!(answer.sync_plan.is_none(), "a read changes nothing to sync");
+    /// assert!(answer.text.starts_with("Ada is a gold customer."));
+    /// # Ok(()) }
+    /// ```
+    pub fn tool<T: AgentTool>(mut self, tool: T) -> Self {
+        self.own_tools.push(Arc::new(OwnToolAdapter::new(tool)));
         self
     }
 
@@ -152,18 +187,15 @@ impl AgentBuilder {
                 .render_default()
                 .map_err(|e| AgentError::Setup(e.to_string()))?,
         };
-        let tools = ToolSet::altan_pay_with_plans(self.plans.unwrap_or_default());
-        let tool_defs = ToolDefsCache {
-            compact: self.compact_tools,
-            all_tools: self.all_tools,
-            built: Mutex::default(),
-        };
+        let tools = ToolSet::altan_pay_with(self.plans.unwrap_or_default(), self.own_tools)
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let exposure = ToolExposure::new(tools.clone(), self.compact_tools, self.all_tools);
         Ok(Agent {
             inner: Arc::new(Inner {
                 model,
                 env: ToolEnv { pay },
                 tools,
-                tool_defs,
+                exposure: Arc::new(exposure),
                 prompt,
                 policy: self.policy,
                 limits: self.limits,

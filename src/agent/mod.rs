@@ -27,6 +27,7 @@
 mod answer;
 mod approval;
 mod builder;
+mod exposure;
 mod pending;
 pub mod session;
 mod tool_calls;
@@ -45,6 +46,7 @@ use crate::tools::{ToolEnv, ToolSet};
 
 pub use answer::{Answer, AnswerEnd, ToolCallRecord};
 pub use builder::AgentBuilder;
+pub use exposure::ToolExposure;
 pub use pending::PendingSource;
 pub use session::{
     MemoryStore, PendingApproval, Session, SessionStore, StoreError, StoreFuture, UncertainWrite,
@@ -72,9 +74,8 @@ struct Inner {
     model: Arc<dyn ChatModel>,
     env: ToolEnv,
     tools: ToolSet,
-    /// The tool definitions sent for each set of open groups and account case, serialised
-    /// once and reused (see [`ToolDefs`]).
-    tool_defs: builder::ToolDefsCache,
+    /// Which tools each call carries and how the model reads their results.
+    exposure: Arc<ToolExposure>,
     prompt: String,
     policy: PolicyConfig,
     limits: Limits,

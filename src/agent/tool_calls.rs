@@ -10,7 +10,7 @@ use crate::model::ToolCall;
 use crate::policy::{self, CallScope, Hold, Requested, Verdict};
 use crate::room::AgentContext;
 use crate::sync::Mutation;
-use crate::tools::{ToolContext, ToolOutput};
+use crate::tools::{ToolContext, ToolOutput, ToolSuccess};
 
 use super::approval::Admission;
 use super::write_ahead::{key_id, not_recorded, refused_outright};
@@ -55,14 +55,14 @@ impl Agent {
                     };
                     results.insert(
                         call.id.clone(),
-                        ToolOutput::ok(
+                        Ok(ToolSuccess::new(
                             json!({
                                 "status": "awaiting_approval",
                                 "approval_id": approval.approval_id,
                                 "message": hold_message(why),
                             }),
                             None,
-                        ),
+                        )),
                     );
                     session.approvals.push(approval.clone());
                     held.push(approval);
@@ -80,7 +80,7 @@ impl Agent {
                     .zip(keys)
                     .partition(|(call, _)| self.inner.tools.writes_to_stripe(&call.name));
                 for (call, _) in writes {
-                    results.insert(call.id.clone(), ToolOutput::failed(not_recorded(&e)));
+                    results.insert(call.id.clone(), Err(not_recorded(&e)));
                 }
                 (runnable, keys) = reads.into_iter().unzip();
                 Vec::new()
@@ -143,31 +143,47 @@ impl Agent {
                 tool.as_ref(),
                 &call.arguments,
             );
-            if let Verdict::Refuse(error) = verdict {
-                return ToolOutput::failed(error);
+            if let Verdict::Refuse(violation) = verdict {
+                return Err(violation.error());
             }
         }
         let key = key_id(session, call);
         let fresh = match self.write_ahead(session, [(call, &key)]).await {
             Ok(fresh) => !fresh.is_empty(),
-            Err(e) => return ToolOutput::failed(not_recorded(&e)),
+            Err(e) => return Err(not_recorded(&e)),
         };
         let output = self.call_tool_with_key(session, context, call, &key).await;
-        crate::metrics::global().tool_call(&call.name, output.error.as_ref().map(|e| e.code));
+        crate::metrics::global().tool_call(&call.name, output.as_ref().err().map(|e| e.code));
         if self.absorb(session, call, &key, fresh, &output) {
             self.inner.store.save_queued(session);
         }
         output
     }
 
-    pub(super) async fn call_tool(
+    /// Fetches the object `id` with the `read` tool before `call` may change it (verify first).
+    pub(super) async fn verify_target(
         &self,
         session: &Session,
         context: &AgentContext,
         call: &ToolCall,
+        read: &str,
+        id: &str,
     ) -> ToolOutput {
-        let key = key_id(session, call);
-        self.call_tool_with_key(session, context, call, &key).await
+        let check_id = format!("{}-verify", call.id);
+        let ctx = tool_context(
+            session,
+            context,
+            &format!("a{}-{check_id}", session.answers),
+        );
+        let span = execute_tool_span(read, &check_id);
+        let output = self
+            .inner
+            .tools
+            .retrieve(&self.inner.env, &ctx, read, id)
+            .instrument(span.clone())
+            .await;
+        record_error_type(&span, &output);
+        output
     }
 
     /// Runs a call whose idempotency key is made from `key_id` (see [`key_id`]).
@@ -178,32 +194,15 @@ impl Agent {
         call: &ToolCall,
         key_id: &str,
     ) -> ToolOutput {
-        let ctx = ToolContext {
-            conversation_id: session.thread_id.clone(),
-            tool_call_id: key_id.to_string(),
-            account_id: context.account_id.clone(),
-            stripe_connect_id: context.stripe_connect_id.clone(),
-        };
-        // `execute_tool` in the GenAI conventions, with the model's call id; the arguments stay
-        // out (e-mails, names). The tool's own span (with the idempotency key id) is its child.
-        let span = info_span!(
-            "execute_tool",
-            otel.name = %format_args!("execute_tool {}", call.name),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %call.name,
-            gen_ai.tool.type = "function",
-            gen_ai.tool.call.id = %call.id,
-            error.type = tracing::field::Empty,
-        );
+        let ctx = tool_context(session, context, key_id);
+        let span = execute_tool_span(&call.name, &call.id);
         let output = self
             .inner
             .tools
             .call(&self.inner.env, &ctx, &call.name, &call.arguments)
             .instrument(span.clone())
             .await;
-        if let Some(error) = &output.error {
-            span.record("error.type", crate::metrics::code_name(error.code));
-        }
+        record_error_type(&span, &output);
         output
     }
 
@@ -220,22 +219,25 @@ impl Agent {
         fresh: bool,
         output: &ToolOutput,
     ) -> bool {
-        if let Some(error) = &output.error {
-            if error.outcome_unknown {
+        let success = match output {
+            Ok(success) => success,
+            Err(error) if error.outcome_unknown => {
                 return session.record_uncertain(call, key_id);
             }
-            // Still unknown when an earlier attempt with this key may have applied.
-            let settled = fresh || refused_outright(error);
-            let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
-            if settled && recorded {
-                session.settle_uncertain(key_id);
+            Err(error) => {
+                // Still unknown when an earlier attempt with this key may have applied.
+                let settled = fresh || refused_outright(error);
+                let recorded = session.uncertain.iter().any(|w| w.key_id == key_id);
+                if settled && recorded {
+                    session.settle_uncertain(key_id);
+                }
+                return settled && recorded;
             }
-            return settled && recorded;
-        }
+        };
         // A repeat of an uncertain write (same key) settles it.
         session.settle_uncertain(key_id);
-        session.provenance.observe_result(&output.content);
-        let Some(effect) = &output.effect else {
+        session.provenance.observe_result(&success.content);
+        let Some(effect) = &success.effect else {
             return false;
         };
         match Mutation::from_effect(effect, &call.id) {
@@ -243,6 +245,36 @@ impl Agent {
             Err(e) => warn!(error = %e, "a Stripe change has no table to sync"),
         }
         true
+    }
+}
+
+/// The context a call runs in: the thread, the key's id, the trusted account.
+fn tool_context(session: &Session, context: &AgentContext, key_id: &str) -> ToolContext {
+    ToolContext {
+        conversation_id: session.thread_id.clone(),
+        tool_call_id: key_id.to_string(),
+        account_id: context.account_id.clone(),
+        stripe_connect_id: context.stripe_connect_id.clone(),
+    }
+}
+
+/// `execute_tool` in the GenAI conventions, with the model's call id; the arguments stay out
+/// (e-mails, names). The tool's own span (with the idempotency key id) is its child.
+fn execute_tool_span(name: &str, call_id: &str) -> tracing::Span {
+    info_span!(
+        "execute_tool",
+        otel.name = %format_args!("execute_tool {name}"),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %name,
+        gen_ai.tool.type = "function",
+        gen_ai.tool.call.id = %call_id,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn record_error_type(span: &tracing::Span, output: &ToolOutput) {
+    if let Err(error) = output {
+        span.record("error.type", crate::metrics::code_name(error.code));
     }
 }
 

@@ -15,10 +15,9 @@ use crate::policy::Requested;
 use crate::prompt::PromptContext;
 use crate::room::{AgentContext, MemberKind, RoomMessage};
 use crate::sync::{AckStatus, parse_acknowledgements};
-use crate::tools::open::OPEN_TOOLS;
-use crate::tools::{ErrorCode, Exposure};
+use crate::tools::ErrorCode;
 
-use super::{Agent, AgentError, Answer, AnswerEnd, Session, ToolCallRecord};
+use super::{Agent, AgentError, Answer, AnswerEnd, Session};
 
 /// Thread locks kept before the idle ones are dropped.
 pub(super) const LOCKS_BEFORE_PRUNING: usize = 1024;
@@ -176,7 +175,8 @@ impl Agent {
         let preamble = messages.len();
         messages.extend(session.history.iter().cloned());
         let tools = self.tool_defs(session, context);
-        let mut turn = Turn::new(messages, tools, inner.limits);
+        let mut turn =
+            Turn::new(messages, tools, inner.limits).with_history(inner.exposure.clone());
         let deadline = tokio::time::Instant::now() + inner.limits.deadline;
         let cancel = options.cancel.clone().unwrap_or_default();
         let mut records = Vec::new();
@@ -223,7 +223,8 @@ impl Agent {
                     };
                     match outcome {
                         Ok((results, mut recs, mut held)) => {
-                            if self.open_tools(session, &recs, turn.messages()) {
+                            let opened = &mut session.opened_tools;
+                            if inner.exposure.open(opened, &recs, turn.messages()) {
                                 turn.set_tools(self.tool_defs(session, context));
                             }
                             records.append(&mut recs);
@@ -255,28 +256,20 @@ impl Agent {
         let handed_over = self.take_pending(session, context).await;
         // Everything after the preamble is the thread's history from now on.
         session.history = turn.messages()[preamble..].to_vec();
-        let (model_text, answer_end, stop_reason) = match &end {
-            TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed, None),
-            TurnEnd::Cut(text) => (
-                text.clone(),
-                AnswerEnd::Cut,
-                Some("the model's answer reached its output limit and was cut".to_string()),
-            ),
+        let (model_text, answer_end) = match &end {
+            TurnEnd::Answer(text) => (text.clone(), AnswerEnd::Completed),
+            TurnEnd::Cut(text) => (text.clone(), AnswerEnd::Cut),
             TurnEnd::Stopped { text, reason } => {
-                let end = if *reason == StopReason::ModelFailed {
-                    AnswerEnd::ModelFailed
-                } else {
-                    AnswerEnd::Stopped
+                let end = match reason {
+                    StopReason::ModelFailed => AnswerEnd::ModelFailed {
+                        error: model_error
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
+                    },
+                    _ => AnswerEnd::Stopped(*reason),
                 };
-                let detail = model_error
-                    .as_ref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default();
-                (
-                    text.clone(),
-                    end,
-                    Some(format!("{}{detail}", reason.describe())),
-                )
+                (text.clone(), end)
             }
         };
         let answer = info_span!("compose").in_scope(|| {
@@ -285,7 +278,6 @@ impl Agent {
                 context,
                 &model_text,
                 answer_end,
-                stop_reason,
                 &turn,
                 records,
                 approvals,
@@ -320,48 +312,11 @@ impl Agent {
 }
 
 impl Agent {
-    /// The tools of the session's next model call: the starter tools, or `open_tools` and the
-    /// tools it opened.
+    /// The tools of the session's next model call.
     fn tool_defs(&self, session: &Session, context: &AgentContext) -> ToolDefs {
-        self.inner.tool_defs.get(
-            &self.inner.tools,
-            self.inner.tools.opened(&session.opened_tools),
-            context.account_id.is_some(),
-        )
-    }
-
-    /// Adds the tools this step's successful `open_tools` calls asked for to the session;
-    /// whether any was new. The thread's first opening keeps the starter tools the
-    /// conversation (`messages`) has already called: they do not vanish from under it.
-    fn open_tools(
-        &self,
-        session: &mut Session,
-        records: &[ToolCallRecord],
-        messages: &[ChatMessage],
-    ) -> bool {
-        let mut asked: Vec<String> = records
-            .iter()
-            .filter(|r| r.name == OPEN_TOOLS && r.error.is_none())
-            .flat_map(|r| self.inner.tools.opened_by(&r.arguments))
-            .collect();
-        if asked.is_empty() {
-            return false;
-        }
-        if session.opened_tools.is_empty() {
-            let used = messages.iter().flat_map(|m| &m.tool_calls);
-            asked.extend(
-                used.filter(|c| self.inner.tools.exposure(&c.name) == Some(Exposure::Starter))
-                    .map(|c| c.name.clone()),
-            );
-        }
-        let mut changed = false;
-        for name in asked {
-            if !session.opened_tools.contains(&name) {
-                session.opened_tools.push(name);
-                changed = true;
-            }
-        }
-        changed
+        self.inner
+            .exposure
+            .definitions(&session.opened_tools, context.account_id.is_some())
     }
 }
 
@@ -482,8 +437,8 @@ pub(super) fn record_turn(session: &Session, answer: &Answer) {
     let status = match answer.end {
         AnswerEnd::Completed => "completed",
         AnswerEnd::Cut => "cut",
-        AnswerEnd::Stopped => "stopped",
-        AnswerEnd::ModelFailed => "failed",
+        AnswerEnd::Stopped(_) => "stopped",
+        AnswerEnd::ModelFailed { .. } => "failed",
     };
     let span = Span::current();
     let usage = answer.total_usage();

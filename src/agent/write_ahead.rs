@@ -69,17 +69,17 @@ impl Agent {
                 ..write.call.clone()
             };
             records.push(ToolCallRecord::of(&confirm, &output));
-            match &output.error {
+            match &output {
                 // Stripe refused the request itself: with the same key it would have answered
                 // with the first attempt's result had that attempt applied, so nothing was.
-                Some(e) if refused_outright(e) => {
+                Err(e) if refused_outright(e) => {
                     session.settle_uncertain(&write.key_id);
                     changed = true;
                 }
                 // Unavailable, rate limited, in flight, unreadable: still unknown, tried again
                 // with the next answer.
-                Some(_) => {}
-                None => {
+                Err(_) => {}
+                Ok(_) => {
                     changed |= self.absorb(session, &write.call, &write.key_id, false, &output);
                 }
             }
@@ -102,11 +102,7 @@ pub(super) fn key_id(session: &Session, call: &ToolCall) -> String {
 /// outcome: with the same idempotency key it would have answered with an earlier attempt's
 /// result had that attempt applied, so none did.
 pub(super) fn refused_outright(error: &ToolError) -> bool {
-    !error.outcome_unknown
-        && matches!(
-            error.code,
-            ErrorCode::StripeInvalidRequest | ErrorCode::NotFound
-        )
+    !error.outcome_unknown && error.code.disposition().refused_outright
 }
 
 /// The answer for a write that was not sent because it could not be recorded first.

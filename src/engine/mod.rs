@@ -4,4 +4,6 @@
 
 pub mod turn;
 
-pub use turn::{Limits, Refusal, Step, StopReason, Turn, TurnEnd};
+pub use turn::{
+    Limits, Refusal, RefusalReason, Step, StopReason, ToolHistory, Turn, TurnEnd, Verbatim,
+};

@@ -10,9 +10,36 @@ use serde_json::Value;
 use crate::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolDefs, Usage,
 };
-use crate::tools::digest::{digest, fresh};
-use crate::tools::open::OPEN_TOOLS;
 use crate::tools::{ErrorCode, ToolError, ToolOutput};
+
+/// How the model reads tool results and exchanges, decided by the component that owns tool
+/// exposure (the agent's `ToolExposure`): the engine keeps the history valid and knows no tool.
+pub trait ToolHistory: Send + Sync {
+    /// The text the model reads of a result it has not read yet (`changed`: Stripe changed).
+    fn fresh(&self, content: &Value, changed: bool) -> String;
+    /// What a result the model has read becomes (`None`: it stays as it is).
+    fn digest(&self, content: &str) -> Option<String>;
+    /// Whether an answered exchange of these calls says nothing more and leaves the history.
+    fn drops_exchange(&self, calls: &[ToolCall]) -> bool;
+}
+
+/// Results as the tools returned them, read or not; no exchange dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verbatim;
+
+impl ToolHistory for Verbatim {
+    fn fresh(&self, content: &Value, _changed: bool) -> String {
+        content.to_string()
+    }
+
+    fn digest(&self, _content: &str) -> Option<String> {
+        None
+    }
+
+    fn drops_exchange(&self, _calls: &[ToolCall]) -> bool {
+        false
+    }
+}
 
 /// Bounds on one turn. Whatever the model does, the turn ends within these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,20 +119,50 @@ impl StopReason {
     }
 }
 
-/// A tool call the turn decided not to run, with the result the model gets instead.
+/// A tool call the turn decided not to run, and why; the model reads [`Refusal::error`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub call: ToolCall,
-    pub error: ToolError,
+    pub reason: RefusalReason,
+}
+
+/// Why the turn refused a call before running it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefusalReason {
+    /// The arguments are longer than [`Limits::max_argument_bytes`].
+    OversizedArguments { bytes: usize, limit: usize },
+    /// The same call (tool and arguments, however spelled) already failed in this turn.
+    RepeatsFailedCall { earlier: ToolError },
+}
+
+impl Refusal {
+    /// The result the model reads instead of the call's.
+    pub fn error(&self) -> ToolError {
+        match &self.reason {
+            RefusalReason::OversizedArguments { bytes, limit } => ToolError::invalid(
+                None,
+                format!("the arguments are {bytes} bytes; at most {limit} are accepted"),
+            ),
+            RefusalReason::RepeatsFailedCall { earlier } => ToolError::new(
+                ErrorCode::InvalidArguments,
+                format!(
+                    "this exact call already failed in this answer ({}); do not repeat it: change the arguments, use another tool, or explain the problem to the user",
+                    earlier.model_message
+                ),
+            ),
+        }
+    }
 }
 
 /// The state of one turn.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Turn {
     messages: Arc<Vec<ChatMessage>>,
     /// Where this turn's own messages start (after the prompt, context and history).
     own_from: usize,
     tools: ToolDefs,
+    /// How results read and exchanges answered are shown from the next call on.
+    history: Arc<dyn ToolHistory>,
     limits: Limits,
     model_calls: u32,
     tool_calls: u32,
@@ -121,13 +178,26 @@ pub struct Turn {
     ended: Option<TurnEnd>,
 }
 
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("messages", &self.messages.len())
+            .field("model_calls", &self.model_calls)
+            .field("tool_calls", &self.tool_calls)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Turn {
-    /// `messages`: system prompt, context, history and the new room messages.
+    /// `messages`: system prompt, context, history and the new room messages. Results are
+    /// shown [`Verbatim`] unless [`Turn::with_history`] hands over another [`ToolHistory`].
     pub fn new(messages: Vec<ChatMessage>, tools: impl Into<ToolDefs>, limits: Limits) -> Turn {
         Turn {
             own_from: messages.len(),
             messages: Arc::new(messages),
             tools: tools.into(),
+            history: Arc::new(Verbatim),
             limits,
             model_calls: 0,
             tool_calls: 0,
@@ -138,6 +208,12 @@ impl Turn {
             awaiting: Vec::new(),
             ended: None,
         }
+    }
+
+    /// How the model reads results and exchanges, from the owner of tool exposure.
+    pub fn with_history(mut self, history: Arc<dyn ToolHistory>) -> Turn {
+        self.history = history;
+        self
     }
 
     /// The tool definitions of the next model calls (the driver opened more tools).
@@ -250,29 +326,19 @@ impl Turn {
 
     /// Refuses calls that must not run: repeats of a failed call and oversized arguments.
     fn precheck(&self, call: &ToolCall) -> Option<Refusal> {
-        if call.arguments.len() > self.limits.max_argument_bytes {
-            return Some(Refusal {
-                call: call.clone(),
-                error: ToolError::invalid(
-                    None,
-                    format!(
-                        "the arguments are {} bytes; at most {} are accepted",
-                        call.arguments.len(),
-                        self.limits.max_argument_bytes
-                    ),
-                ),
-            });
-        }
-        let key = (call.name.clone(), normalise_arguments(&call.arguments));
-        self.failed_calls.get(&key).map(|earlier| Refusal {
+        let reason = if call.arguments.len() > self.limits.max_argument_bytes {
+            RefusalReason::OversizedArguments {
+                bytes: call.arguments.len(),
+                limit: self.limits.max_argument_bytes,
+            }
+        } else {
+            let key = (call.name.clone(), normalise_arguments(&call.arguments));
+            let earlier = self.failed_calls.get(&key)?.clone();
+            RefusalReason::RepeatsFailedCall { earlier }
+        };
+        Some(Refusal {
             call: call.clone(),
-            error: ToolError::new(
-                ErrorCode::InvalidArguments,
-                format!(
-                    "this exact call already failed in this answer ({}); do not repeat it: change the arguments, use another tool, or explain the problem to the user",
-                    earlier.model_message
-                ),
-            ),
+            reason,
         })
     }
 
@@ -293,16 +359,18 @@ impl Turn {
             let mut write = false;
             let (content, error) = match (refused, results.remove(&call.id)) {
                 (Some(r), _) => {
-                    repeated |= r
-                        .error
-                        .model_message
-                        .starts_with("this exact call already failed");
-                    (r.error.to_model_json(), Some(r.error))
+                    repeated |= matches!(r.reason, RefusalReason::RepeatsFailedCall { .. });
+                    let error = r.error();
+                    (error.to_model_json(), Some(error))
                 }
-                (None, Some(output)) => {
+                (None, Some(Ok(success))) => {
                     self.tool_calls += 1;
-                    write = output.effect.is_some();
-                    (output.content, output.error)
+                    write = success.effect.is_some();
+                    (success.content, None)
+                }
+                (None, Some(Err(error))) => {
+                    self.tool_calls += 1;
+                    (error.to_model_json(), Some(error))
                 }
                 (None, None) => {
                     let e = ToolError::new(ErrorCode::Internal, "the tool did not report a result");
@@ -311,13 +379,7 @@ impl Turn {
             };
             match &error {
                 Some(e) => {
-                    let model_fixable = matches!(
-                        e.code,
-                        ErrorCode::InvalidArguments
-                            | ErrorCode::UnknownTool
-                            | ErrorCode::StripeInvalidRequest
-                    );
-                    all_invalid &= model_fixable;
+                    all_invalid &= e.code.disposition().malformed_call;
                     self.failed_calls.insert(
                         (call.name.clone(), normalise_arguments(&call.arguments)),
                         e.clone(),
@@ -326,7 +388,7 @@ impl Turn {
                 None => all_invalid = false,
             }
             let content = match error {
-                None => fresh(&content, write),
+                None => self.history.fresh(&content, write),
                 Some(_) => content.to_string(),
             };
             Arc::make_mut(&mut self.messages)
@@ -351,9 +413,8 @@ impl Turn {
     }
 
     /// The results of this turn's earlier steps have been read (the model took a step after
-    /// them): from now on the model gets their digests (see [`crate::tools::digest`]).
-    /// The `open_tools` exchanges of earlier steps are dropped as well: the tools they opened
-    /// are in the definitions, and the exchange says nothing more.
+    /// them): from now on the model gets their digests, and the exchanges the
+    /// [`ToolHistory`] drops are gone.
     fn digest_read_results(&mut self) {
         self.drop_open_exchanges();
         let own_from = self.own_from;
@@ -361,7 +422,7 @@ impl Turn {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.role == Role::Tool)
-            .filter_map(|(i, m)| Some((own_from + i, digest(m.content.as_deref()?)?)))
+            .filter_map(|(i, m)| Some((own_from + i, self.history.digest(m.content.as_deref()?)?)))
             .collect();
         if digests.is_empty() {
             return;
@@ -372,7 +433,7 @@ impl Turn {
         }
     }
 
-    /// Removes this turn's assistant messages that only opened tools, with their results.
+    /// Removes this turn's assistant messages the [`ToolHistory`] drops, with their results.
     /// An exchange is the assistant message and the results right after it (the turn writes
     /// them so), found by position: call ids may repeat across steps.
     fn drop_open_exchanges(&mut self) {
@@ -380,10 +441,10 @@ impl Turn {
         let mut gone = Vec::new();
         for i in self.own_from..m.len() {
             let calls = &m[i].tool_calls;
-            let opens_only = m[i].role == Role::Assistant
+            let says_nothing = m[i].role == Role::Assistant
                 && m[i].content.as_deref().is_none_or(|c| c.trim().is_empty())
                 && !calls.is_empty()
-                && calls.iter().all(|c| c.name == OPEN_TOOLS);
+                && self.history.drops_exchange(calls);
             let results = m.get(i + 1..i + 1 + calls.len());
             // Only once every one of its results is in: the history stays valid.
             let answered = results.is_some_and(|r| {
@@ -391,7 +452,7 @@ impl Turn {
                     r.role == Role::Tool && r.tool_call_id.as_deref() == Some(c.id.as_str())
                 })
             });
-            if opens_only && answered {
+            if says_nothing && answered {
                 gone.extend(i..=i + calls.len());
             }
         }

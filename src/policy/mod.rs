@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use crate::sync::ObjectKind;
 use crate::tools::{DestructiveEffect, ErrorCode, Tool, ToolError};
 
 mod request;
@@ -177,8 +178,8 @@ impl crate::sync::RelatedObjects for Provenance {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Run,
-    /// Answer the model with this error instead of running the call.
-    Refuse(ToolError),
+    /// Answer the model with [`Violation::error`] instead of running the call.
+    Refuse(Violation),
     /// Fetch the object with `tool` and `{"id": id}` first; run the call only if it exists.
     VerifyFirst {
         tool: &'static str,
@@ -186,6 +187,49 @@ pub enum Verdict {
     },
     /// Hold the call until a person approves it.
     NeedsApproval(Hold),
+}
+
+/// The rule a refused call breaks, with what broke it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Violation {
+    /// Without a trusted account id, an account id no room message showed.
+    UnseenAccountId { given: String },
+    /// An id that came from neither a Stripe result nor a message of the conversation.
+    UnseenId { param: String, id: String },
+    /// The object the call targets (named by `param`) was deleted in Stripe.
+    TargetDeleted {
+        param: &'static str,
+        id: String,
+        object: ObjectKind,
+    },
+}
+
+impl Violation {
+    /// What the model reads instead of the call's result.
+    pub fn error(&self) -> ToolError {
+        match self {
+            Violation::UnseenAccountId { given } => ToolError::new(
+                ErrorCode::MissingAccountId,
+                format!(
+                    "The account id `{given}` does not appear in this conversation, so it cannot be used. Ask @Altan for the account id (workspace id); never guess it."
+                ),
+            ),
+            Violation::UnseenId { param, id } => ToolError::invalid(
+                Some(param),
+                format!(
+                    "`{param}` `{id}` did not come from a Stripe result or a message of this conversation. Use only ids that Stripe returned: look the object up with the matching get_* tool first."
+                ),
+            ),
+            Violation::TargetDeleted { param, id, object } => ToolError::new(
+                ErrorCode::NotFound,
+                if *param == "id" {
+                    format!("`{id}` was deleted in Stripe; it cannot be changed.")
+                } else {
+                    format!("{object} `{id}` was deleted; create a new {object} first.")
+                },
+            ),
+        }
+    }
 }
 
 /// Why a call is held for approval.
@@ -227,12 +271,9 @@ pub fn check(
         && !given.trim().is_empty()
         && provenance.seen(given.trim()) != Seen::FromRoom
     {
-        return Verdict::Refuse(ToolError::new(
-            ErrorCode::MissingAccountId,
-            format!(
-                "The account id `{given}` does not appear in this conversation, so it cannot be used. Ask @Altan for the account id (workspace id); never guess it."
-            ),
-        ));
+        return Verdict::Refuse(Violation::UnseenAccountId {
+            given: given.clone(),
+        });
     }
 
     let mut references = Vec::new();
@@ -245,12 +286,10 @@ pub fn check(
     );
     for (param, id) in &references {
         if provenance.seen(id) == Seen::Never {
-            return Verdict::Refuse(ToolError::invalid(
-                Some(param),
-                format!(
-                    "`{param}` `{id}` did not come from a Stripe result or a message of this conversation. Use only ids that Stripe returned: look the object up with the matching get_* tool first."
-                ),
-            ));
+            return Verdict::Refuse(Violation::UnseenId {
+                param: param.clone(),
+                id: id.clone(),
+            });
         }
     }
 
@@ -258,17 +297,11 @@ pub fn check(
         && let Some(Value::String(id)) = args.get(target.param)
     {
         if provenance.is_deleted(id) {
-            return Verdict::Refuse(ToolError::new(
-                ErrorCode::NotFound,
-                if target.param == "id" {
-                    format!("`{id}` was deleted in Stripe; it cannot be changed.")
-                } else {
-                    format!(
-                        "{0} `{id}` was deleted; create a new {0} first.",
-                        target.object
-                    )
-                },
-            ));
+            return Verdict::Refuse(Violation::TargetDeleted {
+                param: target.param,
+                id: id.clone(),
+                object: target.object,
+            });
         }
         if provenance.seen(id) != Seen::FromStripe {
             return Verdict::VerifyFirst {
@@ -388,7 +421,9 @@ mod tests {
             "create_price",
             r#"{"product":"prod_X","unit_amount":1,"currency":"usd"}"#,
         );
-        assert!(matches!(v, Verdict::Refuse(e) if e.param.as_deref() == Some("product")));
+        assert!(
+            matches!(&v, Verdict::Refuse(Violation::UnseenId { param, .. }) if param == "product")
+        );
         p.observe_result(&json!({"id": "prod_X", "object": "product"}));
         let v = check(
             &cfg,
@@ -406,7 +441,9 @@ mod tests {
             "create_subscription",
             r#"{"customer":"cus_1","items":[{"price":"price_Z"}]}"#,
         );
-        assert!(matches!(v, Verdict::Refuse(e) if e.param.as_deref() == Some("customer")));
+        assert!(
+            matches!(&v, Verdict::Refuse(Violation::UnseenId { param, .. }) if param == "customer")
+        );
     }
 
     #[test]
@@ -464,7 +501,9 @@ mod tests {
             "update_customer",
             r#"{"id":"cus_1","name":"x"}"#,
         );
-        assert!(matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::NotFound));
+        assert!(
+            matches!(&v, Verdict::Refuse(r @ Violation::TargetDeleted { .. }) if r.error().code == ErrorCode::NotFound)
+        );
         p.observe_result(&json!({"id": "price_1", "object": "price"}));
         let v = check(
             &PolicyConfig::default(),
@@ -473,7 +512,9 @@ mod tests {
             "create_subscription",
             r#"{"customer":"cus_1","items":[{"price":"price_1"}]}"#,
         );
-        assert!(matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::NotFound));
+        assert!(
+            matches!(&v, Verdict::Refuse(r @ Violation::TargetDeleted { .. }) if r.error().code == ErrorCode::NotFound)
+        );
     }
 
     #[test]
@@ -492,7 +533,7 @@ mod tests {
             r#"{"account_id":"ws_42"}"#,
         );
         assert!(
-            matches!(v, Verdict::Refuse(e) if e.code == ErrorCode::MissingAccountId && e.model_message.contains("@Altan"))
+            matches!(&v, Verdict::Refuse(r @ Violation::UnseenAccountId { .. }) if r.error().code == ErrorCode::MissingAccountId && r.error().model_message.contains("@Altan"))
         );
         p.observe_room_text("The workspace id is ws_42.");
         let v = check(

@@ -385,18 +385,19 @@ async fn observe(request: Request, next: Next) -> Response {
 /// (HEAD included: axum answers it with the GET handler).
 async fn authenticate_reads(
     State(state): State<ServerState>,
+    params: Result<axum::extract::RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if request.method() != axum::http::Method::POST {
         let access = state.tokens.authenticate(request.headers())?;
-        // /v1/accounts/{account_id}/pending-syncs
-        let account = request
-            .uri()
-            .path()
-            .split('/')
-            .nth(3)
-            .and_then(crate::pay::routes::percent_decode);
+        // The route's `{account_id}` (/v1/accounts/{account_id}/pending-syncs), decoded.
+        let account = params.ok().and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "account_id")
+                .map(|(_, value)| value.to_string())
+        });
         access.check(account.as_deref())?;
     }
     Ok(next.run(request).await)

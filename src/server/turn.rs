@@ -299,20 +299,17 @@ pub async fn finish(answer: JoinHandle<Result<Value, ApiError>>) -> Result<Value
 /// The native answer: final text, handoff, sync plan, tool calls, approvals, usage, and an
 /// `error` when the turn did not complete (the sync plan is there either way).
 pub fn answer_json(thread_id: &str, answer: &Answer) -> Value {
+    let reason = answer.end.reason();
     let (status, error) = match answer.end {
         AnswerEnd::Completed => ("completed", Value::Null),
-        AnswerEnd::Cut => (
-            "cut",
-            json!({"type": "answer_cut", "message": answer.stop_reason}),
-        ),
-        AnswerEnd::Stopped => (
+        AnswerEnd::Cut => ("cut", json!({"type": "answer_cut", "message": reason})),
+        AnswerEnd::Stopped(_) => (
             "stopped",
-            json!({"type": "turn_stopped", "message": answer.stop_reason}),
+            json!({"type": "turn_stopped", "message": reason}),
         ),
-        AnswerEnd::ModelFailed => (
-            "failed",
-            json!({"type": "model_failed", "message": answer.stop_reason}),
-        ),
+        AnswerEnd::ModelFailed { .. } => {
+            ("failed", json!({"type": "model_failed", "message": reason}))
+        }
     };
     let handoff = answer.mention.as_ref().map(|m| {
         let task = match &answer.sync_plan {

@@ -57,7 +57,10 @@ pub enum NotSynced {
 /// A Stripe change made by a tool call: what the sync plan is built from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
-    pub operation: String,
+    /// The route the call went through (`prices.update`): one the tool declares, fixed when
+    /// the crate is built, never text from a request or an event (event types are only ever
+    /// a [`Mutation::operation`]).
+    pub operation: &'static str,
     pub kind: RouteKind,
     pub account_id: String,
     pub stripe_connect_id: Option<String>,
@@ -70,13 +73,13 @@ impl Mutation {
     pub fn from_effect(effect: &Effect, tool_call_id: &str) -> Result<Mutation, NotSynced> {
         if !effect.kind.is_mutation() {
             return Err(NotSynced::NotAMutation {
-                operation: effect.operation.clone(),
+                operation: effect.operation.to_owned(),
             });
         }
         let source = MutationSource::ToolCall {
             tool_call_id: tool_call_id.to_owned(),
         };
-        Mutation::from_object(source, &effect.operation, &effect.object)
+        Mutation::from_object(source, effect.operation, &effect.object)
     }
 
     /// The mutation a Stripe event reports (`{"id": "evt_..", "type": "..", "data": {"object": ..}}`).

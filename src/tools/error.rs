@@ -44,21 +44,44 @@ pub enum Disposition {
     Bug,
 }
 
+/// What a failure means: one row of [`ErrorCode::disposition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRule {
+    /// Who has to act.
+    pub act: Disposition,
+    /// Whether resending the same call can help.
+    pub retry_helps: bool,
+    /// Whether the model's call itself could not be run (bad arguments, an unknown tool, a
+    /// request Stripe calls invalid): the turn stops after too many of these in a row.
+    pub malformed_call: bool,
+    /// Whether Stripe refused the request itself, so a write with this failure did not apply
+    /// (unless the error says its outcome is unknown): an uncertain write it repeats settles.
+    pub refused_outright: bool,
+}
+
 impl ErrorCode {
-    /// The one table of who acts and whether resending the same call can help.
-    pub fn disposition(self) -> (Disposition, bool) {
+    /// The one table of who acts, whether resending the same call can help, and whether the
+    /// call itself was malformed. The engine, the tools' logs and the model's `next` read it.
+    pub fn disposition(self) -> FailureRule {
         use Disposition::*;
+        let rule = |act, retry_helps, malformed_call, refused_outright| FailureRule {
+            act,
+            retry_helps,
+            malformed_call,
+            refused_outright,
+        };
+        // Columns: who acts, resending helps, the call was malformed, Stripe refused it.
         match self {
-            ErrorCode::InvalidArguments => (ModelRetry, false),
-            ErrorCode::MissingAccountId => (ModelRetry, false),
-            ErrorCode::AccountMismatch => (ModelRetry, false),
-            ErrorCode::UnknownTool => (ModelRetry, false),
-            ErrorCode::StripeInvalidRequest => (ModelRetry, false),
-            ErrorCode::NotFound => (ModelRetry, false),
-            ErrorCode::Unavailable => (Report, true),
-            ErrorCode::NotAuthorized => (Report, false),
-            ErrorCode::BadResponse => (Report, false),
-            ErrorCode::Internal => (Bug, false),
+            ErrorCode::InvalidArguments => rule(ModelRetry, false, true, false),
+            ErrorCode::MissingAccountId => rule(ModelRetry, false, false, false),
+            ErrorCode::AccountMismatch => rule(ModelRetry, false, false, false),
+            ErrorCode::UnknownTool => rule(ModelRetry, false, true, false),
+            ErrorCode::StripeInvalidRequest => rule(ModelRetry, false, true, true),
+            ErrorCode::NotFound => rule(ModelRetry, false, false, true),
+            ErrorCode::Unavailable => rule(Report, true, false, false),
+            ErrorCode::NotAuthorized => rule(Report, false, false, false),
+            ErrorCode::BadResponse => rule(Report, false, false, false),
+            ErrorCode::Internal => rule(Bug, false, false, false),
         }
     }
 }
@@ -195,13 +218,13 @@ impl ToolError {
 
     /// The JSON the model reads as the tool result.
     pub fn to_model_json(&self) -> Value {
-        let (disposition, retryable) = self.code.disposition();
+        let rule = self.code.disposition();
         let mut error = json!({
             "code": self.code,
             "message": self.model_message,
-            "next": match disposition {
+            "next": match rule.act {
                 Disposition::ModelRetry => "fix the call and try again",
-                Disposition::Report if retryable => "try again later or tell the user",
+                Disposition::Report if rule.retry_helps => "try again later or tell the user",
                 Disposition::Report => "tell the user",
                 Disposition::Bug => "tell the user the action failed",
             },

@@ -7,6 +7,7 @@ pub mod declare;
 pub mod digest;
 pub mod error;
 pub mod open;
+pub mod own;
 pub mod plan;
 pub mod schema;
 
@@ -27,8 +28,9 @@ pub use declare::{
     Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach,
     Target,
 };
-pub use error::{Disposition, ErrorCode, ToolError};
+pub use error::{Disposition, ErrorCode, FailureRule, ToolError};
 pub use open::Opened;
+pub use own::{AgentTool, OwnCall, OwnToolAdapter};
 
 /// Where a tool call comes from and which account it may act for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,32 +81,54 @@ impl ToolDefinition {
     }
 }
 
-/// The result of one tool call.
+/// A tool call that ran: what the model reads and, when Stripe changed, what changed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolOutput {
+pub struct ToolSuccess {
     /// What the model reads.
     pub content: Value,
     /// Set when Stripe changed.
     pub effect: Option<Effect>,
-    /// Set when the call failed; `content` then holds the model's view of it.
-    pub error: Option<ToolError>,
 }
 
-impl ToolOutput {
-    pub fn ok(content: Value, effect: Option<Effect>) -> ToolOutput {
-        ToolOutput {
-            content,
-            effect,
-            error: None,
+impl ToolSuccess {
+    pub fn new(content: Value, effect: Option<Effect>) -> ToolSuccess {
+        ToolSuccess { content, effect }
+    }
+}
+
+/// The outcome of one tool call: a failure cannot say that Stripe changed (a write whose
+/// outcome is unknown says so in [`ToolError::outcome_unknown`]).
+pub type ToolOutput = Result<ToolSuccess, ToolError>;
+
+/// What the model reads of an outcome: the result, or the failure's model view.
+pub fn model_content(output: &ToolOutput) -> Value {
+    output.content()
+}
+
+/// Views of a [`ToolOutput`] for callers that look at one side.
+pub trait ToolOutputView {
+    /// What the model reads: the result, or the failure's model view.
+    fn content(&self) -> Value;
+    /// The failure, if the call failed.
+    fn error(&self) -> Option<&ToolError>;
+    /// What Stripe changed, if the call ran and changed something.
+    fn effect(&self) -> Option<&Effect>;
+}
+
+impl ToolOutputView for ToolOutput {
+    fn content(&self) -> Value {
+        match self {
+            Ok(success) => success.content.clone(),
+            Err(error) => error.to_model_json(),
         }
     }
 
-    pub fn failed(error: ToolError) -> ToolOutput {
-        ToolOutput {
-            content: error.to_model_json(),
-            effect: None,
-            error: Some(error),
-        }
+    fn error(&self) -> Option<&ToolError> {
+        self.as_ref().err()
+    }
+
+    fn effect(&self) -> Option<&Effect> {
+        self.as_ref().ok().and_then(|s| s.effect.as_ref())
     }
 }
 
@@ -127,6 +151,20 @@ pub trait Tool: Send + Sync {
     ) -> BoxFuture<'a, ToolOutput>;
     /// Every fact the runtime uses about the tool (see [`declare`]).
     fn declaration(&self) -> &Declaration;
+    /// Fetches the one object `id`: the check a read tool runs before another tool changes
+    /// the object (verify first). Tools that cannot fetch by id say so.
+    fn retrieve<'a>(
+        &'a self,
+        _env: &'a ToolEnv,
+        _ctx: &'a ToolContext,
+        id: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        let name = self.definition().name;
+        Box::pin(std::future::ready(Err(ToolError::new(
+            ErrorCode::Internal,
+            format!("{name} cannot fetch `{id}` by its id"),
+        ))))
+    }
     /// What a call with these arguments destroys, if anything. A tool that cannot read the
     /// arguments here counts any effect it declares: in doubt, the call is held.
     fn destructive(&self, _arguments: &str) -> Option<DestructiveEffect> {
@@ -193,7 +231,11 @@ impl<T: PayTool> PayToolAdapter<T> {
 
     /// The typed arguments and the scope (account id, Connect id) of a call.
     fn parse(arguments: &str) -> Result<(T::Args, Scope), ToolError> {
-        let mut raw = parse_arguments(T::NAME, arguments)?;
+        Self::parse_map(parse_arguments(T::NAME, arguments)?)
+    }
+
+    /// [`Self::parse`] of arguments already read as a JSON object.
+    fn parse_map(mut raw: Map<String, Value>) -> Result<(T::Args, Scope), ToolError> {
         let scope = take_scope(&mut raw)?;
         for (param, why) in T::REFUSED {
             if raw.contains_key(*param) {
@@ -209,14 +251,28 @@ impl<T: PayTool> PayToolAdapter<T> {
         Ok((args, scope))
     }
 
-    async fn run(
+    async fn run(&self, env: &ToolEnv, ctx: &ToolContext, arguments: &str) -> ToolOutput {
+        let (args, scope) = Self::parse(arguments)?;
+        self.run_parsed(env, ctx, args, scope).await
+    }
+
+    async fn run_parsed(
         &self,
         env: &ToolEnv,
         ctx: &ToolContext,
-        arguments: &str,
-    ) -> Result<ToolOutput, ToolError> {
-        let (mut args, scope) = Self::parse(arguments)?;
+        mut args: T::Args,
+        scope: Scope,
+    ) -> ToolOutput {
         T::check(&mut args)?;
+        if T::FACTS.action == Action::Update && !changes_anything(&args) {
+            return Err(ToolError::invalid(
+                None,
+                format!(
+                    "{} needs at least one field to change besides `id`",
+                    T::NAME
+                ),
+            ));
+        }
         let operation = T::operation(&args);
         if !T::FACTS.routes.contains(&operation) {
             return Err(ToolError::new(
@@ -236,7 +292,7 @@ impl<T: PayTool> PayToolAdapter<T> {
 
         if operation == "account.stripe_connect_id" {
             let id = resolve_connect_id(env, ctx, &account_id, scope.stripe_connect_id).await?;
-            return Ok(ToolOutput::ok(
+            return Ok(ToolSuccess::new(
                 json!({"account_id": account_id, "stripe_connect_id": id}),
                 None,
             ));
@@ -276,7 +332,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         check_shape(operation, kind, &route.object, &result)?;
 
         let effect = kind.is_mutation().then(|| Effect {
-            operation: operation.to_string(),
+            operation,
             kind,
             account_id: account_id.clone(),
             stripe_connect_id: connect_id.clone(),
@@ -288,7 +344,7 @@ impl<T: PayTool> PayToolAdapter<T> {
         } else {
             result
         };
-        Ok(ToolOutput::ok(model_view(content), effect))
+        Ok(ToolSuccess::new(model_view(content), effect))
     }
 }
 
@@ -309,34 +365,65 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
             .and_then(|(args, _)| T::FACTS.effect_of(&args))
     }
 
+    fn retrieve<'a>(
+        &'a self,
+        env: &'a ToolEnv,
+        ctx: &'a ToolContext,
+        id: &'a str,
+    ) -> BoxFuture<'a, ToolOutput> {
+        in_tool_span(T::NAME, ctx, async move {
+            let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
+            let (args, scope) = Self::parse_map(by_id)?;
+            self.run_parsed(env, ctx, args, scope).await
+        })
+    }
+
     fn call<'a>(
         &'a self,
         env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
-        let span = info_span!("tool", name = T::NAME, call_id = %ctx.tool_call_id);
-        Box::pin(
-            async move {
-                match self.run(env, ctx, arguments).await {
-                    Ok(output) => output,
-                    Err(error) => {
-                        // Mistakes the model fixes itself are routine; the rest need an operator.
-                        match error.code.disposition().0 {
-                            Disposition::ModelRetry => {
-                                tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
-                            }
-                            _ => {
-                                tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
-                            }
-                        }
-                        ToolOutput::failed(error)
+        in_tool_span(T::NAME, ctx, self.run(env, ctx, arguments))
+    }
+}
+
+/// Whether update arguments name anything to change besides the object's `id`: read from
+/// their serialized form (unset fields are left out or null), so a field added to an update's
+/// arguments counts without a list to keep up to date.
+fn changes_anything(args: &impl Serialize) -> bool {
+    match serde_json::to_value(args) {
+        Ok(Value::Object(fields)) => fields.iter().any(|(k, v)| k != "id" && !v.is_null()),
+        // Not an object: nothing to judge here; encoding the call reports it.
+        _ => true,
+    }
+}
+
+/// Runs a tool's call in its span and logs a failure: mistakes the model fixes itself are
+/// routine; the rest need an operator.
+pub(crate) fn in_tool_span<'a>(
+    name: &'static str,
+    ctx: &ToolContext,
+    run: impl Future<Output = ToolOutput> + Send + 'a,
+) -> BoxFuture<'a, ToolOutput> {
+    let span = info_span!("tool", name, call_id = %ctx.tool_call_id);
+    Box::pin(
+        async move {
+            let output = run.await;
+            if let Err(error) = &output {
+                match error.code.disposition().act {
+                    Disposition::ModelRetry => {
+                        tracing::info!(code = ?error.code, detail = %error.operator_detail, "tool call refused")
+                    }
+                    _ => {
+                        tracing::warn!(code = ?error.code, detail = %error.operator_detail, "tool call failed")
                     }
                 }
             }
-            .instrument(span),
-        )
-    }
+            output
+        }
+        .instrument(span),
+    )
 }
 
 /// What the model reads of a Stripe object: the object without its null, empty-list and
@@ -568,6 +655,13 @@ async fn resolve_connect_id(
     }
 }
 
+/// A tool added under a name the tool set already has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("there is already a tool named `{name}`")]
+pub struct DuplicateTool {
+    pub name: &'static str,
+}
+
 /// All tools, by name, in a fixed order.
 #[derive(Clone)]
 pub struct ToolSet {
@@ -600,9 +694,35 @@ impl ToolSet {
 
     /// Every Altan Pay tool, with plans kept in `plans`.
     pub fn altan_pay_with_plans(plans: plan::PlanStore) -> ToolSet {
+        ToolSet::with_open_tools(ToolSet::catalog_and_plans(plans))
+    }
+
+    /// Every Altan Pay tool, with plans kept in `plans`, and `own` tools after them (opened
+    /// or sent as their declarations say). Fails on a name the set already has.
+    pub fn altan_pay_with(
+        plans: plan::PlanStore,
+        own: Vec<Arc<dyn Tool>>,
+    ) -> Result<ToolSet, DuplicateTool> {
+        let mut tools = ToolSet::catalog_and_plans(plans);
+        for tool in own {
+            let name = tool.definition().name;
+            if name == open::OPEN_TOOLS || tools.iter().any(|t| t.definition().name == name) {
+                return Err(DuplicateTool { name });
+            }
+            tools.push(tool);
+        }
+        Ok(ToolSet::with_open_tools(tools))
+    }
+
+    fn catalog_and_plans(plans: plan::PlanStore) -> Vec<Arc<dyn Tool>> {
         let mut tools = catalog::all();
         tools.push(Arc::new(plan::PlanTool::read(plans.clone())));
         tools.push(Arc::new(plan::PlanTool::update(plans)));
+        tools
+    }
+
+    /// `tools` and, last, `open_tools`, which opens any of them.
+    fn with_open_tools(mut tools: Vec<Arc<dyn Tool>>) -> ToolSet {
         let openable = tools.iter().map(|t| t.definition().name).collect();
         tools.push(Arc::new(open::OpenTools::new(openable)));
         ToolSet::new(tools)
@@ -713,7 +833,7 @@ impl ToolSet {
                     && opened != Opened::all()
                 {
                     // What is open already need not be offered again.
-                    self.drop_opened_names(&mut entry, opened);
+                    self.drop_opened_names(&mut entry, &opened);
                 }
                 entry
             })
@@ -721,7 +841,7 @@ impl ToolSet {
     }
 
     /// Leaves the `opened` tools out of `open_tools`'s list of names.
-    fn drop_opened_names(&self, entry: &mut Value, opened: Opened) {
+    fn drop_opened_names(&self, entry: &mut Value, opened: &Opened) {
         let names = entry
             .pointer_mut("/function/parameters/properties/tools/items/enum")
             .and_then(Value::as_array_mut);
@@ -743,6 +863,23 @@ impl ToolSet {
         text
     }
 
+    /// Fetches the object `id` with the read tool called `name` (verify first).
+    pub async fn retrieve(
+        &self,
+        env: &ToolEnv,
+        ctx: &ToolContext,
+        name: &str,
+        id: &str,
+    ) -> ToolOutput {
+        match self.get(name) {
+            Some(tool) => tool.retrieve(env, ctx, id).await,
+            None => Err(ToolError::new(
+                ErrorCode::Internal,
+                format!("no tool `{name}` to verify `{id}` with"),
+            )),
+        }
+    }
+
     /// Runs a call by tool name; an unknown name is an error the model can act on.
     pub async fn call(
         &self,
@@ -753,7 +890,7 @@ impl ToolSet {
     ) -> ToolOutput {
         match self.get(name) {
             Some(tool) => tool.call(env, ctx, arguments).await,
-            None => ToolOutput::failed(ToolError::new(
+            None => Err(ToolError::new(
                 ErrorCode::UnknownTool,
                 format!(
                     "There is no tool named `{name}`. Available tools: {}.",
@@ -767,6 +904,30 @@ impl ToolSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An update's arguments with a field no list anywhere names.
+    #[derive(Serialize)]
+    struct UpdateThing {
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        colour: Option<String>,
+        shade: Option<u8>,
+    }
+
+    #[test]
+    fn a_new_update_field_counts_as_a_change_without_being_listed() {
+        let thing = |colour: Option<&str>, shade| UpdateThing {
+            id: "thing_1".into(),
+            colour: colour.map(str::to_string),
+            shade,
+        };
+        assert!(changes_anything(&thing(Some("red"), None)));
+        assert!(
+            changes_anything(&thing(None, Some(3))),
+            "a null-serialised field set"
+        );
+        assert!(!changes_anything(&thing(None, None)), "only the id");
+    }
 
     #[test]
     fn the_model_view_leaves_out_what_says_nothing() {

@@ -17,37 +17,53 @@ use serde_json::{Value, json};
 use super::error::ToolError;
 use super::{
     Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
-    ToolOutput,
+    ToolOutput, ToolSuccess,
 };
 
 /// The name of the tool that opens tools.
 pub const OPEN_TOOLS: &str = "open_tools";
 
-/// Which tools a session has opened, as a set of positions in the tool set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Opened(u64);
+/// Which tools a session has opened, as a set of positions in the tool set (any number of
+/// tools: a set with a user's own tools may be longer than one machine word).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Opened {
+    /// Every tool, whatever its position.
+    every: bool,
+    /// One bit per position, 64 to a word; no trailing zero words, so equal sets compare equal.
+    words: Vec<u64>,
+}
 
 impl Opened {
     /// Every tool.
     pub fn all() -> Opened {
-        Opened(u64::MAX)
+        Opened {
+            every: true,
+            words: Vec::new(),
+        }
     }
 
     /// Whether nothing is opened (the thread still has the starter tools).
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
+    pub fn is_empty(&self) -> bool {
+        !self.every && self.words.is_empty()
     }
 
-    pub fn contains(self, position: usize) -> bool {
-        position < 64 && self.0 & (1 << position) != 0
+    pub fn contains(&self, position: usize) -> bool {
+        self.every
+            || self
+                .words
+                .get(position / 64)
+                .is_some_and(|w| w & (1 << (position % 64)) != 0)
     }
 
-    pub fn with(self, position: usize) -> Opened {
-        if position < 64 {
-            Opened(self.0 | (1 << position))
-        } else {
-            self
+    pub fn with(mut self, position: usize) -> Opened {
+        if !self.every {
+            let word = position / 64;
+            if self.words.len() <= word {
+                self.words.resize(word + 1, 0);
+            }
+            self.words[word] |= 1 << (position % 64);
         }
+        self
     }
 }
 
@@ -135,10 +151,8 @@ impl Tool for OpenTools {
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
         Box::pin(async move {
-            match self.opened_by(arguments) {
-                Ok(names) => ToolOutput::ok(json!({"opened": names}), None),
-                Err(e) => ToolOutput::failed(e),
-            }
+            let names = self.opened_by(arguments)?;
+            Ok(ToolSuccess::new(json!({"opened": names}), None))
         })
     }
 }
@@ -151,8 +165,17 @@ mod tests {
     fn opened_positions_are_a_set() {
         let o = Opened::default().with(3).with(10).with(3);
         assert!(o.contains(3) && o.contains(10) && !o.contains(4));
-        assert!(Opened::all().contains(63));
-        assert_eq!(Opened::default().with(70), Opened::default());
+        assert!(Opened::all().contains(63) && Opened::all().contains(640));
+        assert_eq!(o, Opened::default().with(10).with(3));
+    }
+
+    #[test]
+    fn a_tool_past_the_sixty_fourth_position_stays_open() {
+        let o = Opened::default().with(70).with(64).with(200);
+        assert!(o.contains(70) && o.contains(64) && o.contains(200), "{o:?}");
+        assert!(!o.contains(6) && !o.contains(0) && !o.contains(71));
+        assert!(!o.is_empty());
+        assert_ne!(o, Opened::default());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::error::{ErrorCode, ToolError};
 use super::{
     Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
-    ToolOutput,
+    ToolOutput, ToolSuccess,
 };
 
 /// Largest plan accepted: a plan is a checklist, not a document store.
@@ -217,10 +217,9 @@ impl Tool for PlanTool {
         arguments: &'a str,
     ) -> BoxFuture<'a, ToolOutput> {
         Box::pin(async move {
-            match self.run(ctx, arguments).await {
-                Ok(content) => ToolOutput::ok(content, None),
-                Err(e) => ToolOutput::failed(e),
-            }
+            self.run(ctx, arguments)
+                .await
+                .map(|content| ToolSuccess::new(content, None))
         })
     }
 }

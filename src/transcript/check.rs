@@ -600,7 +600,7 @@ pub fn judge(expect: &Expect, run: &TurnRun, ids: Ids<'_>) -> Vec<(String, Strin
         }
     }
     if let Some(end) = &a.end {
-        let got = serde_json::to_value(answer.end)
+        let got = serde_json::to_value(&answer.end)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();

@@ -174,7 +174,7 @@ pub async fn record(
                 expect.answer.text = Some(answer.text.clone());
             }
             if expect.answer.end.is_none() {
-                expect.answer.end = serde_json::to_value(answer.end)
+                expect.answer.end = serde_json::to_value(&answer.end)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string));
             }

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
@@ -191,8 +191,7 @@ impl PayTool for UpdateCoupon {
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &[])?;
         check_opt(&a.name, |n| check_text("name", n, 40))?;
-        check_opt(&a.metadata, |m| m.check("metadata"))?;
-        require_change(Self::NAME, a.name.is_some() || a.metadata.is_some())
+        check_opt(&a.metadata, |m| m.check("metadata"))
     }
 }
 

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
@@ -136,15 +136,7 @@ impl PayTool for UpdateCustomer {
             }
             check_discounts("discounts", d)?;
         }
-        require_change(
-            Self::NAME,
-            a.email.is_some()
-                || a.name.is_some()
-                || a.description.is_some()
-                || a.phone.is_some()
-                || a.metadata.is_some()
-                || a.discounts.is_some(),
-        )
+        Ok(())
     }
 }
 

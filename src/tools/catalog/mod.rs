@@ -23,7 +23,6 @@ pub use products::*;
 pub use promotion_codes::*;
 pub use subscriptions::*;
 
-use super::error::ToolError;
 use super::{PayTool, PayToolAdapter, Tool};
 
 /// All tools, in the order they are offered to the model.
@@ -61,16 +60,4 @@ pub fn all() -> Vec<Arc<dyn Tool>> {
 
 pub(super) fn skip<T>(v: &Option<T>) -> bool {
     v.is_none()
-}
-
-/// Fails when an update names an object and nothing to change.
-pub(super) fn require_change(tool: &str, any: bool) -> Result<(), ToolError> {
-    if any {
-        Ok(())
-    } else {
-        Err(ToolError::invalid(
-            None,
-            format!("{tool} needs at least one field to change besides `id`"),
-        ))
-    }
 }

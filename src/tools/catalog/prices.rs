@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
     Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
@@ -211,14 +211,6 @@ impl PayTool for UpdatePrice {
     ];
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["price_", "plan_"])?;
-        check_opt(&a.metadata, |m| m.check("metadata"))?;
-        require_change(
-            Self::NAME,
-            a.active.is_some()
-                || a.nickname.is_some()
-                || a.lookup_key.is_some()
-                || a.tax_behavior.is_some()
-                || a.metadata.is_some(),
-        )
+        check_opt(&a.metadata, |m| m.check("metadata"))
     }
 }

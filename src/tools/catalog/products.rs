@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
 use crate::tools::error::ToolError;
@@ -142,18 +142,7 @@ impl PayTool for UpdateProduct {
         check_opt(&a.metadata, |m| m.check("metadata"))?;
         check_opt(&a.default_price, |p| {
             check_id("default_price", p, &["price_", "plan_"])
-        })?;
-        require_change(
-            Self::NAME,
-            a.name.is_some()
-                || a.description.is_some()
-                || a.active.is_some()
-                || a.metadata.is_some()
-                || a.images.is_some()
-                || a.url.is_some()
-                || a.unit_label.is_some()
-                || a.default_price.is_some(),
-        )
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt};
 use crate::tools::error::ToolError;
@@ -152,7 +152,6 @@ impl PayTool for UpdatePromotionCode {
     ];
     fn check(a: &mut Self::Args) -> Result<(), ToolError> {
         check_id("id", &a.id, &["promo_"])?;
-        check_opt(&a.metadata, |m| m.check("metadata"))?;
-        require_change(Self::NAME, a.active.is_some() || a.metadata.is_some())
+        check_opt(&a.metadata, |m| m.check("metadata"))
     }
 }

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::customers::GetCustomers;
-use super::{require_change, skip};
+use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
     DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
@@ -242,15 +242,7 @@ impl PayTool for UpdateSubscription {
             }
         }
         check_opt(&a.discounts, |d| check_discounts("discounts", d))?;
-        check_opt(&a.metadata, |m| m.check("metadata"))?;
-        require_change(
-            Self::NAME,
-            a.items.is_some()
-                || a.discounts.is_some()
-                || a.cancel_at_period_end.is_some()
-                || a.proration_behavior.is_some()
-                || a.metadata.is_some(),
-        )
+        check_opt(&a.metadata, |m| m.check("metadata"))
     }
 }
 

@@ -6,7 +6,6 @@
 
 pub mod agent;
 pub mod chat;
-pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod events;

@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
@@ -778,35 +777,27 @@ pub async fn apply_signed_text(
     Ok((ack, result))
 }
 
-/// Flags of `altan-pay apply`.
-#[derive(Debug, clap::Args)]
-pub struct ApplyArgs {
+/// The settings of `altan-pay apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
     /// PostgreSQL URL of the database mirror (`postgres://user@host:port/db`).
-    #[arg(long, value_name = "URL", env = "ALTAN_PAY_DATABASE_URL")]
     pub database_url: String,
     /// The PostgreSQL schema holding the tables.
-    #[arg(long, default_value = "public")]
     pub schema: String,
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
-    #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
     /// The key the runtime signs plans with (`serve --plan-signing-key`): with it, a plan
     /// without the runtime's signature, or with a wrong one, is refused and nothing is written.
-    #[arg(
-        long,
-        value_name = "KEY",
-        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
-        hide_env_values = true,
-        value_parser = PlanSigningKey::parse_arg
-    )]
     pub plan_signing_key: Option<PlanSigningKey>,
     /// The plan: its JSON, or an answer holding the runtime's plan block; `-` reads stdin.
-    #[arg(default_value = "-")]
     pub file: String,
 }
 
-/// Prints the acknowledgement; exit 0 when applied, 1 when failed (the reason on stderr too).
-pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
+/// Reads the plan `args` name (a file, or stdin for `-`) and applies it: the acknowledgement
+/// and the outcome; `Err` when the plan could not be read or the database reached.
+pub async fn apply_file(
+    args: &ApplyOptions,
+) -> Result<(Acknowledgement, Result<Applied, ApplyError>), String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),
@@ -823,7 +814,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
     let mut conn = super::pg::connect(&args.database_url)
         .await
         .map_err(|e| format!("database: {e}"))?;
-    let (ack, result) = apply_signed_text(
+    apply_signed_text(
         &mut conn.client,
         &args.schema,
         &mapping,
@@ -831,13 +822,5 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
         &text,
     )
     .await
-    .map_err(|e| e.to_string())?;
-    println!("{}", ack.message);
-    match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("altan-pay apply: {e}");
-            Ok(ExitCode::from(1))
-        }
-    }
+    .map_err(|e| e.to_string())
 }

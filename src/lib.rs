@@ -6,11 +6,15 @@
 
 pub mod agent;
 pub mod chat;
+#[cfg(feature = "sandbox")]
 pub mod config;
 pub mod engine;
+#[cfg(feature = "server")]
 pub mod events;
+#[cfg(feature = "sandbox")]
 pub mod gateway;
 pub mod metrics;
+#[cfg(feature = "postgres")]
 pub mod mirror;
 pub mod model;
 pub mod pay;
@@ -18,10 +22,13 @@ pub mod policy;
 pub mod prompt;
 pub mod retry;
 pub mod room;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub mod store;
 pub mod stripe;
 pub mod sync;
 pub mod telemetry;
 pub mod tools;
+#[cfg(feature = "transcripts")]
 pub mod transcript;

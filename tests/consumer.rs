@@ -19,5 +19,8 @@ fn a_crate_using_the_library_without_default_features_runs_a_turn_without_server
         "consumer check failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains("consumer turn: Nothing to change."), "{stdout}");
+    assert!(
+        stdout.contains("consumer turn: Nothing to change."),
+        "{stdout}"
+    );
 }

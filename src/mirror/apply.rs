@@ -111,15 +111,15 @@ fn find_plan(text: &str) -> Result<Value, PlanError> {
     }
 }
 
-fn json_kind(v: &Value) -> String {
+/// The value as an error message shows it: scalars with their value (short strings whole),
+/// an array as "a list", anything else by its kind.
+fn described(v: &Value) -> String {
     match v {
-        Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.chars().count() > 40 => "a string".into(),
-        Value::String(s) => format!("the string {s:?}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
+        other => crate::stripe::json_kind(other).into(),
     }
 }
 
@@ -145,7 +145,7 @@ pub fn parse_signed_plan(
     let Value::Object(doc) = doc else {
         return Err(PlanError::NotAPlan(format!(
             "expected an object, got {}",
-            json_kind(&doc)
+            described(&doc)
         )));
     };
     for key in doc.keys() {
@@ -168,7 +168,7 @@ pub fn parse_signed_plan(
         Some(other) => {
             return Err(PlanError::BadSyncId(format!(
                 "must be a string, not {}",
-                json_kind(other)
+                described(other)
             )));
         }
         None => return Err(PlanError::BadSyncId("missing".into())),
@@ -178,7 +178,7 @@ pub fn parse_signed_plan(
         Some(other) => {
             return Err(PlanError::NotAPlan(format!(
                 "`operations` must be a list, not {}",
-                json_kind(other)
+                described(other)
             )));
         }
         None => return Err(PlanError::NotAPlan("no `operations`".into())),
@@ -221,7 +221,7 @@ fn parse_op(
     let Value::Object(map) = op else {
         return Err(bad(
             &at,
-            format!("expected an object, got {}", json_kind(op)),
+            format!("expected an object, got {}", described(op)),
         ));
     };
     for key in map.keys() {
@@ -239,7 +239,7 @@ fn parse_op(
                 &at,
                 format!(
                     "`table` must be a string, not {}",
-                    json_kind(other.unwrap_or(&Value::Null))
+                    described(other.unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -260,7 +260,7 @@ fn parse_op(
                 &at,
                 format!(
                     "`op` must be \"upsert\" or \"delete\", not {}",
-                    json_kind(map.get("op").unwrap_or(&Value::Null))
+                    described(map.get("op").unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -276,7 +276,7 @@ fn parse_op(
                     problem: format!(
                         "`{}` must be a non-empty string without U+0000, not {}",
                         t.key_column,
-                        json_kind(other)
+                        described(other)
                     ),
                 });
             }
@@ -293,7 +293,7 @@ fn parse_op(
         Some(other) => {
             return Err(PlanError::MissingKey {
                 at,
-                problem: format!("`key` must be an object, not {}", json_kind(other)),
+                problem: format!("`key` must be an object, not {}", described(other)),
             });
         }
         None => {
@@ -324,7 +324,7 @@ fn parse_op(
                 &at,
                 format!(
                     "an upsert needs a `row` object, not {}",
-                    json_kind(other.unwrap_or(&Value::Null))
+                    described(other.unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -362,7 +362,7 @@ fn check_row(
                     crate::sync::ColumnType::Boolean => "a boolean".into(),
                     other => format!("{other}"),
                 },
-                found: json_kind(value),
+                found: described(value),
             });
         }
     }

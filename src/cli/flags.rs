@@ -69,13 +69,6 @@ impl From<PayArgs> for PayOptions {
     }
 }
 
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for PayArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        PayOptions::from(self.clone()).fmt(f)
-    }
-}
-
 /// Flags of `altan-pay gateway`.
 #[derive(Clone, clap::Args)]
 pub struct GatewayArgs {
@@ -129,13 +122,6 @@ impl From<GatewayArgs> for GatewayOptions {
             connect_account: a.connect_account,
             platform_account: a.platform_account,
         }
-    }
-}
-
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for GatewayArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        GatewayOptions::from(self.clone()).fmt(f)
     }
 }
 
@@ -316,13 +302,6 @@ impl From<ServeArgs> for ServeOptions {
     }
 }
 
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for ServeArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        ServeOptions::from(self.clone()).fmt(f)
-    }
-}
-
 /// Flags of `altan-pay reconcile`.
 #[derive(Clone, clap::Args)]
 pub struct ReconcileArgs {
@@ -402,13 +381,6 @@ impl From<ReconcileArgs> for ReconcileOptions {
     }
 }
 
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for ReconcileArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        ReconcileOptions::from(self.clone()).fmt(f)
-    }
-}
-
 /// Flags of `altan-pay schema`.
 #[derive(Clone, clap::Args)]
 pub struct SchemaArgs {
@@ -426,13 +398,6 @@ impl From<SchemaArgs> for SchemaOptions {
             schema: a.schema,
             sync_mapping: a.sync_mapping,
         }
-    }
-}
-
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for SchemaArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        SchemaOptions::from(self.clone()).fmt(f)
     }
 }
 
@@ -475,9 +440,23 @@ impl From<ApplyArgs> for ApplyOptions {
     }
 }
 
-/// Secrets never appear in `Debug`: it is the library settings' own, which redacts them.
-impl std::fmt::Debug for ApplyArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        ApplyOptions::from(self.clone()).fmt(f)
-    }
+/// Secrets never appear in `Debug`: a command's flags print as the library settings they
+/// become, whose `Debug` redacts them.
+macro_rules! debug_as_settings {
+    ($($args:ty => $settings:ty),* $(,)?) => {$(
+        impl std::fmt::Debug for $args {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                <$settings>::from(self.clone()).fmt(f)
+            }
+        }
+    )*};
 }
+
+debug_as_settings!(
+    PayArgs => PayOptions,
+    GatewayArgs => GatewayOptions,
+    ServeArgs => ServeOptions,
+    ReconcileArgs => ReconcileOptions,
+    SchemaArgs => SchemaOptions,
+    ApplyArgs => ApplyOptions,
+);

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::sync::{
@@ -207,6 +208,31 @@ pub fn parse_signed_plan(
     })
 }
 
+/// One operation as a plan carries it: `op` (the ledger's [`Op`]) picks the shape, and a
+/// delete has no `row` field at all. Table, key and row are checked against the mapping after.
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum WireOp {
+    Upsert {
+        table: Option<Value>,
+        key: Option<Value>,
+        row: Option<Value>,
+    },
+    Delete {
+        table: Option<Value>,
+        key: Option<Value>,
+    },
+}
+
+impl WireOp {
+    fn op(&self) -> Op {
+        match self {
+            WireOp::Upsert { .. } => Op::Upsert,
+            WireOp::Delete { .. } => Op::Delete,
+        }
+    }
+}
+
 fn parse_op(
     index: usize,
     op: &Value,
@@ -218,28 +244,27 @@ fn parse_op(
         at: at.to_owned(),
         problem,
     };
-    let Value::Object(map) = op else {
+    if !op.is_object() {
         return Err(bad(
             &at,
             format!("expected an object, got {}", described(op)),
         ));
-    };
-    for key in map.keys() {
-        if !["table", "op", "key", "row"].contains(&key.as_str()) {
-            return Err(bad(
-                &at,
-                format!("unknown field `{key}` (an operation has table, op, key, row)"),
-            ));
-        }
     }
-    let table = match map.get("table") {
-        Some(Value::String(t)) => t.clone(),
+    // serde's own words: an unknown or missing `op`, an unknown field, a delete's `row`.
+    let wire = WireOp::deserialize(op).map_err(|e| bad(&at, e.to_string()))?;
+    let op_kind = wire.op();
+    let (table, key, row) = match wire {
+        WireOp::Upsert { table, key, row } => (table, key, Some(row)),
+        WireOp::Delete { table, key } => (table, key, None),
+    };
+    let table = match table {
+        Some(Value::String(t)) => t,
         other => {
             return Err(bad(
                 &at,
                 format!(
                     "`table` must be a string, not {}",
-                    described(other.unwrap_or(&Value::Null))
+                    described(other.as_ref().unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -252,20 +277,7 @@ fn parse_op(
         });
     };
     let t = mapping.table(kind);
-    let op_kind = match map.get("op").and_then(Value::as_str) {
-        Some("upsert") => Op::Upsert,
-        Some("delete") => Op::Delete,
-        _ => {
-            return Err(bad(
-                &at,
-                format!(
-                    "`op` must be \"upsert\" or \"delete\", not {}",
-                    described(map.get("op").unwrap_or(&Value::Null))
-                ),
-            ));
-        }
-    };
-    let id = match map.get("key") {
+    let id = match key {
         Some(Value::Object(key)) => match (key.len(), key.get(&t.key_column)) {
             (1, Some(Value::String(id))) if !id.trim().is_empty() && !id.contains('\u{0}') => {
                 id.clone()
@@ -293,7 +305,7 @@ fn parse_op(
         Some(other) => {
             return Err(PlanError::MissingKey {
                 at,
-                problem: format!("`key` must be an object, not {}", described(other)),
+                problem: format!("`key` must be an object, not {}", described(&other)),
             });
         }
         None => {
@@ -312,19 +324,18 @@ fn parse_op(
         row: None,
     };
     let at = parsed.describe();
-    match (op_kind, map.get("row")) {
-        (Op::Delete, None) => {}
-        (Op::Delete, Some(_)) => return Err(bad(&at, "a delete carries no `row`".into())),
-        (Op::Upsert, Some(Value::Object(row))) => {
-            check_row(&at, t, &parsed.id, row)?;
-            parsed.row = Some(row.clone());
+    match row {
+        None => {}
+        Some(Some(Value::Object(row))) => {
+            check_row(&at, t, &parsed.id, &row)?;
+            parsed.row = Some(row);
         }
-        (Op::Upsert, other) => {
+        Some(other) => {
             return Err(bad(
                 &at,
                 format!(
                     "an upsert needs a `row` object, not {}",
-                    described(other.unwrap_or(&Value::Null))
+                    described(other.as_ref().unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -823,4 +834,48 @@ pub async fn apply_file(
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(op: Value) -> PlanError {
+        let plan = json!({"sync_id": "sync_1", "operations": [op]});
+        match parse_plan(&plan.to_string(), &SyncMapping::default()) {
+            Err(e) => e,
+            Ok(parsed) => panic!("accepted {op}: {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn a_delete_carrying_a_row_or_an_operation_with_an_unknown_op_is_refused_by_its_shape() {
+        let e = refusal(json!({"table": "products", "op": "delete",
+            "key": {"id": "prod_1"}, "row": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("`row`")),
+            "{e}"
+        );
+        let e = refusal(json!({"table": "products", "op": "merge", "key": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("merge")),
+            "{e}"
+        );
+        let e = refusal(json!({"table": "products", "op": "upsert", "key": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("needs a `row`")),
+            "{e}"
+        );
+        let parsed = parse_plan(
+            &json!({"sync_id": "sync_1", "operations": [
+                {"table": "products", "op": "delete", "key": {"id": "prod_1"}}]})
+            .to_string(),
+            &SyncMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.operations[0].op, parsed.operations[0].row.as_ref()),
+            (Op::Delete, None)
+        );
+    }
 }

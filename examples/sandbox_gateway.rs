@@ -4,25 +4,30 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use altan_pay::gateway::{self, GatewayArgs};
+use altan_pay::gateway::{self, GatewayOptions};
 use altan_pay::pay::RouteTable;
 use clap::Parser;
+
+/// The binary's own flags of `altan-pay gateway`.
+#[allow(dead_code)]
+#[path = "../src/cli/flags.rs"]
+mod flags;
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
-    args: GatewayArgs,
+    args: flags::GatewayArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cli = Cli::parse();
-    let routes = match &cli.args.routes {
+    let args: GatewayOptions = Cli::parse().args.into();
+    let routes = match &args.routes {
         Some(path) => RouteTable::from_file(path)?,
         None => RouteTable::embedded(),
     };
-    let sandbox = Arc::new(gateway::open_sandbox(&cli.args)?);
-    let faults = match &cli.args.faults {
+    let sandbox = Arc::new(gateway::open_sandbox(&args)?);
+    let faults = match &args.faults {
         Some(path) => Some(Arc::new(gateway::faults::FaultyBackend::new(
             sandbox.clone(),
             gateway::faults::FaultPlan::load(path)?,
@@ -33,13 +38,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(f) => f.clone(),
         None => sandbox,
     };
-    let listener = tokio::net::TcpListener::bind(&cli.args.addr).await?;
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    gateway::serve_with_shutdown(listener, routes, backend, cli.args.token, stop).await?;
+    gateway::serve_with_shutdown(listener, routes, backend, args.token, stop).await?;
     // On Ctrl-C (SIGINT), say how many faults fired: the soak reads this line.
     if let Some(f) = faults {
         let c = f.counts();

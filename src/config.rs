@@ -1,11 +1,10 @@
 //! Set-up that several commands share: where the Altan Pay API is (or an embedded sandbox),
 //! the rendered system prompt, and the live model from the environment.
-//! The commands (`cli`, `server::run`, `events::reconcile::run`) parse flags; this builds.
+//! The binary parses flags into these settings (`server::run`, `events::reconcile::execute`
+//! and the commands take them); this builds.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use clap::Args;
 
 use crate::gateway::GatewayHandle;
 use crate::model::{OpenAiConfig, OpenAiModel};
@@ -13,38 +12,27 @@ use crate::pay::{PayClient, PayConfig, RouteTable};
 use crate::prompt::PromptLibrary;
 
 /// Where the Altan Pay API is and how to reach it.
-#[derive(Args, Clone)]
-pub struct PayArgs {
+#[derive(Clone)]
+pub struct PayOptions {
     /// Base URL of the Altan Pay API (or of a gateway).
-    #[arg(long, env = "ALTAN_PAY_BASE_URL")]
     pub pay_base_url: Option<String>,
     /// Run against an embedded sandbox gateway instead of a remote API.
-    #[arg(long, conflicts_with = "pay_base_url")]
     pub sandbox: bool,
     /// A route table replacing the embedded tools/routes.toml.
-    #[arg(long, value_name = "FILE")]
     pub routes: Option<PathBuf>,
     /// Bearer token for the Altan Pay API.
-    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
     pub token: Option<secrecy::SecretString>,
     /// Seconds before one request attempt is abandoned.
-    #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
     /// The largest Altan Pay API answer read, in bytes (one tool result); a longer one is an
     /// error that names the limit.
-    #[arg(
-        long,
-        env = "ALTAN_PAY_MAX_TOOL_RESULT_BYTES",
-        default_value_t = crate::pay::client::DEFAULT_MAX_RESPONSE_BYTES,
-        value_name = "BYTES"
-    )]
     pub max_tool_result_bytes: usize,
 }
 
 /// The token never appears in debug output.
-impl std::fmt::Debug for PayArgs {
+impl std::fmt::Debug for PayOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayArgs")
+        f.debug_struct("PayOptions")
             .field("pay_base_url", &self.pay_base_url)
             .field("sandbox", &self.sandbox)
             .field("routes", &self.routes)
@@ -63,7 +51,7 @@ pub struct PaySetup {
 }
 
 /// Builds the client from flags; with `--sandbox`, starts an in-process sandbox gateway.
-pub async fn pay_setup(args: &PayArgs) -> Result<PaySetup, String> {
+pub async fn pay_setup(args: &PayOptions) -> Result<PaySetup, String> {
     let routes = match &args.routes {
         Some(path) => RouteTable::from_file(path).map_err(|e| e.to_string())?,
         None => RouteTable::embedded(),

@@ -1,7 +1,9 @@
-//! The `altan-pay` command line; all the work is in the library.
+//! The `altan-pay` command line: flags and exit codes here, all the work in the library.
+
+mod cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    altan_pay::cli::main()
+    cli::main()
 }

@@ -46,15 +46,49 @@ impl RetryPolicy {
         }
     }
 
+    /// `max_attempts`, waits doubling from `base_delay` up to `max_delay`, no `Retry-After`.
+    pub fn doubling(max_attempts: u32, base_delay: Duration, max_delay: Duration) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base_delay,
+            max_delay,
+            max_retry_after: Duration::ZERO,
+        }
+    }
+
     /// Full jitter: a random wait in `[0, min(max_delay, base_delay * 2^retry)]`, so clients
     /// that failed together do not come back together.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.max_delay);
-        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        let millis = u64::try_from(self.ceiling(retry).as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+
+    /// The backoff before retry number `retry` (0-based) without jitter:
+    /// `min(max_delay, base_delay * 2^retry)`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.max_delay)
+    }
+
+    /// Runs `attempt` (given its 0-based number) until it is [`Attempt::Done`] or
+    /// `max_attempts` (at least one) are used, waiting [`RetryPolicy::ceiling`] before each
+    /// retry; `None` when every attempt asked for another. For a single background sender
+    /// (webhook deliveries, room posts), whose retries need no jitter to spread out.
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Option<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        for n in 0..self.max_attempts.max(1) {
+            if n > 0 {
+                tokio::time::sleep(self.ceiling(n - 1)).await;
+            }
+            if let Attempt::Done(value) = attempt(n).await {
+                return Some(value);
+            }
+        }
+        None
     }
 
     /// How long to wait after failed attempt number `attempt` (1-based), or `None` when the
@@ -75,6 +109,15 @@ impl RetryPolicy {
             None => Some(backoff),
         }
     }
+}
+
+/// What one attempt of [`RetryPolicy::run`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<T> {
+    /// Finished, well or for good (a refusal not worth repeating): the loop returns it.
+    Done(T),
+    /// Failed in a way worth trying again (429, 5xx, no connection).
+    Again,
 }
 
 /// `Retry-After` is either delay-seconds or an HTTP date (a date in the past means now).
@@ -131,5 +174,36 @@ mod tests {
         );
         assert_eq!(p.wait(1, true, Some(Duration::from_secs(3600))), None);
         assert_eq!(RetryPolicy::none().wait(1, true, None), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_retries_with_doubling_waits_until_done_and_gives_up_after_its_attempts() {
+        let policy =
+            RetryPolicy::doubling(4, Duration::from_millis(100), Duration::from_millis(250));
+        let start = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        let done = policy
+            .run(|n| {
+                seen.push((n, start.elapsed().as_millis()));
+                async move {
+                    if n == 2 {
+                        Attempt::Done(n)
+                    } else {
+                        Attempt::Again
+                    }
+                }
+            })
+            .await;
+        assert_eq!(done, Some(2));
+        assert_eq!(seen, vec![(0, 0), (1, 100), (2, 300)]);
+        let mut tries = 0;
+        let gave_up: Option<()> = policy
+            .run(|_| {
+                tries += 1;
+                async { Attempt::Again }
+            })
+            .await;
+        assert_eq!((gave_up, tries), (None, 4));
+        assert_eq!(start.elapsed().as_millis(), 300 + 100 + 200 + 250);
     }
 }

@@ -9,7 +9,9 @@
 //! customer list can be filtered by e-mail).
 
 use opentelemetry::trace::TracerProvider as _;
+#[cfg(feature = "otlp")]
 use opentelemetry_otlp::{Protocol, WithExportConfig};
+#[cfg(feature = "otlp")]
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
@@ -71,6 +73,7 @@ pub fn init() -> Telemetry {
 }
 
 /// The OTLP/HTTP exporter behind a batch processor (its own thread; `OTEL_BSP_*` tune it).
+#[cfg(feature = "otlp")]
 fn provider() -> Result<SdkTracerProvider, String> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -81,4 +84,10 @@ fn provider() -> Result<SdkTracerProvider, String> {
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name("altan-pay").build())
         .build())
+}
+
+/// Built without the `otlp` feature: nothing to export with.
+#[cfg(not(feature = "otlp"))]
+fn provider() -> Result<SdkTracerProvider, String> {
+    Err("this build has no OTLP exporter (cargo feature `otlp`)".into())
 }

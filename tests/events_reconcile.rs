@@ -6,6 +6,11 @@ mod test_pg;
 
 use std::sync::Arc;
 
+/// The binary's command line, to parse flags exactly as `altan-pay` does.
+#[allow(dead_code)]
+#[path = "../src/cli/mod.rs"]
+mod cli;
+
 use altan_pay::events::reconcile::{
     DbWins, Mirror, Problem, ReconcileError, Report, StripeSide, Winner, apply_updates, diff,
     list_stripe,
@@ -330,7 +335,7 @@ async fn with_a_signing_key_the_repair_plan_is_signed() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, seed().to_string()).unwrap();
     let (snapshot, state) = (snapshot.display().to_string(), state.display().to_string());
-    let cli = altan_pay::cli::Cli::try_parse_from([
+    let cli = cli::Cli::try_parse_from([
         "altan-pay",
         "reconcile",
         "--snapshot",
@@ -345,10 +350,12 @@ async fn with_a_signing_key_the_repair_plan_is_signed() {
         &state,
     ])
     .unwrap();
-    let altan_pay::cli::Command::Reconcile(args) = cli.command else {
+    let cli::Command::Reconcile(args) = cli.command else {
         panic!("not the reconcile command");
     };
-    let out = altan_pay::events::reconcile::execute(args).await.unwrap();
+    let out = altan_pay::events::reconcile::execute(args.into())
+        .await
+        .unwrap();
     let json: Value = serde_json::from_str(&out).unwrap();
     let plan = &json["sync_plan"];
     assert!(
@@ -438,7 +445,7 @@ async fn postgres_drift_of_every_kind_and_its_report() {
     std::fs::write(&state, seed().to_string()).unwrap();
     // In process: the shared target directory's binary may belong to another checkout.
     let state = state.display().to_string();
-    let cli = altan_pay::cli::Cli::try_parse_from([
+    let cli = cli::Cli::try_parse_from([
         "altan-pay",
         "reconcile",
         "--database-url",
@@ -453,10 +460,12 @@ async fn postgres_drift_of_every_kind_and_its_report() {
         &state,
     ])
     .unwrap();
-    let altan_pay::cli::Command::Reconcile(args) = cli.command else {
+    let cli::Command::Reconcile(args) = cli.command else {
         panic!("not the reconcile command");
     };
-    let out = altan_pay::events::reconcile::execute(args).await.unwrap();
+    let out = altan_pay::events::reconcile::execute(args.into())
+        .await
+        .unwrap();
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["drift"].as_array().unwrap().len(), 11);
     assert_eq!(json["sync_plan"]["operations"].as_array().unwrap().len(), 9);

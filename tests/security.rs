@@ -410,21 +410,20 @@ async fn oversized_tool_arguments_are_refused_before_any_request() {
 }
 
 /// The command line's parsed flags never print a token.
+#[allow(dead_code)]
+#[path = "../src/cli/mod.rs"]
+mod cli;
+
 #[test]
 fn command_line_flags_redact_tokens_in_debug_output() {
     use clap::Parser;
-    let cli = altan_pay::cli::Cli::try_parse_from([
-        "altan-pay",
-        "gateway",
-        "--token",
-        "tok_gateway_secret",
-    ])
-    .unwrap();
+    let cli = cli::Cli::try_parse_from(["altan-pay", "gateway", "--token", "tok_gateway_secret"])
+        .unwrap();
     assert!(
         !format!("{cli:?}").contains("tok_gateway_secret"),
         "{cli:?}"
     );
-    let cli = altan_pay::cli::Cli::try_parse_from([
+    let cli = cli::Cli::try_parse_from([
         "altan-pay",
         "call",
         "get_products",

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -797,73 +796,39 @@ pub async fn apply_updates(
     Ok(applied)
 }
 
-/// Flags of `altan-pay reconcile`.
-#[derive(Debug, clap::Args)]
-pub struct ReconcileArgs {
+/// The settings of `altan-pay reconcile`.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
     /// The database mirror as JSON: `{"products": [rows], "prices": [...], ...}`.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "database_url",
-        required_unless_present = "database_url"
-    )]
     pub snapshot: Option<PathBuf>,
     /// PostgreSQL URL of the database mirror (`postgres://user@host:port/db`).
-    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// The PostgreSQL schema holding the tables.
-    #[arg(long, default_value = "public")]
     pub schema: String,
     /// The Altan account (workspace) id.
-    #[arg(long)]
     pub account_id: String,
     /// The Stripe Connect id; asked from the Altan Pay API when absent.
-    #[arg(long)]
     pub stripe_connect_id: Option<String>,
     /// Push the database-wins differences to Stripe.
-    #[arg(long)]
     pub apply: bool,
     /// Allow pushes that deactivate or cancel (with --apply).
-    #[arg(long, requires = "apply")]
     pub approve_destructive: bool,
     /// Print the report as JSON.
-    #[arg(long)]
     pub json: bool,
     /// Columns the database wins (`name` for every table, `products.name` for one).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "name,description,metadata"
-    )]
     pub db_wins: Vec<String>,
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
-    #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
     /// The key `serve` signs plans with: the repair plan is signed with it, so an `apply`
     /// that checks signatures takes it.
-    #[arg(
-        long,
-        value_name = "KEY",
-        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
-        hide_env_values = true,
-        value_parser = crate::sync::PlanSigningKey::parse_arg
-    )]
     pub plan_signing_key: Option<crate::sync::PlanSigningKey>,
-    #[command(flatten)]
-    pub pay: crate::config::PayArgs,
+    pub pay: crate::config::PayOptions,
     /// With --sandbox: an initial state for the embedded sandbox (demos, benchmarks).
-    #[arg(long, value_name = "FILE", requires = "sandbox")]
     pub sandbox_state: Option<PathBuf>,
 }
 
-/// Runs the command: exit 0 when done (drift or not), an `Err` for what stopped it.
-pub async fn run(args: ReconcileArgs) -> Result<ExitCode, String> {
-    print!("{}", execute(args).await?);
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The command's whole output (the table, or the JSON with `--json`).
-pub async fn execute(args: ReconcileArgs) -> Result<String, String> {
+pub async fn execute(args: ReconcileOptions) -> Result<String, String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),
@@ -925,7 +890,7 @@ pub async fn execute(args: ReconcileArgs) -> Result<String, String> {
 }
 
 async fn pay_for(
-    args: &ReconcileArgs,
+    args: &ReconcileOptions,
 ) -> Result<(PayClient, Option<crate::gateway::GatewayHandle>), String> {
     if !args.pay.sandbox {
         let setup = crate::config::pay_setup(&args.pay).await?;

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::store::{PendingEntry, PendingStore};
+use crate::retry::{Attempt, RetryPolicy};
 use crate::sync::{
     AnswerInput, Member, PlanSigningKey, Room, SyncLedger, SyncMapping, compose_answer,
 };
@@ -53,6 +54,9 @@ impl RoomConfig {
         }
     }
 }
+
+/// The longest wait between two tries of one post.
+const MAX_POST_WAIT: Duration = Duration::from_secs(10);
 
 /// A background poster; cloning shares it. Needs a Tokio runtime.
 #[derive(Debug, Clone)]
@@ -200,49 +204,57 @@ async fn post_pending(
     };
     let url = format!("{}/v2/threads/{thread}/messages", config.base_url);
     let body = json!({ "text": text });
-    for attempt in 0..config.max_attempts.max(1) {
-        if attempt > 0 {
-            let wait = config
-                .base_delay
-                .saturating_mul(2u32.saturating_pow(attempt - 1))
-                .min(Duration::from_secs(10));
-            tokio::time::sleep(wait).await;
-        }
-        let mut request = http
-            .post(&url)
-            .query(&[("agent_id", config.agent_id.as_str())])
-            .json(&body);
-        if let Some(token) = &config.token {
-            request = request.bearer_auth(token.expose_secret());
-        }
-        match request.send().await {
-            Ok(resp) if resp.status().is_success() => {
-                let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-                if let Err(e) = store.remove(account, &seqs).await {
-                    warn!(account, "posted, but the pending entries stay: {e}");
+    let posted = RetryPolicy::doubling(config.max_attempts, config.base_delay, MAX_POST_WAIT)
+        .run(|attempt| {
+            let mut request = http
+                .post(&url)
+                .query(&[("agent_id", config.agent_id.as_str())])
+                .json(&body);
+            if let Some(token) = &config.token {
+                request = request.bearer_auth(token.expose_secret());
+            }
+            async move {
+                match request.send().await {
+                    Ok(resp) if resp.status().is_success() => Attempt::Done(true),
+                    Ok(resp)
+                        if resp.status().is_client_error() && resp.status().as_u16() != 429 =>
+                    {
+                        warn!(account, status = %resp.status(), "the room API refused the handoff; the next answer carries it");
+                        Attempt::Done(false)
+                    }
+                    Ok(resp) => {
+                        warn!(account, attempt, status = %resp.status(), "room post failed; retrying");
+                        Attempt::Again
+                    }
+                    Err(e) => {
+                        warn!(
+                            account,
+                            attempt,
+                            "room post failed: {}; retrying",
+                            crate::pay::error::without_query(e)
+                        );
+                        Attempt::Again
+                    }
                 }
-                info!(
-                    account,
-                    thread,
-                    entries = seqs.len(),
-                    "pending syncs posted to the room"
-                );
-                return;
             }
-            Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
-                warn!(account, status = %resp.status(), "the room API refused the handoff; the next answer carries it");
-                return;
+        })
+        .await;
+    match posted {
+        Some(true) => {
+            let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+            if let Err(e) = store.remove(account, &seqs).await {
+                warn!(account, "posted, but the pending entries stay: {e}");
             }
-            Ok(resp) => {
-                warn!(account, attempt, status = %resp.status(), "room post failed; retrying")
-            }
-            Err(e) => warn!(
+            info!(
                 account,
-                attempt,
-                "room post failed: {}; retrying",
-                crate::pay::error::without_query(e)
-            ),
+                thread,
+                entries = seqs.len(),
+                "pending syncs posted to the room"
+            );
+            return;
         }
+        Some(false) => return,
+        None => {}
     }
     warn!(
         account,

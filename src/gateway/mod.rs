@@ -50,7 +50,7 @@ pub use sandbox::Sandbox;
 pub use server::{GatewayHandle, MAX_BODY_BYTES, serve, serve_with_shutdown, spawn, spawn_on};
 
 /// Which backend `altan-pay gateway` serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     /// The embedded Stripe emulator.
     Sandbox,
@@ -58,49 +58,39 @@ pub enum BackendKind {
     Stripe,
 }
 
-/// Flags of `altan-pay gateway`.
-#[derive(Clone, clap::Args)]
-pub struct GatewayArgs {
+/// The settings of `altan-pay gateway`.
+#[derive(Clone)]
+pub struct GatewayOptions {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8787")]
     pub addr: String,
     /// Backend behind the routes.
-    #[arg(long, value_enum, default_value_t = BackendKind::Sandbox)]
     pub backend: BackendKind,
     /// SQLite file for the sandbox's state (in memory when absent).
-    #[arg(long)]
     pub data: Option<PathBuf>,
     /// JSON initial state to load into the sandbox at start (see `sandbox::seed`).
-    #[arg(long)]
     pub state: Option<PathBuf>,
     /// Route table to serve instead of the embedded one.
-    #[arg(long)]
     pub routes: Option<PathBuf>,
     /// Stripe's API base URL for `--backend stripe` (a Stripe-compatible server in tests);
     /// the secret key comes from `STRIPE_API_KEY`.
-    #[arg(long, env = "STRIPE_BASE_URL")]
     pub stripe_base_url: Option<String>,
     /// Require `Authorization: Bearer <token>` on every request.
-    #[arg(long, env = "ALTAN_PAY_TOKEN", hide_env_values = true)]
     pub token: Option<secrecy::SecretString>,
     /// Fault injection rules (TOML, or JSON by extension; see `gateway::faults`).
-    #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
     /// With `--backend stripe`: the Connect account each Altan account acts on,
     /// `ws_1=acct_1,ws_2=acct_2`. A request naming another Connect id, or for an account bound
     /// to none, is refused (403) and nothing reaches Stripe.
-    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT=ACCT")]
     pub connect_account: Vec<String>,
     /// With `--backend stripe`: Altan accounts that act on the platform's own Stripe account
     /// (no `Stripe-Account`); a request for one of them naming a Connect id is refused.
-    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT")]
     pub platform_account: Vec<String>,
 }
 
 /// The token never appears in debug output.
-impl std::fmt::Debug for GatewayArgs {
+impl std::fmt::Debug for GatewayOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayArgs")
+        f.debug_struct("GatewayOptions")
             .field("addr", &self.addr)
             .field("backend", &self.backend)
             .field("data", &self.data)
@@ -138,7 +128,7 @@ pub enum GatewayError {
 }
 
 /// Runs `altan-pay gateway` until Ctrl-C.
-pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
+pub async fn run(args: GatewayOptions) -> Result<(), GatewayError> {
     let routes = match &args.routes {
         Some(path) => RouteTable::from_file(path)?,
         None => RouteTable::embedded(),
@@ -189,7 +179,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), GatewayError> {
 /// needed, since an upstream without bindings would refuse every request.
 fn bind_accounts(
     mut config: upstream::UpstreamConfig,
-    args: &GatewayArgs,
+    args: &GatewayOptions,
 ) -> Result<upstream::UpstreamConfig, GatewayError> {
     let bad = |m: String| GatewayError::Upstream(m);
     for pair in &args.connect_account {
@@ -225,7 +215,7 @@ pub async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle>
 }
 
 /// The sandbox `args` ask for: in memory or on file, seeded when `--state` is given.
-pub fn open_sandbox(args: &GatewayArgs) -> Result<Sandbox, GatewayError> {
+pub fn open_sandbox(args: &GatewayOptions) -> Result<Sandbox, GatewayError> {
     let sandbox = match &args.data {
         Some(path) => Sandbox::open(path)?,
         None => Sandbox::in_memory(),

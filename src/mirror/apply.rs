@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::sync::{
@@ -112,15 +112,15 @@ fn find_plan(text: &str) -> Result<Value, PlanError> {
     }
 }
 
-fn json_kind(v: &Value) -> String {
+/// The value as an error message shows it: scalars with their value (short strings whole),
+/// an array as "a list", anything else by its kind.
+fn described(v: &Value) -> String {
     match v {
-        Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.chars().count() > 40 => "a string".into(),
-        Value::String(s) => format!("the string {s:?}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
+        other => crate::stripe::json_kind(other).into(),
     }
 }
 
@@ -146,7 +146,7 @@ pub fn parse_signed_plan(
     let Value::Object(doc) = doc else {
         return Err(PlanError::NotAPlan(format!(
             "expected an object, got {}",
-            json_kind(&doc)
+            described(&doc)
         )));
     };
     for key in doc.keys() {
@@ -169,7 +169,7 @@ pub fn parse_signed_plan(
         Some(other) => {
             return Err(PlanError::BadSyncId(format!(
                 "must be a string, not {}",
-                json_kind(other)
+                described(other)
             )));
         }
         None => return Err(PlanError::BadSyncId("missing".into())),
@@ -179,7 +179,7 @@ pub fn parse_signed_plan(
         Some(other) => {
             return Err(PlanError::NotAPlan(format!(
                 "`operations` must be a list, not {}",
-                json_kind(other)
+                described(other)
             )));
         }
         None => return Err(PlanError::NotAPlan("no `operations`".into())),
@@ -208,6 +208,31 @@ pub fn parse_signed_plan(
     })
 }
 
+/// One operation as a plan carries it: `op` (the ledger's [`Op`]) picks the shape, and a
+/// delete has no `row` field at all. Table, key and row are checked against the mapping after.
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum WireOp {
+    Upsert {
+        table: Option<Value>,
+        key: Option<Value>,
+        row: Option<Value>,
+    },
+    Delete {
+        table: Option<Value>,
+        key: Option<Value>,
+    },
+}
+
+impl WireOp {
+    fn op(&self) -> Op {
+        match self {
+            WireOp::Upsert { .. } => Op::Upsert,
+            WireOp::Delete { .. } => Op::Delete,
+        }
+    }
+}
+
 fn parse_op(
     index: usize,
     op: &Value,
@@ -219,28 +244,27 @@ fn parse_op(
         at: at.to_owned(),
         problem,
     };
-    let Value::Object(map) = op else {
+    if !op.is_object() {
         return Err(bad(
             &at,
-            format!("expected an object, got {}", json_kind(op)),
+            format!("expected an object, got {}", described(op)),
         ));
-    };
-    for key in map.keys() {
-        if !["table", "op", "key", "row"].contains(&key.as_str()) {
-            return Err(bad(
-                &at,
-                format!("unknown field `{key}` (an operation has table, op, key, row)"),
-            ));
-        }
     }
-    let table = match map.get("table") {
-        Some(Value::String(t)) => t.clone(),
+    // serde's own words: an unknown or missing `op`, an unknown field, a delete's `row`.
+    let wire = WireOp::deserialize(op).map_err(|e| bad(&at, e.to_string()))?;
+    let op_kind = wire.op();
+    let (table, key, row) = match wire {
+        WireOp::Upsert { table, key, row } => (table, key, Some(row)),
+        WireOp::Delete { table, key } => (table, key, None),
+    };
+    let table = match table {
+        Some(Value::String(t)) => t,
         other => {
             return Err(bad(
                 &at,
                 format!(
                     "`table` must be a string, not {}",
-                    json_kind(other.unwrap_or(&Value::Null))
+                    described(other.as_ref().unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -253,20 +277,7 @@ fn parse_op(
         });
     };
     let t = mapping.table(kind);
-    let op_kind = match map.get("op").and_then(Value::as_str) {
-        Some("upsert") => Op::Upsert,
-        Some("delete") => Op::Delete,
-        _ => {
-            return Err(bad(
-                &at,
-                format!(
-                    "`op` must be \"upsert\" or \"delete\", not {}",
-                    json_kind(map.get("op").unwrap_or(&Value::Null))
-                ),
-            ));
-        }
-    };
-    let id = match map.get("key") {
+    let id = match key {
         Some(Value::Object(key)) => match (key.len(), key.get(&t.key_column)) {
             (1, Some(Value::String(id))) if !id.trim().is_empty() && !id.contains('\u{0}') => {
                 id.clone()
@@ -277,7 +288,7 @@ fn parse_op(
                     problem: format!(
                         "`{}` must be a non-empty string without U+0000, not {}",
                         t.key_column,
-                        json_kind(other)
+                        described(other)
                     ),
                 });
             }
@@ -294,7 +305,7 @@ fn parse_op(
         Some(other) => {
             return Err(PlanError::MissingKey {
                 at,
-                problem: format!("`key` must be an object, not {}", json_kind(other)),
+                problem: format!("`key` must be an object, not {}", described(&other)),
             });
         }
         None => {
@@ -313,19 +324,18 @@ fn parse_op(
         row: None,
     };
     let at = parsed.describe();
-    match (op_kind, map.get("row")) {
-        (Op::Delete, None) => {}
-        (Op::Delete, Some(_)) => return Err(bad(&at, "a delete carries no `row`".into())),
-        (Op::Upsert, Some(Value::Object(row))) => {
-            check_row(&at, t, &parsed.id, row)?;
-            parsed.row = Some(row.clone());
+    match row {
+        None => {}
+        Some(Some(Value::Object(row))) => {
+            check_row(&at, t, &parsed.id, &row)?;
+            parsed.row = Some(row);
         }
-        (Op::Upsert, other) => {
+        Some(other) => {
             return Err(bad(
                 &at,
                 format!(
                     "an upsert needs a `row` object, not {}",
-                    json_kind(other.unwrap_or(&Value::Null))
+                    described(other.as_ref().unwrap_or(&Value::Null))
                 ),
             ));
         }
@@ -363,7 +373,7 @@ fn check_row(
                     crate::sync::ColumnType::Boolean => "a boolean".into(),
                     other => format!("{other}"),
                 },
-                found: json_kind(value),
+                found: described(value),
             });
         }
     }
@@ -778,35 +788,27 @@ pub async fn apply_signed_text(
     Ok((ack, result))
 }
 
-/// Flags of `altan-pay apply`.
-#[derive(Debug, clap::Args)]
-pub struct ApplyArgs {
+/// The settings of `altan-pay apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
     /// PostgreSQL URL of the database mirror (`postgres://user@host:port/db`).
-    #[arg(long, value_name = "URL", env = "ALTAN_PAY_DATABASE_URL")]
     pub database_url: String,
     /// The PostgreSQL schema holding the tables.
-    #[arg(long, default_value = "public")]
     pub schema: String,
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
-    #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
     /// The key the runtime signs plans with (`serve --plan-signing-key`): with it, a plan
     /// without the runtime's signature, or with a wrong one, is refused and nothing is written.
-    #[arg(
-        long,
-        value_name = "KEY",
-        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
-        hide_env_values = true,
-        value_parser = PlanSigningKey::parse_arg
-    )]
     pub plan_signing_key: Option<PlanSigningKey>,
     /// The plan: its JSON, or an answer holding the runtime's plan block; `-` reads stdin.
-    #[arg(default_value = "-")]
     pub file: String,
 }
 
-/// Prints the acknowledgement; exit 0 when applied, 1 when failed (the reason on stderr too).
-pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
+/// Reads the plan `args` name (a file, or stdin for `-`) and applies it: the acknowledgement
+/// and the outcome; `Err` when the plan could not be read or the database reached.
+pub async fn apply_file(
+    args: &ApplyOptions,
+) -> Result<(Acknowledgement, Result<Applied, ApplyError>), String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),
@@ -823,7 +825,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
     let mut conn = super::pg::connect(&args.database_url)
         .await
         .map_err(|e| format!("database: {e}"))?;
-    let (ack, result) = apply_signed_text(
+    apply_signed_text(
         &mut conn.client,
         &args.schema,
         &mapping,
@@ -831,13 +833,49 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, String> {
         &text,
     )
     .await
-    .map_err(|e| e.to_string())?;
-    println!("{}", ack.message);
-    match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("altan-pay apply: {e}");
-            Ok(ExitCode::from(1))
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(op: Value) -> PlanError {
+        let plan = json!({"sync_id": "sync_1", "operations": [op]});
+        match parse_plan(&plan.to_string(), &SyncMapping::default()) {
+            Err(e) => e,
+            Ok(parsed) => panic!("accepted {op}: {parsed:?}"),
         }
+    }
+
+    #[test]
+    fn a_delete_carrying_a_row_or_an_operation_with_an_unknown_op_is_refused_by_its_shape() {
+        let e = refusal(json!({"table": "products", "op": "delete",
+            "key": {"id": "prod_1"}, "row": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("`row`")),
+            "{e}"
+        );
+        let e = refusal(json!({"table": "products", "op": "merge", "key": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("merge")),
+            "{e}"
+        );
+        let e = refusal(json!({"table": "products", "op": "upsert", "key": {"id": "prod_1"}}));
+        assert!(
+            matches!(&e, PlanError::BadOperation { problem, .. } if problem.contains("needs a `row`")),
+            "{e}"
+        );
+        let parsed = parse_plan(
+            &json!({"sync_id": "sync_1", "operations": [
+                {"table": "products", "op": "delete", "key": {"id": "prod_1"}}]})
+            .to_string(),
+            &SyncMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.operations[0].op, parsed.operations[0].row.as_ref()),
+            (Op::Delete, None)
+        );
     }
 }

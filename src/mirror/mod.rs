@@ -7,8 +7,8 @@ pub mod pg;
 pub mod schema;
 
 pub use apply::{
-    Acknowledgement, Applied, ApplyArgs, ApplyError, OpResult, ParsedPlan, PlanError, PlanOp,
-    apply_plan, apply_signed_text, apply_text, parse_plan, parse_signed_plan,
+    Acknowledgement, Applied, ApplyError, ApplyOptions, OpResult, ParsedPlan, PlanError, PlanOp,
+    apply_file, apply_plan, apply_signed_text, apply_text, parse_plan, parse_signed_plan,
 };
 pub use pg::{Connected, TableProblem, check_tables, connect, error_message, quote_ident};
-pub use schema::{DELETED_TABLE, SchemaArgs, SchemaError, ddl, pg_type};
+pub use schema::{DELETED_TABLE, SchemaError, SchemaOptions, ddl, ddl_for, pg_type};

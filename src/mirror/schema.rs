@@ -2,7 +2,6 @@
 //! (tables, columns, types) so the database Altan runs cannot disagree with the plans it gets.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::sync::{ColumnType, ObjectKind, SyncMapping};
 
@@ -90,26 +89,20 @@ pub fn ddl(mapping: &SyncMapping, schema: &str) -> Result<String, SchemaError> {
     Ok(out)
 }
 
-/// Flags of `altan-pay schema`.
-#[derive(Debug, clap::Args)]
-pub struct SchemaArgs {
+/// The settings of `altan-pay schema`.
+#[derive(Debug, Clone)]
+pub struct SchemaOptions {
     /// The PostgreSQL schema to create the tables in.
-    #[arg(long, default_value = "public")]
     pub schema: String,
     /// A sync mapping file replacing tools/sync_mapping.toml's tables.
-    #[arg(long, value_name = "FILE")]
     pub sync_mapping: Option<PathBuf>,
 }
 
-/// Prints the DDL.
-pub fn run(args: SchemaArgs) -> Result<ExitCode, String> {
+/// The DDL `altan-pay schema` prints.
+pub fn ddl_for(args: &SchemaOptions) -> Result<String, String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),
     };
-    print!(
-        "{}",
-        ddl(&mapping, &args.schema).map_err(|e| e.to_string())?
-    );
-    Ok(ExitCode::SUCCESS)
+    ddl(&mapping, &args.schema).map_err(|e| e.to_string())
 }

@@ -13,11 +13,13 @@ use tokio::sync::mpsc::UnboundedSender;
 pub mod openai;
 pub mod responses;
 pub mod retry;
+#[cfg(feature = "scripted")]
 pub mod scripted;
 pub mod wire;
 
 pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, ModelApi, OpenAiConfig, OpenAiModel};
 pub use retry::RetryPolicy;
+#[cfg(feature = "scripted")]
 pub use scripted::{Matcher, ScriptedModel, Step};
 
 /// Who wrote a message.

@@ -552,7 +552,7 @@ async fn buffered(mut response: reqwest::Response) -> Result<reqwest::Response, 
                 limit: MAX_RESPONSE_BYTES,
             }))
         })?;
-    let mut whole = axum::http::Response::new(body);
+    let mut whole = http::Response::new(body);
     *whole.status_mut() = status;
     *whole.headers_mut() = headers;
     Ok(reqwest::Response::from(whole))

@@ -21,7 +21,6 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -29,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
 use crate::agent::{Agent, AgentBuilder, AgentError};
-use crate::config::PayArgs;
+use crate::config::PayOptions;
 use crate::engine::Limits;
 use crate::model::{OpenAiConfig, OpenAiModel};
 use crate::policy::PolicyConfig;
@@ -41,149 +40,91 @@ pub use listen::{BodyTimeout, ConnectionLimits};
 /// The model name the OpenAI-compatible endpoint answers to.
 pub const MODEL_NAME: &str = "altan-pay";
 
-/// Flags of `altan-pay serve`.
-#[derive(Args)]
-pub struct ServeArgs {
+/// The settings of `altan-pay serve`.
+#[derive(Clone)]
+pub struct ServeOptions {
     /// Address to listen on; anything but loopback needs tokens.
-    #[arg(long, default_value = "127.0.0.1:8788")]
     pub addr: String,
-    #[command(flatten)]
-    pub pay: PayArgs,
+    pub pay: PayOptions,
     /// SQLite file for sessions and idempotency records (created if missing); not used with
     /// --database-url.
-    #[arg(long, default_value = "altan-pay.db", value_name = "FILE")]
     pub db: PathBuf,
     /// PostgreSQL instead of the SQLite files, for several replicas on one database:
     /// `postgres://user:password@host:port/db`, `?sslmode=require` for TLS.
-    #[arg(
-        long,
-        env = "ALTAN_PAY_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
     pub database_url: Option<String>,
     /// PostgreSQL connections for reads and writes.
-    #[arg(long, default_value_t = 16, value_name = "N")]
     pub database_pool_size: usize,
     /// PostgreSQL connections for thread leases: at most this many turns run at once.
-    #[arg(long, default_value_t = 32, value_name = "N")]
     pub database_lease_connections: usize,
     /// Extra root certificates (PEM) for TLS to PostgreSQL (a private CA); turns TLS on.
-    #[arg(long, value_name = "FILE")]
     pub database_ca_file: Option<PathBuf>,
     /// Seconds a request waits for another turn of its thread (on any replica) to finish
     /// before it is answered 409 with Retry-After.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub thread_wait_secs: u64,
     /// Bearer tokens and their accounts, TOML or JSON (see docs/server.md).
-    #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
     /// Tokens as `token=acct1,acct2;token2=*`, added to those of --tokens.
-    #[arg(long, env = "ALTAN_PAY_SERVER_TOKENS", hide_env_values = true)]
     pub server_tokens: Option<secrecy::SecretString>,
     /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Seconds a connection may take to send its request line and headers (and a keep-alive
     /// connection may stay idle) before it is closed.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub header_read_timeout_secs: u64,
     /// Seconds a request body may take to arrive whole before it is answered 408.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub body_read_timeout_secs: u64,
     /// Connections open at once; more wait to be accepted. Keep it below the process's
     /// descriptor limit (`ulimit -n`).
-    #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
     /// Sent as `max_completion_tokens` on every model request; 0 sends none.
-    #[arg(
-        long,
-        env = "ALTAN_PAY_MAX_COMPLETION_TOKENS",
-        default_value_t = crate::model::openai::DEFAULT_MAX_COMPLETION_TOKENS,
-        value_name = "TOKENS"
-    )]
     pub max_completion_tokens: u32,
     /// The most answer text kept from one model call, in bytes; longer text is cut and marked.
-    #[arg(
-        long,
-        env = "ALTAN_PAY_MAX_ANSWER_BYTES",
-        default_value_t = crate::model::openai::DEFAULT_MAX_ANSWER_BYTES,
-        value_name = "BYTES"
-    )]
     pub max_answer_bytes: usize,
     /// Seconds one turn (model and tools) may take before it stops and says so.
-    #[arg(long, default_value_t = 180)]
     pub turn_timeout_secs: u64,
     /// Messages of history kept per thread.
-    #[arg(long, default_value_t = 200)]
     pub history_messages: usize,
     /// Latest user turns whose tool results are kept whole; older ones keep only their ids.
-    #[arg(long, default_value_t = 4)]
     pub keep_tool_turns: usize,
     /// Hold destructive calls (delete, cancel, deactivate) until approved over the API.
-    #[arg(long)]
     pub approve_destructive: bool,
     /// A prompt directory in Altan's layout instead of the embedded prompt.
-    #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
     /// Stripe webhook endpoint secret(s) (`whsec_...`, comma-separated during a rotation);
     /// turns on `POST /v1/stripe/events` and `GET /v1/accounts/{id}/pending-syncs`.
-    #[arg(
-        long,
-        env = "STRIPE_WEBHOOK_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
     pub stripe_webhook_secret: Vec<String>,
     /// Which Altan account each Connect account belongs to: `acct_1=ws_1,acct_2=ws_2`. Routes
     /// Stripe events, and is each listed account's Connect id for turns (no lookup); other
     /// accounts' ids come from the Altan Pay API. A caller's Connect id that differs is refused.
-    #[arg(long, value_delimiter = ',', value_name = "ACCT=ACCOUNT")]
     pub stripe_account_map: Vec<String>,
     /// The Altan account of events that name no Connect account.
-    #[arg(long, value_name = "ACCOUNT")]
     pub stripe_fixed_account: Option<String>,
     /// SQLite file of received events and pending syncs.
-    #[arg(long, default_value = "altan-pay-events.db", value_name = "FILE")]
     pub events_db: PathBuf,
     /// The room API (e.g. `https://api.altan.ai`): pending syncs from Stripe events are posted
     /// to the account's thread at once instead of waiting for the next answer. Needs
     /// --stripe-webhook-secret, --room-agent-id and --room-thread.
-    #[arg(long, env = "ALTAN_ROOM_URL", value_name = "URL")]
     pub room_url: Option<String>,
     /// This agent's id in the room API (`agent_id` of the post).
-    #[arg(long, value_name = "ID")]
     pub room_agent_id: Option<String>,
     /// The thread each account's handoffs go to: `ws_1=thread_1,ws_2=thread_2`. Accounts
     /// without one get theirs with the next answer.
-    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT=THREAD")]
     pub room_thread: Vec<String>,
     /// Altan's member id in the room, for the one `[@Altan](/member/<id>)` of each post.
-    #[arg(long, value_name = "ID")]
     pub room_altan_member_id: Option<String>,
     /// Bearer token for the room API.
-    #[arg(long, env = "ALTAN_ROOM_TOKEN", hide_env_values = true)]
     pub room_token: Option<secrecy::SecretString>,
     /// Events arriving within this many milliseconds after the first go in one post.
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub room_window_ms: u64,
     /// Sign every sync plan with this key (HMAC-SHA256); `altan-pay apply` given the same key
     /// applies only plans this server signed.
-    #[arg(
-        long,
-        value_name = "KEY",
-        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
-        hide_env_values = true,
-        value_parser = crate::sync::PlanSigningKey::parse_arg
-    )]
     pub plan_signing_key: Option<crate::sync::PlanSigningKey>,
 }
 
 /// Secrets (server tokens, webhook secrets, the room token) never appear in `Debug`.
-impl std::fmt::Debug for ServeArgs {
+impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hidden = |set: bool| if set { "<redacted>" } else { "<none>" };
-        f.debug_struct("ServeArgs")
+        f.debug_struct("ServeOptions")
             .field("addr", &self.addr)
             .field("pay", &self.pay)
             .field("db", &self.db)
@@ -478,7 +419,7 @@ pub fn spawn(listener: TcpListener, state: ServerState) -> std::io::Result<Serve
 }
 
 /// The tokens of `--tokens FILE` and `ALTAN_PAY_SERVER_TOKENS` together.
-fn load_tokens(args: &ServeArgs) -> Result<Tokens, String> {
+fn load_tokens(args: &ServeOptions) -> Result<Tokens, String> {
     let mut tokens = match &args.tokens {
         Some(path) => Tokens::load(path).map_err(|e| e.to_string())?,
         None => Tokens::default(),
@@ -509,7 +450,7 @@ async fn check_bind(addr: &str, tokens: &Tokens) -> Result<(), String> {
 }
 
 /// Runs `altan-pay serve` until Ctrl-C or SIGTERM, then finishes running turns.
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+pub async fn run(args: ServeOptions) -> Result<(), String> {
     let tokens = load_tokens(&args)?;
     check_bind(&args.addr, &tokens).await?;
     let model = OpenAiModel::new(OpenAiConfig {
@@ -588,7 +529,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
 /// The store of `--database-url` (PostgreSQL, migrated) or of `--db` and `--events-db`
 /// (SQLite), and how to name it in the start-up line.
-async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), String> {
+async fn open_store(args: &ServeOptions) -> Result<(Arc<dyn ServeStore>, String), String> {
     let limits = HistoryLimits {
         max_messages: args.history_messages.max(2),
         keep_tool_turns: args.keep_tool_turns,
@@ -648,7 +589,7 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ServeStore>, String), S
 
 /// The events part, when a webhook secret is configured.
 fn events_state(
-    args: &ServeArgs,
+    args: &ServeOptions,
     pay: &crate::pay::PayClient,
     store: Arc<dyn crate::events::PendingStore>,
 ) -> Result<Option<Arc<crate::events::EventsState>>, String> {
@@ -691,7 +632,7 @@ fn events_state(
 }
 
 /// The room post, when `--room-url` is given; every flag it needs is checked here.
-fn room_config(args: &ServeArgs) -> Result<Option<crate::events::RoomConfig>, String> {
+fn room_config(args: &ServeOptions) -> Result<Option<crate::events::RoomConfig>, String> {
     let Some(url) = args
         .room_url
         .as_deref()

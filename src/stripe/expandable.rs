@@ -66,13 +66,14 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Expandable<T> {
                 .map_err(D::Error::custom),
             other => Err(D::Error::custom(format_args!(
                 "expected an id string or an expanded object, found {}",
-                kind(&other)
+                json_kind(&other)
             ))),
         }
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, as an error message says it: `a string`, `null`, ...
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

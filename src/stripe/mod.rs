@@ -27,7 +27,7 @@ pub use enums::{
     Interval, PaymentStatus, PriceType, SubscriptionStatus, TaxBehavior, TaxExempt, UsageType,
 };
 pub use error::{ErrorBody, StripeError};
-pub use expandable::Expandable;
+pub use expandable::{Expandable, json_kind};
 pub use list::{Deleted, List};
 pub use object::StripeObject;
 pub use price::{Price, Recurring};

@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use tracing::{Instrument, info_span};
 
 use crate::pay::{PayCall, PayClient, RouteKind, idempotency_key};
+use crate::stripe::json_kind;
 pub use crate::sync::Effect;
 pub use declare::{
     Action, ArgDestroys, Declaration, DestroysFact, DestructiveEffect, Exposure, Facts, Reach,
@@ -571,17 +572,6 @@ pub(crate) fn parse_arguments(
             None,
             format!("the arguments of {tool} are not valid JSON ({e}); send one JSON object"),
         )),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -1,8 +1,7 @@
-//! The transcript subcommands (`demo`, `replay`, `record`, `eval`) behind `src/cli.rs`.
-//! Each returns the exit code; `Err` is a usage or setup problem.
+//! The transcript subcommands (`demo`, `replay`, `record`, `eval`) behind the binary's
+//! command line. Each says whether everything passed; `Err` is a usage or setup problem.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::format::Transcript;
@@ -11,12 +10,8 @@ use super::{RecordOptions, eval, live_model, record, replay};
 /// The scenario suite's directory, relative to the working directory.
 pub const DEFAULT_SCENARIOS: &str = "fixtures/transcripts";
 
-pub async fn demo() -> Result<ExitCode, String> {
-    match super::demo::demo().await {
-        Ok(true) => Ok(ExitCode::SUCCESS),
-        Ok(false) => Ok(ExitCode::FAILURE),
-        Err(e) => Err(e.to_string()),
-    }
+pub async fn demo() -> Result<bool, String> {
+    super::demo::demo().await.map_err(|e| e.to_string())
 }
 
 /// Files as given; a directory stands for its `*.json` files, sorted.
@@ -39,7 +34,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Replays each file, prints each result, ends with `N passed, M failed`.
-pub async fn replay_files(paths: &[PathBuf]) -> Result<ExitCode, String> {
+pub async fn replay_files(paths: &[PathBuf]) -> Result<bool, String> {
     let files = expand(paths)?;
     if files.is_empty() {
         return Err("no transcript files given".into());
@@ -58,11 +53,7 @@ pub async fn replay_files(paths: &[PathBuf]) -> Result<ExitCode, String> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(failed == 0)
 }
 
 /// `Ok(PASS line)` or `Err(FAIL lines)`.
@@ -89,7 +80,7 @@ pub async fn replay_one(file: &Path) -> Result<String, String> {
 }
 
 /// Runs a scenario with the live model and writes the transcript.
-pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<ExitCode, String> {
+pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<bool, String> {
     let scenario = Transcript::load(scenario).map_err(|e| e.to_string())?;
     let (model, config) = live_model().map_err(|e| e.to_string())?;
     let options = RecordOptions {
@@ -111,17 +102,17 @@ pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<Ex
         out.display()
     );
     if problems.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(true);
     }
     println!("the scenario's own checks failed on this run:");
     for p in &problems {
         println!("  {p}");
     }
-    Ok(ExitCode::FAILURE)
+    Ok(false)
 }
 
 /// Scores every scenario in `dir` against the live model.
-pub async fn eval_dir(dir: &Path) -> Result<ExitCode, String> {
+pub async fn eval_dir(dir: &Path) -> Result<bool, String> {
     let (model, _) = live_model().map_err(|e| e.to_string())?;
     let model = Arc::new(model);
     let files = expand(&[dir.to_path_buf()])?;
@@ -135,9 +126,5 @@ pub async fn eval_dir(dir: &Path) -> Result<ExitCode, String> {
         rows.push(eval::evaluate(&transcript, model.clone()).await);
     }
     print!("{}", eval::report(&rows));
-    Ok(if rows.iter().all(eval::EvalRow::passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(rows.iter().all(eval::EvalRow::passed))
 }

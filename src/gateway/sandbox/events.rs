@@ -16,6 +16,7 @@ use super::util::random_id;
 use super::{Sandbox, Tx, billing, connect_id_for, params, subscriptions};
 use crate::gateway::error::ApiError;
 use crate::gateway::{Backend, PayRequest, PayResponse};
+use crate::retry::{Attempt, RetryPolicy};
 
 /// The Stripe event type a successful operation causes; `None` for reads and checkout creation.
 pub fn event_type_for(operation: &str) -> Option<&'static str> {
@@ -176,14 +177,12 @@ async fn deliver_all(
 pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &Value) -> bool {
     let body = event.to_string();
     let id = event.get("id").and_then(Value::as_str).unwrap_or("?");
-    for attempt in 0..config.max_attempts.max(1) {
-        if attempt > 0 {
-            let wait = config
-                .base_delay
-                .saturating_mul(2u32.saturating_pow(attempt - 1))
-                .min(Duration::from_secs(10));
-            tokio::time::sleep(wait).await;
-        }
+    RetryPolicy::doubling(
+        config.max_attempts,
+        config.base_delay,
+        Duration::from_secs(10),
+    )
+    .run(|attempt| {
         // Signed at each attempt, like Stripe: a retry carries a fresh timestamp.
         let header = crate::stripe::signature::header(
             secrecy::ExposeSecret::expose_secret(&config.secret),
@@ -195,22 +194,30 @@ pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &V
             .header("Content-Type", "application/json")
             .header("Stripe-Signature", header)
             .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {
-                debug!(event = id, "event delivered");
-                return true;
+            .send();
+        async move {
+            match sent.await {
+                Ok(r) if r.status().is_success() => {
+                    debug!(event = id, "event delivered");
+                    Attempt::Done(true)
+                }
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                    warn!(event = id, status = %r.status(), "event refused by the endpoint");
+                    Attempt::Done(false)
+                }
+                Ok(r) => {
+                    warn!(event = id, attempt, status = %r.status(), "event delivery failed");
+                    Attempt::Again
+                }
+                Err(e) => {
+                    warn!(event = id, attempt, "event delivery failed: {e}");
+                    Attempt::Again
+                }
             }
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                warn!(event = id, status = %r.status(), "event refused by the endpoint");
-                return false;
-            }
-            Ok(r) => warn!(event = id, attempt, status = %r.status(), "event delivery failed"),
-            Err(e) => warn!(event = id, attempt, "event delivery failed: {e}"),
         }
-    }
-    false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// What completing a checkout session made, and the events Stripe would send for it.

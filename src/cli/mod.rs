@@ -1,14 +1,19 @@
 //! The command line: parses flags and environment, then calls into the library.
-//! Each subcommand is a short function; none holds logic the library lacks.
+//! Each subcommand is a short function; none holds logic the library lacks. Only the binary
+//! compiles this folder: clap and exit codes stay out of the library.
+
+pub mod flags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use altan_pay::config::{pay_setup, render_prompt};
+use altan_pay::tools::{ToolContext, ToolEnv, ToolSet};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::config::{PayArgs, pay_setup, render_prompt};
-use crate::tools::{ToolContext, ToolEnv, ToolSet};
+use altan_pay::transcript::cli as transcript;
+use flags::PayArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,7 +40,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
         /// The template to render.
-        #[arg(long, default_value = crate::prompt::DEFAULT_TEMPLATE)]
+        #[arg(long, default_value = altan_pay::prompt::DEFAULT_TEMPLATE)]
         template: String,
     },
     /// Run one tool exactly as a model's call would run, and print its result as JSON.
@@ -43,7 +48,7 @@ pub enum Command {
     /// Talk to the agent in the terminal (live model; the Altan Pay API or `--sandbox`).
     Chat(ChatArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
-    Gateway(crate::gateway::GatewayArgs),
+    Gateway(flags::GatewayArgs),
     /// The main job end to end: a bundled scenario on the embedded sandbox, printed.
     Demo,
     /// Replay recorded transcripts; ends with `N passed, M failed`.
@@ -64,17 +69,17 @@ pub enum Command {
     },
     /// Score the scenarios against the live model (OPENAI_*).
     Eval {
-        #[arg(long, value_name = "DIR", default_value = crate::transcript::cli::DEFAULT_SCENARIOS)]
+        #[arg(long, value_name = "DIR", default_value = transcript::DEFAULT_SCENARIOS)]
         scenarios: PathBuf,
     },
     /// Run the chat endpoint: the native thread API and the OpenAI-compatible API.
-    Serve(Box<crate::server::ServeArgs>),
+    Serve(Box<flags::ServeArgs>),
     /// Compare the database mirror with Stripe: drift, the sync plan, and database-wins pushes.
-    Reconcile(crate::events::reconcile::ReconcileArgs),
+    Reconcile(flags::ReconcileArgs),
     /// Print the PostgreSQL DDL of the database mirror, derived from the sync mapping.
-    Schema(crate::mirror::SchemaArgs),
+    Schema(flags::SchemaArgs),
     /// Apply one sync plan to the PostgreSQL mirror and print its acknowledgement.
-    Apply(crate::mirror::ApplyArgs),
+    Apply(flags::ApplyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,7 +120,7 @@ pub struct CallArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Kept to the end: dropping it flushes the spans not yet exported.
-    let _telemetry = crate::telemetry::init();
+    let _telemetry = altan_pay::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,22 +154,57 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Call(args) => call(args).await,
         Command::Chat(args) => chat(args).await,
-        Command::Gateway(args) => crate::gateway::run(args)
+        Command::Gateway(args) => altan_pay::gateway::run(args.into())
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
-        Command::Demo => crate::transcript::cli::demo().await,
-        Command::Replay { files } => crate::transcript::cli::replay_files(&files).await,
+        Command::Demo => transcript::demo().await.map(passed),
+        Command::Replay { files } => transcript::replay_files(&files).await.map(passed),
         Command::Record {
             scenario,
             out,
             stream,
-        } => crate::transcript::cli::record_file(&scenario, &out, stream).await,
-        Command::Eval { scenarios } => crate::transcript::cli::eval_dir(&scenarios).await,
-        Command::Serve(args) => crate::server::run(*args).await.map(|()| ExitCode::SUCCESS),
-        Command::Reconcile(args) => crate::events::reconcile::run(args).await,
-        Command::Schema(args) => crate::mirror::schema::run(args),
-        Command::Apply(args) => crate::mirror::apply::run(args).await,
+        } => transcript::record_file(&scenario, &out, stream)
+            .await
+            .map(passed),
+        Command::Eval { scenarios } => transcript::eval_dir(&scenarios).await.map(passed),
+        Command::Serve(args) => altan_pay::server::run((*args).into())
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Reconcile(args) => {
+            print!(
+                "{}",
+                altan_pay::events::reconcile::execute(args.into()).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema(args) => {
+            print!("{}", altan_pay::mirror::ddl_for(&args.into())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply(args) => apply(args.into()).await,
+    }
+}
+
+/// Exit 0 when everything passed, 1 when something failed.
+fn passed(all_passed: bool) -> ExitCode {
+    if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints the acknowledgement; exit 0 when applied, 1 when failed (the reason on stderr too).
+async fn apply(args: altan_pay::mirror::ApplyOptions) -> Result<ExitCode, String> {
+    let (ack, result) = altan_pay::mirror::apply_file(&args).await?;
+    println!("{}", ack.message);
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("altan-pay apply: {e}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
@@ -191,7 +231,7 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
             args.tool
         ));
     }
-    let setup = pay_setup(&args.pay).await?;
+    let setup = pay_setup(&args.pay.into()).await?;
     let env = ToolEnv {
         pay: setup.client.clone(),
     };
@@ -206,7 +246,7 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
     let output = tools.call(&env, &ctx, &args.tool, &args.arguments).await;
     println!(
         "{}",
-        serde_json::to_string_pretty(&crate::tools::model_content(&output))
+        serde_json::to_string_pretty(&altan_pay::tools::model_content(&output))
             .unwrap_or_else(|_| Value::Null.to_string())
     );
     drop(setup);
@@ -218,20 +258,22 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
 }
 
 async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
-    let (model, _) = crate::config::live_model()?;
-    let setup = pay_setup(&args.pay).await?;
-    let account_id = match (&args.account_id, args.pay.sandbox) {
+    let (model, _) = altan_pay::config::live_model()?;
+    let setup = pay_setup(&args.pay.into()).await?;
+    let account_id = match (&args.account_id, setup.sandbox.is_some()) {
         (Some(id), _) => Some(id.clone()),
         (None, true) => Some("ws_demo".to_string()),
         (None, false) => None,
     };
-    let agent = crate::agent::Agent::builder()
+    let agent = altan_pay::agent::Agent::builder()
         .model(std::sync::Arc::new(model))
         .pay(setup.client.clone())
-        .plans(crate::tools::plan::PlanStore::directory(&args.plans_dir))
+        .plans(altan_pay::tools::plan::PlanStore::directory(
+            &args.plans_dir,
+        ))
         .build()
         .map_err(|e| e.to_string())?;
-    crate::chat::run(agent, crate::chat::terminal_context(account_id)).await?;
+    altan_pay::chat::run(agent, altan_pay::chat::terminal_context(account_id)).await?;
     drop(setup);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A crate outside this package that depends on it the way a Rust service would:
-# `default-features = false, features = ["scripted"]`. It builds an `Agent`, runs one scripted
-# turn, and its dependency tree must hold none of the crates the library-only build leaves out.
+# `default-features = false, features = ["scripted"]`. It builds an `Agent` with a tool of its
+# own (`.tool(..)`), runs one scripted turn in which the model calls it, and its dependency
+# tree must hold none of the crates the library-only build leaves out.
 #
 #   bash scripts/consumer-check.sh            # in target/consumer-check (kept between runs)
 #   CONSUMER_DIR=/tmp/c bash scripts/consumer-check.sh
@@ -25,29 +26,60 @@ publish = false
 [dependencies]
 altan-pay = { path = "$root", default-features = false, features = ["scripted"] }
 tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+schemars = "1.2"
 
 # Not a member of any workspace above it.
 [workspace]
 TOML
 
 cat >"$dir/src/main.rs" <<'RUST'
-//! A service embedding the Altan Pay agent: one turn on a scripted model.
+//! A service embedding the Altan Pay agent with a tool of its own: one scripted turn in which
+//! the model calls that tool.
 
 use std::sync::Arc;
 
 use altan_pay::{
-    Agent, AgentBuilder, AgentContext, MemberKind, PayClient, PayConfig, RoomMessage, RouteTable,
-    ScriptedModel, Step,
+    Agent, AgentBuilder, AgentContext, AgentTool, Facts, MemberKind, OwnCall, PayClient,
+    PayConfig, RoomMessage, RouteTable, ScriptedModel, Step, ToolError,
 };
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-/// What this service adds to the agent; its own tools go here.
+/// Looks up a customer's loyalty tier in this service's CRM.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct TierArgs {
+    /// The customer's e-mail.
+    email: String,
+}
+
+/// The service's own tool: a read, so no sync plan and no idempotency key.
+struct LoyaltyTier;
+
+impl AgentTool for LoyaltyTier {
+    const NAME: &'static str = "loyalty_tier";
+    type Args = TierArgs;
+    type Output = Value;
+    type Error = ToolError;
+    const FACTS: Facts<TierArgs> = Facts::read(&[]).starter();
+    async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Value, ToolError> {
+        let tier = if args.email.ends_with("@example.com") { "gold" } else { "none" };
+        Ok(json!({ "email": args.email, "tier": tier }))
+    }
+}
+
+/// What this service adds to the agent.
 fn with_own_parts(builder: AgentBuilder) -> AgentBuilder {
-    builder
+    builder.tool(LoyaltyTier)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = Arc::new(ScriptedModel::new(vec![Step::text("Nothing to change.")]));
+    let model = Arc::new(ScriptedModel::new(vec![
+        Step::tool_calls([("c1", "loyalty_tier", json!({ "email": "ada@example.com" }))]),
+        Step::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
+    ]));
     let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
     let agent: Agent = with_own_parts(Agent::builder().model(model.clone()).pay(pay)).build()?;
     let context = AgentContext {
@@ -58,13 +90,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         member_id: "u1".into(),
         name: "Ada".into(),
         kind: MemberKind::User,
-        text: "Do we have products?".into(),
+        text: "What is my loyalty tier? I am ada@example.com".into(),
     };
     let answer = agent.respond("thread-1", &context, &[said]).await?;
-    if !answer.text.contains("Nothing to change.") || model.remaining() != 0 {
-        return Err(format!("unexpected turn: {:?}", answer.text).into());
+    let called = answer.tool_calls.first().map(|c| (c.name.as_str(), c.result["tier"].clone()));
+    if called != Some(("loyalty_tier", json!("gold"))) || model.remaining() != 0 {
+        return Err(format!("the own tool was not called as scripted: {:?}", answer.tool_calls).into());
     }
-    println!("consumer turn: {}", answer.text);
+    if !answer.text.starts_with("Ada is a gold customer.") {
+        return Err(format!("unexpected answer: {:?}", answer.text).into());
+    }
+    println!("consumer turn: own tool loyalty_tier -> gold; {}", answer.text);
     Ok(())
 }
 RUST

@@ -8,7 +8,8 @@
 //! The types an embedding service needs are at the root: [`Agent`] and its [`AgentBuilder`],
 //! a [`ChatModel`] ([`OpenAiModel`], or [`ScriptedModel`] with the `scripted` feature), the
 //! Altan Pay client ([`PayClient`], [`PayConfig`], [`RouteTable`]), the room's
-//! [`AgentContext`] and [`RoomMessage`], and the [`Answer`].
+//! [`AgentContext`] and [`RoomMessage`], the [`Answer`], and what a tool of your own needs
+//! ([`AgentTool`] with its [`Facts`], given to [`AgentBuilder::tool`]).
 //!
 //! Cargo features: `default` is everything the `altan-pay` binary needs. With
 //! `default-features = false` the library builds the agent with its model and Altan Pay HTTP
@@ -50,6 +51,7 @@ pub use model::{ChatModel, ModelError, OpenAiConfig, OpenAiModel};
 pub use model::{ScriptedModel, Step};
 pub use pay::{PayClient, PayConfig, RouteTable};
 pub use room::{AgentContext, MemberKind, RoomMessage};
+pub use tools::{AgentTool, Facts, OwnCall, ToolError};
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(all(doctest, feature = "scripted"))]

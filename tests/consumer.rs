@@ -1,5 +1,5 @@
 //! A crate outside this package, depending on it with `default-features = false` (plus the
-//! scripted model), builds an agent and runs a turn without compiling the servers, stores,
+//! scripted model), builds an agent with a tool of its own and runs a turn in which the model calls it, without compiling the servers, stores,
 //! sandbox or OTLP exporter: `scripts/consumer-check.sh`, run here so the suite checks it.
 
 use std::process::Command;
@@ -20,7 +20,7 @@ fn a_crate_using_the_library_without_default_features_runs_a_turn_without_server
         out.status
     );
     assert!(
-        stdout.contains("consumer turn: Nothing to change."),
+        stdout.contains("consumer turn: own tool loyalty_tier -> gold; Ada is a gold customer."),
         "{stdout}"
     );
 }

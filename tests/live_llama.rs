@@ -190,7 +190,7 @@ impl LlamaServer {
     }
 
     /// The environment that points altan-pay's model at this server.
-    fn model_env(&self, command: &mut tokio::process::Command) {
+    fn model_env(&self, command: &mut Command) {
         command
             .env("OPENAI_BASE_URL", format!("{}/v1", self.base_url))
             .env_remove("OPENAI_API_KEY")
@@ -249,13 +249,16 @@ fn check_answer(text: &str, changed_stripe: bool, context: &str) {
 
 /// `altan-pay demo` against the server; stdout and stderr, with the server's log on failure.
 async fn run_demo(server: &LlamaServer, extra: &[(&str, &str)]) -> (String, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_altan-pay"));
     command.arg("demo").env("RUST_LOG", "warn");
     server.model_env(&mut command);
     for (name, value) in extra {
         command.env(name, value);
     }
-    let output: Output = command.output().await.unwrap();
+    let output: Output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
@@ -360,21 +363,22 @@ print(json.dumps(out))
 
 /// `altan-pay serve` on the sandbox, its model pointed at the llama-server.
 struct Serve {
-    child: tokio::process::Child,
+    child: Child,
     base_url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 async fn start_serve(llama: &LlamaServer) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_altan-pay"));
     command
         .args(["serve", "--sandbox", "--addr", &format!("127.0.0.1:{port}")])
         .arg("--db")
@@ -382,8 +386,7 @@ async fn start_serve(llama: &LlamaServer) -> Serve {
         .env("ALTAN_PAY_SERVER_TOKENS", "live-token-1=ws_1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .stderr(Stdio::null());
     llama.model_env(&mut command);
     let mut child = command.spawn().unwrap();
     let base_url = format!("http://127.0.0.1:{port}");

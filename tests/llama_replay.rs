@@ -344,7 +344,8 @@ async fn recorded_llama_server_answers_are_read_as_text_plain_and_streamed() {
 /// recorded answer ends the turn, and the answer hands the product over to Altan.
 async fn demo_on_recordings(recordings: Vec<Recording>, stream: bool) -> (String, Vec<Value>) {
     let replay = Replay::start(recordings).await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_altan-pay"));
+    command
         .arg("demo")
         .env("OPENAI_BASE_URL", &replay.base_url)
         .env_remove("OPENAI_API_KEY")
@@ -354,9 +355,10 @@ async fn demo_on_recordings(recordings: Vec<Recording>, stream: bool) -> (String
             if stream { "true" } else { "false" },
         )
         .env_remove("ALTAN_PAY_MODEL_API")
-        .env("RUST_LOG", "warn")
-        .output()
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output())
         .await
+        .unwrap()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -373,7 +375,8 @@ fn check_turn(stdout: &str, requests: &[Value], calls: &[(String, String, String
         "the recorded call ran: {stdout}"
     );
     assert!(
-        stdout.contains("operation(s) for Altan to apply") && stdout.contains("  - upsert products prod_"),
+        stdout.contains("operation(s) for Altan to apply")
+            && stdout.contains("  - upsert products prod_"),
         "the product is in the sync plan: {stdout}"
     );
     assert!(

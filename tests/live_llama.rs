@@ -301,29 +301,28 @@ fn check_demo_output(stdout: &str) {
     assert!(after.contains("model call(s)"), "no usage line: {stdout}");
 }
 
-#[tokio::test]
-async fn the_demo_runs_live_against_llama_server_streamed_and_the_enforced_rules_hold() {
+/// `altan-pay demo` live against a llama-server of its own, with `extra` in its environment.
+async fn demo_live(extra: &[(&str, &str)]) {
     let _one = one_at_a_time().await;
     let server = LlamaServer::start().await;
-    let (stdout, _) = run_demo(&server, &[]).await;
+    let (stdout, _) = run_demo(&server, extra).await;
     check_demo_output(&stdout);
 }
 
 #[tokio::test]
+async fn the_demo_runs_live_against_llama_server_streamed_and_the_enforced_rules_hold() {
+    demo_live(&[]).await;
+}
+
+#[tokio::test]
 async fn the_demo_runs_live_against_llama_server_without_streaming_and_the_enforced_rules_hold() {
-    let _one = one_at_a_time().await;
-    let server = LlamaServer::start().await;
-    let (stdout, _) = run_demo(&server, &[("ALTAN_PAY_MODEL_STREAM", "false")]).await;
-    check_demo_output(&stdout);
+    demo_live(&[("ALTAN_PAY_MODEL_STREAM", "false")]).await;
 }
 
 /// llama-server also serves `/v1/responses`: the demo on altan-pay's Responses wire.
 #[tokio::test]
 async fn the_demo_runs_live_on_the_responses_api_of_llama_server_and_the_enforced_rules_hold() {
-    let _one = one_at_a_time().await;
-    let server = LlamaServer::start().await;
-    let (stdout, _) = run_demo(&server, &[("ALTAN_PAY_MODEL_API", "responses")]).await;
-    check_demo_output(&stdout);
+    demo_live(&[("ALTAN_PAY_MODEL_API", "responses")]).await;
 }
 
 /// One conversation through the official client: a plain request, then a streamed one on the

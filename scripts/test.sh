@@ -15,6 +15,19 @@ if [ -f scripts/install-peers.sh ]; then
 fi
 # The official openai Python SDK, the client of the server's OpenAI-compatible tests.
 bash scripts/install-test-python.sh
+# llama.cpp's llama-server and a small model for the live-model tests (tests/live_llama.rs),
+# built once into a cache outside the clone (about 6 minutes on 2 cores, then only checked).
+# A failed install does not stop the run: the live tests then fail and name the reason.
+llama_dir="$(bash scripts/install-llama.sh --print-dir)"
+if bash scripts/install-llama.sh; then
+  # shellcheck disable=SC1091
+  source "$llama_dir/env"
+else
+  ALTAN_PAY_LLAMA_INSTALL_ERROR="$(cat "$llama_dir/install-failed.txt" 2>/dev/null \
+    || echo "scripts/install-llama.sh failed without saying why")"
+  export ALTAN_PAY_LLAMA_INSTALL_ERROR
+  echo "test.sh: $ALTAN_PAY_LLAMA_INSTALL_ERROR; the live-model tests will fail" >&2
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

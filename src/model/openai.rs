@@ -150,6 +150,13 @@ impl OpenAiConfig {
         if let Some(api) = env_var("ALTAN_PAY_MODEL_API") {
             config.api = ModelApi::from_setting(&api);
         }
+        match env_var("ALTAN_PAY_MODEL_STREAM").as_deref() {
+            Some("0" | "false" | "no" | "off") => config.stream = false,
+            Some("1" | "true" | "yes" | "on") | None => {}
+            Some(other) => {
+                warn!("ALTAN_PAY_MODEL_STREAM=`{other}` is not true or false; streaming stays on")
+            }
+        }
         config
     }
 

@@ -148,7 +148,11 @@ async fn a_delay_before_the_write_lets_the_retry_win_and_the_late_one_replay() {
         .await
         .unwrap();
     // Let the delayed first attempt reach the sandbox too.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let late = until(5 * SECOND, || {
+        w.counting.requests_for("products.create") == 2
+    })
+    .await;
+    assert!(late, "the delayed first attempt never reached the sandbox");
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     assert_exactly_what_committed(&w, &answer);
 }

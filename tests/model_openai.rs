@@ -775,7 +775,8 @@ async fn html_502_is_retried_then_reported_with_its_text() {
     assert_eq!(server.requests().len(), 3);
 }
 
-#[tokio::test]
+// Paused time: the second of Retry-After passes on Tokio's clock without being waited for.
+#[tokio::test(start_paused = true)]
 async fn rate_limit_honours_retry_after_then_succeeds() {
     let server = Endpoint::start(vec![
         Reply::status(
@@ -788,7 +789,7 @@ async fn rate_limit_honours_retry_after_then_succeeds() {
     ])
     .await;
     // Backoff alone would wait at most 5 ms: a wait of about a second is Retry-After's.
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let response = run(&server.model(), false).await.0;
     assert_eq!(
         response.unwrap().message.content.as_deref(),

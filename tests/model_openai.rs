@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use altan_pay::model::{
     ChatMessage, ChatModel, ChatRequest, FinishReason, ModelDelta, ModelError, OpenAiConfig,
@@ -789,7 +790,7 @@ async fn rate_limit_honours_retry_after_then_succeeds() {
     ])
     .await;
     // Backoff alone would wait at most 5 ms: a wait of about a second is Retry-After's.
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let response = run(&server.model(), false).await.0;
     assert_eq!(
         response.unwrap().message.content.as_deref(),

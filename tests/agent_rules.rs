@@ -29,16 +29,18 @@ fn mentions(text: &str) -> usize {
 #[tokio::test]
 async fn every_mutation_is_synced_and_the_answer_ends_with_one_altan_mention() {
     let w = World::builder(vec![
-            Step::tool_calls([("c1", "create_product", json!({"name": "Pro", "account_id": null}))]),
-            Step::dynamic(|req| {
-                let product = last_tool_json(req)?["id"].as_str().ok_or("no product id")?.to_string();
-                Ok(calls(vec![
-                    ("c2", "create_price", json!({"product": product, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": "month"}})),
-                    ("c3", "create_price", json!({"product": product, "unit_amount": 20000, "currency": "usd", "recurring": {"interval": "year"}})),
-                ]))
-            }),
-            Step::text("Created Pro with a monthly and a yearly price. Thank you! @Altan please sync. [@Interface](/member/ui-1)"),
-        ]).deterministic(1).build()
+        Step::tool_calls([("c1", "create_product", json!({"name": "Pro", "account_id": null}))]),
+        Step::dynamic(|req| {
+            let product = last_tool_json(req)?["id"].as_str().ok_or("no product id")?.to_string();
+            Ok(calls(vec![
+                ("c2", "create_price", json!({"product": product, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": "month"}})),
+                ("c3", "create_price", json!({"product": product, "unit_amount": 20000, "currency": "usd", "recurring": {"interval": "year"}})),
+            ]))
+        }),
+        Step::text("Created Pro with a monthly and a yearly price. Thank you! @Altan please sync. [@Interface](/member/ui-1)"),
+    ])
+    .deterministic(1)
+    .build()
     .await;
     let answer = w
         .agent

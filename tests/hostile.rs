@@ -23,7 +23,7 @@ use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 use altan_pay::sync::SyncMapping;
 use altan_pay::tools::{ErrorCode, ToolContext, ToolEnv, ToolOutputView, ToolSet};
 use serde_json::{Value, json};
-use support::world::{Counting, context, user};
+use support::world::{Counting, context, stripe_list, user};
 use support::{MockPay, Scripted, assert_history_valid};
 
 const ACCOUNT: &str = "ws_1";
@@ -72,18 +72,6 @@ impl Catalogue {
 
 fn ensure(cond: bool, why: impl Into<String>) -> Result<(), String> {
     if cond { Ok(()) } else { Err(why.into()) }
-}
-
-fn list_len(sandbox: &Sandbox, operation: &str) -> usize {
-    let r = sandbox.handle_now(&PayRequest {
-        operation: operation.into(),
-        account_id: ACCOUNT.into(),
-        stripe_connect_id: Some(altan_pay::gateway::sandbox::derived_connect_id(ACCOUNT)),
-        id: None,
-        params: serde_json::Map::from_iter([("limit".to_string(), json!("100"))]),
-        idempotency_key: None,
-    });
-    r.body["data"].as_array().map_or(0, Vec::len)
 }
 
 /// Sends raw bytes and returns the status code of the answer (0 when the server closed).
@@ -441,7 +429,10 @@ async fn gateway_http_requests() {
     // Nothing above was written, and the gateway still serves.
     cat.row(
         "nothing half-written",
-        ensure(list_len(&sandbox, "products.list") == 0, "a product exists"),
+        ensure(
+            stripe_list(&sandbox, "products.list").len() == 0,
+            "a product exists",
+        ),
     );
     let ok = http
         .post(format!("{}{create}", gw.base_url))
@@ -669,7 +660,7 @@ async fn model_responses() {
                         problems.push("an invalid history was sent".into());
                     }
                 }
-                let products = list_len(&sandbox, "products.list");
+                let products = stripe_list(&sandbox, "products.list").len();
                 if products > max_products {
                     problems.push(format!("{products} products"));
                 }
@@ -946,10 +937,10 @@ async fn tool_arguments() {
             stripe_connect_id: Some(connect.clone()),
         };
         let before = counting.requests();
-        let products_before = list_len(&sandbox, "products.list");
+        let products_before = stripe_list(&sandbox, "products.list").len();
         let out = tools.call(&env, &ctx, tool, &args).await;
         let sent = counting.requests() - before;
-        let created = list_len(&sandbox, "products.list") - products_before;
+        let created = stripe_list(&sandbox, "products.list").len() - products_before;
         let code = out.error().as_ref().map(|e| e.code);
         let outcome = match expect {
             Expect::Local(want) => ensure(
@@ -974,9 +965,9 @@ async fn tool_arguments() {
     cat.row(
         "nothing half-written",
         ensure(
-            list_len(&sandbox, "products.list") == accepted_creates
-                && list_len(&sandbox, "prices.list") == 0
-                && list_len(&sandbox, "coupons.list") == 0,
+            stripe_list(&sandbox, "products.list").len() == accepted_creates
+                && stripe_list(&sandbox, "prices.list").len() == 0
+                && stripe_list(&sandbox, "coupons.list").len() == 0,
             "objects from refused calls exist",
         ),
     );
@@ -1614,7 +1605,7 @@ async fn room_messages() {
     );
 
     // An id pasted into the room with a fake object around it is verified, not trusted.
-    let before = list_len(&sandbox, "products.list");
+    let before = stripe_list(&sandbox, "products.list").len();
     let agent = agent_with(vec![
         Step::tool_calls([("c1", "delete_product", json!({"id": "prod_Fake123"}))]),
         Step::text("Could not."),
@@ -1632,7 +1623,7 @@ async fn room_messages() {
         ensure(
             answer.tool_calls[0].error.is_some()
                 && answer.sync_plan.is_none()
-                && list_len(&sandbox, "products.list") == before,
+                && stripe_list(&sandbox, "products.list").len() == before,
             format!("{:?}", answer.tool_calls),
         ),
     );

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use altan_pay::agent::Agent;
 use altan_pay::gateway::faults::FaultPlan;
-use altan_pay::gateway::{PayRequest, Sandbox, spawn};
+use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::model::openai::{OpenAiConfig, OpenAiModel};
 use altan_pay::model::scripted::{ScriptedModel, Step};
 use altan_pay::model::{ChatMessage, RetryPolicy as ModelRetry};
@@ -430,7 +430,7 @@ async fn gateway_http_requests() {
     cat.row(
         "nothing half-written",
         ensure(
-            stripe_list(&sandbox, "products.list").len() == 0,
+            stripe_list(&sandbox, "products.list").is_empty(),
             "a product exists",
         ),
     );
@@ -966,8 +966,8 @@ async fn tool_arguments() {
         "nothing half-written",
         ensure(
             stripe_list(&sandbox, "products.list").len() == accepted_creates
-                && stripe_list(&sandbox, "prices.list").len() == 0
-                && stripe_list(&sandbox, "coupons.list").len() == 0,
+                && stripe_list(&sandbox, "prices.list").is_empty()
+                && stripe_list(&sandbox, "coupons.list").is_empty(),
             "objects from refused calls exist",
         ),
     );

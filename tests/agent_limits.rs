@@ -69,7 +69,8 @@ fn ctx() -> AgentContext {
     }
 }
 
-#[tokio::test]
+// Paused time: the model's 30 s and the 200 ms deadline pass without waiting for them.
+#[tokio::test(start_paused = true)]
 async fn the_deadline_ends_the_turn_with_an_answer() {
     let limits = Limits {
         deadline: Duration::from_millis(200),
@@ -82,7 +83,7 @@ async fn the_deadline_ends_the_turn_with_an_answer() {
     assert_eq!(answer.text.matches('@').count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cancellation_ends_the_turn_and_keeps_the_thread_usable() {
     let (agent, _g) = agent(Arc::new(Sleepy), Limits::default()).await;
     let cancel = CancellationToken::new();

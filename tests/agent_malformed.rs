@@ -113,60 +113,71 @@ fn assert_requests_valid(requests: &[Value]) {
 #[tokio::test]
 async fn each_malformed_answer_is_handled_and_the_history_stays_valid() {
     let huge = "x".repeat(1_000_000);
-    let cases: Vec<(&str, Vec<Value>)> = vec![
-        ("empty choices", vec![json!({"choices": []})]),
-        (
-            "missing finish_reason",
-            vec![completion(
+    /// The model server's answers, in order, named by what is wrong with them.
+    struct Case {
+        name: &'static str,
+        answers: Vec<Value>,
+    }
+    let cases = vec![
+        Case {
+            name: "empty choices",
+            answers: vec![json!({"choices": []})],
+        },
+        Case {
+            name: "missing finish_reason",
+            answers: vec![completion(
                 json!({"role": "assistant", "content": "ok"}),
                 None,
             )],
-        ),
-        (
-            "arguments that are not JSON",
-            vec![completion(
+        },
+        Case {
+            name: "arguments that are not JSON",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [call(Some("a"), "create_product", json!("{name: Pro"))]}),
                 Some("tool_calls"),
             )],
-        ),
-        (
-            "JSON with wrong types",
-            vec![completion(
+        },
+        Case {
+            name: "JSON with wrong types",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [call(Some("a"), "create_product", json!("{\"name\": 5}"))]}),
                 Some("tool_calls"),
             )],
-        ),
-        (
-            "unknown tool",
-            vec![completion(
+        },
+        Case {
+            name: "unknown tool",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [call(Some("a"), "refund_everything", json!("{}"))]}),
                 Some("tool_calls"),
             )],
-        ),
-        (
-            "tool call with no id",
-            vec![completion(
+        },
+        Case {
+            name: "tool call with no id",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [call(None, "get_products", json!("{}")), call(None, "get_coupons", json!("{}"))]}),
                 Some("tool_calls"),
             )],
-        ),
-        (
-            "tool call with no name",
-            vec![completion(
+        },
+        Case {
+            name: "tool call with no name",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [{"id": "z", "type": "function", "function": {"arguments": "{}"}}]}),
                 Some("tool_calls"),
             )],
-        ),
-        (
-            "huge arguments",
-            vec![completion(
+        },
+        Case {
+            name: "huge arguments",
+            answers: vec![completion(
                 json!({"role": "assistant", "tool_calls": [call(Some("a"), "create_product", json!(format!("{{\"name\": \"{huge}\"}}")))]}),
                 Some("tool_calls"),
             )],
-        ),
-        ("not JSON at all", vec![json!("<html>oops</html>")]),
+        },
+        Case {
+            name: "not JSON at all",
+            answers: vec![json!("<html>oops</html>")],
+        },
     ];
-    for (name, answers) in cases {
+    for Case { name, answers } in cases {
         let (answer, requests) = run(answers).await;
         assert!(
             !answer.text.is_empty(),

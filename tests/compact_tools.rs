@@ -1,14 +1,14 @@
 //! The opt-in compact tool definitions: fewer tokens, same behaviour.
 
-use std::sync::Arc;
+#[path = "support/world.rs"]
+mod world;
 
-use altan_pay::agent::{Agent, AnswerEnd};
-use altan_pay::gateway::{Sandbox, spawn};
-use altan_pay::model::scripted::{ScriptedModel, Step};
-use altan_pay::pay::{PayClient, PayConfig, RouteTable};
-use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
+use altan_pay::agent::AnswerEnd;
+use altan_pay::model::scripted::Step;
+use altan_pay::room::AgentContext;
 use altan_pay::tools::ToolSet;
 use serde_json::{Value, json};
+use world::{World, calls, last_tool_json, user};
 
 #[test]
 fn compact_definitions_keep_every_tool_and_property_but_require_only_non_nullable_ones() {
@@ -58,64 +58,31 @@ fn strict_len(tools: &ToolSet) -> usize {
 
 #[tokio::test]
 async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
-    let sandbox = Sandbox::in_memory().deterministic(1);
-    let routes = RouteTable::embedded();
-    let gateway = spawn(routes.clone(), Arc::new(sandbox), None)
-        .await
-        .unwrap();
-    let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
-    let model = Arc::new(ScriptedModel::new(vec![
+    let w = World::builder(vec![
         Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
         Step::dynamic(|req| {
-            let last = req
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role == altan_pay::model::Role::Tool)
-                .and_then(|m| m.content.clone())
-                .ok_or("no tool result")?;
-            let v: Value = serde_json::from_str(&last).map_err(|e| e.to_string())?;
-            let id = v["id"].as_str().ok_or("no id")?.to_string();
-            Ok(altan_pay::model::ChatResponse {
-                message: altan_pay::model::ChatMessage {
-                    role: altan_pay::model::Role::Assistant,
-                    content: None,
-                    name: None,
-                    tool_calls: ["month", "year"]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, interval)| altan_pay::model::ToolCall {
-                            id: format!("p{i}"),
-                            name: "create_price".into(),
-                            arguments: json!({"product": id, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": interval}}).to_string(),
-                        })
-                        .collect(),
-                    tool_call_id: None,
-                    reasoning: None,
-                },
-                finish_reason: Some(altan_pay::model::FinishReason::ToolCalls),
-                usage: Default::default(),
-            })
+            let id = last_tool_json(req)?["id"]
+                .as_str()
+                .ok_or("no id")?
+                .to_string();
+            let price = |interval: &str| json!({"product": id, "unit_amount": 2000, "currency": "usd", "recurring": {"interval": interval}});
+            Ok(calls(vec![
+                ("p0", "create_price", price("month")),
+                ("p1", "create_price", price("year")),
+            ]))
         }),
         Step::text("Created Pro with two prices."),
-    ]));
-    let agent = Agent::builder()
-        .model(model.clone())
-        .pay(pay)
-        .compact_tools(true)
-        .build()
-        .unwrap();
+    ])
+    .deterministic(1)
+    .compact_tools()
+    .build()
+    .await;
     let context = AgentContext {
         account_id: Some("ws_1".into()),
         ..Default::default()
     };
-    let said = [RoomMessage {
-        member_id: "u-1".into(),
-        name: "Ada".into(),
-        kind: MemberKind::User,
-        text: "Create Pro at $20/month and $200/year".into(),
-    }];
-    let answer = agent.respond("t1", &context, &said).await.unwrap();
+    let said = [user("Create Pro at $20/month and $200/year")];
+    let answer = w.agent.respond("t1", &context, &said).await.unwrap();
     assert_eq!(answer.end, AnswerEnd::Completed);
     assert_eq!(answer.tool_calls.len(), 3);
     assert!(
@@ -124,7 +91,7 @@ async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
         answer.tool_calls
     );
     assert_eq!(answer.sync_plan.map(|p| p.operations().len()), Some(3));
-    let sent = &model.requests()[0].tools;
+    let sent = &w.model.requests()[0].tools;
     assert!(sent.iter().all(|t| t["function"].get("strict").is_none()));
     assert!(
         sent.iter()

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 #[path = "support/room.rs"]
 mod room_api;
+#[path = "support/wait.rs"]
+mod wait;
 use room_api::{assert_handoff, room_standin};
 
 const SECRET: &str = "whsec_e2e";
@@ -196,11 +198,10 @@ async fn checkout_completed_reaches_the_store_and_one_batched_room_post() {
     );
 
     // One batched handoff, after one failed attempt.
-    let mut waited = 0;
-    while room_log.lock().unwrap().posts.is_empty() && waited < 100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    wait::until(Duration::from_secs(10), || {
+        !room_log.lock().unwrap().posts.is_empty()
+    })
+    .await;
     {
         let log = room_log.lock().unwrap();
         assert_eq!(log.posts.len(), 1);

@@ -73,7 +73,8 @@ async fn answers_dropped_after_commit_are_retried_with_the_same_key_and_create_o
     assert_exactly_what_committed(&w, &answer);
 }
 
-#[tokio::test]
+// Paused time: Retry-After's second passes on Tokio's clock without being waited for.
+#[tokio::test(start_paused = true)]
 async fn server_errors_and_rate_limits_are_retried_without_duplicates() {
     let plan = FaultPlan::new(2)
         .rule(FaultRule::new("products.create", Fault::Error { status: 503 }).times(2))
@@ -88,7 +89,7 @@ async fn server_errors_and_rate_limits_are_retried_without_duplicates() {
             .times(1),
         );
     let w = world(product_with_two_prices(), plan, 5 * SECOND).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let answer = w
         .agent
         .respond("t", &context(), &[user("Pro at $20/month and $200/year")])
@@ -105,7 +106,8 @@ async fn server_errors_and_rate_limits_are_retried_without_duplicates() {
     assert_exactly_what_committed(&w, &answer);
 }
 
-#[tokio::test]
+// Paused time: the gateway's delay and the client's timeout race on Tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn an_answer_later_than_the_client_timeout_is_retried_and_replayed() {
     let plan = FaultPlan::new(3).rule(
         FaultRule::new(
@@ -129,7 +131,8 @@ async fn an_answer_later_than_the_client_timeout_is_retried_and_replayed() {
     assert_exactly_what_committed(&w, &answer);
 }
 
-#[tokio::test]
+// Paused time: the gateway's delay and the client's timeout race on Tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn a_delay_before_the_write_lets_the_retry_win_and_the_late_one_replay() {
     let plan = FaultPlan::new(4).rule(
         FaultRule::new(
@@ -148,7 +151,11 @@ async fn a_delay_before_the_write_lets_the_retry_win_and_the_late_one_replay() {
         .await
         .unwrap();
     // Let the delayed first attempt reach the sandbox too.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let late = until(5 * SECOND, || {
+        w.counting.requests_for("products.create") == 2
+    })
+    .await;
+    assert!(late, "the delayed first attempt never reached the sandbox");
     assert_eq!(stripe_list(&w.sandbox, "products.list").len(), 1);
     assert_exactly_what_committed(&w, &answer);
 }

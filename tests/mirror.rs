@@ -189,44 +189,50 @@ async fn a_refused_plan_writes_nothing_and_its_failure_names_the_operation() {
     wrong_type["row"]["unit_amount"] = json!("nine hundred");
     let mut extra = upsert(ObjectKind::Price, &price("price_y", "prod_ok", 900));
     extra["row"]["colour"] = json!("red");
-    let cases: Vec<(&str, Value, Expect)> = vec![
-        (
-            "unknown table",
-            json!({"table": "invoices", "op": "upsert", "key": {"id": "in_1"}, "row": {"id": "in_1"}}),
-            |e| matches!(e, PlanError::UnknownTable { table, .. } if table == "invoices"),
-        ),
-        (
-            "missing key",
-            json!({"table": "products", "op": "delete"}),
-            |e| matches!(e, PlanError::MissingKey { .. }),
-        ),
-        (
-            "key of the wrong type",
-            json!({"table": "products", "op": "delete", "key": {"id": 7}}),
-            |e| matches!(e, PlanError::MissingKey { .. }),
-        ),
-        (
-            "wrong type",
-            wrong_type,
-            |e| matches!(e, PlanError::WrongType { column, .. } if column == "unit_amount"),
-        ),
-        (
-            "unknown column",
-            extra,
-            |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("colour")),
-        ),
-        (
-            "unknown op",
-            json!({"table": "products", "op": "merge", "key": {"id": "prod_ok"}}),
-            |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("merge")),
-        ),
-        (
-            "the same row twice",
-            good.clone(),
-            |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("already touches")),
-        ),
+    /// A bad operation beside a good one, and the error that refuses the plan.
+    struct Case {
+        name: &'static str,
+        bad: Value,
+        check: Expect,
+    }
+    let cases = vec![
+        Case {
+            name: "unknown table",
+            bad: json!({"table": "invoices", "op": "upsert", "key": {"id": "in_1"}, "row": {"id": "in_1"}}),
+            check: |e| matches!(e, PlanError::UnknownTable { table, .. } if table == "invoices"),
+        },
+        Case {
+            name: "missing key",
+            bad: json!({"table": "products", "op": "delete"}),
+            check: |e| matches!(e, PlanError::MissingKey { .. }),
+        },
+        Case {
+            name: "key of the wrong type",
+            bad: json!({"table": "products", "op": "delete", "key": {"id": 7}}),
+            check: |e| matches!(e, PlanError::MissingKey { .. }),
+        },
+        Case {
+            name: "wrong type",
+            bad: wrong_type,
+            check: |e| matches!(e, PlanError::WrongType { column, .. } if column == "unit_amount"),
+        },
+        Case {
+            name: "unknown column",
+            bad: extra,
+            check: |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("colour")),
+        },
+        Case {
+            name: "unknown op",
+            bad: json!({"table": "products", "op": "merge", "key": {"id": "prod_ok"}}),
+            check: |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("merge")),
+        },
+        Case {
+            name: "the same row twice",
+            bad: good.clone(),
+            check: |e| matches!(e, PlanError::BadOperation { problem, .. } if problem.contains("already touches")),
+        },
     ];
-    for (name, bad, check) in cases {
+    for Case { name, bad, check } in cases {
         let text = plan("sync_refused", vec![good.clone(), bad]);
         let (ack, result) = apply_text(&mut conn.client, schema, &mapping, &text)
             .await

@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use altan_pay::model::{
     ChatMessage, ChatModel, ChatRequest, FinishReason, ModelDelta, ModelError, OpenAiConfig,
@@ -775,7 +776,8 @@ async fn html_502_is_retried_then_reported_with_its_text() {
     assert_eq!(server.requests().len(), 3);
 }
 
-#[tokio::test]
+// Paused time: the second of Retry-After passes on Tokio's clock without being waited for.
+#[tokio::test(start_paused = true)]
 async fn rate_limit_honours_retry_after_then_succeeds() {
     let server = Endpoint::start(vec![
         Reply::status(

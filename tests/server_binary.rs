@@ -1,10 +1,11 @@
 //! The `altan-pay serve` binary itself: the live model path from the environment (pointed at a
 //! scripted OpenAI-compatible server), the embedded sandbox, a turn, and SIGTERM.
 
+#[path = "support/process.rs"]
+#[allow(dead_code)]
+mod process;
 #[path = "support/openai_script.rs"]
 mod script;
-
-use std::time::Duration;
 
 use script::{ScriptServer, native_body};
 use serde_json::{Value, json};
@@ -38,15 +39,7 @@ async fn the_binary_serves_a_turn_and_stops_on_sigterm() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not come up");
+    process::wait_up(&base).await;
     let answer: Value = client
         .post(format!("{base}/v1/threads/t1/messages"))
         .bearer_auth("bin-token-1")

@@ -7,6 +7,8 @@
 mod process;
 #[path = "support/openai_script.rs"]
 mod script;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -156,17 +158,10 @@ async fn a_kill_9_after_a_stripe_write_loses_nothing() {
     // Wait until Stripe has the product and the model is asked again: the write is done and
     // the answer is not. The session save after the write is committed while the model is
     // asked, so also wait until the file shows it (read on a connection of the test's own).
-    let mut ready = false;
-    for _ in 0..200 {
-        if products(&sandbox).len() == 1
-            && script.calls() >= 2
-            && unsynced_on_disk(&served.db, "t1")
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = wait::until(Duration::from_secs(4), || {
+        products(&sandbox).len() == 1 && script.calls() >= 2 && unsynced_on_disk(&served.db, "t1")
+    })
+    .await;
     assert!(ready, "the turn did not reach the second model call");
     // Same database, new process: the thread continues and the write is handed over.
     served.kill_and_restart().await;
@@ -228,14 +223,10 @@ async fn a_kill_9_while_a_write_is_in_flight_loses_nothing() {
         served.base.clone(),
         "Create a product called Pro",
     ));
-    let mut ready = false;
-    for _ in 0..250 {
-        if products(&sandbox).len() == 1 && uncertain_on_disk(&served.db, "t1") {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = wait::until(Duration::from_secs(5), || {
+        products(&sandbox).len() == 1 && uncertain_on_disk(&served.db, "t1")
+    })
+    .await;
     assert!(ready, "the write was not committed and recorded");
     assert_eq!(script.calls(), 1, "the write's answer has not arrived");
     served.kill_and_restart().await;

@@ -6,6 +6,8 @@
 mod process;
 #[path = "support/room.rs"]
 mod room_api;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -138,11 +140,10 @@ async fn a_completed_checkout_is_posted_to_the_accounts_thread_by_serve() {
     drop(guard);
     let (customer, subscription) = complete_a_checkout(&eventing, &gateway, &routes).await;
 
-    let mut waited = 0;
-    while room_log.lock().unwrap().posts.is_empty() && waited < 100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    wait::until(Duration::from_secs(10), || {
+        !room_log.lock().unwrap().posts.is_empty()
+    })
+    .await;
     let post = room_log.lock().unwrap().posts.first().cloned();
     let (thread, agent, text) = post.expect("no room post");
     assert_eq!(

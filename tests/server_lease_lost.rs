@@ -10,6 +10,8 @@ mod process;
 mod script;
 #[path = "support/postgres.rs"]
 mod test_pg;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -74,12 +76,7 @@ async fn a_turn_whose_lease_was_taken_over_ends_with_lease_lost() {
             )
         })
     };
-    for _ in 0..250 {
-        if model.calls() >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(Duration::from_secs(5), || model.calls() >= 1).await;
     assert_eq!(model.calls(), 1, "the turn did not reach the model");
 
     // The lease's connection dies, and another turn takes the thread over (its fencing token

@@ -3,6 +3,8 @@
 
 #[path = "support/openai_script.rs"]
 mod script;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -423,9 +425,8 @@ async fn shutdown_finishes_the_turn_in_flight() {
     let base = server.base_url.clone();
     let body = native_body("hello");
     let turn = tokio::spawn(async move { post(&base, "t-slow", &body).await });
-    while script.calls() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let reached = wait::until(Duration::from_secs(10), || script.calls() > 0).await;
+    assert!(reached, "the turn did not reach the model");
     server.shutdown().await.unwrap();
     let (status, answer) = turn.await.unwrap();
     assert_eq!(status, 200);

@@ -14,6 +14,8 @@ mod process;
 mod script;
 #[path = "support/postgres.rs"]
 mod test_pg;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -508,12 +510,7 @@ async fn a_thread_busy_on_another_replica_is_a_409_with_retry_after() {
         let (client, base) = (client.clone(), a.base.clone());
         tokio::spawn(async move { post(&client, &base, "busy", "first").await })
     };
-    for _ in 0..250 {
-        if model.calls() >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(Duration::from_secs(5), || model.calls() >= 1).await;
     assert_eq!(model.calls(), 1, "the first turn did not reach the model");
     let send = || {
         client

@@ -167,41 +167,60 @@ columns = [
 
 #[test]
 fn a_bad_mapping_file_names_the_file_and_the_entry() {
+    /// A mapping file, the entry its error must name, and the problem it must say.
+    struct Case {
+        text: &'static str,
+        entry: &'static str,
+        problem: &'static str,
+    }
     let cases = [
-        (
-            "[widget]\ntable = \"w\"\ncolumns = []",
-            "[widget]",
-            "unknown object kind",
-        ),
-        (
-            "[price]\ntable = \" \"\ncolumns = [{ name = \"id\", path = \"id\" }]",
-            "[price]",
-            "empty table name",
-        ),
-        (
-            "[price]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"id\", path = \"id\" }]",
-            "[price] column `id`",
-            "duplicate column",
-        ),
-        (
-            "[price]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"x\", path = \"a..b\" }]",
-            "[price] column `x`",
-            "bad path",
-        ),
-        (
-            "[price]\ntable = \"p\"\ncolumns = [{ name = \"x\", path = \"unit_amount\" }]",
-            "[price]",
-            "no key column `id`",
-        ),
-        (
-            "[price]\ntable = \"products\"\ncolumns = [{ name = \"id\", path = \"id\" }]",
-            "[price]",
-            "already used by [product]",
-        ),
-        ("[price]\ntable = \"p\"\ncolumn = []", "[price]", ""),
-        ("[price", "file", "not valid TOML"),
+        Case {
+            text: "[widget]\ntable = \"w\"\ncolumns = []",
+            entry: "[widget]",
+            problem: "unknown object kind",
+        },
+        Case {
+            text: "[price]\ntable = \" \"\ncolumns = [{ name = \"id\", path = \"id\" }]",
+            entry: "[price]",
+            problem: "empty table name",
+        },
+        Case {
+            text: "[price]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"id\", path = \"id\" }]",
+            entry: "[price] column `id`",
+            problem: "duplicate column",
+        },
+        Case {
+            text: "[price]\ntable = \"p\"\ncolumns = [{ name = \"id\", path = \"id\" }, { name = \"x\", path = \"a..b\" }]",
+            entry: "[price] column `x`",
+            problem: "bad path",
+        },
+        Case {
+            text: "[price]\ntable = \"p\"\ncolumns = [{ name = \"x\", path = \"unit_amount\" }]",
+            entry: "[price]",
+            problem: "no key column `id`",
+        },
+        Case {
+            text: "[price]\ntable = \"products\"\ncolumns = [{ name = \"id\", path = \"id\" }]",
+            entry: "[price]",
+            problem: "already used by [product]",
+        },
+        Case {
+            text: "[price]\ntable = \"p\"\ncolumn = []",
+            entry: "[price]",
+            problem: "",
+        },
+        Case {
+            text: "[price",
+            entry: "file",
+            problem: "not valid TOML",
+        },
     ];
-    for (text, entry, problem) in cases {
+    for Case {
+        text,
+        entry,
+        problem,
+    } in cases
+    {
         let err = SyncMapping::from_toml_str(text, "mine.toml").unwrap_err();
         assert_eq!(err.file, "mine.toml", "{text}");
         assert_eq!(err.entry, entry, "{text}: {err}");
@@ -556,37 +575,54 @@ fn acknowledgements_in_json_fenced_or_inline() {
 
 #[test]
 fn acknowledgements_in_plain_text() {
+    /// Altan's words and the acknowledgements read from them.
+    struct Case {
+        text: &'static str,
+        expected: Vec<Ack>,
+    }
     let cases = [
-        ("sync_ab12 applied", vec![applied("sync_ab12")]),
-        ("applied sync sync_ab12", vec![applied("sync_ab12")]),
-        (
-            "Sync sync_ab12 was applied successfully.",
-            vec![applied("sync_ab12")],
-        ),
-        (
-            "sync_ab12 failed: table prices missing",
-            vec![failed("sync_ab12", "table prices missing")],
-        ),
-        (
-            "sync_ab12 failed",
-            vec![failed("sync_ab12", "no reason given")],
-        ),
-        (
-            "sync_ab12 was not applied: no access",
-            vec![failed("sync_ab12", "no access")],
-        ),
-        (
-            "sync_ab12 done, sync_cd34 failed: duplicate key",
-            vec![applied("sync_ab12"), failed("sync_cd34", "duplicate key")],
-        ),
-        ("I will look at sync_ab12 soon", vec![]),
-        ("resync_ab12 applied", vec![]),
-        (
-            "Please apply sync sync_ab12 to the database and reply with its status.",
-            vec![],
-        ),
+        Case {
+            text: "sync_ab12 applied",
+            expected: vec![applied("sync_ab12")],
+        },
+        Case {
+            text: "applied sync sync_ab12",
+            expected: vec![applied("sync_ab12")],
+        },
+        Case {
+            text: "Sync sync_ab12 was applied successfully.",
+            expected: vec![applied("sync_ab12")],
+        },
+        Case {
+            text: "sync_ab12 failed: table prices missing",
+            expected: vec![failed("sync_ab12", "table prices missing")],
+        },
+        Case {
+            text: "sync_ab12 failed",
+            expected: vec![failed("sync_ab12", "no reason given")],
+        },
+        Case {
+            text: "sync_ab12 was not applied: no access",
+            expected: vec![failed("sync_ab12", "no access")],
+        },
+        Case {
+            text: "sync_ab12 done, sync_cd34 failed: duplicate key",
+            expected: vec![applied("sync_ab12"), failed("sync_cd34", "duplicate key")],
+        },
+        Case {
+            text: "I will look at sync_ab12 soon",
+            expected: vec![],
+        },
+        Case {
+            text: "resync_ab12 applied",
+            expected: vec![],
+        },
+        Case {
+            text: "Please apply sync sync_ab12 to the database and reply with its status.",
+            expected: vec![],
+        },
     ];
-    for (text, expected) in cases {
+    for Case { text, expected } in cases {
         assert_eq!(parse_acknowledgements(text), expected, "{text}");
     }
     // JSON wins over prose about the same id.

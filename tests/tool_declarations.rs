@@ -77,68 +77,79 @@ fn every_tool_declares_every_fact_and_none_contradicts_another() {
 
 #[test]
 fn the_walk_fails_when_one_tool_loses_or_contradicts_a_fact() {
-    let cases: Vec<(&str, &str, Doctor)> = vec![
-        (
-            "update_product",
-            "no verifying read",
-            Box::new(|d| d.target = None),
-        ),
-        (
-            "update_subscription",
-            "`cancel_at_period_end` but does not declare",
-            Box::new(|d| d.destroys.clear()),
-        ),
-        (
-            "cancel_subscription",
-            "does not declare that it always cancels",
-            Box::new(|d| d.destroys.clear()),
-        ),
-        (
-            "delete_coupon",
-            "but route `coupons.delete` is a Delete",
-            Box::new(|d| d.action = Action::Update),
-        ),
-        (
-            "create_price",
-            "changes a price",
-            Box::new(|d| d.syncs = None),
-        ),
-        (
-            "update_price",
-            "`actve` is not in its schema",
-            Box::new(|d| d.destroys[0].param = Some("actve")),
-        ),
-        (
-            "update_customer",
-            "does not fetch a customer by id",
-            Box::new(|d| {
+    /// One fact of `tool` doctored, and the problem the walk must report.
+    struct Case {
+        tool: &'static str,
+        reports: &'static str,
+        doctor: Doctor,
+    }
+    let cases = vec![
+        Case {
+            tool: "update_product",
+            reports: "no verifying read",
+            doctor: Box::new(|d| d.target = None),
+        },
+        Case {
+            tool: "update_subscription",
+            reports: "`cancel_at_period_end` but does not declare",
+            doctor: Box::new(|d| d.destroys.clear()),
+        },
+        Case {
+            tool: "cancel_subscription",
+            reports: "does not declare that it always cancels",
+            doctor: Box::new(|d| d.destroys.clear()),
+        },
+        Case {
+            tool: "delete_coupon",
+            reports: "but route `coupons.delete` is a Delete",
+            doctor: Box::new(|d| d.action = Action::Update),
+        },
+        Case {
+            tool: "create_price",
+            reports: "changes a price",
+            doctor: Box::new(|d| d.syncs = None),
+        },
+        Case {
+            tool: "update_price",
+            reports: "`actve` is not in its schema",
+            doctor: Box::new(|d| d.destroys[0].param = Some("actve")),
+        },
+        Case {
+            tool: "update_customer",
+            reports: "does not fetch a customer by id",
+            doctor: Box::new(|d| {
                 if let Some(t) = &mut d.target {
                     t.read = "get_prices";
                 }
             }),
-        ),
-        (
-            "create_checkout_session",
-            "not mirrored",
-            Box::new(|d| d.syncs = Some(ObjectKind::Customer)),
-        ),
-        (
-            "open_tools",
-            "exactly one",
-            Box::new(|d| d.exposure = Exposure::Opened),
-        ),
-        (
-            "get_products",
-            "a Read declares a destructive effect",
-            Box::new(|d| {
+        },
+        Case {
+            tool: "create_checkout_session",
+            reports: "not mirrored",
+            doctor: Box::new(|d| d.syncs = Some(ObjectKind::Customer)),
+        },
+        Case {
+            tool: "open_tools",
+            reports: "exactly one",
+            doctor: Box::new(|d| d.exposure = Exposure::Opened),
+        },
+        Case {
+            tool: "get_products",
+            reports: "a Read declares a destructive effect",
+            doctor: Box::new(|d| {
                 d.destroys.push(altan_pay::tools::DestroysFact {
                     effect: DestructiveEffect::Delete,
                     param: None,
                 })
             }),
-        ),
+        },
     ];
-    for (tool, expected, doctor) in cases {
+    for Case {
+        tool,
+        reports: expected,
+        doctor,
+    } in cases
+    {
         let found = problems_with(tool, doctor);
         let named = found
             .iter()
@@ -154,58 +165,117 @@ fn the_walk_fails_when_one_tool_loses_or_contradicts_a_fact() {
 fn what_a_call_destroys_is_read_from_its_argument_values() {
     let tools = ToolSet::altan_pay();
     let effect = |tool: &str, args: &str| tools.get(tool).unwrap().destructive(args);
+    /// A call and what it destroys.
+    struct Case {
+        tool: &'static str,
+        args: &'static str,
+        destroys: Option<DestructiveEffect>,
+    }
     use DestructiveEffect::*;
     let cases = [
-        ("delete_product", r#"{"id":"prod_1"}"#, Some(Delete)),
-        ("delete_customer", r#"{"id":"cus_1"}"#, Some(Delete)),
-        ("delete_coupon", r#"{"id":"X"}"#, Some(Delete)),
-        ("cancel_subscription", r#"{"id":"sub_1"}"#, Some(Cancel)),
-        (
-            "update_subscription",
-            r#"{"id":"sub_1","cancel_at_period_end":true}"#,
-            Some(Cancel),
-        ),
-        (
-            "update_subscription",
-            r#"{"id":"sub_1","cancel_at_period_end":false}"#,
-            None,
-        ),
-        (
-            "update_subscription",
-            r#"{"id":"sub_1","items":[{"id":"si_1","deleted":true}]}"#,
-            Some(Delete),
-        ),
-        (
-            "update_subscription",
-            r#"{"id":"sub_1","metadata":null}"#,
-            None,
-        ),
-        (
-            "update_product",
-            r#"{"id":"prod_1","active":false}"#,
-            Some(Deactivate),
-        ),
-        ("update_product", r#"{"id":"prod_1","active":true}"#, None),
-        ("update_product", r#"{"id":"prod_1","name":"New"}"#, None),
-        (
-            "update_price",
-            r#"{"id":"price_1","active":false}"#,
-            Some(Deactivate),
-        ),
-        (
-            "update_promotion_code",
-            r#"{"id":"promo_1","active":false}"#,
-            Some(Deactivate),
-        ),
-        ("update_coupon", r#"{"id":"X","name":"Y"}"#, None),
-        ("update_customer", r#"{"id":"cus_1","discounts":[]}"#, None),
-        ("create_product", r#"{"name":"P","active":false}"#, None),
-        ("get_products", r#"{"active":false}"#, None),
+        Case {
+            tool: "delete_product",
+            args: r#"{"id":"prod_1"}"#,
+            destroys: Some(Delete),
+        },
+        Case {
+            tool: "delete_customer",
+            args: r#"{"id":"cus_1"}"#,
+            destroys: Some(Delete),
+        },
+        Case {
+            tool: "delete_coupon",
+            args: r#"{"id":"X"}"#,
+            destroys: Some(Delete),
+        },
+        Case {
+            tool: "cancel_subscription",
+            args: r#"{"id":"sub_1"}"#,
+            destroys: Some(Cancel),
+        },
+        Case {
+            tool: "update_subscription",
+            args: r#"{"id":"sub_1","cancel_at_period_end":true}"#,
+            destroys: Some(Cancel),
+        },
+        Case {
+            tool: "update_subscription",
+            args: r#"{"id":"sub_1","cancel_at_period_end":false}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_subscription",
+            args: r#"{"id":"sub_1","items":[{"id":"si_1","deleted":true}]}"#,
+            destroys: Some(Delete),
+        },
+        Case {
+            tool: "update_subscription",
+            args: r#"{"id":"sub_1","metadata":null}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_product",
+            args: r#"{"id":"prod_1","active":false}"#,
+            destroys: Some(Deactivate),
+        },
+        Case {
+            tool: "update_product",
+            args: r#"{"id":"prod_1","active":true}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_product",
+            args: r#"{"id":"prod_1","name":"New"}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_price",
+            args: r#"{"id":"price_1","active":false}"#,
+            destroys: Some(Deactivate),
+        },
+        Case {
+            tool: "update_promotion_code",
+            args: r#"{"id":"promo_1","active":false}"#,
+            destroys: Some(Deactivate),
+        },
+        Case {
+            tool: "update_coupon",
+            args: r#"{"id":"X","name":"Y"}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_customer",
+            args: r#"{"id":"cus_1","discounts":[]}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name":"P","active":false}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "get_products",
+            args: r#"{"active":false}"#,
+            destroys: None,
+        },
         // Arguments the tool cannot read never reach Stripe: it refuses them itself.
-        ("delete_product", r#"{"id":"prod_1","force":true}"#, None),
-        ("update_product", "not json", None),
+        Case {
+            tool: "delete_product",
+            args: r#"{"id":"prod_1","force":true}"#,
+            destroys: None,
+        },
+        Case {
+            tool: "update_product",
+            args: "not json",
+            destroys: None,
+        },
     ];
-    for (tool, args, expected) in cases {
+    for Case {
+        tool,
+        args,
+        destroys: expected,
+    } in cases
+    {
         assert_eq!(effect(tool, args), expected, "{tool} {args}");
     }
 }

@@ -10,244 +10,255 @@ use support::{MockPay, Scripted, ctx};
 
 const C: &str = "stripe_connect_id=acct_9";
 
-/// One tool call and the request it must produce.
-type Case = (
-    &'static str,  // tool
-    Value,         // arguments
-    &'static str,  // method
-    String,        // path?query
-    Option<Value>, // JSON body (None: no body)
-    &'static str,  // route operation
-);
+/// One tool call and the one request it must send.
+struct Case {
+    tool: &'static str,
+    args: Value,
+    method: &'static str,
+    /// Path and query, as written in the route table.
+    target: String,
+    /// The JSON body; `None`: no body.
+    body: Option<Value>,
+    /// The route's operation.
+    operation: &'static str,
+}
 
 fn cases() -> Vec<Case> {
     vec![
-        (
-            "create_product",
-            json!({"name": "Pro Plan", "description": "All features", "metadata": [{"key": "tier", "value": "pro"}], "account_id": null}),
-            "POST",
-            format!("/v2/connect/products/acc_1/create_product?{C}"),
-            Some(
+        Case {
+            tool: "create_product",
+            args: json!({"name": "Pro Plan", "description": "All features", "metadata": [{"key": "tier", "value": "pro"}], "account_id": null}),
+            method: "POST",
+            target: format!("/v2/connect/products/acc_1/create_product?{C}"),
+            body: Some(
                 json!({"payload": {"name": "Pro Plan", "description": "All features", "metadata": {"tier": "pro"}}}),
             ),
-            "products.create",
-        ),
-        (
-            "get_products",
-            json!({"active": true, "ids": ["prod_1", "prod_2"], "limit": 5}),
-            "GET",
-            format!(
+            operation: "products.create",
+        },
+        Case {
+            tool: "get_products",
+            args: json!({"active": true, "ids": ["prod_1", "prod_2"], "limit": 5}),
+            method: "GET",
+            target: format!(
                 "/v2/connect/products/acc_1/get_products?{C}&active=true&ids%5B0%5D=prod_1&ids%5B1%5D=prod_2&limit=5"
             ),
-            None,
-            "products.list",
-        ),
-        (
-            "get_products",
-            json!({"id": "prod_1"}),
-            "GET",
-            format!("/v2/connect/products/acc_1/get_product/prod_1?{C}"),
-            None,
-            "products.retrieve",
-        ),
-        (
-            "update_product",
-            json!({"id": "prod_1", "active": false, "metadata": [{"key": "old", "value": null}]}),
-            "POST",
-            format!("/v2/connect/products/acc_1/update_product/prod_1?{C}"),
-            Some(json!({"payload": {"active": false, "metadata": {"old": ""}}})),
-            "products.update",
-        ),
-        (
-            "delete_product",
-            json!({"id": "prod_1"}),
-            "DELETE",
-            format!("/v2/connect/products/acc_1/delete_product/prod_1?{C}"),
-            None,
-            "products.delete",
-        ),
-        (
-            "create_price",
-            json!({"product": "prod_1", "unit_amount": 2000, "currency": "USD", "recurring": {"interval": "month", "interval_count": 3}}),
-            "POST",
-            format!("/v2/connect/prices/acc_1/create_price?{C}"),
-            Some(
+            body: None,
+            operation: "products.list",
+        },
+        Case {
+            tool: "get_products",
+            args: json!({"id": "prod_1"}),
+            method: "GET",
+            target: format!("/v2/connect/products/acc_1/get_product/prod_1?{C}"),
+            body: None,
+            operation: "products.retrieve",
+        },
+        Case {
+            tool: "update_product",
+            args: json!({"id": "prod_1", "active": false, "metadata": [{"key": "old", "value": null}]}),
+            method: "POST",
+            target: format!("/v2/connect/products/acc_1/update_product/prod_1?{C}"),
+            body: Some(json!({"payload": {"active": false, "metadata": {"old": ""}}})),
+            operation: "products.update",
+        },
+        Case {
+            tool: "delete_product",
+            args: json!({"id": "prod_1"}),
+            method: "DELETE",
+            target: format!("/v2/connect/products/acc_1/delete_product/prod_1?{C}"),
+            body: None,
+            operation: "products.delete",
+        },
+        Case {
+            tool: "create_price",
+            args: json!({"product": "prod_1", "unit_amount": 2000, "currency": "USD", "recurring": {"interval": "month", "interval_count": 3}}),
+            method: "POST",
+            target: format!("/v2/connect/prices/acc_1/create_price?{C}"),
+            body: Some(
                 json!({"payload": {"product": "prod_1", "unit_amount": 2000, "currency": "usd", "recurring": {"interval": "month", "interval_count": 3}}}),
             ),
-            "prices.create",
-        ),
-        (
-            "create_price",
-            json!({"product": "prod_1", "unit_amount": 4900, "currency": "eur", "recurring": null}),
-            "POST",
-            format!("/v2/connect/prices/acc_1/create_price?{C}"),
-            Some(json!({"payload": {"product": "prod_1", "unit_amount": 4900, "currency": "eur"}})),
-            "prices.create",
-        ),
-        (
-            "get_prices",
-            json!({"product": "prod_1", "type": "recurring", "active": true}),
-            "GET",
-            format!(
+            operation: "prices.create",
+        },
+        Case {
+            tool: "create_price",
+            args: json!({"product": "prod_1", "unit_amount": 4900, "currency": "eur", "recurring": null}),
+            method: "POST",
+            target: format!("/v2/connect/prices/acc_1/create_price?{C}"),
+            body: Some(
+                json!({"payload": {"product": "prod_1", "unit_amount": 4900, "currency": "eur"}}),
+            ),
+            operation: "prices.create",
+        },
+        Case {
+            tool: "get_prices",
+            args: json!({"product": "prod_1", "type": "recurring", "active": true}),
+            method: "GET",
+            target: format!(
                 "/v2/connect/prices/acc_1/get_prices?{C}&active=true&product=prod_1&type=recurring"
             ),
-            None,
-            "prices.list",
-        ),
-        (
-            "update_price",
-            json!({"id": "price_1", "active": false}),
-            "POST",
-            format!("/v2/connect/prices/acc_1/update_price/price_1?{C}"),
-            Some(json!({"payload": {"active": false}})),
-            "prices.update",
-        ),
-        (
-            "create_customer",
-            json!({"email": "ada@example.com", "name": "Ada"}),
-            "POST",
-            format!("/v2/connect/customers/acc_1/create_customer?{C}"),
-            Some(json!({"payload": {"email": "ada@example.com", "name": "Ada"}})),
-            "customers.create",
-        ),
-        (
-            "get_customers",
-            json!({"email": "ada+x@example.com"}),
-            "GET",
-            format!("/v2/connect/customers/acc_1/get_customers?{C}&email=ada%2Bx%40example.com"),
-            None,
-            "customers.list",
-        ),
-        (
-            "update_customer",
-            json!({"id": "cus_1", "discounts": [{"coupon": "LAUNCH20"}]}),
-            "POST",
-            format!("/v2/connect/customers/acc_1/update_customer/cus_1?{C}"),
-            Some(json!({"payload": {"discounts": [{"coupon": "LAUNCH20"}]}})),
-            "customers.update",
-        ),
-        (
-            "delete_customer",
-            json!({"id": "cus_1"}),
-            "DELETE",
-            format!("/v2/connect/customers/acc_1/delete_customer/cus_1?{C}"),
-            None,
-            "customers.delete",
-        ),
-        (
-            "create_subscription",
-            json!({"customer": "cus_1", "items": [{"price": "price_1", "quantity": 2}], "discounts": [{"promotion_code": "promo_1"}]}),
-            "POST",
-            format!("/v2/connect/subscriptions/acc_1/create_subscription?{C}"),
-            Some(
+            body: None,
+            operation: "prices.list",
+        },
+        Case {
+            tool: "update_price",
+            args: json!({"id": "price_1", "active": false}),
+            method: "POST",
+            target: format!("/v2/connect/prices/acc_1/update_price/price_1?{C}"),
+            body: Some(json!({"payload": {"active": false}})),
+            operation: "prices.update",
+        },
+        Case {
+            tool: "create_customer",
+            args: json!({"email": "ada@example.com", "name": "Ada"}),
+            method: "POST",
+            target: format!("/v2/connect/customers/acc_1/create_customer?{C}"),
+            body: Some(json!({"payload": {"email": "ada@example.com", "name": "Ada"}})),
+            operation: "customers.create",
+        },
+        Case {
+            tool: "get_customers",
+            args: json!({"email": "ada+x@example.com"}),
+            method: "GET",
+            target: format!(
+                "/v2/connect/customers/acc_1/get_customers?{C}&email=ada%2Bx%40example.com"
+            ),
+            body: None,
+            operation: "customers.list",
+        },
+        Case {
+            tool: "update_customer",
+            args: json!({"id": "cus_1", "discounts": [{"coupon": "LAUNCH20"}]}),
+            method: "POST",
+            target: format!("/v2/connect/customers/acc_1/update_customer/cus_1?{C}"),
+            body: Some(json!({"payload": {"discounts": [{"coupon": "LAUNCH20"}]}})),
+            operation: "customers.update",
+        },
+        Case {
+            tool: "delete_customer",
+            args: json!({"id": "cus_1"}),
+            method: "DELETE",
+            target: format!("/v2/connect/customers/acc_1/delete_customer/cus_1?{C}"),
+            body: None,
+            operation: "customers.delete",
+        },
+        Case {
+            tool: "create_subscription",
+            args: json!({"customer": "cus_1", "items": [{"price": "price_1", "quantity": 2}], "discounts": [{"promotion_code": "promo_1"}]}),
+            method: "POST",
+            target: format!("/v2/connect/subscriptions/acc_1/create_subscription?{C}"),
+            body: Some(
                 json!({"payload": {"customer": "cus_1", "items": [{"price": "price_1", "quantity": 2}], "discounts": [{"promotion_code": "promo_1"}]}}),
             ),
-            "subscriptions.create",
-        ),
-        (
-            "get_subscriptions",
-            json!({"customer": "cus_1", "status": "all"}),
-            "GET",
-            format!(
+            operation: "subscriptions.create",
+        },
+        Case {
+            tool: "get_subscriptions",
+            args: json!({"customer": "cus_1", "status": "all"}),
+            method: "GET",
+            target: format!(
                 "/v2/connect/subscriptions/acc_1/get_subscriptions?{C}&customer=cus_1&status=all"
             ),
-            None,
-            "subscriptions.list",
-        ),
-        (
-            "update_subscription",
-            json!({"id": "sub_1", "cancel_at_period_end": true}),
-            "POST",
-            format!("/v2/connect/subscriptions/acc_1/update_subscription/sub_1?{C}"),
-            Some(json!({"payload": {"cancel_at_period_end": true}})),
-            "subscriptions.update",
-        ),
-        (
-            "cancel_subscription",
-            json!({"id": "sub_1", "prorate": true}),
-            "POST",
-            format!("/v2/connect/subscriptions/acc_1/cancel_subscription/sub_1?{C}"),
-            Some(json!({"payload": {"prorate": true}})),
-            "subscriptions.cancel",
-        ),
-        (
-            "create_coupon",
-            json!({"percent_off": 20.0, "duration": "repeating", "duration_in_months": 3, "name": "Launch"}),
-            "POST",
-            format!("/v2/connect/coupons/acc_1/create_coupon?{C}"),
-            Some(
+            body: None,
+            operation: "subscriptions.list",
+        },
+        Case {
+            tool: "update_subscription",
+            args: json!({"id": "sub_1", "cancel_at_period_end": true}),
+            method: "POST",
+            target: format!("/v2/connect/subscriptions/acc_1/update_subscription/sub_1?{C}"),
+            body: Some(json!({"payload": {"cancel_at_period_end": true}})),
+            operation: "subscriptions.update",
+        },
+        Case {
+            tool: "cancel_subscription",
+            args: json!({"id": "sub_1", "prorate": true}),
+            method: "POST",
+            target: format!("/v2/connect/subscriptions/acc_1/cancel_subscription/sub_1?{C}"),
+            body: Some(json!({"payload": {"prorate": true}})),
+            operation: "subscriptions.cancel",
+        },
+        Case {
+            tool: "create_coupon",
+            args: json!({"percent_off": 20.0, "duration": "repeating", "duration_in_months": 3, "name": "Launch"}),
+            method: "POST",
+            target: format!("/v2/connect/coupons/acc_1/create_coupon?{C}"),
+            body: Some(
                 json!({"payload": {"percent_off": 20.0, "duration": "repeating", "duration_in_months": 3, "name": "Launch"}}),
             ),
-            "coupons.create",
-        ),
-        (
-            "create_coupon",
-            json!({"amount_off": 500, "currency": "usd", "duration": "once", "id": "FIVE"}),
-            "POST",
-            format!("/v2/connect/coupons/acc_1/create_coupon?{C}"),
-            Some(
+            operation: "coupons.create",
+        },
+        Case {
+            tool: "create_coupon",
+            args: json!({"amount_off": 500, "currency": "usd", "duration": "once", "id": "FIVE"}),
+            method: "POST",
+            target: format!("/v2/connect/coupons/acc_1/create_coupon?{C}"),
+            body: Some(
                 json!({"payload": {"amount_off": 500, "currency": "usd", "duration": "once", "id": "FIVE"}}),
             ),
-            "coupons.create",
-        ),
-        (
-            "get_coupons",
-            json!({"limit": 100}),
-            "GET",
-            format!("/v2/connect/coupons/acc_1/get_coupons?{C}&limit=100"),
-            None,
-            "coupons.list",
-        ),
-        (
-            "update_coupon",
-            json!({"id": "FIVE", "name": "Five off"}),
-            "POST",
-            format!("/v2/connect/coupons/acc_1/update_coupon/FIVE?{C}"),
-            Some(json!({"payload": {"name": "Five off"}})),
-            "coupons.update",
-        ),
-        (
-            "delete_coupon",
-            json!({"id": "FIVE"}),
-            "DELETE",
-            format!("/v2/connect/coupons/acc_1/delete_coupon/FIVE?{C}"),
-            None,
-            "coupons.delete",
-        ),
-        (
-            "create_promotion_code",
-            json!({"coupon": "FIVE", "code": "FALL20", "max_redemptions": 10}),
-            "POST",
-            format!("/v2/connect/promotion_codes/acc_1/create_promotion_code?{C}"),
-            Some(json!({"payload": {"coupon": "FIVE", "code": "FALL20", "max_redemptions": 10}})),
-            "promotion_codes.create",
-        ),
-        (
-            "get_promotion_codes",
-            json!({"code": "FALL20"}),
-            "GET",
-            format!("/v2/connect/promotion_codes/acc_1/get_promotion_codes?{C}&code=FALL20"),
-            None,
-            "promotion_codes.list",
-        ),
-        (
-            "update_promotion_code",
-            json!({"id": "promo_1", "active": false}),
-            "POST",
-            format!("/v2/connect/promotion_codes/acc_1/update_promotion_code/promo_1?{C}"),
-            Some(json!({"payload": {"active": false}})),
-            "promotion_codes.update",
-        ),
-        (
-            "create_checkout_session",
-            json!({"mode": "subscription", "line_items": [{"price": "price_1", "quantity": 1}], "success_url": "https://app.example.com/ok", "allow_promotion_codes": true}),
-            "POST",
-            format!("/v2/connect/checkout/acc_1/create_checkout_session?{C}"),
-            Some(
+            operation: "coupons.create",
+        },
+        Case {
+            tool: "get_coupons",
+            args: json!({"limit": 100}),
+            method: "GET",
+            target: format!("/v2/connect/coupons/acc_1/get_coupons?{C}&limit=100"),
+            body: None,
+            operation: "coupons.list",
+        },
+        Case {
+            tool: "update_coupon",
+            args: json!({"id": "FIVE", "name": "Five off"}),
+            method: "POST",
+            target: format!("/v2/connect/coupons/acc_1/update_coupon/FIVE?{C}"),
+            body: Some(json!({"payload": {"name": "Five off"}})),
+            operation: "coupons.update",
+        },
+        Case {
+            tool: "delete_coupon",
+            args: json!({"id": "FIVE"}),
+            method: "DELETE",
+            target: format!("/v2/connect/coupons/acc_1/delete_coupon/FIVE?{C}"),
+            body: None,
+            operation: "coupons.delete",
+        },
+        Case {
+            tool: "create_promotion_code",
+            args: json!({"coupon": "FIVE", "code": "FALL20", "max_redemptions": 10}),
+            method: "POST",
+            target: format!("/v2/connect/promotion_codes/acc_1/create_promotion_code?{C}"),
+            body: Some(
+                json!({"payload": {"coupon": "FIVE", "code": "FALL20", "max_redemptions": 10}}),
+            ),
+            operation: "promotion_codes.create",
+        },
+        Case {
+            tool: "get_promotion_codes",
+            args: json!({"code": "FALL20"}),
+            method: "GET",
+            target: format!(
+                "/v2/connect/promotion_codes/acc_1/get_promotion_codes?{C}&code=FALL20"
+            ),
+            body: None,
+            operation: "promotion_codes.list",
+        },
+        Case {
+            tool: "update_promotion_code",
+            args: json!({"id": "promo_1", "active": false}),
+            method: "POST",
+            target: format!("/v2/connect/promotion_codes/acc_1/update_promotion_code/promo_1?{C}"),
+            body: Some(json!({"payload": {"active": false}})),
+            operation: "promotion_codes.update",
+        },
+        Case {
+            tool: "create_checkout_session",
+            args: json!({"mode": "subscription", "line_items": [{"price": "price_1", "quantity": 1}], "success_url": "https://app.example.com/ok", "allow_promotion_codes": true}),
+            method: "POST",
+            target: format!("/v2/connect/checkout/acc_1/create_checkout_session?{C}"),
+            body: Some(
                 json!({"payload": {"mode": "subscription", "line_items": [{"price": "price_1", "quantity": 1}], "success_url": "https://app.example.com/ok", "allow_promotion_codes": true}}),
             ),
-            "checkout_sessions.create",
-        ),
+            operation: "checkout_sessions.create",
+        },
     ]
 }
 
@@ -255,7 +266,18 @@ fn cases() -> Vec<Case> {
 async fn every_tool_sends_exactly_its_route() {
     let tools = ToolSet::altan_pay();
     let mut covered = std::collections::BTreeSet::new();
-    for (i, (tool, args, method, target, body, operation)) in cases().into_iter().enumerate() {
+    for (
+        i,
+        Case {
+            tool,
+            args,
+            method,
+            target,
+            body,
+            operation,
+        },
+    ) in cases().into_iter().enumerate()
+    {
         let pay = MockPay::start().await;
         let answer = json!({"id": "obj_1", "object": "thing"});
         pay.push(Scripted::json(200, answer.clone()));
@@ -388,163 +410,202 @@ async fn bearer_token_is_sent_when_configured() {
 /// no request leaves.
 #[tokio::test]
 async fn bad_arguments_never_reach_the_api() {
-    let cases: &[(&str, &str, &str)] = &[
-        ("create_product", "{not json", "not valid JSON"),
-        ("create_product", "[1,2]", "must be a JSON object"),
-        ("create_product", r#"{"name": 5}"#, "invalid type"),
-        (
-            "create_product",
-            r#"{"name": "A", "colour": "red"}"#,
-            "unknown field `colour`",
-        ),
-        (
-            "create_product",
-            r#"{"description": "no name"}"#,
-            "missing field `name`",
-        ),
-        ("create_product", r#"{"name": "  "}"#, "`name` is empty"),
-        (
-            "create_product",
-            r#"{"name": "A", "default_price_data": {}}"#,
-            "create_price",
-        ),
-        (
-            "create_coupon",
-            r#"{"percent_off": 10, "amount_off": 100, "currency": "usd", "duration": "once"}"#,
-            "not both",
-        ),
-        (
-            "create_coupon",
-            r#"{"duration": "once"}"#,
-            "needs `percent_off`",
-        ),
-        (
-            "create_coupon",
-            r#"{"amount_off": 100, "duration": "once"}"#,
-            "needs `currency`",
-        ),
-        (
-            "create_coupon",
-            r#"{"percent_off": 120, "duration": "once"}"#,
-            "at most 100",
-        ),
-        (
-            "create_coupon",
-            r#"{"percent_off": 10, "duration": "repeating"}"#,
-            "duration_in_months",
-        ),
-        (
-            "create_coupon",
-            r#"{"percent_off": 10, "duration": "forever", "duration_in_months": 3}"#,
-            "only allowed with duration repeating",
-        ),
-        (
-            "create_coupon",
-            r#"{"percent_off": 10, "duration": "weekly"}"#,
-            "unknown variant `weekly`",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": -5, "currency": "usd"}"#,
-            "cannot be negative",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": 500, "currency": "dollars"}"#,
-            "three-letter ISO currency",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "recurring": {"interval_count": 3}}"#,
-            "missing field `interval`",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "interval_count": 3}"#,
-            "inside `recurring`",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "recurring": {"interval": "month", "interval_count": 13}}"#,
-            "between 1 and 12",
-        ),
-        (
-            "create_price",
-            r#"{"product": "prod_1", "unit_amount": "5", "currency": "usd"}"#,
-            "invalid type",
-        ),
-        (
-            "update_price",
-            r#"{"id": "price_1", "unit_amount": 100}"#,
-            "never change",
-        ),
-        (
-            "update_price",
-            r#"{"id": "prod_1", "active": false}"#,
-            "must start with price_",
-        ),
-        ("update_price", r#"{"id": "price_1"}"#, "at least one field"),
-        (
-            "update_coupon",
-            r#"{"id": "FIVE", "percent_off": 5}"#,
-            "only a coupon's name and metadata",
-        ),
-        ("get_products", r#"{"limit": 0}"#, "between 1 and 100"),
-        ("get_products", r#"{"limit": 101}"#, "between 1 and 100"),
-        (
-            "get_products",
-            r#"{"id": "prod_1", "active": true}"#,
-            "not both",
-        ),
-        (
-            "update_customer",
-            r#"{"id": "cus_1", "discounts": [{"coupon": "A", "promotion_code": "promo_1"}]}"#,
-            "exactly one",
-        ),
-        (
-            "update_customer",
-            r#"{"id": "cus_1", "email": "not-an-email"}"#,
-            "not an email",
-        ),
-        (
-            "create_subscription",
-            r#"{"customer": "cus_1", "items": []}"#,
-            "1 to 20",
-        ),
-        (
-            "create_subscription",
-            r#"{"customer": "Ada", "items": [{"price": "price_1"}]}"#,
-            "must start with cus_",
-        ),
-        (
-            "create_checkout_session",
-            r#"{"mode": "payment", "line_items": [], "success_url": "https://x.io"}"#,
-            "at least one price",
-        ),
-        (
-            "create_checkout_session",
-            r#"{"mode": "payment", "line_items": [{"price": "price_1", "quantity": 1}], "success_url": "/ok"}"#,
-            "absolute http(s) URL",
-        ),
-        (
-            "update_product",
-            r#"{"id": "prod 1", "name": "x"}"#,
-            "not a Stripe id",
-        ),
-        (
-            "create_product",
-            r#"{"name": "A", "metadata": [{"key": "a[b]", "value": "x"}]}"#,
-            "square brackets",
-        ),
-        (
-            "create_product",
-            r#"{"name": "A", "account_id": 7}"#,
-            "string or null",
-        ),
+    /// Arguments for `tool` that are wrong, and what the result must say.
+    struct Case {
+        tool: &'static str,
+        args: &'static str,
+        says: &'static str,
+    }
+    let cases = &[
+        Case {
+            tool: "create_product",
+            args: "{not json",
+            says: "not valid JSON",
+        },
+        Case {
+            tool: "create_product",
+            args: "[1,2]",
+            says: "must be a JSON object",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": 5}"#,
+            says: "invalid type",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": "A", "colour": "red"}"#,
+            says: "unknown field `colour`",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"description": "no name"}"#,
+            says: "missing field `name`",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": "  "}"#,
+            says: "`name` is empty",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": "A", "default_price_data": {}}"#,
+            says: "create_price",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"percent_off": 10, "amount_off": 100, "currency": "usd", "duration": "once"}"#,
+            says: "not both",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"duration": "once"}"#,
+            says: "needs `percent_off`",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"amount_off": 100, "duration": "once"}"#,
+            says: "needs `currency`",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"percent_off": 120, "duration": "once"}"#,
+            says: "at most 100",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"percent_off": 10, "duration": "repeating"}"#,
+            says: "duration_in_months",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"percent_off": 10, "duration": "forever", "duration_in_months": 3}"#,
+            says: "only allowed with duration repeating",
+        },
+        Case {
+            tool: "create_coupon",
+            args: r#"{"percent_off": 10, "duration": "weekly"}"#,
+            says: "unknown variant `weekly`",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": -5, "currency": "usd"}"#,
+            says: "cannot be negative",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": 500, "currency": "dollars"}"#,
+            says: "three-letter ISO currency",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "recurring": {"interval_count": 3}}"#,
+            says: "missing field `interval`",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "interval_count": 3}"#,
+            says: "inside `recurring`",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": 500, "currency": "usd", "recurring": {"interval": "month", "interval_count": 13}}"#,
+            says: "between 1 and 12",
+        },
+        Case {
+            tool: "create_price",
+            args: r#"{"product": "prod_1", "unit_amount": "5", "currency": "usd"}"#,
+            says: "invalid type",
+        },
+        Case {
+            tool: "update_price",
+            args: r#"{"id": "price_1", "unit_amount": 100}"#,
+            says: "never change",
+        },
+        Case {
+            tool: "update_price",
+            args: r#"{"id": "prod_1", "active": false}"#,
+            says: "must start with price_",
+        },
+        Case {
+            tool: "update_price",
+            args: r#"{"id": "price_1"}"#,
+            says: "at least one field",
+        },
+        Case {
+            tool: "update_coupon",
+            args: r#"{"id": "FIVE", "percent_off": 5}"#,
+            says: "only a coupon's name and metadata",
+        },
+        Case {
+            tool: "get_products",
+            args: r#"{"limit": 0}"#,
+            says: "between 1 and 100",
+        },
+        Case {
+            tool: "get_products",
+            args: r#"{"limit": 101}"#,
+            says: "between 1 and 100",
+        },
+        Case {
+            tool: "get_products",
+            args: r#"{"id": "prod_1", "active": true}"#,
+            says: "not both",
+        },
+        Case {
+            tool: "update_customer",
+            args: r#"{"id": "cus_1", "discounts": [{"coupon": "A", "promotion_code": "promo_1"}]}"#,
+            says: "exactly one",
+        },
+        Case {
+            tool: "update_customer",
+            args: r#"{"id": "cus_1", "email": "not-an-email"}"#,
+            says: "not an email",
+        },
+        Case {
+            tool: "create_subscription",
+            args: r#"{"customer": "cus_1", "items": []}"#,
+            says: "1 to 20",
+        },
+        Case {
+            tool: "create_subscription",
+            args: r#"{"customer": "Ada", "items": [{"price": "price_1"}]}"#,
+            says: "must start with cus_",
+        },
+        Case {
+            tool: "create_checkout_session",
+            args: r#"{"mode": "payment", "line_items": [], "success_url": "https://x.io"}"#,
+            says: "at least one price",
+        },
+        Case {
+            tool: "create_checkout_session",
+            args: r#"{"mode": "payment", "line_items": [{"price": "price_1", "quantity": 1}], "success_url": "/ok"}"#,
+            says: "absolute http(s) URL",
+        },
+        Case {
+            tool: "update_product",
+            args: r#"{"id": "prod 1", "name": "x"}"#,
+            says: "not a Stripe id",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": "A", "metadata": [{"key": "a[b]", "value": "x"}]}"#,
+            says: "square brackets",
+        },
+        Case {
+            tool: "create_product",
+            args: r#"{"name": "A", "account_id": 7}"#,
+            says: "string or null",
+        },
     ];
     let pay = MockPay::start().await;
     let tools = ToolSet::altan_pay();
-    for (tool, args, expected) in cases {
+    for Case {
+        tool,
+        args,
+        says: expected,
+    } in cases
+    {
         let out = tools.call(&pay.env(), &ctx("c"), tool, args).await;
         let err = out
             .error()

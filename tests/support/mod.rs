@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod wait;
+pub mod world;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -140,16 +140,40 @@ async fn turn(store: &dyn SessionStore, thread: &str, n: usize) -> Result<(), St
     let product = format!("prod_{n:014}");
     let writes = [
         (
-            call(format!("call_{n}_p"), "create_product", json!({"name": format!("Pro {n}")})),
-            stripe_object("product", &product, json!({"name": format!("Pro {n}"), "default_price": null})),
+            call(
+                format!("call_{n}_p"),
+                "create_product",
+                json!({"name": format!("Pro {n}")}),
+            ),
+            stripe_object(
+                "product",
+                &product,
+                json!({"name": format!("Pro {n}"), "default_price": null}),
+            ),
         ),
         (
-            call(format!("call_{n}_m"), "create_price", json!({"product": product, "unit_amount": 2000, "recurring": {"interval": "month"}})),
-            stripe_object("price", &format!("price_{n:014}m"), json!({"product": product, "unit_amount": 2000, "recurring": {"interval": "month", "interval_count": 1}, "type": "recurring"})),
+            call(
+                format!("call_{n}_m"),
+                "create_price",
+                json!({"product": product, "unit_amount": 2000, "recurring": {"interval": "month"}}),
+            ),
+            stripe_object(
+                "price",
+                &format!("price_{n:014}m"),
+                json!({"product": product, "unit_amount": 2000, "recurring": {"interval": "month", "interval_count": 1}, "type": "recurring"}),
+            ),
         ),
         (
-            call(format!("call_{n}_y"), "create_price", json!({"product": product, "unit_amount": 20000, "recurring": {"interval": "year"}})),
-            stripe_object("price", &format!("price_{n:014}y"), json!({"product": product, "unit_amount": 20000, "recurring": {"interval": "year", "interval_count": 1}, "type": "recurring"})),
+            call(
+                format!("call_{n}_y"),
+                "create_price",
+                json!({"product": product, "unit_amount": 20000, "recurring": {"interval": "year"}}),
+            ),
+            stripe_object(
+                "price",
+                &format!("price_{n:014}y"),
+                json!({"product": product, "unit_amount": 20000, "recurring": {"interval": "year", "interval_count": 1}, "type": "recurring"}),
+            ),
         ),
     ];
     for (i, (call, result)) in writes.into_iter().enumerate() {
@@ -158,7 +182,12 @@ async fn turn(store: &dyn SessionStore, thread: &str, n: usize) -> Result<(), St
             asks.content = None;
             asks.tool_calls = vec![call.clone()];
             session.history.push(asks);
-        } else if let Some(last) = session.history.iter_mut().rev().find(|m| !m.tool_calls.is_empty()) {
+        } else if let Some(last) = session
+            .history
+            .iter_mut()
+            .rev()
+            .find(|m| !m.tool_calls.is_empty())
+        {
             last.tool_calls.push(call.clone());
         }
         // Write-ahead: durable before the write is sent.
@@ -166,12 +195,14 @@ async fn turn(store: &dyn SessionStore, thread: &str, n: usize) -> Result<(), St
         store.save(&session).await.map_err(|e| e.to_string())?;
         session.settle_uncertain(&call.id);
         session.provenance.observe_result(&result);
-        session
-            .history
-            .push(ChatMessage::tool_result(call.id.clone(), result.to_string()));
+        session.history.push(ChatMessage::tool_result(
+            call.id.clone(),
+            result.to_string(),
+        ));
         store.save_queued(&session);
     }
-    let answer = format!("Created Pro {n} with a monthly and a yearly price. [@Altan](/member/altan)");
+    let answer =
+        format!("Created Pro {n} with a monthly and a yearly price. [@Altan](/member/altan)");
     session.history.push(ChatMessage::assistant(answer.clone()));
     session.answers += 1;
     session.trail.push(RoomMessage {

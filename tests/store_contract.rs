@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use altan_pay::agent::{Session, StoreError};
+use altan_pay::agent::{Session, SessionStore, StoreError};
 use altan_pay::model::ChatMessage;
 use altan_pay::room::AgentContext;
 use altan_pay::store::pending::{Applied, EventRecord, Versioned};

@@ -95,7 +95,7 @@ fn product(event: &str, name: &str, version: i64) -> Versioned {
 /// result big enough to be compacted later, and an answer. Some user messages repeat.
 fn message(n: usize) -> ChatMessage {
     match n % 4 {
-        0 if n % 3 == 0 => ChatMessage::user("the same request again"),
+        0 if n.is_multiple_of(3) => ChatMessage::user("the same request again"),
         0 => ChatMessage::user(format!("request {n}")),
         1 => {
             let mut asks = ChatMessage::assistant("");

@@ -122,7 +122,7 @@ async fn a_postgres_store_call_in_flight_holds_up_no_other_turn() {
     );
     let blocker = test_pg::client(&url).await;
     blocker
-        .batch_execute("BEGIN; LOCK TABLE altan_pay_sessions IN EXCLUSIVE MODE")
+        .batch_execute("BEGIN; LOCK TABLE altan_pay_session_state IN EXCLUSIVE MODE")
         .await
         .unwrap();
     a_turn_completes_while_a_load_waits_for_a_held_commit(store, CommitBlocker::Postgres(blocker))

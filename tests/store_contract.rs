@@ -12,11 +12,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use altan_pay::agent::{Session, StoreError};
+use altan_pay::agent::{Session, SessionStore, StoreError};
 use altan_pay::model::ChatMessage;
 use altan_pay::room::AgentContext;
 use altan_pay::store::pending::{Applied, EventRecord, Versioned};
-use altan_pay::store::{LeaseError, PgOptions, PgStore, Reservation, ServeStore, SqliteStore};
+use altan_pay::store::{
+    HistoryLimits, LeaseError, PgOptions, PgStore, Reservation, ServeStore, SqliteStore,
+    bound_history,
+};
 use altan_pay::sync::{Mutation, MutationSource, ObjectKind, Outcome};
 use serde_json::json;
 use test_pg::{database_url, fresh_database};
@@ -88,8 +91,107 @@ fn product(event: &str, name: &str, version: i64) -> Versioned {
     }
 }
 
+/// The `n`th message of a generated history: turns of a user message, a tool call, a tool
+/// result big enough to be compacted later, and an answer. Some user messages repeat.
+fn message(n: usize) -> ChatMessage {
+    match n % 4 {
+        0 if n.is_multiple_of(3) => ChatMessage::user("the same request again"),
+        0 => ChatMessage::user(format!("request {n}")),
+        1 => {
+            let mut asks = ChatMessage::assistant("");
+            asks.content = None;
+            asks.tool_calls = vec![altan_pay::model::ToolCall {
+                id: format!("call_{n}"),
+                name: "create_product".into(),
+                arguments: json!({"name": format!("P{n}")}).to_string(),
+            }];
+            asks
+        }
+        2 => ChatMessage::tool_result(
+            format!("call_{}", n - 1),
+            json!({"id": format!("prod_{n:010}"), "object": "product", "description": "x".repeat(300)})
+                .to_string(),
+        ),
+        _ => ChatMessage::assistant(format!("answer {n}")),
+    }
+}
+
+/// What a load must give back for `session`: its history bounded as the store bounds it.
+fn as_stored(session: &Session) -> Session {
+    let mut stored = session.clone();
+    bound_history(&mut stored.history, HistoryLimits::default());
+    stored
+}
+
 mod cases {
     use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Random sequences of saves (appends of turns, an earlier message changed, the start
+    /// dropped, the whole history replaced, the state changed; awaited or queued) read back
+    /// from the saving handle and from a fresh one (which knows nothing of earlier saves)
+    /// exactly as a store that rewrites the whole session would give them.
+    pub async fn saves_that_append_read_back_as_full_rewrites_would(backend: Backend) {
+        let store = (backend.open)().await;
+        for seed in 0..3u64 {
+            let mut rng = StdRng::seed_from_u64(24 + seed);
+            let thread = unique("p");
+            let mut session = Session::new(&thread);
+            let mut n = 0usize;
+            for step in 0..70 {
+                match rng.random_range(0..20) {
+                    0 => {
+                        session.history = (0..rng.random_range(0..6))
+                            .map(|_| {
+                                n += 1;
+                                message(n * 4)
+                            })
+                            .collect();
+                    }
+                    1 if !session.history.is_empty() => {
+                        let i = rng.random_range(0..session.history.len());
+                        session.history[i].content = Some(format!("edited at {step}"));
+                    }
+                    2 => {
+                        let k = rng.random_range(0..=session.history.len());
+                        session.history.drain(..k);
+                    }
+                    3 => session = store.load(&thread).await.unwrap().unwrap_or(session),
+                    _ => {
+                        for _ in 0..rng.random_range(1..4) * 4 {
+                            session.history.push(message(n));
+                            n += 1;
+                        }
+                    }
+                }
+                session.answers += 1;
+                session.opened_tools = vec![format!("tools of step {step}")];
+                if rng.random_bool(0.3) {
+                    store.save_queued(&session);
+                } else {
+                    store.save(&session).await.unwrap();
+                }
+                let expected = as_stored(&session);
+                assert_eq!(
+                    store.load(&thread).await.unwrap().as_ref(),
+                    Some(&expected),
+                    "seed {seed}, step {step}"
+                );
+                if step % 10 == 9 {
+                    let fresh = (backend.open)().await;
+                    assert_eq!(
+                        fresh.load(&thread).await.unwrap(),
+                        Some(expected),
+                        "seed {seed}, step {step}, another handle"
+                    );
+                }
+            }
+            assert!(
+                n > 250,
+                "the histories reached the bound ({n} messages made)"
+            );
+        }
+    }
 
     /// A saved session reads back whole from another handle; an unknown thread is `None`.
     pub async fn sessions_survive_another_handle(backend: Backend) {
@@ -401,6 +503,7 @@ macro_rules! contract {
 
 contract!(
     sessions_survive_another_handle,
+    saves_that_append_read_back_as_full_rewrites_would,
     concurrent_saves_all_land_and_share_commits,
     a_queued_save_is_durable_when_a_later_save_returns,
     idempotency_keys_replay_and_conflict,
@@ -564,5 +667,190 @@ mod postgres_only {
         assert_eq!(b.load(&thread).await.unwrap(), Some(fresh));
         drop(held);
         drop(taken);
+    }
+}
+
+/// A save that fails half-way (a trigger refuses its last history row, after its other rows
+/// and deletes ran) changes nothing: both handles read the previous session whole, and the
+/// next save, whatever the saving handle believed was stored, is read back exactly.
+async fn a_save_that_fails_half_way_changes_nothing(
+    store: Arc<dyn ServeStore>,
+    fresh: Arc<dyn ServeStore>,
+) {
+    let thread = unique("f");
+    let mut session = Session::new(&thread);
+    session.history = (0..230).map(message).collect();
+    store.save(&session).await.unwrap();
+    let saved = as_stored(&session);
+
+    let mut failing = saved.clone();
+    failing.history.extend((230..234).map(message));
+    failing.history[3].content = Some("changed in the failing save".into());
+    failing.history.push(ChatMessage::user("poison"));
+    failing.answers = 99;
+    let refused = store.save(&failing).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(store.load(&thread).await.unwrap().as_ref(), Some(&saved));
+    assert_eq!(fresh.load(&thread).await.unwrap().as_ref(), Some(&saved));
+
+    let mut next = saved.clone();
+    next.history.extend((230..238).map(message));
+    next.answers = 7;
+    store.save(&next).await.unwrap();
+    assert_eq!(fresh.load(&thread).await.unwrap(), Some(as_stored(&next)));
+    // A queued save that fails, then an awaited one: the same.
+    let mut poisoned = as_stored(&next);
+    poisoned.history.push(ChatMessage::user("poison again"));
+    store.save_queued(&poisoned);
+    let mut last = as_stored(&next);
+    last.history
+        .push(ChatMessage::user("after the failed queued save"));
+    store.save(&last).await.unwrap();
+    assert_eq!(store.load(&thread).await.unwrap(), Some(as_stored(&last)));
+    assert_eq!(fresh.load(&thread).await.unwrap(), Some(as_stored(&last)));
+}
+
+/// A session as the code before rows stored it: one JSON text, history included.
+fn old_layout_session(thread: &str) -> Session {
+    let mut session = Session::new(thread);
+    session.history = (0..12).map(message).collect();
+    session.answers = 3;
+    session
+}
+
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_save_that_fails_half_way_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.db");
+        let store: Arc<dyn ServeStore> = Arc::new(SqliteStore::open(&path).unwrap());
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON session_messages
+                 WHEN NEW.message LIKE '%poison%'
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+            )
+            .unwrap();
+        let fresh: Arc<dyn ServeStore> = Arc::new(SqliteStore::open(&path).unwrap());
+        a_save_that_fails_half_way_changes_nothing(store, fresh).await;
+    }
+
+    /// A file written before histories were rows (one JSON text per session, no row
+    /// columns) opens, its sessions load whole, and a save stores them as rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_file_of_the_old_layout_loads_and_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = old_layout_session("old");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE sessions (
+                    thread_id TEXT PRIMARY KEY,
+                    session TEXT NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO sessions (thread_id, session, updated_at) VALUES ('old', ?1, 0)",
+                [serde_json::to_string(&old).unwrap()],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load("old").await.unwrap().as_ref(), Some(&old));
+        let mut next = old.clone();
+        next.history.push(ChatMessage::user("after the upgrade"));
+        store.save(&next).await.unwrap();
+        drop(store);
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.load("old").await.unwrap(), Some(next.clone()));
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (text, rows): (String, i64) = conn
+            .query_row(
+                "SELECT session, (SELECT count(*) FROM session_messages WHERE thread_id = 'old')
+                 FROM sessions WHERE thread_id = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(!text.contains("\"history\""), "{text}");
+        assert_eq!(rows, next.history.len() as i64);
+    }
+}
+
+mod postgres_rows {
+    use super::*;
+    use altan_pay::store::pg::{MIGRATIONS, migrate};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_postgres_save_that_fails_half_way_changes_nothing() {
+        let url = fresh_database(&database_url()).await;
+        let store: Arc<dyn ServeStore> =
+            Arc::new(PgStore::connect(&PgOptions::new(&url)).await.unwrap());
+        test_pg::client(&url)
+            .await
+            .batch_execute(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.message LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned row'; END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER poison BEFORE INSERT OR UPDATE ON altan_pay_session_messages
+                 FOR EACH ROW EXECUTE FUNCTION poison();",
+            )
+            .await
+            .unwrap();
+        let fresh: Arc<dyn ServeStore> =
+            Arc::new(PgStore::connect(&PgOptions::new(&url)).await.unwrap());
+        a_save_that_fails_half_way_changes_nothing(store, fresh).await;
+    }
+
+    /// A database at schema version 1 (one JSON text per session) is migrated, its sessions
+    /// load whole, a save stores them as rows, and `altan_pay_sessions` still shows whole
+    /// sessions to whoever reads the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_postgres_database_of_the_old_layout_loads_and_saves() {
+        let url = fresh_database(&database_url()).await;
+        let mut client = test_pg::client(&url).await;
+        assert_eq!(migrate(&mut client, &MIGRATIONS[..1]).await.unwrap(), [1]);
+        let old = old_layout_session("old");
+        client
+            .execute(
+                "INSERT INTO altan_pay_sessions (thread_id, session) VALUES ('old', $1)",
+                &[&serde_json::to_string(&old).unwrap()],
+            )
+            .await
+            .unwrap();
+        let store = PgStore::connect(&PgOptions::new(&url)).await.unwrap();
+        assert_eq!(store.load("old").await.unwrap().as_ref(), Some(&old));
+        let mut next = old.clone();
+        next.history.push(ChatMessage::user("after the upgrade"));
+        store.save(&next).await.unwrap();
+        let another = PgStore::connect(&PgOptions::new(&url)).await.unwrap();
+        assert_eq!(another.load("old").await.unwrap(), Some(next.clone()));
+        let rows: i64 = client
+            .query_one(
+                "SELECT count(*) FROM altan_pay_session_messages WHERE thread_id = 'old'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, next.history.len() as i64);
+        let whole: String = client
+            .query_one(
+                "SELECT session FROM altan_pay_sessions WHERE thread_id = 'old'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let whole: Session = serde_json::from_str(&whole).unwrap();
+        assert_eq!(whole, next);
     }
 }

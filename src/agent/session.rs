@@ -51,6 +51,8 @@ impl UncertainWrite {
 pub struct Session {
     pub thread_id: String,
     /// The conversation as the model saw it, without the system prompt and context message.
+    /// (Absent from [`Session::state_json`]: the stores keep it as rows of its own.)
+    #[serde(default)]
     pub history: Vec<ChatMessage>,
     /// Ids and objects seen in this thread: the evidence for the id rules.
     pub provenance: Provenance,
@@ -99,6 +101,49 @@ impl Session {
     pub fn settle_uncertain(&mut self, key_id: &str) {
         self.uncertain.retain(|w| w.key_id != key_id);
     }
+
+    /// Everything but the history, as JSON (the stores keep the history as rows of its own):
+    /// read back as a `Session` with an empty history. Nothing is cloned.
+    pub fn state_json(&self) -> serde_json::Result<String> {
+        // Destructured without `..`: a new field fails to compile until it is stored here.
+        let Session {
+            thread_id,
+            history: _,
+            provenance,
+            unsynced,
+            trail,
+            approvals,
+            uncertain,
+            syncs,
+            answers,
+            opened_tools,
+        } = self;
+        serde_json::to_string(&SessionState {
+            thread_id,
+            provenance,
+            unsynced,
+            trail,
+            approvals,
+            uncertain,
+            syncs,
+            answers: *answers,
+            opened_tools,
+        })
+    }
+}
+
+/// [`Session`] without its history, borrowed, for [`Session::state_json`]; same field names.
+#[derive(Serialize)]
+struct SessionState<'a> {
+    thread_id: &'a str,
+    provenance: &'a Provenance,
+    unsynced: &'a [Mutation],
+    trail: &'a [RoomMessage],
+    approvals: &'a [PendingApproval],
+    uncertain: &'a [UncertainWrite],
+    syncs: &'a PendingSyncs,
+    answers: u64,
+    opened_tools: &'a [String],
 }
 
 /// Why the store failed: one error for every store (sessions, leases, idempotency records,

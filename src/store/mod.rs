@@ -10,6 +10,7 @@ mod compact;
 mod in_flight;
 pub mod pending;
 pub mod pg;
+mod rows;
 mod serve;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use compact::{HistoryLimits, bound_history};
 use in_flight::InFlight;
 use pending::{Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned};
 pub use pg::{PgOptions, PgStore};
+use rows::{SessionRows, Watermarks};
 pub use serve::{Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo};
 
 /// A SQLite file holding every thread's session. Reads go through their own connection (WAL
@@ -38,6 +40,8 @@ pub struct SqliteStore {
     write: Arc<Mutex<Connection>>,
     commits: commit::GroupCommit,
     limits: HistoryLimits,
+    /// What each thread's rows hold, as this process last wrote or read them (`rows.rs`).
+    marks: Arc<Watermarks>,
     /// Events received and pending syncs: in the same file unless [`SqliteStore::with_pending`].
     pending: SqlitePendingStore,
     leases: serve::LocalLeases,
@@ -67,6 +71,12 @@ CREATE TABLE IF NOT EXISTS plans (
     plan TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session_messages (
+    thread_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -109,7 +119,37 @@ fn configure(conn: Connection) -> Result<Connection, StoreError> {
         .map_err(db_err("pragmas"))?;
     conn.execute_batch(SCHEMA)
         .map_err(db_err("creating tables"))?;
+    migrate_sessions(&conn)?;
     Ok(conn)
+}
+
+/// Sessions written before histories were stored as rows (`rows.rs`) have one JSON text in
+/// `session`; the columns below are added to them, NULL, and such a row is still read whole.
+/// Its next save rewrites it as rows.
+fn migrate_sessions(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(db_err("migrating the sessions table"))?;
+    let migrated = (|| {
+        let has_version: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'version'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !has_version {
+            conn.execute_batch(
+                "ALTER TABLE sessions ADD COLUMN version INTEGER;
+                 ALTER TABLE sessions ADD COLUMN history_from INTEGER;
+                 ALTER TABLE sessions ADD COLUMN history_len INTEGER;",
+            )?;
+        }
+        conn.execute_batch("COMMIT")
+    })();
+    if migrated.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    migrated.map_err(db_err("migrating the sessions table"))
 }
 
 fn now() -> i64 {
@@ -168,6 +208,7 @@ impl SqliteStore {
             read,
             write,
             limits: HistoryLimits::default(),
+            marks: Arc::default(),
             pending,
             leases: serve::LocalLeases::default(),
         })
@@ -178,23 +219,17 @@ impl SqliteStore {
         lock(&self.write)
     }
 
-    /// The session as stored: history bounded, serialised.
-    fn session_row(&self, session: &Session) -> Result<SessionRow, StoreError> {
-        Ok(SessionRow {
-            thread_id: session.thread_id.clone(),
-            text: session_text(session, self.limits)?,
+    /// The session as stored: its state and its bounded history, with the watermarks the
+    /// write compares them with.
+    fn session_rows(&self, session: &Session) -> Result<SessionWrite, StoreError> {
+        Ok(SessionWrite {
+            rows: SessionRows::new(session, self.limits)?,
+            marks: self.marks.clone(),
         })
     }
 }
 
-/// The session as both backends store it: history bounded, serialised.
-fn session_text(session: &Session, limits: HistoryLimits) -> Result<String, StoreError> {
-    let mut bounded = session.clone();
-    bound_history(&mut bounded.history, limits);
-    serde_json::to_string(&bounded).map_err(|e| StoreError::Failed(e.to_string()))
-}
-
-/// A stored session read back; `None` stays `None`.
+/// A session stored whole (before histories were rows) read back; `None` stays `None`.
 fn parse_session(thread_id: &str, text: Option<String>) -> Result<Option<Session>, StoreError> {
     text.map(|t| {
         serde_json::from_str(&t)
@@ -284,23 +319,127 @@ impl ThreadRow {
     }
 }
 
-/// One `sessions` row, ready to write.
-struct SessionRow {
-    thread_id: String,
-    text: String,
+/// One session save, ready to write: what it adds is found against the thread's watermark
+/// inside the transaction (`rows.rs`).
+struct SessionWrite {
+    rows: SessionRows,
+    marks: Arc<Watermarks>,
 }
 
-impl SessionRow {
+impl SessionWrite {
     fn write(&self, conn: &Connection) -> Result<(), StoreError> {
-        conn.execute(
-            "INSERT INTO sessions (thread_id, session, updated_at) VALUES (?1, ?2, ?3)
+        let rows = &self.rows;
+        let thread = rows.thread_id.as_str();
+        let failed = db_err("saving a session");
+        let known = self.marks.take(thread);
+        let stored: Option<i64> = conn
+            .prepare_cached("SELECT version FROM sessions WHERE thread_id = ?1")
+            .and_then(|mut st| st.query_row([thread], |r| r.get(0)).optional())
+            .map_err(&failed)?
+            .flatten();
+        let plan = rows.plan(stored, known);
+        let end = plan.from + rows.history.len() as i64;
+        if plan.full {
+            conn.prepare_cached("DELETE FROM session_messages WHERE thread_id = ?1")
+                .and_then(|mut st| st.execute([thread]))
+                .map_err(&failed)?;
+        } else {
+            conn.prepare_cached(
+                "DELETE FROM session_messages WHERE thread_id = ?1 AND (seq < ?2 OR seq >= ?3)",
+            )
+            .and_then(|mut st| st.execute(params![thread, plan.from, end]))
+            .map_err(&failed)?;
+        }
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO session_messages (thread_id, seq, message)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .map_err(&failed)?;
+        for &index in &plan.writes {
+            let text = rows.message_text(index)?;
+            insert
+                .execute(params![thread, plan.from + index as i64, text])
+                .map_err(&failed)?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO sessions (thread_id, session, updated_at, version, history_from, history_len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(thread_id) DO UPDATE SET session = excluded.session,
-             updated_at = excluded.updated_at",
-            params![self.thread_id, self.text, now()],
+             updated_at = excluded.updated_at, version = excluded.version,
+             history_from = excluded.history_from, history_len = excluded.history_len",
         )
-        .map_err(db_err("saving a session"))?;
+        .and_then(|mut st| {
+            st.execute(params![
+                thread,
+                rows.state,
+                now(),
+                plan.version,
+                plan.from,
+                rows.history.len() as i64
+            ])
+        })
+        .map_err(&failed)?;
+        // Should the batch's commit fail, the stored version stays the older one and the
+        // thread's next save, seeing another version than this, rewrites every row.
+        self.marks.put(thread, rows.watermark(&plan));
         Ok(())
     }
+}
+
+/// A session read back from its rows: the `sessions` row first (seq -1), then its messages.
+fn read_session(
+    conn: &Connection,
+    thread_id: &str,
+    marks: &Watermarks,
+) -> Result<Option<Session>, StoreError> {
+    let failed = db_err("reading a session");
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT -1, session, version, history_from, history_len FROM sessions
+             WHERE thread_id = ?1
+             UNION ALL
+             SELECT m.seq, m.message, NULL, NULL, NULL
+             FROM session_messages m JOIN sessions s ON s.thread_id = m.thread_id
+             WHERE m.thread_id = ?1 AND m.seq >= s.history_from
+               AND m.seq < s.history_from + s.history_len
+             ORDER BY 1",
+        )
+        .map_err(&failed)?;
+    let mut found = statement.query([thread_id]).map_err(&failed)?;
+    let Some(first) = found.next().map_err(&failed)? else {
+        return Ok(None);
+    };
+    let text: String = first.get(1).map_err(&failed)?;
+    let layout: (Option<i64>, Option<i64>, Option<i64>) = (
+        first.get(2).map_err(&failed)?,
+        first.get(3).map_err(&failed)?,
+        first.get(4).map_err(&failed)?,
+    );
+    let (Some(version), Some(from), Some(len)) = layout else {
+        // Written before histories were rows: the whole session in one text.
+        return parse_session(thread_id, Some(text));
+    };
+    let mut messages = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    while let Some(row) = found.next().map_err(&failed)? {
+        messages.push(row.get::<_, String>(1).map_err(&failed)?);
+    }
+    if messages.len() as i64 != len {
+        return Err(StoreError::Failed(format!(
+            "session {thread_id}: {} of its {len} history rows are stored",
+            messages.len()
+        )));
+    }
+    let (session, fingerprints) = rows::assemble(thread_id, &text, &messages)?;
+    marks.put(
+        thread_id,
+        rows::Watermark {
+            version,
+            from,
+            fingerprints,
+        },
+    );
+    Ok(Some(session))
 }
 
 fn reserve_key(
@@ -356,25 +495,15 @@ impl SessionStore for SqliteStore {
             self.in_flight
                 .wait_for(thread_id, std::time::Duration::from_secs(10))
                 .await;
-            let thread = thread_id.to_string();
-            let text: Option<String> = blocking(&self.read, move |conn| {
-                conn.query_row(
-                    "SELECT session FROM sessions WHERE thread_id = ?1",
-                    [thread],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err("reading a session"))
-            })
-            .await?;
-            parse_session(thread_id, text)
+            let (thread, marks) = (thread_id.to_string(), self.marks.clone());
+            blocking(&self.read, move |conn| read_session(conn, &thread, &marks)).await
         })
     }
 
     fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let row = self.session_row(session)?;
-            self.commits.run(move |conn| row.write(conn)).await
+            let write = self.session_rows(session)?;
+            self.commits.run(move |conn| write.write(conn)).await
         })
     }
 
@@ -382,10 +511,10 @@ impl SessionStore for SqliteStore {
         let thread = session.thread_id.clone();
         let in_flight = self.in_flight.clone();
         let done = Box::new(move || in_flight.finished(&thread));
-        let queued = self.session_row(session).and_then(|row| {
+        let queued = self.session_rows(session).and_then(|write| {
             self.in_flight.started(&session.thread_id);
             self.commits
-                .queue(move |conn| row.write(conn), done)
+                .queue(move |conn| write.write(conn), done)
                 .inspect_err(|_| {
                     self.in_flight.finished(&session.thread_id);
                 })

@@ -26,7 +26,7 @@ use super::pending::{Applied, EventRecord, PendingEntry, PendingStore, Versioned
 use super::serve::LocalLeases;
 use super::{
     HistoryLimits, Lease, LeaseError, Reservation, ServeStore, StoreFuture, ThreadInfo,
-    parse_session, parse_thread, reservation_of, session_text,
+    parse_session, parse_thread, reservation_of, rows,
 };
 use crate::agent::{Session, SessionStore, StoreError};
 use crate::mirror::error_message;
@@ -203,26 +203,63 @@ impl SessionStore for PgStore {
                 .wait_for(thread_id, Duration::from_secs(10))
                 .await;
             let (pool, thread) = (self.pool.clone(), thread_id.to_string());
-            let text = run(async move {
+            let marks = self.commits.marks.clone();
+            run(async move {
                 let conn = PgStore::client(&pool).await?;
+                // One statement, one snapshot: the state row first (seq -1), then its messages.
                 let statement = conn
-                    .prepare_cached("SELECT session FROM altan_pay_sessions WHERE thread_id = $1")
+                    .prepare_cached(
+                        "SELECT -1::int8, session, version, history_from, history_len
+                         FROM altan_pay_session_state WHERE thread_id = $1
+                         UNION ALL
+                         SELECT m.seq, m.message, NULL, NULL, NULL
+                         FROM altan_pay_session_messages m
+                         JOIN altan_pay_session_state s ON s.thread_id = m.thread_id
+                         WHERE m.thread_id = $1 AND m.seq >= s.history_from
+                           AND m.seq < s.history_from + s.history_len
+                         ORDER BY 1",
+                    )
                     .await
                     .map_err(pg_err("reading a session"))?;
-                Ok(conn
-                    .query_opt(&statement, &[&thread])
+                let found = conn
+                    .query(&statement, &[&thread])
                     .await
-                    .map_err(pg_err("reading a session"))?
-                    .map(|r| r.get::<_, String>(0)))
+                    .map_err(pg_err("reading a session"))?;
+                let Some((first, messages)) = found.split_first() else {
+                    return Ok(None);
+                };
+                let text: String = first.get(1);
+                let layout: (Option<i64>, Option<i64>, Option<i64>) =
+                    (first.get(2), first.get(3), first.get(4));
+                let (Some(version), Some(from), Some(len)) = layout else {
+                    // Written before histories were rows: the whole session in one text.
+                    return parse_session(&thread, Some(text));
+                };
+                let messages: Vec<String> = messages.iter().map(|r| r.get(1)).collect();
+                if messages.len() as i64 != len {
+                    return Err(StoreError::Failed(format!(
+                        "session {thread}: {} of its {len} history rows are stored",
+                        messages.len()
+                    )));
+                }
+                let (session, fingerprints) = rows::assemble(&thread, &text, &messages)?;
+                marks.put(
+                    &thread,
+                    rows::Watermark {
+                        version,
+                        from,
+                        fingerprints,
+                    },
+                );
+                Ok(Some(session))
             })
-            .await?;
-            parse_session(thread_id, text)
+            .await
         })
     }
 
     fn save<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let text = session_text(session, self.limits)?;
+            let rows = rows::SessionRows::new(session, self.limits)?;
             let token = self.token(&session.thread_id);
             let span = tracing::info_span!(
                 "store_commit",
@@ -230,7 +267,7 @@ impl SessionStore for PgStore {
                 db.system.name = "postgresql",
             );
             tracing::Instrument::instrument(
-                self.commits.run(session.thread_id.clone(), text, token),
+                self.commits.run(session.thread_id.clone(), rows, token),
                 span,
             )
             .await
@@ -239,14 +276,14 @@ impl SessionStore for PgStore {
 
     fn save_queued(&self, session: &Session) {
         let thread = session.thread_id.clone();
-        let queued = session_text(session, self.limits).and_then(|text| {
+        let queued = rows::SessionRows::new(session, self.limits).and_then(|rows| {
             self.in_flight.started(&thread);
             let in_flight = self.in_flight.clone();
             let done_thread = thread.clone();
             self.commits
                 .submit(commit::Save {
                     thread_id: thread.clone(),
-                    text,
+                    rows,
                     token: self.token(&thread),
                     reply: None,
                     done: Some(Box::new(move || in_flight.finished(&done_thread))),

@@ -20,10 +20,11 @@ pub struct Migration {
 const MIGRATION_LOCK: i64 = 0x616c_7461_6e70_6179;
 
 /// The schema of this binary.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "serve state: sessions, threads, leases, idempotency, plans, events, pending syncs",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "serve state: sessions, threads, leases, idempotency, plans, events, pending syncs",
+        sql: "
 CREATE TABLE altan_pay_sessions (
     thread_id TEXT PRIMARY KEY,
     session TEXT NOT NULL,
@@ -81,7 +82,39 @@ CREATE TABLE altan_pay_pending (
 );
 CREATE INDEX altan_pay_pending_account ON altan_pay_pending (account_id, seq);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "sessions as rows: the state in altan_pay_session_state, the history one message per row",
+        // Rows of version 1 keep their whole session in `session` (version and history NULL) and
+        // are read as such; their next save writes them as rows. `altan_pay_sessions` stays, as
+        // a view of whole sessions, for whoever reads the database.
+        sql: "
+ALTER TABLE altan_pay_sessions RENAME TO altan_pay_session_state;
+ALTER TABLE altan_pay_session_state
+    ADD COLUMN version BIGINT,
+    ADD COLUMN history_from BIGINT,
+    ADD COLUMN history_len BIGINT;
+CREATE TABLE altan_pay_session_messages (
+    thread_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+);
+CREATE VIEW altan_pay_sessions AS
+SELECT s.thread_id,
+       CASE WHEN s.history_len IS NULL THEN s.session
+       ELSE jsonb_set(s.session::jsonb, '{history}', COALESCE((
+           SELECT jsonb_agg(m.message::jsonb ORDER BY m.seq)
+           FROM altan_pay_session_messages m
+           WHERE m.thread_id = s.thread_id AND m.seq >= s.history_from
+             AND m.seq < s.history_from + s.history_len), '[]'::jsonb))::text
+       END AS session,
+       s.updated_at
+FROM altan_pay_session_state s;
+",
+    },
+];
 
 /// Applies the migrations `client`'s database lacks, each in its own transaction with its
 /// record; returns the versions applied now (empty when it was up to date).

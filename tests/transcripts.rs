@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicUsize;
 
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::model::scripted::{ScriptedModel, Step};
-use altan_pay::model::{ChatMessage, ChatModel, ChatRequest};
+use altan_pay::model::{ChatMessage, ChatModel, ChatRequest, ModelApi};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
 use altan_pay::transcript::eval::{evaluate, recorded_model, report};
 use altan_pay::transcript::redact::REDACTED;
-use altan_pay::transcript::{RecordingModel, Transcript, replay, spawn_pay_recorder};
+use altan_pay::transcript::{RecordingModel, Transcript, replay, replay_on, spawn_pay_recorder};
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
@@ -44,6 +44,26 @@ async fn failures_of(t: &Transcript) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recorded_scenario_replays() {
+    every_scenario_replays_on(ModelApi::ChatCompletions).await;
+}
+
+/// The same recordings over the Responses wire: the replay server turns each recorded chat
+/// answer into a Responses object (streamed as events when the recording was streamed) and
+/// compares each request, turned back into chat messages, with the recorded one. The demo
+/// (`demo-create-product-pro`) is one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recorded_scenario_replays_on_the_responses_wire() {
+    let files = fixture_files();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("demo-create-product-pro.json")),
+        "the demo's recording is not in the suite"
+    );
+    every_scenario_replays_on(ModelApi::Responses).await;
+}
+
+async fn every_scenario_replays_on(api: ModelApi) {
     let files = fixture_files();
     assert!(files.len() >= 20, "only {} scenarios", files.len());
     let mut failed = Vec::new();
@@ -55,7 +75,7 @@ async fn every_recorded_scenario_replays() {
                 continue;
             }
         };
-        match replay(&t).await {
+        match replay_on(&t, api.clone()).await {
             Ok(report) if report.passed() => {}
             Ok(report) => {
                 let lines: Vec<String> = report.findings.iter().map(|f| format!("  {f}")).collect();
@@ -66,7 +86,7 @@ async fn every_recorded_scenario_replays() {
     }
     assert!(
         failed.is_empty(),
-        "{} of {} transcripts failed:\n{}",
+        "{} of {} transcripts failed on {api:?}:\n{}",
         failed.len(),
         files.len(),
         failed.join("\n")

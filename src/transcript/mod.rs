@@ -30,7 +30,7 @@ pub use run::RunConfig;
 pub use server::ReplayServer;
 
 use crate::agent::AgentEvent;
-use crate::model::{ChatModel, OpenAiConfig, OpenAiModel, RetryPolicy};
+use crate::model::{ChatModel, ModelApi, OpenAiConfig, OpenAiModel, RetryPolicy};
 
 /// Why a transcript could not be read or run at all (a divergence is a [`Finding`]).
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +70,28 @@ pub async fn replay(transcript: &Transcript) -> Result<ReplayReport, TranscriptE
     Ok(replay_with_events(transcript, None).await?.0)
 }
 
+/// [`replay`] with the model driven over `api` (the replay server answers both
+/// `/chat/completions` and `/responses` from the same chat recording).
+pub async fn replay_on(
+    transcript: &Transcript,
+    api: ModelApi,
+) -> Result<ReplayReport, TranscriptError> {
+    Ok(replay_with_events_on(transcript, None, api).await?.0)
+}
+
 /// [`replay`] passing every agent event on (the demo prints them).
 pub async fn replay_with_events(
     transcript: &Transcript,
     events: Option<UnboundedSender<(usize, AgentEvent)>>,
+) -> Result<(ReplayReport, RunOutput), TranscriptError> {
+    replay_with_events_on(transcript, events, ModelApi::ChatCompletions).await
+}
+
+/// [`replay_with_events`] over the wire `api`.
+pub async fn replay_with_events_on(
+    transcript: &Transcript,
+    events: Option<UnboundedSender<(usize, AgentEvent)>>,
+    api: ModelApi,
 ) -> Result<(ReplayReport, RunOutput), TranscriptError> {
     let server = ReplayServer::spawn(transcript)
         .await
@@ -91,6 +109,7 @@ pub async fn replay_with_events(
         retry: RetryPolicy::default(),
         temperature: None,
         stream: transcript.streamed(),
+        api,
         ..OpenAiConfig::default()
     };
     let model = OpenAiModel::new(config)

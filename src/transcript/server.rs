@@ -1,5 +1,8 @@
 //! The replay model server: an OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 that
 //! serves the recorded responses in order and notes where the engine's requests diverge.
+//! It also answers `POST /v1/responses` (the Responses wire): the request's `instructions`
+//! and `input` items are turned back into chat messages and compared as on the chat path, and
+//! the recorded chat response is served as a Responses object (streamed as events or whole).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -171,8 +174,14 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn handle(State(state): State<Arc<ReplayState>>, request: Request) -> Response {
+    if request.uri().path().ends_with("/responses") {
+        return handle_responses(&state, request).await;
+    }
     if !request.uri().path().ends_with("/chat/completions") {
-        return error(StatusCode::NOT_FOUND, "only /v1/chat/completions is served");
+        return error(
+            StatusCode::NOT_FOUND,
+            "only /v1/chat/completions and /v1/responses are served",
+        );
     }
     let Ok(bytes) = axum::body::to_bytes(request.into_body(), 16 << 20).await else {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "request too large");
@@ -250,4 +259,253 @@ fn assemble(chunks: &[Value]) -> Result<Value, String> {
     }
     let response = assembler.finish().map_err(|e| e.to_string())?;
     Ok(response_json("replay", &response))
+}
+
+/// `POST /v1/responses`: the request compared as a chat request, the recorded chat answer
+/// served as a Responses object, as events when the request streams.
+async fn handle_responses(state: &ReplayState, request: Request) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 16 << 20).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request too large");
+    };
+    let Ok(got) = serde_json::from_slice::<Value>(&bytes) else {
+        return error(StatusCode::BAD_REQUEST, "the request body is not JSON");
+    };
+    let call = match state.serve(&chat_request_of(&got)) {
+        Ok(call) => call,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let whole = match (&call.response, &call.chunks) {
+        (Some(whole), _) => whole.clone(),
+        (None, Some(chunks)) => match assemble(chunks) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        },
+        (None, None) => json!({"choices": []}),
+    };
+    let answer = responses_of(&whole);
+    let (body, kind) = if got.get("stream") == Some(&Value::Bool(true)) {
+        (events_of(&answer), "text/event-stream")
+    } else {
+        (answer.to_string(), "application/json")
+    };
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    response
+}
+
+/// A Responses request as the chat request it stands for: `instructions` as the first system
+/// message; `message` items as messages (a user's `name: ` prefix stays in the text, as the
+/// recordings keep the speaker in the text); `function_call` items as the tool calls of the
+/// assistant message before them (a new one when the item before is not the assistant's);
+/// `function_call_output` items as tool results; reasoning items left out; flat tools back in
+/// the chat shape.
+pub fn chat_request_of(body: &Value) -> Value {
+    let mut messages: Vec<Value> = Vec::new();
+    if let Some(instructions) = body.get("instructions").and_then(Value::as_str) {
+        messages.push(json!({"role": "system", "content": instructions}));
+    }
+    // Whether the last message pushed is an assistant message that later calls may join.
+    let mut open_assistant = false;
+    let items = body.get("input").and_then(Value::as_array);
+    for item in items.into_iter().flatten() {
+        let text = |key: &str| match item.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        };
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") | None => {
+                let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
+                messages.push(json!({"role": role, "content": text("content")}));
+                open_assistant = role == "assistant";
+            }
+            Some("function_call") => {
+                let call = json!({
+                    "id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": item.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": item.get("arguments").cloned().unwrap_or(Value::Null),
+                    },
+                });
+                if !open_assistant {
+                    messages.push(json!({"role": "assistant", "tool_calls": []}));
+                    open_assistant = true;
+                }
+                if let Some(last) = messages.last_mut() {
+                    if last.get("tool_calls").is_none() {
+                        last["tool_calls"] = json!([]);
+                    }
+                    if let Some(calls) = last["tool_calls"].as_array_mut() {
+                        calls.push(call);
+                    }
+                }
+            }
+            Some("function_call_output") => {
+                messages.push(json!({
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                    "content": text("output"),
+                }));
+                open_assistant = false;
+            }
+            Some(_) => {}
+        }
+    }
+    let tools: Vec<Value> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|tool| {
+            let mut function = tool.clone();
+            if let Some(f) = function.as_object_mut() {
+                f.remove("type");
+            }
+            json!({"type": "function", "function": function})
+        })
+        .collect();
+    json!({"model": body.get("model"), "messages": messages, "tools": tools})
+}
+
+/// A recorded `chat.completion` as a Responses object: the text as a `message` item with one
+/// `output_text` part, each tool call as a `function_call` item (same `call_id`, name and
+/// arguments string), the usage in the Responses names, and `finish_reason: "length"` as
+/// `status: "incomplete"` for `max_output_tokens`.
+pub fn responses_of(whole: &Value) -> Value {
+    let message = whole
+        .pointer("/choices/0/message")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut output = Vec::new();
+    let text = match message.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    };
+    let calls = message.get("tool_calls").and_then(Value::as_array);
+    if !text.is_empty() || calls.is_none_or(Vec::is_empty) {
+        output.push(json!({
+            "type": "message",
+            "id": "msg_replay",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }));
+    }
+    for (i, call) in calls.into_iter().flatten().enumerate() {
+        let arguments = match call.pointer("/function/arguments") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        output.push(json!({
+            "type": "function_call",
+            "id": format!("fc_replay_{i}"),
+            "status": "completed",
+            "call_id": call.get("id").cloned().unwrap_or(Value::Null),
+            "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
+            "arguments": arguments,
+        }));
+    }
+    let usage = whole.get("usage").filter(|u| !u.is_null());
+    let count = |path: &str| {
+        usage
+            .and_then(|u| u.pointer(path))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let length = whole
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+        == Some("length");
+    let mut answer = json!({
+        "id": "resp_replay",
+        "object": "response",
+        "created_at": 0,
+        "status": if length { "incomplete" } else { "completed" },
+        "incomplete_details": if length { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+        "model": whole.get("model").cloned().unwrap_or(Value::Null),
+        "output": output,
+    });
+    if usage.is_some() {
+        answer["usage"] = json!({
+            "input_tokens": count("/prompt_tokens"),
+            "input_tokens_details": {"cached_tokens": count("/prompt_tokens_details/cached_tokens")},
+            "output_tokens": count("/completion_tokens"),
+            "output_tokens_details": {"reasoning_tokens": count("/completion_tokens_details/reasoning_tokens")},
+            "total_tokens": count("/total_tokens"),
+        });
+    }
+    answer
+}
+
+/// A Responses object as the events of a stream: `response.created`; per output item
+/// `response.output_item.added`, its text (`response.output_text.delta`) or arguments
+/// (`response.function_call_arguments.delta`, then `.done`) and `response.output_item.done`;
+/// then `response.completed` or `response.incomplete` carrying the whole object.
+pub fn events_of(answer: &Value) -> String {
+    let mut events = Vec::new();
+    let mut created = answer.clone();
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    events.push(json!({"type": "response.created", "response": created}));
+    let items = answer.get("output").and_then(Value::as_array);
+    for (i, item) in items.into_iter().flatten().enumerate() {
+        let id = item.get("id").cloned().unwrap_or(Value::Null);
+        let mut added = item.clone();
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") => {
+                added["content"] = json!([]);
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                let parts = item.get("content").and_then(Value::as_array);
+                for (c, part) in parts.into_iter().flatten().enumerate() {
+                    let text = part.get("text").and_then(Value::as_str).unwrap_or("");
+                    if !text.is_empty() {
+                        events.push(json!({"type": "response.output_text.delta", "item_id": id, "output_index": i, "content_index": c, "delta": text}));
+                    }
+                    events.push(json!({"type": "response.output_text.done", "item_id": id, "output_index": i, "content_index": c, "text": text}));
+                }
+            }
+            Some("function_call") => {
+                added["arguments"] = json!("");
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                let arguments = item.get("arguments").cloned().unwrap_or(json!(""));
+                if arguments.as_str().is_some_and(|a| !a.is_empty()) {
+                    events.push(json!({"type": "response.function_call_arguments.delta", "item_id": id, "output_index": i, "delta": arguments}));
+                }
+                events.push(json!({"type": "response.function_call_arguments.done", "item_id": id, "output_index": i, "arguments": arguments}));
+            }
+            _ => events.push(
+                json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+            ),
+        }
+        events.push(json!({"type": "response.output_item.done", "output_index": i, "item": item}));
+    }
+    let end = match answer.get("status").and_then(Value::as_str) {
+        Some("incomplete") => "response.incomplete",
+        _ => "response.completed",
+    };
+    events.push(json!({"type": end, "response": answer}));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut event)| {
+            event["sequence_number"] = json!(n);
+            let kind = event["type"].as_str().unwrap_or("").to_string();
+            format!("event: {kind}\ndata: {event}\n\n")
+        })
+        .collect()
 }

@@ -367,3 +367,55 @@ async fn a_recording_from_before_cached_token_details_still_replays() {
     let failures = failures_of(&transcript(&v)).await;
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// What the suite's recordings do not hold: an answer cut at the output limit, with cached
+/// tokens, served on the Responses wire as `incomplete` (`max_output_tokens`) and read back
+/// as `Length` with the same usage; its tool call keeps its id, name and arguments string.
+#[test]
+fn a_recorded_answer_cut_at_the_limit_is_an_incomplete_response_on_the_responses_wire() {
+    use altan_pay::model::FinishReason;
+    use altan_pay::model::responses::parse_response;
+    use altan_pay::transcript::server::responses_of;
+    let recorded = json!({
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {
+            "role": "assistant",
+            "content": "Here is the price tab",
+            "tool_calls": [{"id": "call_7", "type": "function",
+                "function": {"name": "list_prices", "arguments": "{\"limit\":3}"}}],
+        }}],
+        "usage": {"prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940,
+            "prompt_tokens_details": {"cached_tokens": 768}},
+    });
+    let served = responses_of(&recorded);
+    assert_eq!(served["status"], "incomplete");
+    assert_eq!(served["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(
+        served["usage"]["input_tokens_details"]["cached_tokens"],
+        768
+    );
+    let read = parse_response(&served).unwrap();
+    assert_eq!(read.finish_reason, Some(FinishReason::Length));
+    assert_eq!(
+        read.message.content.as_deref(),
+        Some("Here is the price tab")
+    );
+    assert_eq!(read.message.tool_calls.len(), 1);
+    let call = &read.message.tool_calls[0];
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.name.as_str(),
+            call.arguments.as_str()
+        ),
+        ("call_7", "list_prices", "{\"limit\":3}")
+    );
+    assert_eq!(
+        (
+            read.usage.prompt_tokens,
+            read.usage.completion_tokens,
+            read.usage.cached_tokens
+        ),
+        (900, 40, 768)
+    );
+}

@@ -367,7 +367,7 @@ async fn with_a_signing_key_the_repair_plan_is_signed() {
     let other = altan_pay::sync::PlanSigningKey::new("another key").unwrap();
     assert_eq!(
         other.verify(plan),
-        Err(altan_pay::sync::SignatureError::Mismatch)
+        Err(altan_pay::sync::PlanSignatureError::Mismatch)
     );
 }
 

@@ -194,7 +194,7 @@ async fn the_pending_syncs_plan_is_signed_with_the_servers_key() {
     let other = altan_pay::sync::PlanSigningKey::new("not the server's key").unwrap();
     assert_eq!(
         other.verify(plan),
-        Err(altan_pay::sync::SignatureError::Mismatch)
+        Err(altan_pay::sync::PlanSignatureError::Mismatch)
     );
 }
 

@@ -698,7 +698,7 @@ fn pending_syncs_follow_acknowledgements_and_report_inconsistencies() {
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].problem,
-        Problem::Failed {
+        AckProblem::Failed {
             reason: "table prices missing".into()
         }
     );
@@ -729,7 +729,7 @@ fn a_sync_never_acknowledged_before_the_next_answer_is_an_inconsistency() {
     pending.answer_started();
     let found = pending.inconsistencies();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].problem, Problem::Unacknowledged);
+    assert_eq!(found[0].problem, AckProblem::Unacknowledged);
     assert!(found[0].message.contains("manual intervention"));
     assert!(
         found[0]
@@ -981,7 +981,7 @@ fn a_signed_plan_carries_its_signature_in_the_answer_and_as_json() {
     assert_eq!(block, json);
     assert_eq!(
         PlanSigningKey::new("k-2").unwrap().verify(&block),
-        Err(SignatureError::Mismatch)
+        Err(PlanSignatureError::Mismatch)
     );
 }
 

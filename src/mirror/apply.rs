@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::sync::{
-    ObjectKind, Op, PlanSigningKey, SIGNATURE_FIELD, SignatureError, SyncMapping, TableMapping,
+    ObjectKind, Op, PlanSigningKey, SIGNATURE_FIELD, PlanSignatureError, SyncMapping, TableMapping,
     pg_safe, plan_blocks,
 };
 
@@ -55,7 +55,7 @@ pub enum PlanError {
     #[error("{at}: {problem}")]
     BadOperation { at: String, problem: String },
     #[error("{0}")]
-    Signature(#[from] SignatureError),
+    Signature(#[from] PlanSignatureError),
 }
 
 /// One checked operation of a plan.
@@ -432,13 +432,13 @@ pub enum OpResult {
 
 /// A plan that was committed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
+pub struct AppliedPlan {
     pub sync_id: String,
     /// In the order they ran.
     pub results: Vec<(PlanOp, OpResult)>,
 }
 
-impl Applied {
+impl AppliedPlan {
     /// How many operations ended in each result.
     pub fn count(&self, f: impl Fn(&OpResult) -> bool) -> usize {
         self.results.iter().filter(|(_, r)| f(r)).count()
@@ -530,7 +530,7 @@ pub async fn apply_plan(
     schema: &str,
     mapping: &SyncMapping,
     plan: &ParsedPlan,
-) -> Result<Applied, ApplyError> {
+) -> Result<AppliedPlan, ApplyError> {
     let db = |e: tokio_postgres::Error| ApplyError::Database(error_message(&e));
     let tx = client.transaction().await.map_err(db)?;
     check_tables(&tx, schema, mapping).await?;
@@ -628,7 +628,7 @@ pub async fn apply_plan(
         results.push((op.clone(), result));
     }
     tx.commit().await.map_err(db)?;
-    Ok(Applied {
+    Ok(AppliedPlan {
         sync_id: plan.sync_id.clone(),
         results,
     })
@@ -668,7 +668,7 @@ pub struct Acknowledgement {
 
 impl Acknowledgement {
     /// The acknowledgement of a committed plan.
-    pub fn applied(applied: &Applied) -> Acknowledgement {
+    pub fn applied(applied: &AppliedPlan) -> Acknowledgement {
         let stale: Vec<Value> = applied
             .results
             .iter()
@@ -757,7 +757,7 @@ pub async fn apply_text(
     schema: &str,
     mapping: &SyncMapping,
     text: &str,
-) -> Result<(Acknowledgement, Result<Applied, ApplyError>), ApplyError> {
+) -> Result<(Acknowledgement, Result<AppliedPlan, ApplyError>), ApplyError> {
     apply_signed_text(client, schema, mapping, None, text).await
 }
 
@@ -769,7 +769,7 @@ pub async fn apply_signed_text(
     mapping: &SyncMapping,
     key: Option<&PlanSigningKey>,
     text: &str,
-) -> Result<(Acknowledgement, Result<Applied, ApplyError>), ApplyError> {
+) -> Result<(Acknowledgement, Result<AppliedPlan, ApplyError>), ApplyError> {
     let plan = match parse_signed_plan(text, mapping, key) {
         Ok(plan) => plan,
         Err(e) => {
@@ -808,7 +808,7 @@ pub struct ApplyOptions {
 /// and the outcome; `Err` when the plan could not be read or the database reached.
 pub async fn apply_file(
     args: &ApplyOptions,
-) -> Result<(Acknowledgement, Result<Applied, ApplyError>), String> {
+) -> Result<(Acknowledgement, Result<AppliedPlan, ApplyError>), String> {
     let mapping = match &args.sync_mapping {
         Some(p) => SyncMapping::load(p).map_err(|e| e.to_string())?,
         None => SyncMapping::default(),

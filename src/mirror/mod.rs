@@ -7,7 +7,7 @@ pub mod pg;
 pub mod schema;
 
 pub use apply::{
-    Acknowledgement, Applied, ApplyError, ApplyOptions, OpResult, ParsedPlan, PlanError, PlanOp,
+    Acknowledgement, AppliedPlan, ApplyError, ApplyOptions, OpResult, ParsedPlan, PlanError, PlanOp,
     apply_file, apply_plan, apply_signed_text, apply_text, parse_plan, parse_signed_plan,
 };
 pub use pg::{Connected, TableProblem, check_tables, connect, error_message, quote_ident};

@@ -328,7 +328,7 @@ pub struct AckReport {
 
 /// Why a sync needs a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub enum AckProblem {
     Failed { reason: String },
     Unacknowledged,
 }
@@ -337,7 +337,7 @@ pub enum Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inconsistency {
     pub sync_id: String,
-    pub problem: Problem,
+    pub problem: AckProblem,
     pub targets: Vec<SyncTarget>,
     pub message: String,
 }
@@ -425,10 +425,10 @@ impl PendingSyncs {
             .filter(|s| !s.reported)
             .filter_map(|s| {
                 let problem = match &s.status {
-                    SyncStatus::Failed { reason } => Problem::Failed {
+                    SyncStatus::Failed { reason } => AckProblem::Failed {
                         reason: reason.clone(),
                     },
-                    SyncStatus::Pending if s.answers_since > 0 => Problem::Unacknowledged,
+                    SyncStatus::Pending if s.answers_since > 0 => AckProblem::Unacknowledged,
                     _ => return None,
                 };
                 Some(Inconsistency {
@@ -481,13 +481,13 @@ fn describe_targets(targets: &[SyncTarget]) -> String {
     parts.join("; ")
 }
 
-fn inconsistency_message(sync_id: &str, problem: &Problem, targets: &[SyncTarget]) -> String {
+fn inconsistency_message(sync_id: &str, problem: &AckProblem, targets: &[SyncTarget]) -> String {
     let rows = describe_targets(targets);
     match problem {
-        Problem::Failed { reason } => format!(
+        AckProblem::Failed { reason } => format!(
             "Sync {sync_id} failed in the database ({reason}), so the database does not match Stripe; manual intervention is needed to {rows}."
         ),
-        Problem::Unacknowledged => format!(
+        AckProblem::Unacknowledged => format!(
             "Sync {sync_id} was never confirmed, so the database may not match Stripe; manual intervention is needed to check and if needed {rows}."
         ),
     }

@@ -39,7 +39,7 @@ pub enum SigningKeyError {
 
 /// Why a plan's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub enum PlanSignatureError {
     #[error(
         "the plan is not signed, and a plan signing key is configured: only plans the runtime signed are applied (a plan copied from the model's text, or made by hand, carries no signature)"
     )]
@@ -86,17 +86,17 @@ impl PlanSigningKey {
     }
 
     /// Checks the `signature` field of a plan's JSON against its other fields, in constant time.
-    pub fn verify(&self, plan: &Value) -> Result<(), SignatureError> {
+    pub fn verify(&self, plan: &Value) -> Result<(), PlanSignatureError> {
         let given = match plan.get(SIGNATURE_FIELD) {
-            None | Some(Value::Null) => return Err(SignatureError::Unsigned),
+            None | Some(Value::Null) => return Err(PlanSignatureError::Unsigned),
             Some(Value::String(s)) => s,
             Some(other) => {
-                return Err(SignatureError::Malformed {
+                return Err(PlanSignatureError::Malformed {
                     found: format!("a JSON {}", json_type(other)),
                 });
             }
         };
-        let malformed = || SignatureError::Malformed {
+        let malformed = || PlanSignatureError::Malformed {
             found: format!("{:?}", given.chars().take(80).collect::<String>()),
         };
         let digest = given
@@ -108,7 +108,7 @@ impl PlanSigningKey {
         }
         self.mac(plan)
             .verify_slice(&digest)
-            .map_err(|_| SignatureError::Mismatch)
+            .map_err(|_| PlanSignatureError::Mismatch)
     }
 }
 
@@ -193,25 +193,25 @@ mod tests {
         assert_eq!(key.verify(&p), Ok(()));
         let mut changed = p.clone();
         changed["operations"][0]["key"]["id"] = json!("prod_2");
-        assert_eq!(key.verify(&changed), Err(SignatureError::Mismatch));
+        assert_eq!(key.verify(&changed), Err(PlanSignatureError::Mismatch));
         let other = PlanSigningKey::new("k2").unwrap();
-        assert_eq!(other.verify(&p), Err(SignatureError::Mismatch));
+        assert_eq!(other.verify(&p), Err(PlanSignatureError::Mismatch));
     }
 
     #[test]
     fn unsigned_and_malformed_signatures_are_named() {
         let key = PlanSigningKey::new("k1").unwrap();
-        assert_eq!(key.verify(&plan()), Err(SignatureError::Unsigned));
+        assert_eq!(key.verify(&plan()), Err(PlanSignatureError::Unsigned));
         let mut p = plan();
         p[SIGNATURE_FIELD] = json!("hmac-sha256:zz");
         assert!(matches!(
             key.verify(&p),
-            Err(SignatureError::Malformed { .. })
+            Err(PlanSignatureError::Malformed { .. })
         ));
         p[SIGNATURE_FIELD] = json!(7);
         assert!(matches!(
             key.verify(&p),
-            Err(SignatureError::Malformed { .. })
+            Err(PlanSignatureError::Malformed { .. })
         ));
     }
 

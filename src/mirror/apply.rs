@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::sync::{
-    ObjectKind, Op, PlanSigningKey, SIGNATURE_FIELD, PlanSignatureError, SyncMapping, TableMapping,
+    ObjectKind, Op, PlanSignatureError, PlanSigningKey, SIGNATURE_FIELD, SyncMapping, TableMapping,
     pg_safe, plan_blocks,
 };
 
@@ -31,29 +31,57 @@ use super::schema::DELETED_TABLE;
 /// Why a plan was refused before anything was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// The input is neither plan JSON nor an answer holding exactly one runtime plan block,
+    /// or its top level is not a plan object; the text says which.
     #[error("not a sync plan: {0}")]
     NotAPlan(String),
+    /// The answer holds this many plan blocks (more than one); each must be applied alone.
     #[error("the text holds {0} sync plans; apply them one at a time")]
     SeveralPlans(usize),
+    /// `sync_id` is missing, not a string, or not `sync_` followed by letters and digits.
     #[error("bad sync_id: {0}")]
     BadSyncId(String),
+    /// An operation names a table the sync mapping does not have.
     #[error("{at}: unknown table `{table}` (the sync mapping has {known})")]
     UnknownTable {
+        /// The operation, as `operations[i]`.
         at: String,
+        /// The table the plan named.
         table: String,
+        /// The mapping's table names, comma-separated.
         known: String,
     },
+    /// An operation's `key` is missing, not `{"<key column>": "<Stripe id>"}`, or disagrees
+    /// with the row's key column.
     #[error("{at}: missing key: {problem}")]
-    MissingKey { at: String, problem: String },
+    MissingKey {
+        /// The operation, as [`PlanOp::describe`] or `operations[i]` writes it.
+        at: String,
+        /// What is wrong with the key.
+        problem: String,
+    },
+    /// A row's value does not fit its column's type in the mapping.
     #[error("{at}: column `{column}` must be {expected}, not {found}")]
     WrongType {
+        /// The operation, as [`PlanOp::describe`] writes it.
         at: String,
+        /// The column's name.
         column: String,
+        /// The type the column takes, in words (`an integer`).
         expected: String,
+        /// The value the plan gave, in words (`the string "x"`).
         found: String,
     },
+    /// Any other fault of one operation: its shape, an unknown or missing column, a second
+    /// operation on the same row.
     #[error("{at}: {problem}")]
-    BadOperation { at: String, problem: String },
+    BadOperation {
+        /// The operation, as [`PlanOp::describe`] or `operations[i]` writes it.
+        at: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A signing key is configured and the plan's signature is missing, malformed or wrong.
     #[error("{0}")]
     Signature(#[from] PlanSignatureError),
 }
@@ -63,11 +91,15 @@ pub enum PlanError {
 pub struct PlanOp {
     /// Position in the plan's `operations`, for messages.
     pub index: usize,
+    /// The Stripe object kind the table holds.
     pub kind: ObjectKind,
+    /// The mirror table, as the mapping names it.
     pub table: String,
+    /// Upsert or delete.
     pub op: Op,
+    /// The Stripe id of the row (the value of the table's key column).
     pub id: String,
-    /// Every mapped column, for an upsert.
+    /// Every mapped column, for an upsert; `None` for a delete.
     pub row: Option<Map<String, Value>>,
 }
 
@@ -87,7 +119,9 @@ impl PlanOp {
 /// A plan that passed every check: known tables, keys, every column with the right type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedPlan {
+    /// The plan's id (`sync_` and hex digits), which the acknowledgement names.
     pub sync_id: String,
+    /// The operations in the plan's own order; [`ParsedPlan::ordered`] gives the order they run in.
     pub operations: Vec<PlanOp>,
 }
 
@@ -420,9 +454,11 @@ impl ParsedPlan {
 /// What one operation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpResult {
+    /// An upsert inserted the row or changed at least one of its values.
     Written,
     /// The row already held exactly these values.
     Unchanged,
+    /// A delete removed the row (and recorded its id as deleted).
     Deleted,
     /// A delete of a row the mirror did not have.
     AlreadyAbsent,
@@ -430,9 +466,11 @@ pub enum OpResult {
     Stale(String),
 }
 
-/// A plan that was committed.
+/// A plan that was committed, with what each of its operations did: what [`apply_plan`]
+/// returns and [`Acknowledgement::applied`] reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedPlan {
+    /// The committed plan's id.
     pub sync_id: String,
     /// In the order they ran.
     pub results: Vec<(PlanOp, OpResult)>,
@@ -453,16 +491,23 @@ impl AppliedPlan {
 /// Why a plan was not applied; nothing was written in any case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
+    /// The plan failed its checks before the database was touched.
     #[error("plan refused, nothing written: {0}")]
     Plan(#[from] PlanError),
+    /// The transaction could not start or commit; PostgreSQL's message.
     #[error("database: {0}")]
     Database(String),
+    /// The database lacks a mapped table or column, or the applier's deleted-ids table.
     #[error("database: {0}")]
     Tables(#[from] TableProblem),
+    /// One operation's statement failed; the transaction was rolled back.
     #[error("{at} failed, nothing written: {error}")]
     Operation {
+        /// Its position in the plan's `operations`.
         index: usize,
+        /// The operation, as [`PlanOp::describe`] writes it.
         at: String,
+        /// PostgreSQL's message with its detail.
         error: String,
     },
 }
@@ -659,7 +704,9 @@ fn upsert_sql(table: &str, t: &TableMapping) -> String {
 /// What Altan posts back to the room, in the form `sync::parse_acknowledgements` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledgement {
+    /// The plan's id, or the id read from a refused plan's text.
     pub sync_id: String,
+    /// Whether the plan was committed.
     pub applied: bool,
     /// One JSON line: `{"sync_id", "status": "applied", ...}` or `{"sync_id", "status":
     /// "failed", "error", "operations": [...]}`.

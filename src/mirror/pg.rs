@@ -10,6 +10,7 @@ use crate::sync::{ObjectKind, SyncMapping};
 
 /// A client and the task driving its connection; dropping it closes the connection.
 pub struct Connected {
+    /// The connected client.
     pub client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
 }
@@ -37,7 +38,7 @@ pub async fn connect(url: &str) -> Result<Connected, String> {
 }
 
 /// PostgreSQL's own message with its detail, which names the column or constraint.
-pub fn error_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn error_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(d) => format!("{} ({d})", db.message()),
@@ -48,23 +49,34 @@ pub fn error_message(e: &tokio_postgres::Error) -> String {
 }
 
 /// `"name"` with inner quotes doubled: a table name from the mapping is never SQL.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What the database lacks of the mapping.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableProblem {
+    /// A table the mapping (or the applier) needs does not exist.
     #[error("table {table} does not exist (the sync mapping expects it)")]
-    TableMissing { table: String },
+    TableMissing {
+        /// `schema.table`, possibly with a hint on how to create it.
+        table: String,
+    },
+    /// A table exists without some of the mapped columns.
     #[error("table {table} lacks the column(s) {columns} of the sync mapping")]
-    ColumnsMissing { table: String, columns: String },
+    ColumnsMissing {
+        /// `schema.table`.
+        table: String,
+        /// The missing column names, comma-separated.
+        columns: String,
+    },
+    /// The catalog query itself failed; the database's message.
     #[error("{0}")]
     Database(String),
 }
 
 /// The column names of `schema.table`; empty when the table does not exist.
-pub async fn columns_of(
+pub(crate) async fn columns_of(
     client: &impl GenericClient,
     schema: &str,
     table: &str,
@@ -83,7 +95,7 @@ pub async fn columns_of(
 }
 
 /// Every table of the mapping exists with every mapped column (other columns are allowed).
-pub async fn check_tables(
+pub(crate) async fn check_tables(
     client: &impl GenericClient,
     schema: &str,
     mapping: &SyncMapping,

@@ -8,13 +8,15 @@ use crate::sync::{ColumnType, ObjectKind, SyncMapping};
 use super::pg::quote_ident;
 
 /// Ids the applier deleted: Stripe never reuses an id, so a later upsert of one is stale.
-pub const DELETED_TABLE: &str = "altan_pay_deleted";
+pub(crate) const DELETED_TABLE: &str = "altan_pay_deleted";
 
 /// Why no DDL could be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaError {
+    /// A mapped table has the name of the applier's deleted-ids table, `altan_pay_deleted`.
     #[error("sync mapping: table `{0}` has the name the applier keeps deleted ids in; rename it")]
     ReservedTable(String),
+    /// The PostgreSQL schema name is empty or only whitespace.
     #[error("schema name is empty")]
     EmptySchema,
 }

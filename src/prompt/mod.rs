@@ -41,72 +41,128 @@ const EMBEDDED_BLOCKS: &[(&str, &str)] = &[
 /// template or block at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PromptError {
+    /// A prompt directory or file could not be read, is too large, or is not UTF-8.
     #[error("cannot read `{path}`: {detail}")]
-    Read { path: PathBuf, detail: String },
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error or the limit it broke.
+        detail: String,
+    },
+    /// The prompt directory has no `templates/*.md`.
     #[error("no templates in `{dir}` (expected `templates/*.md`)")]
-    NoTemplates { dir: PathBuf },
+    NoTemplates {
+        /// The prompt directory given.
+        dir: PathBuf,
+    },
+    /// A block file is not valid YAML.
     #[error("malformed YAML in `{file}`{}: {detail}", at(*line, *column))]
     Yaml {
+        /// The block file's path.
         file: String,
+        /// 1-based line of the fault; `None` at the end of the input.
         line: Option<usize>,
+        /// 1-based column of the fault.
         column: Option<usize>,
+        /// The YAML parser's message.
         detail: String,
     },
+    /// A block file is valid YAML but not a map of block id to text (a list, a nested map,
+    /// an id placeholders cannot name).
     #[error("block file `{file}`{}: {detail}", at(*line, *column))]
     BlockFile {
+        /// The block file's path.
         file: String,
+        /// 1-based line of the offending entry.
         line: Option<usize>,
+        /// 1-based column of the offending entry.
         column: Option<usize>,
+        /// What is wrong with its shape.
         detail: String,
     },
+    /// Two block files, or one twice, define the same block id.
     #[error("block `{id}` is defined twice: in `{first}` and in `{second}`")]
     DuplicateBlock {
+        /// The block id.
         id: String,
+        /// The first definition, as `file line N`.
         first: String,
+        /// The second definition, as `file line N`.
         second: String,
     },
+    /// [`PromptLibrary::render`] was asked for a template the library does not have.
     #[error("unknown template `{name}`; known templates: {}", known.join(", "))]
-    UnknownTemplate { name: String, known: Vec<String> },
+    UnknownTemplate {
+        /// The name asked for.
+        name: String,
+        /// The library's template names, sorted.
+        known: Vec<String>,
+    },
+    /// A placeholder names a block no block file defines.
     #[error(
         "template `{template}` uses `${{{block}}}`{}, but no block file defines block `{block}`",
         via_text(via)
     )]
     MissingBlock {
+        /// The template being rendered.
         template: String,
+        /// The missing block id.
         block: String,
+        /// The blocks being expanded when it was met, outermost first; empty when the
+        /// template itself names it.
         via: Vec<String>,
     },
+    /// A placeholder names a block that is null, empty or only whitespace.
     #[error(
         "template `{template}` uses `${{{block}}}`{}, but block `{block}` in `{file}` is empty",
         via_text(via)
     )]
     EmptyBlock {
+        /// The template being rendered.
         template: String,
+        /// The empty block's id.
         block: String,
+        /// The block file that defines it.
         file: String,
+        /// The blocks being expanded when it was met, outermost first.
         via: Vec<String>,
     },
+    /// Blocks include each other in a loop.
     #[error("template `{template}`: blocks include each other in a cycle: {}", cycle.join(" -> "))]
     Cycle {
+        /// The template being rendered.
         template: String,
+        /// The block ids around the loop, the first repeated at the end.
         cycle: Vec<String>,
     },
+    /// Blocks include blocks deeper than the renderer allows.
     #[error("template `{template}`: blocks nest more than {MAX_DEPTH} deep: {}", chain.join(" -> "))]
     TooDeep {
+        /// The template being rendered.
         template: String,
+        /// The chain of block ids, outermost first.
         chain: Vec<String>,
     },
+    /// A `${` that does not close on its line around a usable block id.
     #[error(
         "template `{template}`, {location} line {line}: {detail} (write `$${{` for a literal `${{`)"
     )]
     BadPlaceholder {
+        /// The template being rendered.
         template: String,
+        /// Where the text is: the template file or a block (with its file and line).
         location: String,
+        /// 1-based line of the `${` within that text.
         line: usize,
+        /// What is wrong with it.
         detail: String,
     },
+    /// The rendered prompt would pass the size limit (blocks that multiply each other).
     #[error("template `{template}` renders to more than {MAX_RENDERED_BYTES} bytes")]
-    TooLarge { template: String },
+    TooLarge {
+        /// The template being rendered.
+        template: String,
+    },
 }
 
 fn at(line: Option<usize>, column: Option<usize>) -> String {

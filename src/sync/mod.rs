@@ -9,7 +9,7 @@ mod mapping;
 mod signing;
 
 pub use ack::{
-    Ack, AckReport, AckStatus, Inconsistency, PendingSyncs, AckProblem, SentSync, SyncStatus,
+    Ack, AckProblem, AckReport, AckStatus, Inconsistency, PendingSyncs, SentSync, SyncStatus,
     SyncTarget, parse_acknowledgements,
 };
 pub use compose::{
@@ -26,6 +26,6 @@ pub use mapping::{
     TableMapping, pg_safe,
 };
 pub use signing::{
-    PlanSigningKey, SIGNATURE_FIELD, SIGNATURE_PREFIX, PlanSignatureError, SigningKeyError,
+    PlanSignatureError, PlanSigningKey, SIGNATURE_FIELD, SIGNATURE_PREFIX, SigningKeyError,
     canonical_json, canonical_unsigned,
 };

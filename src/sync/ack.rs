@@ -12,14 +12,21 @@ use super::ledger::{Op, SyncPlan};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AckStatus {
+    /// Altan wrote the plan to the database.
     Applied,
-    Failed { reason: String },
+    /// Altan could not write it.
+    Failed {
+        /// Altan's words for why (`no reason given` when it gave none).
+        reason: String,
+    },
 }
 
 /// One acknowledgement read from a room message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// The plan it is about (`sync_...`).
     pub sync_id: String,
+    /// Applied or failed, with the reason.
     #[serde(flatten)]
     pub status: AckStatus,
 }
@@ -293,24 +300,36 @@ fn prose_reason(after_id: &str, after_word: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SyncStatus {
+    /// Sent, and Altan has not answered about it yet.
     Pending,
+    /// Altan acknowledged it as applied.
     Applied,
-    Failed { reason: String },
+    /// Altan acknowledged it as failed.
+    Failed {
+        /// Altan's words for why.
+        reason: String,
+    },
 }
 
 /// One row a plan touched, enough to tell a person what to check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncTarget {
+    /// The mirror table.
     pub table: String,
+    /// Upsert or delete.
     pub op: Op,
+    /// The row's Stripe id.
     pub id: String,
 }
 
 /// A plan that was handed to Altan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentSync {
+    /// The plan's id.
     pub sync_id: String,
+    /// Every row the plan touches, in plan order.
     pub targets: Vec<SyncTarget>,
+    /// What Altan last said about it.
     pub status: SyncStatus,
     /// Answers started since it was sent; pending after one means Altan never confirmed it.
     pub answers_since: u32,
@@ -321,6 +340,7 @@ pub struct SentSync {
 /// What [`PendingSyncs::apply`] did with a message's acknowledgements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckReport {
+    /// Ids of sent plans the acknowledgements were applied to, in message order.
     pub updated: Vec<String>,
     /// Ids this session never sent; ignored.
     pub unknown: Vec<String>,
@@ -329,16 +349,25 @@ pub struct AckReport {
 /// Why a sync needs a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckProblem {
-    Failed { reason: String },
+    /// Altan reported that writing the plan failed.
+    Failed {
+        /// Altan's words for why.
+        reason: String,
+    },
+    /// A later answer started and Altan never said whether it applied the plan.
     Unacknowledged,
 }
 
 /// A sync the database may not reflect, with a sentence for the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inconsistency {
+    /// The plan's id.
     pub sync_id: String,
+    /// Failed or never acknowledged.
     pub problem: AckProblem,
+    /// The rows the database may lack, so a person knows what to check.
     pub targets: Vec<SyncTarget>,
+    /// One sentence for the answer: which sync, what happened, which rows to fix.
     pub message: String,
 }
 
@@ -349,6 +378,7 @@ pub struct PendingSyncs {
 }
 
 impl PendingSyncs {
+    /// No plan sent yet.
     pub fn new() -> PendingSyncs {
         PendingSyncs::default()
     }
@@ -410,10 +440,12 @@ impl PendingSyncs {
         }
     }
 
+    /// The plan sent under `sync_id`, if this session sent it.
     pub fn get(&self, sync_id: &str) -> Option<&SentSync> {
         self.syncs.iter().find(|s| s.sync_id == sync_id)
     }
 
+    /// Every plan sent, in the order first sent.
     pub fn all(&self) -> &[SentSync] {
         &self.syncs
     }

@@ -16,12 +16,14 @@ use super::ledger::SyncPlan;
 /// A member of the room as the composer needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// The display name (`Altan`, `Altan Pay`), as `@Name` shows it.
     pub name: String,
     /// The room's member id, for `[@Name](/member/<id>)`; unknown means plain `@Name`.
     pub member_id: Option<String>,
 }
 
 impl Member {
+    /// A member with its display name and, when known, its room member id.
     pub fn new(name: impl Into<String>, member_id: Option<String>) -> Member {
         Member {
             name: name.into(),
@@ -33,8 +35,11 @@ impl Member {
 /// Who is in the room: this agent, Altan, and everyone else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
+    /// This agent; the answer never mentions it.
     pub me: Member,
+    /// The orchestrator the answer hands over to; its member id makes the mention a link.
     pub altan: Member,
+    /// Everyone else; mentions of them in the model's text are removed like any other.
     pub others: Vec<Member>,
 }
 
@@ -64,8 +69,12 @@ const PLAN_FENCE_END: &str = "```";
 /// Why an answer's plan blocks cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanBlockError {
+    /// A [`PLAN_FENCE`] line opens a block that no later line closes.
     #[error("the plan block opened on line {line} (`{PLAN_FENCE}`) is never closed with ```")]
-    Unclosed { line: usize },
+    Unclosed {
+        /// 1-based line of the opening fence.
+        line: usize,
+    },
 }
 
 /// The bodies of the runtime's plan blocks in an answer: what lies between a line that is
@@ -99,8 +108,11 @@ pub fn plan_blocks(text: &str) -> Result<Vec<&str>, PlanBlockError> {
 pub struct AnswerInput<'a> {
     /// The model's final text, as written.
     pub model_text: &'a str,
+    /// The turn's signed plan, when Stripe changed; it goes in the runtime's plan block.
     pub plan: Option<&'a SyncPlan>,
+    /// Syncs the database may not reflect; each gets a line asking a person to check it.
     pub inconsistencies: &'a [Inconsistency],
+    /// Who is in the room: whom to mention, and whose mentions to remove.
     pub room: &'a Room,
     /// Agents have been answering each other with no person in between: mention nobody.
     pub agents_bouncing: bool,
@@ -116,7 +128,9 @@ pub const CUT_NOTE: &str =
 /// The one mention an answer ends with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mention {
+    /// The name after `@` (Altan's display name in the room).
     pub name: String,
+    /// Altan's member id; `None` makes the mention plain `@Name`.
     pub member_id: Option<String>,
 }
 
@@ -133,7 +147,9 @@ impl Mention {
 /// The answer as posted to the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposedAnswer {
+    /// The whole answer as posted, the mention (if any) at its very end.
     pub text: String,
+    /// The mention the text ends with; `None` when agents were bouncing.
     pub mention: Option<Mention>,
     /// What was taken out of the model's text (mentions, thank-you sentences, its own sync block).
     pub removed: Vec<String>,

@@ -16,8 +16,16 @@ use crate::stripe::StripeObject;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MutationSource {
-    ToolCall { tool_call_id: String },
-    StripeEvent { event_id: String },
+    /// The agent's own tool call made the change.
+    ToolCall {
+        /// The model's id of the tool call.
+        tool_call_id: String,
+    },
+    /// A Stripe webhook event reported the change.
+    StripeEvent {
+        /// Stripe's id of the event, `evt_...`.
+        event_id: String,
+    },
 }
 
 /// What Stripe says the object is now.
@@ -25,7 +33,10 @@ pub enum MutationSource {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The object exists; this is Stripe's JSON of it.
-    Exists { object: Value },
+    Exists {
+        /// Stripe's JSON of the object after the change.
+        object: Value,
+    },
     /// The object is gone from Stripe.
     Deleted,
 }
@@ -33,25 +44,47 @@ pub enum Outcome {
 /// One change of one Stripe object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mutation {
+    /// Whether a tool call or a Stripe event made it known.
     pub source: MutationSource,
     /// The route operation (`prices.update`) or the event type (`product.deleted`).
     pub operation: String,
+    /// The Stripe object kind, which picks the table.
     pub kind: ObjectKind,
+    /// Stripe's id of the object (`prod_...`, `price_...`).
     pub id: String,
+    /// The object's state after the change, or that it is gone.
     pub outcome: Outcome,
 }
 
 /// Why a Stripe change has no row to write; the engine logs it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotSynced {
+    /// The changed object is of a kind the mapping has no table for (a checkout session).
     #[error("{operation} returned a `{object}`, which has no database table")]
-    NoTable { operation: String, object: String },
+    NoTable {
+        /// The route operation or event type.
+        operation: String,
+        /// Stripe's `object` value of what came back.
+        object: String,
+    },
+    /// The returned object has no string `id`.
     #[error("{operation} returned an object without an id")]
-    NoId { operation: String },
+    NoId {
+        /// The route operation or event type.
+        operation: String,
+    },
+    /// The route only reads; nothing changed.
     #[error("{operation} is a read, not a change")]
-    NotAMutation { operation: String },
+    NotAMutation {
+        /// The route operation.
+        operation: String,
+    },
+    /// The event lacks its `id`, `type` or `data.object`, or they have the wrong shape.
     #[error("the Stripe event is malformed: {problem}")]
-    BadEvent { problem: String },
+    BadEvent {
+        /// What is missing or wrong.
+        problem: String,
+    },
 }
 
 /// A Stripe change made by a tool call: what the sync plan is built from.
@@ -61,8 +94,11 @@ pub struct Effect {
     /// the crate is built, never text from a request or an event (event types are only ever
     /// a [`Mutation::operation`]).
     pub operation: &'static str,
+    /// What the route does (create, update, delete); a read is never synced.
     pub kind: RouteKind,
+    /// The Altan account the call acted for.
     pub account_id: String,
+    /// The account's Stripe Connect id (`acct_...`) the call used, when one was resolved.
     pub stripe_connect_id: Option<String>,
     /// Stripe's answer: the object after the change, or the deleted tombstone.
     pub object: Value,
@@ -159,6 +195,7 @@ impl Mutation {
 /// What the session knows about objects it did not change: the prices of a product (to
 /// delete their rows with it) and the subscriptions of a customer (canceled with it).
 pub trait RelatedObjects {
+    /// The ids of the prices of the product (`price_...`).
     fn prices_of_product(&self, product_id: &str) -> Vec<String>;
     /// Stripe's JSON of each subscription of the customer.
     fn subscriptions_of_customer(&self, customer_id: &str) -> Vec<Value>;
@@ -185,6 +222,7 @@ pub struct KnownObjects {
 }
 
 impl KnownObjects {
+    /// An empty index.
     pub fn new() -> KnownObjects {
         KnownObjects::default()
     }
@@ -261,11 +299,17 @@ impl RelatedObjects for KnownObjects {
 /// What to do with a row. An upsert always carries its row; a delete never does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowChange {
-    Upsert { row: Map<String, Value> },
+    /// Insert the row or replace its values.
+    Upsert {
+        /// Every mapped column of the table, by column name.
+        row: Map<String, Value>,
+    },
+    /// Delete the row with the operation's key.
     Delete,
 }
 
 impl RowChange {
+    /// The operation, without the row.
     pub fn op(&self) -> Op {
         match self {
             RowChange::Upsert { .. } => Op::Upsert,
@@ -278,11 +322,14 @@ impl RowChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
+    /// Insert or replace a row.
     Upsert,
+    /// Delete a row.
     Delete,
 }
 
 impl Op {
+    /// The word a plan's JSON carries in `op`: `upsert` or `delete`.
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Upsert => "upsert",
@@ -296,28 +343,41 @@ impl Op {
 pub enum OpOrigin {
     /// The last recorded mutation of this object.
     Recorded {
+        /// The mutation's route operation or event type.
         operation: String,
+        /// The tool call or event it came from.
         source: MutationSource,
     },
     /// Implied by deleting another object (a product's prices, a customer's subscriptions).
-    Cascade { kind: ObjectKind, id: String },
+    Cascade {
+        /// The kind of the deleted object.
+        kind: ObjectKind,
+        /// Stripe's id of the deleted object.
+        id: String,
+    },
 }
 
 /// One row to write or delete.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOperation {
+    /// The mirror table, as the mapping names it.
     pub table: String,
+    /// The Stripe object kind the row holds.
     pub kind: ObjectKind,
     /// The key column's name (`id` by default); its value is the Stripe id.
     pub key_column: String,
+    /// Stripe's id of the object, the row's key.
     pub id: String,
+    /// Upsert with the row, or delete.
     pub change: RowChange,
     /// A few words for people (`Pro Plan`, `20.00 USD/month`); not part of the JSON.
     pub label: Option<String>,
+    /// Why the operation is in the plan.
     pub origin: OpOrigin,
 }
 
 impl SyncOperation {
+    /// Upsert or delete.
     pub fn op(&self) -> Op {
         self.change.op()
     }
@@ -458,10 +518,12 @@ pub struct SyncLedger {
 }
 
 impl SyncLedger {
+    /// An empty ledger.
     pub fn new() -> SyncLedger {
         SyncLedger::default()
     }
 
+    /// Appends a mutation; a later one of the same object wins in the plan.
     pub fn record(&mut self, mutation: Mutation) {
         self.mutations.push(mutation);
     }
@@ -473,10 +535,12 @@ impl SyncLedger {
         Ok(())
     }
 
+    /// What was recorded, in order.
     pub fn mutations(&self) -> &[Mutation] {
         &self.mutations
     }
 
+    /// Whether nothing was recorded since the ledger was made or last taken.
     pub fn is_empty(&self) -> bool {
         self.mutations.is_empty()
     }

@@ -10,22 +10,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The default mapping, embedded at build time.
-pub const DEFAULT_MAPPING_TOML: &str = include_str!("../../tools/sync_mapping.toml");
+const DEFAULT_MAPPING_TOML: &str = include_str!("../../tools/sync_mapping.toml");
 const DEFAULT_ORIGIN: &str = "tools/sync_mapping.toml";
 
 /// The Stripe object kinds that have a database table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
+    /// Stripe `product`, `prod_...`.
     Product,
+    /// Stripe `price`, `price_...`.
     Price,
+    /// Stripe `customer`, `cus_...`.
     Customer,
+    /// Stripe `subscription`, `sub_...`.
     Subscription,
+    /// Stripe `coupon` (its id is chosen by the account or random).
     Coupon,
+    /// Stripe `promotion_code`, `promo_...`.
     PromotionCode,
 }
 
 impl ObjectKind {
+    /// Every kind, in declaration order ([`ObjectKind::index`] is the position here).
     pub const ALL: [ObjectKind; 6] = [
         ObjectKind::Product,
         ObjectKind::Price,
@@ -75,8 +82,11 @@ impl fmt::Display for ObjectKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("sync mapping {file}: {entry}: {problem}")]
 pub struct MappingError {
+    /// The mapping file's path (`tools/sync_mapping.toml` for the embedded default).
     pub file: String,
+    /// Where in it: `file`, `[product]`, or the table's column entry at fault.
     pub entry: String,
+    /// What is wrong there.
     pub problem: String,
 }
 
@@ -210,11 +220,13 @@ fn walk(value: &Value, steps: &[Step]) -> Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
+    /// A string (ids, names, currencies, statuses).
     Text,
     /// Whole numbers: amounts in the smallest unit, counts, Unix times.
     Integer,
     /// Decimal numbers (`percent_off`).
     Numeric,
+    /// `true` or `false` (`active`, `livemode`).
     Boolean,
     /// Any JSON, kept whole (metadata, lists of ids).
     #[default]
@@ -255,23 +267,28 @@ impl fmt::Display for ColumnType {
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
+    /// The column's name in the mirror table.
     pub name: String,
+    /// Where its value is in the Stripe object.
     pub path: ColumnPath,
+    /// What it holds; the applier checks values and the schema picks the PostgreSQL type by it.
     pub sql_type: ColumnType,
 }
 
 /// The table one object kind is written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableMapping {
+    /// The mirror table's name.
     pub table: String,
     /// The key column; its path is always the Stripe `id`.
     pub key_column: String,
+    /// Every mapped column, the key column included, in the mapping's order.
     pub columns: Vec<Column>,
 }
 
 impl TableMapping {
     /// The row for a Stripe object: every column, null where the object has no value; strings
-    /// made [`pg_safe`].
+    /// made safe for PostgreSQL text (U+0000 becomes U+FFFD).
     pub fn row(&self, object: &Value) -> Map<String, Value> {
         self.columns
             .iter()
@@ -286,7 +303,7 @@ const NUL: char = '\u{0}';
 /// The value with every U+0000 in its strings and object keys replaced by U+FFFD (the
 /// replacement character): PostgreSQL text cannot hold U+0000, and one such string in a Stripe
 /// object must not sink every other row of a plan. Nothing else changes.
-pub fn pg_safe(value: Value) -> Value {
+pub(crate) fn pg_safe(value: Value) -> Value {
     match value {
         Value::String(s) if s.contains(NUL) => Value::String(s.replace(NUL, "\u{FFFD}")),
         Value::Array(items) => Value::Array(items.into_iter().map(pg_safe).collect()),

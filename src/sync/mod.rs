@@ -21,11 +21,11 @@ pub use ledger::{
     Effect, KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome,
     RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan,
 };
+pub(crate) use mapping::pg_safe;
 pub use mapping::{
-    Column, ColumnPath, ColumnType, DEFAULT_MAPPING_TOML, MappingError, ObjectKind, SyncMapping,
-    TableMapping, pg_safe,
+    Column, ColumnPath, ColumnType, MappingError, ObjectKind, SyncMapping, TableMapping,
 };
+pub(crate) use signing::SIGNATURE_FIELD;
 pub use signing::{
-    PlanSignatureError, PlanSigningKey, SIGNATURE_FIELD, SIGNATURE_PREFIX, SigningKeyError,
-    canonical_json, canonical_unsigned,
+    PlanSignatureError, PlanSigningKey, SIGNATURE_PREFIX, SigningKeyError, canonical_json,
 };

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// The field of a plan that holds its signature.
-pub const SIGNATURE_FIELD: &str = "signature";
+pub(crate) const SIGNATURE_FIELD: &str = "signature";
 
 /// What every signature starts with: the algorithm.
 pub const SIGNATURE_PREFIX: &str = "hmac-sha256:";
@@ -33,6 +33,7 @@ impl std::fmt::Debug for PlanSigningKey {
 /// Why a key cannot sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningKeyError {
+    /// The key text is empty; an empty key would let anyone sign.
     #[error("the plan signing key is empty")]
     Empty,
 }
@@ -40,14 +41,20 @@ pub enum SigningKeyError {
 /// Why a plan's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanSignatureError {
+    /// The plan has no `signature` (or a null one) while a key is configured.
     #[error(
         "the plan is not signed, and a plan signing key is configured: only plans the runtime signed are applied (a plan copied from the model's text, or made by hand, carries no signature)"
     )]
     Unsigned,
+    /// The `signature` is not `hmac-sha256:` and 64 hex digits.
     #[error(
         "the plan's `signature` is malformed: expected \"hmac-sha256:\" and 64 hex digits, got {found}"
     )]
-    Malformed { found: String },
+    Malformed {
+        /// What the field held: the start of the text, or its JSON type.
+        found: String,
+    },
+    /// The signature is well formed but not the HMAC of this plan under the configured key.
     #[error(
         "the plan's signature does not match its contents under the configured key: it was changed after signing, signed with another key, or not written by the runtime"
     )]
@@ -153,7 +160,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// The bytes a signature covers: the plan's canonical JSON without `signature`.
-pub fn canonical_unsigned(plan: &Value) -> String {
+fn canonical_unsigned(plan: &Value) -> String {
     match plan {
         Value::Object(map) if map.contains_key(SIGNATURE_FIELD) => {
             let mut unsigned = map.clone();
@@ -175,7 +182,6 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Lowercase or uppercase hex digits, two per byte (an odd count is not hex).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,10 +21,13 @@ pub use ledger::{
     Effect, KnownObjects, Mutation, MutationSource, NotSynced, Op, OpOrigin, Outcome,
     RelatedObjects, RowChange, SyncLedger, SyncOperation, SyncPlan,
 };
+// For the mirror's applier, which only the `postgres` feature builds.
+#[cfg(feature = "postgres")]
 pub(crate) use mapping::pg_safe;
 pub use mapping::{
     Column, ColumnPath, ColumnType, MappingError, ObjectKind, SyncMapping, TableMapping,
 };
+#[cfg(feature = "postgres")]
 pub(crate) use signing::SIGNATURE_FIELD;
 pub use signing::{
     PlanSignatureError, PlanSigningKey, SIGNATURE_PREFIX, SigningKeyError, canonical_json,

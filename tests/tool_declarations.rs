@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use altan_pay::pay::RouteTable;
 use altan_pay::sync::ObjectKind;
-use altan_pay::tools::declare::{Problem, problems};
+use altan_pay::tools::declare::{DeclarationProblem, problems};
 use altan_pay::tools::{
-    Action, BoxFuture, Declaration, DestructiveEffect, Exposure, Opened, Tool, ToolContext,
-    ToolDefinition, ToolEnv, ToolOutput, ToolSet,
+    Action, Declaration, DestructiveEffect, Exposure, Opened, Tool, ToolContext, ToolDefinition,
+    ToolEnv, ToolFuture, ToolOutput, ToolSet,
 };
 
 /// A catalog tool with its declaration replaced: everything else is the real tool.
@@ -30,7 +30,7 @@ impl Tool for Doctored {
         env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         self.tool.call(env, ctx, arguments)
     }
 }
@@ -39,7 +39,7 @@ impl Tool for Doctored {
 type Doctor = Box<dyn FnOnce(&mut Declaration)>;
 
 /// The problems of the catalog with `name`'s declaration changed by `doctor`.
-fn problems_with(name: &str, doctor: impl FnOnce(&mut Declaration)) -> Vec<Problem> {
+fn problems_with(name: &str, doctor: impl FnOnce(&mut Declaration)) -> Vec<DeclarationProblem> {
     let tools = ToolSet::altan_pay();
     let mut doctor = Some(doctor);
     let doctored: Vec<Arc<dyn Tool>> = tools
@@ -69,7 +69,7 @@ fn every_tool_declares_every_fact_and_none_contradicts_another() {
         "{}",
         found
             .iter()
-            .map(Problem::to_string)
+            .map(DeclarationProblem::to_string)
             .collect::<Vec<_>>()
             .join("\n")
     );

@@ -63,6 +63,7 @@ pub enum Seen {
     FromStripe,
     /// Only in a room message.
     FromRoom,
+    /// Neither in a result nor in a room message: the model made it up or misread it.
     Never,
 }
 
@@ -112,6 +113,8 @@ impl Provenance {
         }
     }
 
+    /// Where `id` was seen: in a Stripe result (which wins over a room message), only in a
+    /// room message, or never.
     pub fn seen(&self, id: &str) -> Seen {
         if self.stripe_ids.contains(id) {
             Seen::FromStripe
@@ -177,12 +180,15 @@ impl crate::sync::RelatedObjects for Provenance {
 /// What to do with a tool call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
+    /// Run the call as it is.
     Run,
     /// Answer the model with [`Violation::error`] instead of running the call.
     Refuse(Violation),
     /// Fetch the object with `tool` and `{"id": id}` first; run the call only if it exists.
     VerifyFirst {
+        /// The read tool that fetches the object by id ([`crate::tools::Target::read`]).
         tool: &'static str,
+        /// The id of the object the call acts on.
         id: String,
     },
     /// Hold the call until a person approves it.
@@ -193,13 +199,24 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Violation {
     /// Without a trusted account id, an account id no room message showed.
-    UnseenAccountId { given: String },
+    UnseenAccountId {
+        /// The account id the model passed.
+        given: String,
+    },
     /// An id that came from neither a Stripe result nor a message of the conversation.
-    UnseenId { param: String, id: String },
+    UnseenId {
+        /// Where in the arguments it was, as a path (`items[0].price`).
+        param: String,
+        /// The id itself.
+        id: String,
+    },
     /// The object the call targets (named by `param`) was deleted in Stripe.
     TargetDeleted {
+        /// The argument naming it (`id`, or `customer` for a new subscription).
         param: &'static str,
+        /// The deleted object's id.
         id: String,
+        /// Its kind.
         object: ObjectKind,
     },
 }

@@ -640,7 +640,7 @@ impl crate::tools::plan::PlanBackend for SqliteStore {
     fn read_plan<'a>(
         &'a self,
         account_id: &'a str,
-    ) -> crate::tools::BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> crate::tools::ToolFuture<'a, Result<Option<String>, String>> {
         let account = account_id.to_string();
         Box::pin(async move {
             blocking(&self.read, move |conn| {
@@ -661,7 +661,7 @@ impl crate::tools::plan::PlanBackend for SqliteStore {
         &'a self,
         account_id: &'a str,
         text: &'a str,
-    ) -> crate::tools::BoxFuture<'a, Result<(), String>> {
+    ) -> crate::tools::ToolFuture<'a, Result<(), String>> {
         let (account, text) = (account_id.to_string(), text.to_string());
         Box::pin(async move {
             blocking(&self.write, move |conn| {

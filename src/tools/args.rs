@@ -19,9 +19,9 @@ pub struct MetadataEntry {
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct Metadata(pub Vec<MetadataEntry>);
+pub struct MetadataArg(pub Vec<MetadataEntry>);
 
-impl Serialize for Metadata {
+impl Serialize for MetadataArg {
     /// Stripe's shape: an object, with `""` for a removed key.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
@@ -32,7 +32,7 @@ impl Serialize for Metadata {
     }
 }
 
-impl Metadata {
+impl MetadataArg {
     pub fn check(&self, param: &str) -> Result<(), ToolError> {
         if self.0.len() > 50 {
             return Err(ToolError::invalid(

@@ -17,9 +17,13 @@ use crate::sync::ObjectKind;
 pub enum Action {
     /// Changes nothing.
     Read,
+    /// Makes a new object (`create_*`).
     Create,
+    /// Changes fields of an existing object (`update_*`).
     Update,
+    /// Removes an existing object (`delete_*`).
     Delete,
+    /// Ends an existing subscription (`cancel_subscription`); its route is an update.
     Cancel,
 }
 
@@ -79,6 +83,7 @@ pub enum DestructiveEffect {
 }
 
 impl DestructiveEffect {
+    /// The word a person uses for it: `delete`, `cancel` or `deactivate`.
     pub fn as_str(self) -> &'static str {
         match self {
             DestructiveEffect::Delete => "delete",
@@ -100,6 +105,7 @@ impl fmt::Display for DestructiveEffect {
 pub struct Target {
     /// The argument holding the object's id (`id`, or `customer` for a new subscription).
     pub param: &'static str,
+    /// The kind of object the argument names.
     pub object: ObjectKind,
     /// The read tool that fetches it with `{"id": ...}`.
     pub read: &'static str,
@@ -109,6 +115,7 @@ pub struct Target {
 pub struct ArgDestroys<A: 'static> {
     /// The argument's name in the schema (checked by [`problems`]).
     pub param: &'static str,
+    /// What a call with such a value destroys.
     pub effect: DestructiveEffect,
     /// Picks out the destructive values; typed, so renaming the field is a compile error.
     pub test: fn(&A) -> bool,
@@ -118,11 +125,17 @@ pub struct ArgDestroys<A: 'static> {
 /// ([`super::PayTool::FACTS`]); built with [`Facts::read`], [`Facts::create`],
 /// [`Facts::update`], [`Facts::delete`] or [`Facts::cancel`].
 pub struct Facts<A: 'static> {
+    /// What a call does: read, create, update, delete or cancel.
     pub action: Action,
     /// The routes the tool calls; the first is the one of a write.
     pub routes: &'static [&'static str],
+    /// The existing object a call acts on, checked to exist before the call runs; `None` when
+    /// the call names none.
     pub target: Option<Target>,
+    /// The kind whose table the tool's changes are written to; `None` when nothing it changes
+    /// is mirrored.
     pub syncs: Option<ObjectKind>,
+    /// When the definition is sent to the model; [`Exposure::Opened`] unless [`Facts::starter`].
     pub exposure: Exposure,
     /// What every call destroys (a delete, a cancel).
     pub destroys: Option<DestructiveEffect>,
@@ -274,6 +287,7 @@ impl<A> Facts<A> {
 /// A destructive effect as the catalog walk sees it: always, or through one argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DestroysFact {
+    /// What is destroyed.
     pub effect: DestructiveEffect,
     /// The argument whose value makes a call destructive; `None`: every call is.
     pub param: Option<&'static str>,
@@ -282,7 +296,9 @@ pub struct DestroysFact {
 /// Every fact the runtime uses about one tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declaration {
+    /// What a call does: read, create, update, delete or cancel.
     pub action: Action,
+    /// Where its effects land: Stripe, the room's plan or the session.
     pub reach: Reach,
     /// The Altan Pay routes the tool calls (none outside Stripe).
     pub routes: &'static [&'static str],
@@ -291,7 +307,9 @@ pub struct Declaration {
     /// The kind whose table the tool's changes are written to; `None` when nothing it changes
     /// is mirrored (reads, checkout sessions).
     pub syncs: Option<ObjectKind>,
+    /// When the definition is sent to the model.
     pub exposure: Exposure,
+    /// Every way a call can be destructive; empty when none is.
     pub destroys: Vec<DestroysFact>,
 }
 
@@ -323,12 +341,14 @@ impl Declaration {
 
 /// A fact one tool lacks or contradicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct DeclarationProblem {
+    /// The tool's name, or `*` for a problem of the whole set.
     pub tool: &'static str,
+    /// What is missing or contradicts, in words.
     pub problem: String,
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for DeclarationProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.tool, self.problem)
     }
@@ -340,14 +360,14 @@ pub const DESTRUCTIVE_ARGUMENTS: &[&str] = &["active", "cancel_at_period_end", "
 
 /// Every fact of every tool in `tools` that is missing or contradicts the route table, the
 /// schema or another tool. Empty when the catalog is consistent.
-pub fn problems(tools: &super::ToolSet, routes: &RouteTable) -> Vec<Problem> {
+pub fn problems(tools: &super::ToolSet, routes: &RouteTable) -> Vec<DeclarationProblem> {
     let mut out = Vec::new();
     let always = tools
         .iter()
         .filter(|t| t.declaration().exposure == Exposure::Always)
         .count();
     if always != 1 {
-        out.push(Problem {
+        out.push(DeclarationProblem {
             tool: "*",
             problem: format!("{always} tools are sent always; exactly one (the opener) must be"),
         });
@@ -355,7 +375,7 @@ pub fn problems(tools: &super::ToolSet, routes: &RouteTable) -> Vec<Problem> {
     for tool in tools.iter() {
         let name = tool.definition().name;
         let mut bad = |problem: String| {
-            out.push(Problem {
+            out.push(DeclarationProblem {
                 tool: name,
                 problem,
             })

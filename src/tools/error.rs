@@ -90,6 +90,7 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code:?}: {operator_detail}")]
 pub struct ToolError {
+    /// Why it failed; [`ErrorCode::disposition`] says who acts and whether a retry helps.
     pub code: ErrorCode,
     /// What the model reads: what went wrong and what to do next.
     pub model_message: String,
@@ -102,6 +103,7 @@ pub struct ToolError {
 }
 
 impl ToolError {
+    /// A failure whose model message is also the operator's detail, with no parameter named.
     pub fn new(code: ErrorCode, model_message: impl Into<String>) -> ToolError {
         let model_message = model_message.into();
         ToolError {
@@ -113,12 +115,15 @@ impl ToolError {
         }
     }
 
+    /// Bad arguments ([`ErrorCode::InvalidArguments`]): `message` names the problem and the fix,
+    /// `param` the argument at fault when there is one. Nothing was sent.
     pub fn invalid(param: Option<&str>, message: impl Into<String>) -> ToolError {
         let mut e = ToolError::new(ErrorCode::InvalidArguments, message);
         e.param = param.map(str::to_string);
         e
     }
 
+    /// Replaces what the operator reads in logs, leaving the model's message as it is.
     pub fn with_operator_detail(mut self, detail: impl Into<String>) -> ToolError {
         self.operator_detail = detail.into();
         self

@@ -1,7 +1,7 @@
 //! The tools the model calls: typed arguments with JSON schemas, validation before any HTTP,
 //! the Altan Pay call, and a result split into what the model reads and what Stripe changed.
 
-pub mod args;
+pub(crate) mod args;
 pub mod catalog;
 pub mod declare;
 pub mod digest;
@@ -49,8 +49,12 @@ pub struct ToolContext {
 /// A tool as the model sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolDefinition {
+    /// The name the model calls the tool by (`create_product`), unique in a [`ToolSet`].
     pub name: &'static str,
+    /// What the tool does, as the model reads it (a Stripe tool's: the doc comment of its
+    /// arguments type, on one line).
     pub description: String,
+    /// The JSON schema of the arguments object the model sends.
     pub parameters: Value,
 }
 
@@ -92,6 +96,7 @@ pub struct ToolSuccess {
 }
 
 impl ToolSuccess {
+    /// A result: what the model reads and, when the call changed Stripe, the change.
     pub fn new(content: Value, effect: Option<Effect>) -> ToolSuccess {
         ToolSuccess { content, effect }
     }
@@ -136,20 +141,25 @@ impl ToolOutputView for ToolOutput {
 /// What tools need to run.
 #[derive(Debug, Clone)]
 pub struct ToolEnv {
+    /// The Altan Pay API client every Stripe tool calls through.
     pub pay: PayClient,
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The boxed future of a tool's work, borrowing the tool and its inputs for `'a`.
+pub type ToolFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A tool behind dynamic dispatch, as the registry and the engine hold it.
 pub trait Tool: Send + Sync {
+    /// The name, description and argument schema sent to the model.
     fn definition(&self) -> &ToolDefinition;
+    /// Runs one call: `arguments` is the model's JSON object as text, `ctx` the conversation's
+    /// trusted scope. A failure says whether the model can fix it ([`ToolError::code`]).
     fn call<'a>(
         &'a self,
         env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput>;
+    ) -> ToolFuture<'a, ToolOutput>;
     /// Every fact the runtime uses about the tool (see [`declare`]).
     fn declaration(&self) -> &Declaration;
     /// Fetches the one object `id`: the check a read tool runs before another tool changes
@@ -159,7 +169,7 @@ pub trait Tool: Send + Sync {
         _env: &'a ToolEnv,
         _ctx: &'a ToolContext,
         id: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         let name = self.definition().name;
         Box::pin(std::future::ready(Err(ToolError::new(
             ErrorCode::Internal,
@@ -180,6 +190,7 @@ pub trait Tool: Send + Sync {
 
 /// A tool that is one Altan Pay route: typed arguments in, Stripe's JSON out.
 pub trait PayTool: Send + Sync + 'static {
+    /// The name the model calls the tool by (`create_product`), unique in a [`ToolSet`].
     const NAME: &'static str;
     /// The arguments; their doc comments are the descriptions the model reads.
     type Args: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'static;
@@ -213,6 +224,8 @@ impl<T: PayTool> Default for PayToolAdapter<T> {
 }
 
 impl<T: PayTool> PayToolAdapter<T> {
+    /// Builds the definition the model reads (the strict schema of `T::Args` with `account_id`)
+    /// and the declaration, once.
     pub fn new() -> Self {
         let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
         if T::FACTS.action != Action::Update {
@@ -371,7 +384,7 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         env: &'a ToolEnv,
         ctx: &'a ToolContext,
         id: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         in_tool_span(T::NAME, ctx, async move {
             let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
             let (args, scope) = Self::parse_map(by_id)?;
@@ -384,7 +397,7 @@ impl<T: PayTool> Tool for PayToolAdapter<T> {
         env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         in_tool_span(T::NAME, ctx, self.run(env, ctx, arguments))
     }
 }
@@ -406,7 +419,7 @@ pub(crate) fn in_tool_span<'a>(
     name: &'static str,
     ctx: &ToolContext,
     run: impl Future<Output = ToolOutput> + Send + 'a,
-) -> BoxFuture<'a, ToolOutput> {
+) -> ToolFuture<'a, ToolOutput> {
     let span = info_span!("tool", name, call_id = %ctx.tool_call_id);
     Box::pin(
         async move {
@@ -649,6 +662,7 @@ async fn resolve_connect_id(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("there is already a tool named `{name}`")]
 pub struct DuplicateTool {
+    /// The name the set already had.
     pub name: &'static str,
 }
 
@@ -668,6 +682,8 @@ impl std::fmt::Debug for ToolSet {
 }
 
 impl ToolSet {
+    /// A set of `tools` in this order. Names are not checked here: of two tools with one name,
+    /// [`ToolSet::get`] finds the later ([`ToolSet::altan_pay_with`] refuses duplicates).
     pub fn new(tools: Vec<Arc<dyn Tool>>) -> ToolSet {
         let by_name = tools
             .iter()
@@ -718,6 +734,7 @@ impl ToolSet {
         ToolSet::new(tools)
     }
 
+    /// The tool called `name`, if the set has one.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.by_name.get(name).map(|&i| &self.tools[i])
     }
@@ -737,10 +754,12 @@ impl ToolSet {
         self.get(name).is_some_and(|t| t.writes_to_stripe())
     }
 
+    /// Every tool's name, in the set's order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.tools.iter().map(|t| t.definition().name)
     }
 
+    /// Every tool's definition, in the set's order.
     pub fn definitions(&self) -> impl Iterator<Item = &ToolDefinition> {
         self.tools.iter().map(|t| t.definition())
     }

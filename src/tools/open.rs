@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::error::ToolError;
 use super::{
-    Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
+    Action, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv, ToolFuture,
     ToolOutput, ToolSuccess,
 };
 
@@ -149,7 +149,7 @@ impl Tool for OpenTools {
         _env: &'a ToolEnv,
         _ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         Box::pin(async move {
             let names = self.opened_by(arguments)?;
             Ok(ToolSuccess::new(json!({"opened": names}), None))

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    BoxFuture, Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext, ToolDefinition,
-    ToolEnv, ToolError, ToolOutput, ToolSuccess, in_tool_span, parse_arguments, schema,
+    Declaration, DestructiveEffect, ErrorCode, Facts, Tool, ToolContext, ToolDefinition, ToolEnv,
+    ToolError, ToolFuture, ToolOutput, ToolSuccess, in_tool_span, parse_arguments, schema,
 };
 use crate::pay::idempotency_key;
 use crate::sync::Effect;
@@ -60,6 +60,8 @@ pub struct OwnToolAdapter<T: AgentTool> {
 }
 
 impl<T: AgentTool> OwnToolAdapter<T> {
+    /// Wraps `tool`, building the definition the model reads (the strict schema of `T::Args`)
+    /// and the declaration, once.
     pub fn new(tool: T) -> OwnToolAdapter<T> {
         let (mut parameters, description) = schema::strict_schema_for::<T::Args>();
         if T::FACTS.action != super::Action::Update {
@@ -148,7 +150,7 @@ impl<T: AgentTool> Tool for OwnToolAdapter<T> {
         _env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         in_tool_span(T::NAME, ctx, self.run(ctx, Self::parse(arguments)))
     }
 
@@ -158,7 +160,7 @@ impl<T: AgentTool> Tool for OwnToolAdapter<T> {
         _env: &'a ToolEnv,
         ctx: &'a ToolContext,
         id: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         let by_id = Map::from_iter([("id".to_string(), Value::from(id))]);
         in_tool_span(T::NAME, ctx, self.run(ctx, Self::parse_map(by_id)))
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::{ErrorCode, ToolError};
 use super::{
-    Action, BoxFuture, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv,
+    Action, Declaration, Exposure, Reach, Tool, ToolContext, ToolDefinition, ToolEnv, ToolFuture,
     ToolOutput, ToolSuccess,
 };
 
@@ -21,15 +21,17 @@ pub const MAX_PLAN_BYTES: usize = 64 * 1024;
 /// A store of plans kept elsewhere (the server's database: `store::ServeStore`), one text per
 /// account. Both calls are atomic: a reader sees the old plan or the new one.
 pub trait PlanBackend: Send + Sync + std::fmt::Debug {
+    /// The plan of `account_id`, `None` when it has none; `Err` says why it could not be read.
     fn read_plan<'a>(
         &'a self,
         account_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    ) -> ToolFuture<'a, Result<Option<String>, String>>;
+    /// Replaces the plan of `account_id` with `text`; `Err` says why it could not be written.
     fn write_plan<'a>(
         &'a self,
         account_id: &'a str,
         text: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> ToolFuture<'a, Result<(), String>>;
 }
 
 /// Where plans live.
@@ -37,6 +39,7 @@ pub trait PlanBackend: Send + Sync + std::fmt::Debug {
 pub enum PlanStore {
     /// `<dir>/<account_id>/plan.md`.
     Directory(PathBuf),
+    /// In this process only, by account id: the library's default and the tests'.
     Memory(Arc<Mutex<HashMap<String, String>>>),
     /// A database shared by every replica of the server.
     Shared(Arc<dyn PlanBackend>),
@@ -49,6 +52,7 @@ impl Default for PlanStore {
 }
 
 impl PlanStore {
+    /// Plans on disk under `dir`, one `<account_id>/plan.md` per workspace.
     pub fn directory(dir: impl Into<PathBuf>) -> PlanStore {
         PlanStore::Directory(dir.into())
     }
@@ -119,19 +123,19 @@ fn plan_path(dir: &Path, account_id: &str) -> Result<PathBuf, String> {
 /// Read the room's plan for this workspace (the steps agents agreed on, with their state).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReadPlanArgs {}
+pub(crate) struct ReadPlanArgs {}
 
 /// Replace the room's plan for this workspace, e.g. to tick off a step you finished. Send
 /// the whole plan text; change only your own section's steps.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdatePlanArgs {
+pub(crate) struct UpdatePlanArgs {
     /// The full new plan, Markdown.
-    pub content: String,
+    pub(crate) content: String,
 }
 
 /// `read_plan` or `update_plan`.
-pub struct PlanTool {
+pub(crate) struct PlanTool {
     definition: ToolDefinition,
     declaration: Declaration,
     store: PlanStore,
@@ -139,11 +143,11 @@ pub struct PlanTool {
 }
 
 impl PlanTool {
-    pub fn read(store: PlanStore) -> PlanTool {
+    pub(crate) fn read(store: PlanStore) -> PlanTool {
         PlanTool::new::<ReadPlanArgs>("read_plan", store, false)
     }
 
-    pub fn update(store: PlanStore) -> PlanTool {
+    pub(crate) fn update(store: PlanStore) -> PlanTool {
         PlanTool::new::<UpdatePlanArgs>("update_plan", store, true)
     }
 
@@ -215,7 +219,7 @@ impl Tool for PlanTool {
         _env: &'a ToolEnv,
         ctx: &'a ToolContext,
         arguments: &'a str,
-    ) -> BoxFuture<'a, ToolOutput> {
+    ) -> ToolFuture<'a, ToolOutput> {
         Box::pin(async move {
             self.run(ctx, arguments)
                 .await

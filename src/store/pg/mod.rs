@@ -527,7 +527,7 @@ impl PlanBackend for PgStore {
     fn read_plan<'a>(
         &'a self,
         account_id: &'a str,
-    ) -> crate::tools::BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> crate::tools::ToolFuture<'a, Result<Option<String>, String>> {
         let (pool, account) = (self.pool.clone(), account_id.to_string());
         Box::pin(async move {
             run(async move {
@@ -550,7 +550,7 @@ impl PlanBackend for PgStore {
         &'a self,
         account_id: &'a str,
         text: &'a str,
-    ) -> crate::tools::BoxFuture<'a, Result<(), String>> {
+    ) -> crate::tools::ToolFuture<'a, Result<(), String>> {
         let (pool, account, text) = (self.pool.clone(), account_id.to_string(), text.to_string());
         Box::pin(async move {
             run(async move {

@@ -10,9 +10,9 @@ use crate::tools::{Facts, PayTool};
 /// themselves; call this only when the user asks for it.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectIdArgs {}
+pub(crate) struct ConnectIdArgs {}
 
-pub struct GetAccountStripeConnectionId;
+pub(crate) struct GetAccountStripeConnectionId;
 impl PayTool for GetAccountStripeConnectionId {
     const NAME: &'static str = "get_account_stripe_connection_id";
     type Args = ConnectIdArgs;

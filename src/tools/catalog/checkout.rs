@@ -5,13 +5,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::skip;
-use crate::tools::args::{DiscountArg, Metadata, check_discounts, check_id, check_opt};
+use crate::tools::args::{DiscountArg, MetadataArg, check_discounts, check_id, check_opt};
 use crate::tools::error::ToolError;
 use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum CheckoutMode {
+pub(crate) enum CheckoutMode {
     Payment,
     Subscription,
     Setup,
@@ -19,36 +19,36 @@ pub enum CheckoutMode {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LineItemArg {
-    pub price: String,
-    pub quantity: u32,
+pub(crate) struct LineItemArg {
+    pub(crate) price: String,
+    pub(crate) quantity: u32,
 }
 
 /// Create a Checkout session; returns its payment page url. Stripe then creates the customer
 /// (and the subscription in subscription mode) itself.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateCheckoutSessionArgs {
-    pub mode: CheckoutMode,
-    pub line_items: Vec<LineItemArg>,
-    pub success_url: String,
+pub(crate) struct CreateCheckoutSessionArgs {
+    pub(crate) mode: CheckoutMode,
+    pub(crate) line_items: Vec<LineItemArg>,
+    pub(crate) success_url: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub cancel_url: Option<String>,
+    pub(crate) cancel_url: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub customer: Option<String>,
+    pub(crate) customer: Option<String>,
     /// Prefill when there is no customer.
     #[serde(default, skip_serializing_if = "skip")]
-    pub customer_email: Option<String>,
+    pub(crate) customer_email: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub discounts: Option<Vec<DiscountArg>>,
+    pub(crate) discounts: Option<Vec<DiscountArg>>,
     /// Not with discounts.
     #[serde(default, skip_serializing_if = "skip")]
-    pub allow_promotion_codes: Option<bool>,
+    pub(crate) allow_promotion_codes: Option<bool>,
     /// E.g. the app's user id.
     #[serde(default, skip_serializing_if = "skip")]
-    pub client_reference_id: Option<String>,
+    pub(crate) client_reference_id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
 fn check_url(param: &str, url: &str) -> Result<(), ToolError> {
@@ -62,7 +62,7 @@ fn check_url(param: &str, url: &str) -> Result<(), ToolError> {
     }
 }
 
-pub struct CreateCheckoutSession;
+pub(crate) struct CreateCheckoutSession;
 impl PayTool for CreateCheckoutSession {
     const NAME: &'static str = "create_checkout_session";
     type Args = CreateCheckoutSessionArgs;

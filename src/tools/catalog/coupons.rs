@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
-    Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
+    MetadataArg, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
     check_text,
 };
 use crate::tools::error::ToolError;
@@ -15,7 +15,7 @@ use crate::tools::{Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum CouponDuration {
+pub(crate) enum CouponDuration {
     Once,
     Repeating,
     Forever,
@@ -24,34 +24,34 @@ pub enum CouponDuration {
 /// Create a coupon: exactly one of percent_off, or amount_off with currency.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateCouponArgs {
+pub(crate) struct CreateCouponArgs {
     /// Above 0, at most 100.
     #[serde(default, skip_serializing_if = "skip")]
-    pub percent_off: Option<f64>,
+    pub(crate) percent_off: Option<f64>,
     /// In cents; needs currency.
     #[serde(default, skip_serializing_if = "skip")]
-    pub amount_off: Option<i64>,
+    pub(crate) amount_off: Option<i64>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub currency: Option<String>,
-    pub duration: CouponDuration,
+    pub(crate) currency: Option<String>,
+    pub(crate) duration: CouponDuration,
     /// Only and always with duration repeating.
     #[serde(default, skip_serializing_if = "skip")]
-    pub duration_in_months: Option<u32>,
+    pub(crate) duration_in_months: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// E.g. LAUNCH20.
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub max_redemptions: Option<u32>,
+    pub(crate) max_redemptions: Option<u32>,
     /// Unix time.
     #[serde(default, skip_serializing_if = "skip")]
-    pub redeem_by: Option<i64>,
+    pub(crate) redeem_by: Option<i64>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct CreateCoupon;
+pub(crate) struct CreateCoupon;
 impl PayTool for CreateCoupon {
     const NAME: &'static str = "create_coupon";
     type Args = CreateCouponArgs;
@@ -133,16 +133,16 @@ impl PayTool for CreateCoupon {
 /// List coupons (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetCouponsArgs {
+pub(crate) struct GetCouponsArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetCoupons;
+pub(crate) struct GetCoupons;
 impl PayTool for GetCoupons {
     const NAME: &'static str = "get_coupons";
     type Args = GetCouponsArgs;
@@ -167,15 +167,15 @@ const COUPON_IMMUTABLE: &str =
 /// Rename a coupon or change its metadata (nothing else can change).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateCouponArgs {
-    pub id: String,
+pub(crate) struct UpdateCouponArgs {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct UpdateCoupon;
+pub(crate) struct UpdateCoupon;
 impl PayTool for UpdateCoupon {
     const NAME: &'static str = "update_coupon";
     type Args = UpdateCouponArgs;
@@ -198,11 +198,11 @@ impl PayTool for UpdateCoupon {
 /// Delete a coupon (who has it keeps the discount).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteCouponArgs {
-    pub id: String,
+pub(crate) struct DeleteCouponArgs {
+    pub(crate) id: String,
 }
 
-pub struct DeleteCoupon;
+pub(crate) struct DeleteCoupon;
 impl PayTool for DeleteCoupon {
     const NAME: &'static str = "delete_coupon";
     type Args = DeleteCouponArgs;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
-    DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
+    DiscountArg, MetadataArg, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
 use crate::tools::{Facts, PayTool};
@@ -15,17 +15,17 @@ use crate::tools::{Facts, PayTool};
 /// Create a customer (a payer).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateCustomerArgs {
+pub(crate) struct CreateCustomerArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub phone: Option<String>,
+    pub(crate) phone: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
 fn check_email(email: &Option<String>) -> Result<(), ToolError> {
@@ -45,7 +45,7 @@ fn check_email(email: &Option<String>) -> Result<(), ToolError> {
     })
 }
 
-pub struct CreateCustomer;
+pub(crate) struct CreateCustomer;
 impl PayTool for CreateCustomer {
     const NAME: &'static str = "create_customer";
     type Args = CreateCustomerArgs;
@@ -60,19 +60,19 @@ impl PayTool for CreateCustomer {
 /// List customers (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetCustomersArgs {
+pub(crate) struct GetCustomersArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Exact, case-sensitive.
     #[serde(default, skip_serializing_if = "skip")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetCustomers;
+pub(crate) struct GetCustomers;
 impl PayTool for GetCustomers {
     const NAME: &'static str = "get_customers";
     type Args = GetCustomersArgs;
@@ -97,24 +97,24 @@ impl PayTool for GetCustomers {
 /// Change a customer (verify it first); discounts applies a coupon or promotion code.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateCustomerArgs {
-    pub id: String,
+pub(crate) struct UpdateCustomerArgs {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub phone: Option<String>,
+    pub(crate) phone: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
     /// An empty list removes it.
     #[serde(default, skip_serializing_if = "skip")]
-    pub discounts: Option<Vec<DiscountArg>>,
+    pub(crate) discounts: Option<Vec<DiscountArg>>,
 }
 
-pub struct UpdateCustomer;
+pub(crate) struct UpdateCustomer;
 impl PayTool for UpdateCustomer {
     const NAME: &'static str = "update_customer";
     type Args = UpdateCustomerArgs;
@@ -143,11 +143,11 @@ impl PayTool for UpdateCustomer {
 /// Delete a customer (destructive; Stripe cancels their subscriptions).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteCustomerArgs {
-    pub id: String,
+pub(crate) struct DeleteCustomerArgs {
+    pub(crate) id: String,
 }
 
-pub struct DeleteCustomer;
+pub(crate) struct DeleteCustomer;
 impl PayTool for DeleteCustomer {
     const NAME: &'static str = "delete_customer";
     type Args = DeleteCustomerArgs;

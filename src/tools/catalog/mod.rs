@@ -14,14 +14,14 @@ mod subscriptions;
 
 use std::sync::Arc;
 
-pub use account::*;
-pub use checkout::*;
-pub use coupons::*;
-pub use customers::*;
-pub use prices::*;
-pub use products::*;
-pub use promotion_codes::*;
-pub use subscriptions::*;
+use account::*;
+use checkout::*;
+use coupons::*;
+use customers::*;
+use prices::*;
+use products::*;
+use promotion_codes::*;
+use subscriptions::*;
 
 use super::{PayTool, PayToolAdapter, Tool};
 

@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
-    Metadata, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
+    MetadataArg, check_amount, check_currency, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
 use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Interval {
+pub(crate) enum Interval {
     Day,
     Week,
     Month,
@@ -35,16 +35,16 @@ impl Interval {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RecurringArg {
-    pub interval: Interval,
+pub(crate) struct RecurringArg {
+    pub(crate) interval: Interval,
     /// Default 1; 3 with month = quarterly.
     #[serde(default, skip_serializing_if = "skip")]
-    pub interval_count: Option<u32>,
+    pub(crate) interval_count: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum TaxBehavior {
+pub(crate) enum TaxBehavior {
     Inclusive,
     Exclusive,
     Unspecified,
@@ -54,27 +54,27 @@ pub enum TaxBehavior {
 /// product never change afterwards.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreatePriceArgs {
+pub(crate) struct CreatePriceArgs {
     /// prod_... id.
-    pub product: String,
+    pub(crate) product: String,
     /// In cents: 2000 = $20.00.
-    pub unit_amount: i64,
+    pub(crate) unit_amount: i64,
     /// Lowercase ISO code, e.g. usd.
-    pub currency: String,
+    pub(crate) currency: String,
     /// Null for a one-time price.
     #[serde(default, skip_serializing_if = "skip")]
-    pub recurring: Option<RecurringArg>,
+    pub(crate) recurring: Option<RecurringArg>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub nickname: Option<String>,
+    pub(crate) nickname: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub lookup_key: Option<String>,
+    pub(crate) lookup_key: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub tax_behavior: Option<TaxBehavior>,
+    pub(crate) tax_behavior: Option<TaxBehavior>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct CreatePrice;
+pub(crate) struct CreatePrice;
 impl PayTool for CreatePrice {
     const NAME: &'static str = "create_price";
     type Args = CreatePriceArgs;
@@ -119,7 +119,7 @@ impl PayTool for CreatePrice {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum PriceType {
+pub(crate) enum PriceType {
     OneTime,
     Recurring,
 }
@@ -127,23 +127,23 @@ pub enum PriceType {
 /// List prices (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetPricesArgs {
+pub(crate) struct GetPricesArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Only prices of this product (prod_...).
     #[serde(default, skip_serializing_if = "skip")]
-    pub product: Option<String>,
+    pub(crate) product: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub r#type: Option<PriceType>,
+    pub(crate) r#type: Option<PriceType>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetPrices;
+pub(crate) struct GetPrices;
 impl PayTool for GetPrices {
     const NAME: &'static str = "get_prices";
     type Args = GetPricesArgs;
@@ -174,24 +174,24 @@ impl PayTool for GetPrices {
 /// this one.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdatePriceArgs {
-    pub id: String,
+pub(crate) struct UpdatePriceArgs {
+    pub(crate) id: String,
     /// false archives it (prices cannot be deleted).
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub nickname: Option<String>,
+    pub(crate) nickname: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub lookup_key: Option<String>,
+    pub(crate) lookup_key: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub tax_behavior: Option<TaxBehavior>,
+    pub(crate) tax_behavior: Option<TaxBehavior>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
 const PRICE_IMMUTABLE: &str = "a price's amount, currency, recurring and product never change; create a new price with create_price and archive this one with active=false";
 
-pub struct UpdatePrice;
+pub(crate) struct UpdatePrice;
 impl PayTool for UpdatePrice {
     const NAME: &'static str = "update_price";
     type Args = UpdatePriceArgs;

@@ -6,32 +6,34 @@ use serde::{Deserialize, Serialize};
 
 use super::skip;
 use crate::sync::ObjectKind;
-use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt, check_text};
+use crate::tools::args::{
+    MetadataArg, check_id, check_id_alone, check_limit, check_opt, check_text,
+};
 use crate::tools::error::ToolError;
 use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 /// Create a product; returns it with its id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateProductArgs {
-    pub name: String,
+pub(crate) struct CreateProductArgs {
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
     /// At most 8 URLs.
     #[serde(default, skip_serializing_if = "skip")]
-    pub images: Option<Vec<String>>,
+    pub(crate) images: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// E.g. "seat".
     #[serde(default, skip_serializing_if = "skip")]
-    pub unit_label: Option<String>,
+    pub(crate) unit_label: Option<String>,
 }
 
-pub struct CreateProduct;
+pub(crate) struct CreateProduct;
 impl PayTool for CreateProduct {
     const NAME: &'static str = "create_product";
     type Args = CreateProductArgs;
@@ -61,20 +63,20 @@ fn check_images(images: &Option<Vec<String>>) -> Result<(), ToolError> {
 /// List products (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetProductsArgs {
+pub(crate) struct GetProductsArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub ids: Option<Vec<String>>,
+    pub(crate) ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetProducts;
+pub(crate) struct GetProducts;
 impl PayTool for GetProducts {
     const NAME: &'static str = "get_products";
     type Args = GetProductsArgs;
@@ -102,28 +104,28 @@ impl PayTool for GetProducts {
 /// Change a product (verify it first); only the given fields change.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateProductArgs {
-    pub id: String,
+pub(crate) struct UpdateProductArgs {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// false archives it.
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub images: Option<Vec<String>>,
+    pub(crate) images: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub unit_label: Option<String>,
+    pub(crate) unit_label: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub default_price: Option<String>,
+    pub(crate) default_price: Option<String>,
 }
 
-pub struct UpdateProduct;
+pub(crate) struct UpdateProduct;
 impl PayTool for UpdateProduct {
     const NAME: &'static str = "update_product";
     type Args = UpdateProductArgs;
@@ -151,11 +153,11 @@ impl PayTool for UpdateProduct {
 /// (update_product active=false).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteProductArgs {
-    pub id: String,
+pub(crate) struct DeleteProductArgs {
+    pub(crate) id: String,
 }
 
-pub struct DeleteProduct;
+pub(crate) struct DeleteProduct;
 impl PayTool for DeleteProduct {
     const NAME: &'static str = "delete_product";
     type Args = DeleteProductArgs;

@@ -6,33 +6,33 @@ use serde::{Deserialize, Serialize};
 
 use super::skip;
 use crate::sync::ObjectKind;
-use crate::tools::args::{Metadata, check_id, check_id_alone, check_limit, check_opt};
+use crate::tools::args::{MetadataArg, check_id, check_id_alone, check_limit, check_opt};
 use crate::tools::error::ToolError;
 use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 /// Create a code customers type (e.g. FALL20) for a coupon.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreatePromotionCodeArgs {
-    pub coupon: String,
+pub(crate) struct CreatePromotionCodeArgs {
+    pub(crate) coupon: String,
     /// Stripe makes one if null.
     #[serde(default, skip_serializing_if = "skip")]
-    pub code: Option<String>,
+    pub(crate) code: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     /// Only this customer may use it.
     #[serde(default, skip_serializing_if = "skip")]
-    pub customer: Option<String>,
+    pub(crate) customer: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub max_redemptions: Option<u32>,
+    pub(crate) max_redemptions: Option<u32>,
     /// Unix time.
     #[serde(default, skip_serializing_if = "skip")]
-    pub expires_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct CreatePromotionCode;
+pub(crate) struct CreatePromotionCode;
 impl PayTool for CreatePromotionCode {
     const NAME: &'static str = "create_promotion_code";
     type Args = CreatePromotionCodeArgs;
@@ -69,24 +69,24 @@ impl PayTool for CreatePromotionCode {
 /// List promotion codes (newest first) or fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetPromotionCodesArgs {
+pub(crate) struct GetPromotionCodesArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub code: Option<String>,
+    pub(crate) code: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub coupon: Option<String>,
+    pub(crate) coupon: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub customer: Option<String>,
+    pub(crate) customer: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetPromotionCodes;
+pub(crate) struct GetPromotionCodes;
 impl PayTool for GetPromotionCodes {
     const NAME: &'static str = "get_promotion_codes";
     type Args = GetPromotionCodesArgs;
@@ -118,15 +118,15 @@ impl PayTool for GetPromotionCodes {
 /// Turn a promotion code on or off (it cannot be deleted), or change its metadata.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdatePromotionCodeArgs {
-    pub id: String,
+pub(crate) struct UpdatePromotionCodeArgs {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct UpdatePromotionCode;
+pub(crate) struct UpdatePromotionCode;
 impl PayTool for UpdatePromotionCode {
     const NAME: &'static str = "update_promotion_code";
     type Args = UpdatePromotionCodeArgs;

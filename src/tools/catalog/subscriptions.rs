@@ -8,23 +8,23 @@ use super::customers::GetCustomers;
 use super::skip;
 use crate::sync::ObjectKind;
 use crate::tools::args::{
-    DiscountArg, Metadata, check_discounts, check_id, check_id_alone, check_limit, check_opt,
+    DiscountArg, MetadataArg, check_discounts, check_id, check_id_alone, check_limit, check_opt,
 };
 use crate::tools::error::ToolError;
 use crate::tools::{ArgDestroys, DestructiveEffect, Facts, PayTool};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionItemArg {
+pub(crate) struct SubscriptionItemArg {
     /// A recurring price.
-    pub price: String,
+    pub(crate) price: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub quantity: Option<u32>,
+    pub(crate) quantity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum CollectionMethod {
+pub(crate) enum CollectionMethod {
     ChargeAutomatically,
     SendInvoice,
 }
@@ -32,22 +32,22 @@ pub enum CollectionMethod {
 /// Subscribe an existing customer to one or more recurring prices.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSubscriptionArgs {
+pub(crate) struct CreateSubscriptionArgs {
     /// An existing customer (cus_...).
-    pub customer: String,
+    pub(crate) customer: String,
     /// Recurring, active prices.
-    pub items: Vec<SubscriptionItemArg>,
+    pub(crate) items: Vec<SubscriptionItemArg>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub discounts: Option<Vec<DiscountArg>>,
+    pub(crate) discounts: Option<Vec<DiscountArg>>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub trial_period_days: Option<u32>,
+    pub(crate) trial_period_days: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub collection_method: Option<CollectionMethod>,
+    pub(crate) collection_method: Option<CollectionMethod>,
     /// Only with send_invoice.
     #[serde(default, skip_serializing_if = "skip")]
-    pub days_until_due: Option<u32>,
+    pub(crate) days_until_due: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
 fn check_items(items: &[SubscriptionItemArg]) -> Result<(), ToolError> {
@@ -73,7 +73,7 @@ fn check_items(items: &[SubscriptionItemArg]) -> Result<(), ToolError> {
     Ok(())
 }
 
-pub struct CreateSubscription;
+pub(crate) struct CreateSubscription;
 impl PayTool for CreateSubscription {
     const NAME: &'static str = "create_subscription";
     type Args = CreateSubscriptionArgs;
@@ -99,7 +99,7 @@ impl PayTool for CreateSubscription {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum SubscriptionStatus {
+pub(crate) enum SubscriptionStatus {
     Active,
     PastDue,
     Unpaid,
@@ -116,22 +116,22 @@ pub enum SubscriptionStatus {
 /// fetch one by id.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetSubscriptionsArgs {
+pub(crate) struct GetSubscriptionsArgs {
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub customer: Option<String>,
+    pub(crate) customer: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub price: Option<String>,
+    pub(crate) price: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub status: Option<SubscriptionStatus>,
+    pub(crate) status: Option<SubscriptionStatus>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub starting_after: Option<String>,
+    pub(crate) starting_after: Option<String>,
 }
 
-pub struct GetSubscriptions;
+pub(crate) struct GetSubscriptions;
 impl PayTool for GetSubscriptions {
     const NAME: &'static str = "get_subscriptions";
     type Args = GetSubscriptionsArgs;
@@ -161,23 +161,23 @@ impl PayTool for GetSubscriptions {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionItemUpdateArg {
+pub(crate) struct SubscriptionItemUpdateArg {
     /// si_... to change or remove; null adds an item.
     #[serde(default, skip_serializing_if = "skip")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// For a new item, or to switch its price.
     #[serde(default, skip_serializing_if = "skip")]
-    pub price: Option<String>,
+    pub(crate) price: Option<String>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub quantity: Option<u32>,
+    pub(crate) quantity: Option<u32>,
     /// true removes the item.
     #[serde(default, skip_serializing_if = "skip")]
-    pub deleted: Option<bool>,
+    pub(crate) deleted: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ProrationBehavior {
+pub(crate) enum ProrationBehavior {
     CreateProrations,
     None,
     AlwaysInvoice,
@@ -186,23 +186,23 @@ pub enum ProrationBehavior {
 /// Change a subscription; a canceled one cannot change.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateSubscriptionArgs {
-    pub id: String,
+pub(crate) struct UpdateSubscriptionArgs {
+    pub(crate) id: String,
     /// Items to add, change or remove; others stay.
     #[serde(default, skip_serializing_if = "skip")]
-    pub items: Option<Vec<SubscriptionItemUpdateArg>>,
+    pub(crate) items: Option<Vec<SubscriptionItemUpdateArg>>,
     /// Replaces them; an empty list removes them.
     #[serde(default, skip_serializing_if = "skip")]
-    pub discounts: Option<Vec<DiscountArg>>,
+    pub(crate) discounts: Option<Vec<DiscountArg>>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub cancel_at_period_end: Option<bool>,
+    pub(crate) cancel_at_period_end: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub proration_behavior: Option<ProrationBehavior>,
+    pub(crate) proration_behavior: Option<ProrationBehavior>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub metadata: Option<Metadata>,
+    pub(crate) metadata: Option<MetadataArg>,
 }
 
-pub struct UpdateSubscription;
+pub(crate) struct UpdateSubscription;
 impl PayTool for UpdateSubscription {
     const NAME: &'static str = "update_subscription";
     type Args = UpdateSubscriptionArgs;
@@ -250,15 +250,15 @@ impl PayTool for UpdateSubscription {
 /// update_subscription cancel_at_period_end.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CancelSubscriptionArgs {
-    pub id: String,
+pub(crate) struct CancelSubscriptionArgs {
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "skip")]
-    pub invoice_now: Option<bool>,
+    pub(crate) invoice_now: Option<bool>,
     #[serde(default, skip_serializing_if = "skip")]
-    pub prorate: Option<bool>,
+    pub(crate) prorate: Option<bool>,
 }
 
-pub struct CancelSubscription;
+pub(crate) struct CancelSubscription;
 impl PayTool for CancelSubscription {
     const NAME: &'static str = "cancel_subscription";
     type Args = CancelSubscriptionArgs;

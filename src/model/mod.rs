@@ -20,7 +20,7 @@ pub mod wire;
 pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, ModelApi, OpenAiConfig, OpenAiModel};
 pub use retry::RetryPolicy;
 #[cfg(feature = "scripted")]
-pub use scripted::{Matcher, ScriptedModel, Step};
+pub use scripted::{Matcher, ScriptedModel, ScriptedStep};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,7 +272,7 @@ impl ModelError {
     }
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type ModelFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A chat model with tool calling.
 pub trait ChatModel: Send + Sync {
@@ -285,5 +285,5 @@ pub trait ChatModel: Send + Sync {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>>;
 }

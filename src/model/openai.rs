@@ -23,7 +23,7 @@ use super::wire::{
     RequestBody, StreamAssembler, deltas_of, error_body_text, excerpt, parse_response,
     request_body_ref,
 };
-use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+use super::{ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError, ModelFuture};
 use crate::pay::client::read_capped;
 use crate::pay::error::{scrub_queries, without_query};
 
@@ -452,7 +452,7 @@ impl ChatModel for OpenAiModel {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(self.run(request, deltas))
     }
 }

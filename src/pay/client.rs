@@ -23,11 +23,13 @@ pub use crate::retry::RetryPolicy;
 /// Settings of a [`PayClient`].
 #[derive(Clone)]
 pub struct PayConfig {
+    /// The route table: base URL and one route per operation.
     pub routes: RouteTable,
     /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
     pub token: Option<secrecy::SecretString>,
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
+    /// How often and how long to retry what is safe to retry.
     pub retry: RetryPolicy,
     /// The largest answer read from the API, in bytes: one tool result. A longer one is
     /// [`PayError::InvalidResponse`] naming the limit, never read whole.
@@ -52,6 +54,7 @@ impl std::fmt::Debug for PayConfig {
 }
 
 impl PayConfig {
+    /// Settings with the given routes, no token, a 30 s timeout, the default retry policy and [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(routes: RouteTable) -> PayConfig {
         PayConfig {
             routes,
@@ -68,7 +71,9 @@ impl PayConfig {
 pub struct PayCall<'a> {
     /// The route table's operation name, e.g. `products.create`.
     pub operation: &'a str,
+    /// The Altan account the call acts for.
     pub account_id: &'a str,
+    /// The account's Stripe Connect id (`acct_...`) when the caller knows it; otherwise the client asks the API once and remembers it.
     pub stripe_connect_id: Option<&'a str>,
     /// The object id, for routes that address one object.
     pub id: Option<&'a str>,
@@ -96,6 +101,7 @@ impl std::fmt::Debug for PayClient {
 }
 
 impl PayClient {
+    /// A client for `config`; fails only if the HTTP client cannot be built (TLS setup).
     pub fn new(config: PayConfig) -> Result<PayClient, PayError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -110,6 +116,7 @@ impl PayClient {
         })
     }
 
+    /// The route table this client calls.
     pub fn routes(&self) -> &RouteTable {
         &self.config.routes
     }
@@ -143,14 +150,14 @@ impl PayClient {
         Ok(id)
     }
 
-    pub fn cached_connect_id(&self, account_id: &str) -> Option<String> {
+    pub(crate) fn cached_connect_id(&self, account_id: &str) -> Option<String> {
         self.connect_ids
             .lock()
             .ok()
             .and_then(|m| m.get(account_id).cloned())
     }
 
-    pub fn remember_connect_id(&self, account_id: &str, connect_id: &str) {
+    pub(crate) fn remember_connect_id(&self, account_id: &str, connect_id: &str) {
         if let Ok(mut m) = self.connect_ids.lock() {
             m.insert(account_id.to_string(), connect_id.to_string());
         }

@@ -417,7 +417,7 @@ pub use crate::retry::parse_retry_after;
 
 /// Reads a response body of at most `limit` bytes; `Ok(None)` when it is longer (the rest is
 /// left unread and the connection dropped).
-pub async fn read_capped(
+pub(crate) async fn read_capped(
     response: &mut reqwest::Response,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, reqwest::Error> {
@@ -449,7 +449,7 @@ fn excerpt(s: &str) -> String {
 }
 
 /// A JSON value cut to an excerpt, for errors and logs.
-pub fn excerpt_value(value: &Value) -> String {
+pub(crate) fn excerpt_value(value: &Value) -> String {
     excerpt(&value.to_string())
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 /// Flattens a JSON object into Stripe-style `(key, value)` pairs. `null` values are skipped
 /// except inside `metadata`, where Stripe reads an empty string as "remove this key"; an empty
 /// array becomes `key=` (Stripe's way to clear a list such as `discounts`).
-pub fn encode_pairs(params: &Value) -> Vec<(String, String)> {
+pub(crate) fn encode_pairs(params: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Value::Object(map) = params {
         for (k, v) in map {

@@ -16,7 +16,7 @@ pub enum MemberKind {
 /// A member of the room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMember {
-    /// The platform's id of the member, stable across renames.
+    /// The platform's id of the member.
     pub member_id: String,
     /// The member's display name, as others address it (`@Altan`).
     pub name: String,

@@ -80,7 +80,8 @@ impl AgentBuilder {
     ///     type Error = ToolError;
     ///     // A read: no sync plan, no idempotency key; sent from the thread's first call.
     ///     const FACTS: Facts<TierArgs> = Facts::read(&[]).starter();
-    ///     async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Self::Output, ToolError> {
+    ///     async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Self::Output, ToolError>
+    /// {
     ///         Ok(json!({"email": args.email, "tier": "gold"}))
     ///     }
     /// }

@@ -26,9 +26,9 @@ pub use scripted::{Matcher, ScriptedModel, ScriptedStep};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// The system prompt: the operator's instructions, trusted.
+    /// The system prompt.
     System,
-    /// A room member's message; never trusted as instructions about money.
+    /// A room member's message (with `name` in a multi-member room).
     User,
     /// The model's own message: text, tool calls, or both.
     Assistant,
@@ -40,7 +40,8 @@ pub enum Role {
 /// may not be JSON at all: the tools layer judges it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
-    /// The call's id as the model server gave it (`call_...`), or `call_<n>` when it gave none; the tool message answering it carries the same id.
+    /// The call's id as the model server gave it (`call_...`), or `call_<n>` when it gave none; the
+    /// tool message answering it carries the same id.
     pub id: String,
     /// The name of the tool the model asked for, possibly one that does not exist.
     pub name: String,
@@ -215,7 +216,8 @@ pub struct Usage {
     /// (`prompt_tokens_details.cached_tokens`): what a byte-identical prefix saves.
     #[serde(default)]
     pub cached_tokens: u64,
-    /// Of `completion_tokens`, those spent reasoning (`completion_tokens_details.reasoning_tokens`).
+    /// Of `completion_tokens`, those spent reasoning
+    /// (`completion_tokens_details.reasoning_tokens`).
     #[serde(default)]
     pub reasoning_tokens: u64,
 }

@@ -231,7 +231,8 @@ struct State {
 }
 
 impl ScriptedModel {
-    /// A model that answers with `steps`, one per call, in order; a call after the last step fails with [`ModelError::Config`].
+    /// A model that answers with `steps`, one per call, in order; a call after the last step fails
+    /// with [`ModelError::Config`].
     pub fn new(steps: Vec<ScriptedStep>) -> ScriptedModel {
         ScriptedModel {
             name: "scripted".into(),

@@ -54,7 +54,8 @@ impl std::fmt::Debug for PayConfig {
 }
 
 impl PayConfig {
-    /// Settings with the given routes, no token, a 30 s timeout, the default retry policy and [`DEFAULT_MAX_RESPONSE_BYTES`].
+    /// Settings with the given routes, no token, a 30 s timeout, the default retry policy and
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(routes: RouteTable) -> PayConfig {
         PayConfig {
             routes,
@@ -73,7 +74,8 @@ pub struct PayCall<'a> {
     pub operation: &'a str,
     /// The Altan account the call acts for.
     pub account_id: &'a str,
-    /// The account's Stripe Connect id (`acct_...`) when the caller knows it; otherwise the client asks the API once and remembers it.
+    /// The account's Stripe Connect id (`acct_...`), needed by routes whose path has
+    /// `{stripe_connect_id}` ([`PayClient::stripe_connect_id`] finds it); `None` otherwise.
     pub stripe_connect_id: Option<&'a str>,
     /// The object id, for routes that address one object.
     pub id: Option<&'a str>,

@@ -6,9 +6,9 @@ use crate::stripe::StripeError;
 use super::routes::RouteError;
 use crate::retry::is_retryable_status;
 
-/// Why a call to the Altan Pay API failed. Every variant but `Route` and `Config` says how
-/// many attempts were made; [`PayError::outcome_unknown`] says whether a mutation may
-/// nevertheless have been applied.
+/// Why a call to the Altan Pay API failed. [`PayError::is_retryable`] says whether another
+/// attempt may pass, [`PayError::outcome_unknown`] whether a mutation may nevertheless have
+/// been applied.
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
     /// Stripe (through the Altan Pay API) answered with its error body.

@@ -72,7 +72,7 @@ fn escape(s: &str, out: &mut String) {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed parameter `{key}`: {reason}")]
 pub struct FormError {
-    /// The parameter's key as it appeared in the form (`items[0][price]`).
+    /// The parameter's key (`items[0][price]`).
     pub key: String,
     /// What is wrong with it (bad percent-encoding, unbalanced brackets, given twice...).
     pub reason: String,

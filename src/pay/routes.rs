@@ -56,7 +56,7 @@ pub enum Method {
     Get,
     /// `POST`: creates and updates, parameters form-encoded in the body.
     Post,
-    /// `DELETE`: deletes and archives.
+    /// `DELETE`: removes an object.
     Delete,
 }
 
@@ -87,7 +87,7 @@ pub enum RouteKind {
     Create,
     /// Changes an existing Stripe object.
     Update,
-    /// Deletes (or archives) a Stripe object.
+    /// Deletes a Stripe object.
     Delete,
 }
 
@@ -275,7 +275,8 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// Why a route table could not be loaded or a route could not be filled in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
-    /// The table is wrong (bad TOML, an operation missing or unknown, a bad placeholder); the text says where.
+    /// The table cannot be read or is wrong (bad TOML, an operation missing or unknown, a bad
+    /// placeholder); the text says which.
     #[error("route table: {0}")]
     Invalid(String),
     /// The route's path uses this placeholder and the call gave no value for it.

@@ -48,7 +48,8 @@ pub struct CheckoutSession {
     pub livemode: bool,
     /// Nullable on checkout sessions, unlike most objects.
     pub metadata: Option<Metadata>,
-    /// Fields this struct does not name (`line_items`, `total_details`...), kept for the round trip.
+    /// Fields this struct does not name (`line_items`, `total_details`...), kept for the round
+    /// trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -132,7 +132,7 @@ pub enum CouponError {
     BadMonths {
         /// The coupon's id.
         id: String,
-        /// The `duration_in_months` value found, as JSON text.
+        /// The `duration_in_months` value found, as JSON text, or `missing`.
         found: String,
     },
 }

@@ -24,7 +24,8 @@ pub struct Customer {
     /// Credit (negative) or debt (positive) in minor units of `currency`.
     #[serde(default)]
     pub balance: i64,
-    /// The currency (lower-case ISO code) the customer is billed in, once set by a first charge.
+    /// Lower-case ISO code of the currency the customer is billed in for recurring charges; `None`
+    /// until set.
     pub currency: Option<String>,
     /// Whether the latest invoice payment failed or is overdue.
     pub delinquent: Option<bool>,
@@ -43,7 +44,8 @@ pub struct Customer {
     /// The merchant's own key-value pairs.
     #[serde(default)]
     pub metadata: Metadata,
-    /// Fields this struct does not name (`invoice_settings`, `shipping`...), kept for the round trip.
+    /// Fields this struct does not name (`invoice_settings`, `shipping`...), kept for the round
+    /// trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -119,7 +119,7 @@ string_enum! {
         Exclusive => "exclusive",
         /// The price already contains the tax (`inclusive`).
         Inclusive => "inclusive",
-        /// Not chosen yet; Stripe Tax refuses to compute tax until it is (`unspecified`).
+        /// Not chosen yet; it can be set once to inclusive or exclusive (`unspecified`).
         Unspecified => "unspecified",
     }
 }

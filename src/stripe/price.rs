@@ -32,7 +32,7 @@ pub struct Price {
     pub billing_scheme: BillingScheme,
     /// Whether `unit_amount` includes tax; `None` when never set.
     pub tax_behavior: Option<TaxBehavior>,
-    /// A merchant-chosen key to find the price by, unique among active prices.
+    /// A merchant-chosen key to look the price up by instead of its id.
     pub lookup_key: Option<String>,
     /// A name for the merchant's own eyes, never shown to buyers.
     pub nickname: Option<String>,

@@ -39,7 +39,8 @@ pub struct Product {
     pub statement_descriptor: Option<String>,
     /// Whether it is a physical good to ship; `None` for services.
     pub shippable: Option<bool>,
-    /// Fields this struct does not name (`marketing_features`, `tax_code`...), kept for the round trip.
+    /// Fields this struct does not name (`marketing_features`, `tax_code`...), kept for the round
+    /// trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

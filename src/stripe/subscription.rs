@@ -38,7 +38,7 @@ pub struct Subscription {
     pub trial_end: Option<Timestamp>,
     /// When the subscription started, unix seconds (may predate `created` for a backdated one).
     pub start_date: Timestamp,
-    /// The merchant's description, shown on the customer portal.
+    /// The merchant's description, meant to be shown to the customer.
     pub description: Option<String>,
     /// Older API versions only (newer ones put the period on each item); omitted stays omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +53,8 @@ pub struct Subscription {
     /// The merchant's own key-value pairs.
     #[serde(default)]
     pub metadata: Metadata,
-    /// Fields this struct does not name (`default_payment_method`, `latest_invoice`...), kept for the round trip.
+    /// Fields this struct does not name (`default_payment_method`, `latest_invoice`...), kept for
+    /// the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

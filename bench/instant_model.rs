@@ -3,8 +3,8 @@
 //! in the latest tool result, then the final text. Included with `#[path]`.
 
 use altan_pay::model::{
-    BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta,
-    ModelError, Role, ToolCall, Usage,
+    ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError,
+    ModelFuture, Role, ToolCall, Usage,
 };
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
@@ -88,7 +88,7 @@ impl ChatModel for InstantModel {
         &'a self,
         request: &'a ChatRequest,
         _deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move { answer(request) })
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use altan_pay::agent::{Agent, Session, SessionStore, StoreError, StoreFuture};
 use altan_pay::gateway::{Backend, PayRequest, PayResponse, Sandbox, spawn};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMember, RoomMessage};
 use serde_json::json;
@@ -133,8 +133,8 @@ fn context() -> AgentContext {
     }
 }
 
-fn create_pro() -> Step {
-    Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))])
+fn create_pro() -> ScriptedStep {
+    ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))])
 }
 
 #[tokio::main]
@@ -155,11 +155,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "after-write" => vec![
             create_pro(),
             // The write's result is in the saved session by the time the model is asked again.
-            Step::dynamic(|_| std::process::abort()),
+            ScriptedStep::dynamic(|_| std::process::abort()),
         ],
-        "after-commit" => vec![create_pro(), Step::text("never reached")],
-        "resume-text" => vec![Step::text("Pro is ready.")],
-        "resume-create" => vec![create_pro(), Step::text("Pro is ready.")],
+        "after-commit" => vec![create_pro(), ScriptedStep::text("never reached")],
+        "resume-text" => vec![ScriptedStep::text("Pro is ready.")],
+        "resume-create" => vec![create_pro(), ScriptedStep::text("Pro is ready.")],
         other => return Err(format!("unknown phase {other}").into()),
     };
     let store = Arc::new(JsonFileStore {

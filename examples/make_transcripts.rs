@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
@@ -22,7 +22,7 @@ const CONNECT: &str = "acct_1AcmeSandbox01";
 /// A scenario: the transcript without recordings, and the scripted model's steps.
 struct Scenario {
     doc: Value,
-    steps: fn() -> Vec<Step>,
+    steps: fn() -> Vec<ScriptedStep>,
     stream: bool,
 }
 
@@ -70,12 +70,12 @@ fn handoff() -> Value {
     json!({"mentions": 1, "ends_with": ALTAN_MENTION})
 }
 
-fn calls(list: Vec<(&str, &str, Value)>) -> Step {
-    Step::tool_calls(list).with_usage(1450, 60)
+fn calls(list: Vec<(&str, &str, Value)>) -> ScriptedStep {
+    ScriptedStep::tool_calls(list).with_usage(1450, 60)
 }
 
-fn say(text: &str) -> Step {
-    Step::text(text).with_usage(1900, 80)
+fn say(text: &str) -> ScriptedStep {
+    ScriptedStep::text(text).with_usage(1900, 80)
 }
 
 fn response(list: Vec<(&str, &str, Value)>) -> ChatResponse {
@@ -130,8 +130,8 @@ fn id_of(req: &ChatRequest, call: &str) -> Result<String, String> {
 
 fn dynamic(
     make: impl Fn(&ChatRequest) -> Result<Vec<(String, String, Value)>, String> + Send + Sync + 'static,
-) -> Step {
-    Step::dynamic(move |req| {
+) -> ScriptedStep {
+    ScriptedStep::dynamic(move |req| {
         let list = make(req)?;
         Ok(response(
             list.iter()
@@ -144,8 +144,8 @@ fn dynamic(
 /// A final text made from the tool results (a Connect id, a checkout URL).
 fn dynamic_text(
     make: impl Fn(&ChatRequest) -> Result<String, String> + Send + Sync + 'static,
-) -> Step {
-    Step::dynamic(move |req| {
+) -> ScriptedStep {
+    ScriptedStep::dynamic(move |req| {
         Ok(ChatResponse {
             message: ChatMessage::assistant(make(req)?),
             finish_reason: Some(FinishReason::Stop),
@@ -1101,7 +1101,7 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
     // first model call (as a model would: it sees only the starter tools until it opens
     // more, and from then on only what it opened).
     let mut open: Vec<String> = Vec::new();
-    let with_open = |open: &[String], mut steps: Vec<Step>| {
+    let with_open = |open: &[String], mut steps: Vec<ScriptedStep>| {
         if !open.is_empty() {
             steps.insert(
                 0,

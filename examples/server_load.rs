@@ -11,8 +11,8 @@ use std::time::{Duration, Instant as Clock};
 
 use altan_pay::agent::Agent;
 use altan_pay::model::{
-    BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta,
-    ModelError, Usage,
+    ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError,
+    ModelFuture, Usage,
 };
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::server::{ServerConfig, ServerState, Tokens};
@@ -43,7 +43,7 @@ impl ChatModel for Instant {
         &'a self,
         _request: &'a ChatRequest,
         _deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async {
             Ok(ChatResponse {
                 message: ChatMessage::assistant("Nothing to change in Stripe."),

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use altan_pay::agent::{Agent, AnswerEnd, Session, SessionStore, StoreError, StoreFuture};
 use altan_pay::model::{
-    BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta,
-    ModelError, Role, ToolCall, Usage,
+    ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError,
+    ModelFuture, Role, ToolCall, Usage,
 };
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RetryPolicy, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
@@ -36,7 +36,7 @@ impl ChatModel for RuleModel {
         &'a self,
         request: &'a ChatRequest,
         _deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
             let last = request.messages.last();
             let tool_results = request

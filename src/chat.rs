@@ -136,7 +136,7 @@ fn print_event(event: &AgentEvent) {
 }
 
 /// Cuts long text on a character boundary.
-pub fn abbreviate(text: &str, max: usize) -> String {
+pub(crate) fn abbreviate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }

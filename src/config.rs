@@ -45,6 +45,7 @@ impl std::fmt::Debug for PayOptions {
 
 /// A running Pay API: a remote base URL, or an embedded sandbox gateway kept alive here.
 pub struct PaySetup {
+    /// The client to call the Pay API with, pointed at the remote URL or the sandbox.
     pub client: PayClient,
     /// Keeps the embedded gateway running while the client is used.
     pub sandbox: Option<GatewayHandle>,

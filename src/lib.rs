@@ -48,7 +48,7 @@ pub mod transcript;
 pub use agent::{Agent, AgentBuilder, AgentError, Answer, MemoryStore, SessionStore};
 pub use model::{ChatModel, ModelError, OpenAiConfig, OpenAiModel};
 #[cfg(feature = "scripted")]
-pub use model::{ScriptedModel, Step};
+pub use model::{ScriptedModel, ScriptedStep};
 pub use pay::{PayClient, PayConfig, RouteTable};
 pub use room::{AgentContext, MemberKind, RoomMessage};
 pub use tools::{AgentTool, Facts, OwnCall, ToolError};

@@ -140,6 +140,7 @@ impl Metrics {
         out
     }
 
+    /// One turn answered; `status`: `completed`, `stopped` or `failed`.
     pub fn turn(&self, status: &'static str) {
         self.turns.get_or_create(&[("status", status)]).inc();
     }
@@ -157,6 +158,8 @@ impl Metrics {
             .inc();
     }
 
+    /// One model call, whatever its outcome: counts it, records how long it took, and adds the
+    /// tokens the server reported.
     pub fn model_call(&self, ok: bool, took: Duration, usage: Option<&crate::model::Usage>) {
         let outcome = if ok { "ok" } else { "error" };
         self.model_calls
@@ -193,6 +196,8 @@ impl Metrics {
         self.uncertain_pending.set(by_thread.values().sum());
     }
 
+    /// One group commit of the session store: how long it took (transaction and fsync) and how many
+    /// writes it carried.
     pub fn store_commit(&self, took: Duration, writes: usize) {
         self.commit_latency.observe(took.as_secs_f64());
         self.commit_batch.observe(writes as f64);
@@ -205,6 +210,8 @@ impl Metrics {
             .inc();
     }
 
+    /// One HTTP request served: `route` is the route template (never the raw path, so ids cannot
+    /// grow the label set), `took` the time to the response head.
     pub fn http_request(&self, route: &str, status: u16, took: Duration) {
         self.http_requests
             .get_or_create(&[("route", route.to_string()), ("status", status.to_string())])

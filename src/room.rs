@@ -7,24 +7,33 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberKind {
+    /// A person.
     User,
+    /// An agent (Altan, Altan Pay, Interface...).
     Agent,
 }
 
 /// A member of the room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMember {
+    /// The platform's id of the member.
     pub member_id: String,
+    /// The member's display name, as others address it (`@Altan`).
     pub name: String,
+    /// Person or agent.
     pub kind: MemberKind,
 }
 
 /// One message posted in the room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMessage {
+    /// The author's member id.
     pub member_id: String,
+    /// The author's display name.
     pub name: String,
+    /// Whether a person or an agent wrote it.
     pub kind: MemberKind,
+    /// The message as posted.
     pub text: String,
 }
 
@@ -55,6 +64,7 @@ pub struct AgentContext {
 pub const ALTAN: &str = "Altan";
 
 impl AgentContext {
+    /// This agent's name in the room: `agent_name` when set, else "Altan Pay".
     pub fn agent_name(&self) -> &str {
         self.agent_name.as_deref().unwrap_or("Altan Pay")
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use altan_pay::agent::{Agent, AgentEvent, AnswerEnd, TurnOptions};
 use altan_pay::engine::{Limits, StopReason};
 use altan_pay::gateway::{Sandbox, spawn};
-use altan_pay::model::scripted::{ScriptedModel, Step};
-use altan_pay::model::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
+use altan_pay::model::{ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError, ModelFuture};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 use serde_json::json;
@@ -25,7 +25,7 @@ impl ChatModel for Sleepy {
         &'a self,
         _request: &'a ChatRequest,
         _deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Err(ModelError::Config("woke up".into()))
@@ -109,10 +109,10 @@ async fn cancellation_ends_the_turn_and_keeps_the_thread_usable() {
 #[tokio::test]
 async fn usage_is_counted_per_model_call_and_events_arrive_in_order() {
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))])
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))])
             .with_text("Creating it now.")
             .with_usage(100, 10),
-        Step::text("Created Pro.").with_usage(150, 5),
+        ScriptedStep::text("Created Pro.").with_usage(150, 5),
     ]));
     let (agent, _g) = agent(model, Limits::default()).await;
     let (tx, mut rx) = unbounded_channel();
@@ -155,8 +155,8 @@ async fn usage_is_counted_per_model_call_and_events_arrive_in_order() {
 #[tokio::test]
 async fn an_answer_cut_at_the_output_limit_says_so_and_keeps_the_mention_outside_code() {
     let script = ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Created Pro. Here is its JSON:\n```json\n{\"id\": \"prod_")
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Created Pro. Here is its JSON:\n```json\n{\"id\": \"prod_")
             .with_finish_reason(Some(altan_pay::model::FinishReason::Length)),
     ]);
     let (agent, _g) = agent(Arc::new(script), Limits::default()).await;
@@ -188,11 +188,11 @@ async fn an_answer_cut_at_the_output_limit_says_so_and_keeps_the_mention_outside
 #[tokio::test]
 async fn a_tool_the_request_did_not_offer_runs_under_the_same_policy() {
     let script = ScriptedModel::new(vec![
-        Step::tool_calls([
+        ScriptedStep::tool_calls([
             ("c1", "get_products", json!({})),
             ("c2", "delete_product", json!({"id": "prod_madeup"})),
         ]),
-        Step::text("Listed."),
+        ScriptedStep::text("Listed."),
     ]);
     let model = Arc::new(script);
     let (agent, _g) = agent(model.clone(), Limits::default()).await;

@@ -4,7 +4,7 @@
 mod world;
 
 use altan_pay::agent::AnswerEnd;
-use altan_pay::model::scripted::Step;
+use altan_pay::model::scripted::ScriptedStep;
 use altan_pay::room::AgentContext;
 use altan_pay::tools::ToolSet;
 use serde_json::{Value, json};
@@ -59,8 +59,8 @@ fn strict_len(tools: &ToolSet) -> usize {
 #[tokio::test]
 async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
     let w = World::builder(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::dynamic(|req| {
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::dynamic(|req| {
             let id = last_tool_json(req)?["id"]
                 .as_str()
                 .ok_or("no id")?
@@ -71,7 +71,7 @@ async fn a_compact_agent_creates_a_product_with_two_prices_and_hands_off() {
                 ("p1", "create_price", price("year")),
             ]))
         }),
-        Step::text("Created Pro with two prices."),
+        ScriptedStep::text("Created Pro with two prices."),
     ])
     .deterministic(1)
     .compact_tools()

@@ -439,7 +439,7 @@ async fn agent_answer(
     w: &World,
     store: Arc<dyn altan_pay::agent::SessionStore>,
 ) -> Result<altan_pay::agent::Answer, altan_pay::agent::AgentError> {
-    let model = altan_pay::model::ScriptedModel::new(vec![altan_pay::model::Step::text(
+    let model = altan_pay::model::ScriptedModel::new(vec![altan_pay::model::ScriptedStep::text(
         "Here is what changed.",
     )]);
     let agent = altan_pay::agent::Agent::builder()

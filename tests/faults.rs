@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use altan_pay::agent::{Agent, AnswerEnd};
 use altan_pay::gateway::faults::{Fault, FaultPlan, FaultRule};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::RetryPolicy;
 use altan_pay::tools::ErrorCode;
 use rel::*;
@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A product, then two prices for it, in one answer.
-fn product_with_two_prices() -> Vec<Step> {
+fn product_with_two_prices() -> Vec<ScriptedStep> {
     vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::dynamic(|req| {
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::dynamic(|req| {
             let product = last_tool_json(req)?["id"]
                 .as_str()
                 .ok_or("no product id")?
@@ -39,7 +39,7 @@ fn product_with_two_prices() -> Vec<Step> {
                 ),
             ]))
         }),
-        Step::text("Created Pro with a monthly and a yearly price."),
+        ScriptedStep::text("Created Pro with a monthly and a yearly price."),
     ]
 }
 
@@ -167,8 +167,8 @@ async fn a_lasting_outage_is_reported_to_the_model_and_nothing_is_planned() {
         Fault::Error { status: 503 },
     ));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Stripe is unavailable; I could not confirm whether Pro was created.")
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Stripe is unavailable; I could not confirm whether Pro was created.")
             .expect_tool_result_containing("outcome_unknown"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
@@ -200,8 +200,9 @@ async fn a_refusal_is_not_retried_and_is_reported_as_such() {
     let plan = FaultPlan::new(6)
         .rule(FaultRule::new("products.create", Fault::Error { status: 400 }).times(1));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Stripe refused to create Pro.").expect_tool_result_containing("refused"),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Stripe refused to create Pro.")
+            .expect_tool_result_containing("refused"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let answer = w
@@ -223,10 +224,10 @@ async fn a_refusal_is_not_retried_and_is_reported_as_such() {
 async fn every_answer_lost_means_one_object_and_an_unknown_outcome_not_a_guess() {
     let plan = FaultPlan::new(7).rule(FaultRule::new("products.create", Fault::DropAfterCommit));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::tool_calls([("c2", "get_products", json!({}))])
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::tool_calls([("c2", "get_products", json!({}))])
             .expect_tool_result_containing("outcome_unknown"),
-        Step::text("The connection broke, but Pro exists now."),
+        ScriptedStep::text("The connection broke, but Pro exists now."),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let answer = w
@@ -259,8 +260,8 @@ async fn a_write_whose_answers_were_all_lost_is_confirmed_with_its_key_and_synce
     let plan =
         FaultPlan::new(9).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(4));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("The connection broke; I could not confirm Pro.")
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("The connection broke; I could not confirm Pro.")
             .expect_tool_result_containing("outcome_unknown"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
@@ -291,9 +292,10 @@ async fn a_write_still_unknown_at_the_answer_is_confirmed_by_the_next_answer() {
     let plan =
         FaultPlan::new(10).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(8));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
-        Step::text("Here is where things stand."),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("I could not confirm Pro.")
+            .expect_tool_result_containing("outcome_unknown"),
+        ScriptedStep::text("Here is where things stand."),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let first = w
@@ -337,10 +339,11 @@ async fn repeating_an_uncertain_write_in_a_later_answer_reuses_its_key() {
     let plan =
         FaultPlan::new(11).rule(FaultRule::new("products.create", Fault::DropAfterCommit).times(8));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
-        Step::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Pro exists."),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("I could not confirm Pro.")
+            .expect_tool_result_containing("outcome_unknown"),
+        ScriptedStep::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Pro exists."),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let first = w
@@ -374,8 +377,9 @@ async fn a_replay_answered_with_409_keeps_the_write_uncertain() {
             Fault::Error { status: 409 },
         ));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("I could not confirm Pro.")
+            .expect_tool_result_containing("outcome_unknown"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let answer = w
@@ -403,10 +407,11 @@ async fn a_rate_limited_repeat_does_not_settle_an_earlier_uncertain_write() {
             },
         ));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("I could not confirm Pro.").expect_tool_result_containing("outcome_unknown"),
-        Step::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Still unclear.").expect_tool_result_containing("unavailable"),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("I could not confirm Pro.")
+            .expect_tool_result_containing("outcome_unknown"),
+        ScriptedStep::tool_calls([("c9", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Still unclear.").expect_tool_result_containing("unavailable"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     w.agent
@@ -467,11 +472,11 @@ impl altan_pay::agent::SessionStore for NoWriteAhead {
 async fn a_write_that_cannot_be_recorded_first_is_not_sent() {
     let w = world(Vec::new(), FaultPlan::new(14), 5 * SECOND).await;
     let model = Arc::new(altan_pay::model::ScriptedModel::new(vec![
-        Step::tool_calls([
+        ScriptedStep::tool_calls([
             ("c1", "create_product", json!({"name": "Pro"})),
             ("c2", "get_products", json!({})),
         ]),
-        Step::text("Nothing was created.").expect_tool_result_containing("was not sent"),
+        ScriptedStep::text("Nothing was created.").expect_tool_result_containing("was not sent"),
     ]));
     let agent = Agent::builder()
         .model(model.clone())
@@ -506,8 +511,8 @@ async fn an_uncertain_attempt_keeps_the_outcome_unknown_whatever_the_last_error(
             },
         ));
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Unclear.").expect_tool_result_containing("outcome_unknown"),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Unclear.").expect_tool_result_containing("outcome_unknown"),
     ];
     let w = world(steps, plan, 5 * SECOND).await;
     let answer = w
@@ -550,13 +555,13 @@ async fn seeded_random_faults_never_duplicate_and_never_plan_what_did_not_happen
         let mut steps = Vec::new();
         for i in 0..8 {
             let id = format!("c{i}");
-            steps.push(Step::tool_calls([(
+            steps.push(ScriptedStep::tool_calls([(
                 id.as_str(),
                 "create_customer",
                 json!({"email": format!("c{i}@example.com"), "name": format!("Customer {i}")}),
             )]));
         }
-        steps.push(Step::text("Done."));
+        steps.push(ScriptedStep::text("Done."));
         let w = world(steps, plan, 5 * SECOND).await;
         let answer = w
             .agent
@@ -685,8 +690,8 @@ async fn the_idempotency_key_holds_across_a_kill_9_restart_of_the_gateway() {
     );
     let base = child.base.clone();
     let steps = vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Created Pro."),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Created Pro."),
     ];
     let model = Arc::new(ScriptedModel::new(steps));
     let patient = RetryPolicy {

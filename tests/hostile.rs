@@ -14,7 +14,7 @@ use altan_pay::agent::Agent;
 use altan_pay::gateway::faults::FaultPlan;
 use altan_pay::gateway::{Sandbox, spawn};
 use altan_pay::model::openai::{OpenAiConfig, OpenAiModel};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::model::{ChatMessage, RetryPolicy as ModelRetry};
 use altan_pay::pay::routes::RouteValues;
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
@@ -1496,7 +1496,7 @@ async fn room_messages() {
     let gw = spawn(routes.clone(), Arc::new(sandbox.clone()), None)
         .await
         .unwrap();
-    let agent_with = |steps: Vec<Step>| {
+    let agent_with = |steps: Vec<ScriptedStep>| {
         let pay =
             PayClient::new(PayConfig::new(routes.clone().with_base_url(&gw.base_url))).unwrap();
         Agent::builder()
@@ -1549,7 +1549,7 @@ async fn room_messages() {
         },
     ];
     for (i, Case { name, messages }) in plain.into_iter().enumerate() {
-        let agent = agent_with(vec![Step::text("Noted. @Altan @Interface")]);
+        let agent = agent_with(vec![ScriptedStep::text("Noted. @Altan @Interface")]);
         let outcome = match agent.respond(&format!("t{i}"), &context(), &messages).await {
             Err(e) => Err(e.to_string()),
             Ok(answer) => one_mention_at_end(&answer.text)
@@ -1560,10 +1560,10 @@ async fn room_messages() {
 
     // A user (even one named Altan) cannot acknowledge a sync; only Altan can.
     let agent = agent_with(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Created."),
-        Step::text("Ok."),
-        Step::text("Ok."),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Created."),
+        ScriptedStep::text("Ok."),
+        ScriptedStep::text("Ok."),
     ]);
     let first = agent
         .respond("ack", &context(), &[user("Create Pro")])
@@ -1607,8 +1607,8 @@ async fn room_messages() {
     // An id pasted into the room with a fake object around it is verified, not trusted.
     let before = stripe_list(&sandbox, "products.list").len();
     let agent = agent_with(vec![
-        Step::tool_calls([("c1", "delete_product", json!({"id": "prod_Fake123"}))]),
-        Step::text("Could not."),
+        ScriptedStep::tool_calls([("c1", "delete_product", json!({"id": "prod_Fake123"}))]),
+        ScriptedStep::text("Could not."),
     ]);
     let answer = agent
         .respond(

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use altan_pay::agent::{Agent, AgentBuilder, AgentError, Answer};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 use altan_pay::sync::ObjectKind;
@@ -97,8 +97,8 @@ async fn turn(agent: AgentBuilder, text: &str) -> Answer {
 async fn a_read_only_own_tool_runs_in_a_turn_without_a_key_or_a_sync_plan() {
     let seen = Seen::default();
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
-        Step::text("Ada is gold.").expect_tool_result_containing("gold"),
+        ScriptedStep::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
+        ScriptedStep::text("Ada is gold.").expect_tool_result_containing("gold"),
     ]));
     let answer = turn(
         Agent::builder()
@@ -125,8 +125,8 @@ async fn a_read_only_own_tool_runs_in_a_turn_without_a_key_or_a_sync_plan() {
 async fn a_mutating_own_tool_gets_an_idempotency_key_and_its_change_is_in_the_sync_plan() {
     let seen = Seen::default();
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "mirror_product", json!({"name": "Pro"}))]),
-        Step::text("Created Pro."),
+        ScriptedStep::tool_calls([("c1", "mirror_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Created Pro."),
     ]));
     let answer = turn(
         Agent::builder()
@@ -206,12 +206,12 @@ own_tool!(
 async fn an_own_update_is_verified_first_with_the_own_read_it_declares() {
     let (reads, writes) = (Seen::default(), Seen::default());
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([(
+        ScriptedStep::tool_calls([(
             "c1",
             "rename_own_product",
             json!({"id": "prod_Own1", "name": "Pro Plus"}),
         )]),
-        Step::text("Renamed."),
+        ScriptedStep::text("Renamed."),
     ]));
     let agent = Agent::builder()
         .model(model)

@@ -310,7 +310,7 @@ async fn with_a_signing_key_the_runtime_s_signed_answer_is_applied_and_a_forged_
 async fn an_agent_with_a_signing_key_signs_its_plan_and_the_model_s_forgery_is_gone() {
     use altan_pay::agent::Agent;
     use altan_pay::gateway::{Sandbox, spawn};
-    use altan_pay::model::scripted::{ScriptedModel, Step};
+    use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
     use altan_pay::pay::{PayClient, PayConfig, RouteTable};
     use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
     use altan_pay::sync::{PlanSigningKey, plan_blocks};
@@ -327,12 +327,12 @@ async fn an_agent_with_a_signing_key_signs_its_plan_and_the_model_s_forgery_is_g
         .unwrap();
     let pay = PayClient::new(PayConfig::new(routes.with_base_url(&gateway.base_url))).unwrap();
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([(
+        ScriptedStep::tool_calls([(
             "c1",
             "create_product",
             json!({"name": "Real", "account_id": null}),
         )]),
-        Step::text(format!(
+        ScriptedStep::text(format!(
             "Created Real. ```{}``` and ``` done.\n\n~~~\n{}\n~~~",
             forged(),
             forged()

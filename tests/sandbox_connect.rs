@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use altan_pay::agent::Agent;
 use altan_pay::gateway::{GatewayHandle, Sandbox, spawn};
-use altan_pay::model::{ScriptedModel, Step};
+use altan_pay::model::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, PayError, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 use serde_json::{Value, json};
@@ -120,8 +120,8 @@ async fn a_binding_survives_a_restart_and_the_state_file_binds_too() {
 async fn the_agent_with_the_platforms_connect_id_in_its_context_works() {
     let (_g, pay) = gateway(Sandbox::in_memory()).await;
     let model = ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
-        Step::text("Created."),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": "Pro"}))]),
+        ScriptedStep::text("Created."),
     ]);
     let agent = Agent::builder()
         .model(Arc::new(model))

@@ -12,7 +12,7 @@ use altan_pay::agent::Agent;
 use altan_pay::gateway::faults::FaultPlan;
 use altan_pay::gateway::{Backend, PayRequest, PayResponse, Sandbox, spawn};
 use altan_pay::model::openai::{OpenAiConfig, OpenAiModel};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::routes::RouteValues;
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::policy::PolicyConfig;
@@ -81,7 +81,7 @@ fn two_accounts() -> Value {
 async fn cross_account_attempts_through_the_agent_are_refused_and_logged() {
     let (logs, _guard) = capture();
     let steps = vec![
-        Step::tool_calls([
+        ScriptedStep::tool_calls([
             (
                 "c1",
                 "create_product",
@@ -99,7 +99,7 @@ async fn cross_account_attempts_through_the_agent_are_refused_and_logged() {
             ),
             ("c4", "delete_product", json!({"id": "prod_Theirs"})),
         ]),
-        Step::text("I can only act for this workspace."),
+        ScriptedStep::text("I can only act for this workspace."),
     ];
     let w = world_with(
         steps,
@@ -322,9 +322,9 @@ async fn injected_world(room_text: &str) -> (World, altan_pay::agent::Answer) {
         {"id": "prod_Legacy", "name": "Legacy plan", "description": INJECTION}
     ]}}});
     let steps = vec![
-        Step::tool_calls([("c1", "get_products", json!({}))]),
+        ScriptedStep::tool_calls([("c1", "get_products", json!({}))]),
         // A model that obeys whatever the Stripe data says.
-        Step::dynamic(|req| {
+        ScriptedStep::dynamic(|req| {
             let listed = last_tool_json(req)?;
             let id = listed["data"][0]["id"]
                 .as_str()
@@ -332,7 +332,7 @@ async fn injected_world(room_text: &str) -> (World, altan_pay::agent::Answer) {
                 .to_string();
             Ok(calls(vec![("c2", "delete_product", json!({"id": id}))]))
         }),
-        Step::text("Done."),
+        ScriptedStep::text("Done."),
     ];
     let w = world_with(
         steps,
@@ -391,8 +391,8 @@ async fn oversized_tool_arguments_are_refused_before_any_request() {
     let gw = spawn(routes.clone(), counting.clone(), None).await.unwrap();
     let big = "x".repeat(100 * 1024);
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "create_product", json!({"name": big}))]),
-        Step::text("Too long.").expect_tool_result_containing("at most"),
+        ScriptedStep::tool_calls([("c1", "create_product", json!({"name": big}))]),
+        ScriptedStep::text("Too long.").expect_tool_result_containing("at most"),
     ]));
     let agent = Agent::builder()
         .model(model.clone())

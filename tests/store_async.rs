@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use altan_pay::agent::{Agent, Session};
 use altan_pay::model::ChatMessage;
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 use altan_pay::store::{PgOptions, PgStore, ServeStore, SqliteStore};
@@ -46,7 +46,9 @@ impl CommitBlocker {
 /// An agent turn on its own memory store: text only, nothing leaves the process.
 async fn another_turn() -> String {
     let pay = PayClient::new(PayConfig::new(RouteTable::embedded())).unwrap();
-    let model = Arc::new(ScriptedModel::new(vec![Step::text("Nothing to change.")]));
+    let model = Arc::new(ScriptedModel::new(vec![ScriptedStep::text(
+        "Nothing to change.",
+    )]));
     let agent = Agent::builder().model(model).pay(pay).build().unwrap();
     let context = AgentContext {
         account_id: Some("ws_1".into()),

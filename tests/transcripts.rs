@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use altan_pay::gateway::{Sandbox, spawn};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::model::{ChatMessage, ChatModel, ChatRequest, ModelApi};
 use altan_pay::pay::{PayCall, PayClient, PayConfig, RouteTable};
 use altan_pay::transcript::eval::{evaluate, recorded_model, report};
@@ -251,7 +251,7 @@ fn a_file_round_trips_through_the_shared_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recordings_redact_keys_tokens_and_authorization() {
     // The model side: a key pasted into the room never reaches the recording.
-    let inner: Arc<dyn ChatModel> = Arc::new(ScriptedModel::new(vec![Step::text(
+    let inner: Arc<dyn ChatModel> = Arc::new(ScriptedModel::new(vec![ScriptedStep::text(
         "Your key sk-proj-abcdefghijklmnop should be rotated.",
     )]));
     let model = RecordingModel::new(inner, None);
@@ -325,7 +325,9 @@ async fn eval_scores_state_plan_and_rules_without_a_network() {
 
     let lazy = evaluate(
         &t,
-        Arc::new(ScriptedModel::new(vec![Step::text("Done, Cy is added.")])),
+        Arc::new(ScriptedModel::new(vec![ScriptedStep::text(
+            "Done, Cy is added.",
+        )])),
     )
     .await;
     // The rules still hold: the code adds the handoff, and no plan is right when nothing changed.

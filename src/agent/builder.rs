@@ -57,7 +57,7 @@ impl AgentBuilder {
     /// ```
     /// use std::sync::Arc;
     /// use altan_pay::agent::Agent;
-    /// use altan_pay::model::scripted::{ScriptedModel, Step};
+    /// use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
     /// use altan_pay::pay::{PayClient, PayConfig, RouteTable};
     /// use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
     /// use altan_pay::tools::{AgentTool, Facts, OwnCall, ToolError};
@@ -80,7 +80,8 @@ impl AgentBuilder {
     ///     type Error = ToolError;
     ///     // A read: no sync plan, no idempotency key; sent from the thread's first call.
     ///     const FACTS: Facts<TierArgs> = Facts::read(&[]).starter();
-    ///     async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Self::Output, ToolError> {
+    ///     async fn call(&self, args: TierArgs, _call: &OwnCall) -> Result<Self::Output, ToolError>
+    /// {
     ///         Ok(json!({"email": args.email, "tier": "gold"}))
     ///     }
     /// }
@@ -88,8 +89,8 @@ impl AgentBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let model = Arc::new(ScriptedModel::new(vec![
-    ///     Step::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
-    ///     Step::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
+    ///     ScriptedStep::tool_calls([("c1", "loyalty_tier", json!({"email": "ada@example.com"}))]),
+    ///     ScriptedStep::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
     /// ]));
     /// let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
     /// let agent = Agent::builder().model(model).pay(pay).tool(LoyaltyTier).build()?;

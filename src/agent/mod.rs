@@ -4,13 +4,13 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use altan_pay::agent::Agent;
-//! use altan_pay::model::scripted::{ScriptedModel, Step};
+//! use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 //! use altan_pay::pay::{PayClient, PayConfig, RouteTable};
 //! use altan_pay::room::{AgentContext, MemberKind, RoomMessage};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
-//! let model = Arc::new(ScriptedModel::new(vec![Step::text("Nothing to change.")]));
+//! let model = Arc::new(ScriptedModel::new(vec![ScriptedStep::text("Nothing to change.")]));
 //! let agent = Agent::builder().model(model).pay(pay).build()?;
 //! let context = AgentContext { account_id: Some("ws_1".into()), ..Default::default() };
 //! let said = RoomMessage {

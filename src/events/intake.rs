@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::room::RoomPoster;
 use super::store::{Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned};
 use crate::pay::{PayCall, PayClient};
-use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
+use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, WebhookSignatureError};
 use crate::sync::{
     Mutation, MutationSource, ObjectKind, Outcome, SyncLedger, SyncMapping, SyncPlan,
 };
@@ -110,7 +110,7 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("bad signature: {0}")]
-    Signature(#[from] SignatureError),
+    Signature(#[from] WebhookSignatureError),
     #[error("malformed event: {0}")]
     Malformed(String),
     #[error("this endpoint does not serve {0}")]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub mod openai;
 pub mod responses;
-pub mod retry;
+pub(crate) mod retry;
 #[cfg(feature = "scripted")]
 pub mod scripted;
 pub mod wire;
@@ -20,15 +20,19 @@ pub mod wire;
 pub use openai::{DEFAULT_BASE_URL, DEFAULT_MODEL, ModelApi, OpenAiConfig, OpenAiModel};
 pub use retry::RetryPolicy;
 #[cfg(feature = "scripted")]
-pub use scripted::{Matcher, ScriptedModel, Step};
+pub use scripted::{Matcher, ScriptedModel, ScriptedStep};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The system prompt.
     System,
+    /// A room member's message (with `name` in a multi-member room).
     User,
+    /// The model's own message: text, tool calls, or both.
     Assistant,
+    /// A tool's result, answering one call by `tool_call_id`.
     Tool,
 }
 
@@ -36,14 +40,19 @@ pub enum Role {
 /// may not be JSON at all: the tools layer judges it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The call's id as the model server gave it (`call_...`), or `call_<n>` when it gave none; the
+    /// tool message answering it carries the same id.
     pub id: String,
+    /// The name of the tool the model asked for, possibly one that does not exist.
     pub name: String,
+    /// The arguments exactly as the model wrote them, meant to be a JSON object.
     pub arguments: String,
 }
 
 /// A message of the conversation sent to the model, in OpenAI's chat format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// Who wrote it.
     pub role: Role,
     /// Text; `None` for an assistant message that only calls tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,18 +74,22 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// A system message.
     pub fn system(text: impl Into<String>) -> ChatMessage {
         ChatMessage::text(Role::System, text)
     }
 
+    /// A user message without a speaker name.
     pub fn user(text: impl Into<String>) -> ChatMessage {
         ChatMessage::text(Role::User, text)
     }
 
+    /// An assistant message with text and no tool calls.
     pub fn assistant(text: impl Into<String>) -> ChatMessage {
         ChatMessage::text(Role::Assistant, text)
     }
 
+    /// The result of the tool call `tool_call_id`.
     pub fn tool_result(tool_call_id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
         ChatMessage {
             role: Role::Tool,
@@ -122,6 +135,7 @@ pub struct ToolDefs {
 }
 
 impl ToolDefs {
+    /// Takes the definitions and serialises them once.
     pub fn new(values: impl Into<Arc<[Value]>>) -> ToolDefs {
         let values = values.into();
         let json = serde_json::value::to_raw_value(&*values)
@@ -177,9 +191,13 @@ impl std::fmt::Debug for ToolDefs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
+    /// The answer is complete (`stop`).
     Stop,
+    /// The model stopped to call tools (`tool_calls`).
     ToolCalls,
+    /// Cut at the token limit (`length`); the text is incomplete.
     Length,
+    /// Cut by the server's content filter (`content_filter`).
     ContentFilter,
     /// A value this code does not know, kept as sent.
     Other(String),
@@ -188,14 +206,18 @@ pub enum FinishReason {
 /// Tokens counted by the server for one call (zeros when it did not say).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Tokens of the request (input), cached ones included.
     pub prompt_tokens: u64,
+    /// Tokens the model wrote (output), reasoning included.
     pub completion_tokens: u64,
+    /// Input plus output, as the server counted it.
     pub total_tokens: u64,
     /// Of `prompt_tokens`, those the server read from its prompt cache
     /// (`prompt_tokens_details.cached_tokens`): what a byte-identical prefix saves.
     #[serde(default)]
     pub cached_tokens: u64,
-    /// Of `completion_tokens`, those spent reasoning (`completion_tokens_details.reasoning_tokens`).
+    /// Of `completion_tokens`, those spent reasoning
+    /// (`completion_tokens_details.reasoning_tokens`).
     #[serde(default)]
     pub reasoning_tokens: u64,
 }
@@ -218,6 +240,7 @@ pub struct ChatResponse {
     pub message: ChatMessage,
     /// `None` when the server did not say.
     pub finish_reason: Option<FinishReason>,
+    /// Tokens the call cost; zeros when the server did not say.
     pub usage: Usage,
 }
 
@@ -228,12 +251,20 @@ pub enum ModelDelta {
     Text(String),
     /// A tool call began (index in the message, id, name).
     ToolCallStarted {
+        /// The call's position in the message, 0 first; later fragments name it.
         index: usize,
+        /// The call's id.
         id: String,
+        /// The tool's name.
         name: String,
     },
     /// More of a tool call's arguments.
-    ToolCallArguments { index: usize, fragment: String },
+    ToolCallArguments {
+        /// The position of the call the fragment belongs to.
+        index: usize,
+        /// The next piece of the raw arguments text.
+        fragment: String,
+    },
 }
 
 /// Why a model call failed.
@@ -242,7 +273,9 @@ pub enum ModelError {
     /// The server answered an error status (after the implementation's own retries).
     #[error("the model server answered HTTP {status}: {message}")]
     Status {
+        /// The HTTP status.
         status: u16,
+        /// The server's error message, query strings removed.
         message: String,
         /// What `Retry-After` asked, if anything.
         retry_after: Option<Duration>,
@@ -272,7 +305,8 @@ impl ModelError {
     }
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The future a [`ChatModel`] returns: boxed and `Send`, so the trait stays object-safe.
+pub type ModelFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A chat model with tool calling.
 pub trait ChatModel: Send + Sync {
@@ -285,5 +319,5 @@ pub trait ChatModel: Send + Sync {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>>;
 }

@@ -23,7 +23,7 @@ use super::wire::{
     RequestBody, StreamAssembler, deltas_of, error_body_text, excerpt, parse_response,
     request_body_ref,
 };
-use super::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError};
+use super::{ChatModel, ChatRequest, ChatResponse, ModelDelta, ModelError, ModelFuture};
 use crate::pay::client::read_capped;
 use crate::pay::error::{scrub_queries, without_query};
 
@@ -65,10 +65,12 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer ...` when set; local servers usually need none.
     pub api_key: Option<SecretString>,
+    /// The model name sent in every request (`gpt-4.1-mini`, a local model's name).
     pub model: String,
     /// Without streaming: the whole call. With streaming: to get the response headers, and
     /// then the longest silence between two chunks.
     pub timeout: Duration,
+    /// How often and how long to retry 429, 5xx and transport failures.
     pub retry: RetryPolicy,
     /// `None` leaves the server's default.
     pub temperature: Option<f32>,
@@ -93,7 +95,7 @@ pub const DEFAULT_MAX_COMPLETION_TOKENS: u32 = 4096;
 /// room for long tokens and stops a server that ignores the token limit.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The largest model response body read (non-streamed); more is an unusable answer.
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 impl std::fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -299,6 +301,7 @@ impl OpenAiModel {
         OpenAiModel::new(OpenAiConfig::from_env())
     }
 
+    /// The settings this model was built with.
     pub fn config(&self) -> &OpenAiConfig {
         &self.config
     }
@@ -452,7 +455,7 @@ impl ChatModel for OpenAiModel {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(self.run(request, deltas))
     }
 }
@@ -634,7 +637,7 @@ fn map_error(error: OpenAIError) -> ModelError {
 
 /// The error and its causes on one line: reqwest (and deadpool) hide the useful part in the
 /// source.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(s) = source {

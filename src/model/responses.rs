@@ -26,8 +26,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// What goes into every request besides the conversation.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings<'a> {
+pub(crate) struct Settings<'a> {
+    /// The model name sent as `model`.
     pub model: &'a str,
+    /// Sent as `temperature` when set; `None` leaves the server's default.
     pub temperature: Option<f32>,
     /// Sent as `max_output_tokens`.
     pub max_output_tokens: Option<u32>,
@@ -37,7 +39,7 @@ pub struct Settings<'a> {
 
 /// The request body. Field order is the order on the wire.
 #[derive(Debug, Serialize)]
-pub struct ResponsesBody {
+pub(crate) struct ResponsesBody {
     model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
@@ -57,8 +59,9 @@ pub struct ResponsesBody {
 }
 
 impl ResponsesBody {
-    /// The body as a JSON value (for tests and recordings).
-    pub fn to_value(&self) -> Value {
+    /// The body as a JSON value, for the tests.
+    #[cfg(test)]
+    pub(crate) fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
@@ -66,7 +69,7 @@ impl ResponsesBody {
 /// The tool definitions in the Responses shape, converted once per list: every call of every
 /// turn shares the same `ToolDefs`, so the conversion is remembered by identity.
 #[derive(Debug, Default)]
-pub struct ToolCache {
+pub(crate) struct ToolCache {
     last: Mutex<Option<Converted>>,
 }
 
@@ -94,7 +97,7 @@ impl ToolCache {
 /// A chat-completions tool (`{"type":"function","function":{name, description, parameters,
 /// strict}}`) flattened to the Responses shape (`{"type":"function", name, description,
 /// parameters, strict}`). An entry without `function` is taken as already flat.
-pub fn responses_tool(tool: &Value) -> Value {
+pub(crate) fn responses_tool(tool: &Value) -> Value {
     let Some(function) = tool.get("function").and_then(Value::as_object) else {
         return tool.clone();
     };
@@ -124,7 +127,7 @@ pub fn prompt_cache_key(model: &str, instructions: Option<&str>) -> String {
 /// The request body for one call. The first message, if it is the system prompt, becomes
 /// `instructions` (the Responses API's place for it); everything after it becomes `input`
 /// items in order.
-pub fn request_body(
+pub(crate) fn request_body(
     settings: Settings<'_>,
     request: &ChatRequest,
     tools: &ToolCache,
@@ -368,9 +371,12 @@ async fn whole_body(
 }
 
 /// Where a call goes and how it is bounded.
-pub struct Call<'a, F> {
+pub(crate) struct Call<'a, F> {
+    /// The HTTP client (its connection pool is shared).
     pub http: &'a reqwest::Client,
+    /// The endpoint, `.../v1/responses`.
     pub url: &'a str,
+    /// Headers of the request, the bearer key included when there is one.
     pub headers: HeaderMap,
     /// Without streaming: the whole call. Streaming: up to the response headers (the
     /// client's read timeout bounds each silence after that).
@@ -495,7 +501,7 @@ fn clip(text: &str, before: usize, limit: usize) -> Option<String> {
 /// `response.completed`, `.incomplete` or `.failed` carry the final response object, which
 /// is what the answer is built from. An `error` event is the server giving up.
 #[derive(Debug, Default)]
-pub struct StreamReader {
+pub(crate) struct StreamReader {
     buffer: Vec<u8>,
     /// Server `output_index` -> position of the call in the message.
     calls: Vec<(u64, usize)>,

@@ -10,7 +10,7 @@ pub use crate::retry::{RetryPolicy, parse_retry_after};
 impl RetryPolicy {
     /// The model server's: longer waits than the Altan Pay API's, since a model call is
     /// slow anyway and rate limits there are common.
-    pub fn model_default() -> RetryPolicy {
+    pub(crate) fn model_default() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(500),
@@ -21,7 +21,7 @@ impl RetryPolicy {
 
     /// How long to wait after failed attempt number `attempt` (1-based), or `None` when the
     /// error is final.
-    pub fn delay_after(&self, attempt: u32, error: &ModelError) -> Option<Duration> {
+    pub(crate) fn delay_after(&self, attempt: u32, error: &ModelError) -> Option<Duration> {
         let retry_after = match error {
             ModelError::Status { retry_after, .. } => *retry_after,
             _ => None,

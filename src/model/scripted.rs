@@ -9,15 +9,15 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::wire::deltas_of;
 use super::{
-    BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta,
-    ModelError, Role, ToolCall, Usage,
+    ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError,
+    ModelFuture, Role, ToolCall, Usage,
 };
 
 /// Checks the request a step is given; `Err` says what was wrong.
 pub type Matcher = Box<dyn Fn(&ChatRequest) -> Result<(), String> + Send + Sync>;
 
 /// One scripted model turn: an answer or an error, optionally guarded by a matcher.
-pub struct Step {
+pub struct ScriptedStep {
     outcome: Result<ChatResponse, ModelError>,
     matchers: Vec<(String, Matcher)>,
     /// Builds the answer from the request (ids Stripe returned earlier, say).
@@ -27,9 +27,9 @@ pub struct Step {
 /// Makes a step's answer from the request it is given.
 pub type Maker = Box<dyn Fn(&ChatRequest) -> Result<ChatResponse, String> + Send + Sync>;
 
-impl std::fmt::Debug for Step {
+impl std::fmt::Debug for ScriptedStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Step")
+        f.debug_struct("ScriptedStep")
             .field("outcome", &self.outcome)
             .field(
                 "expects",
@@ -39,10 +39,10 @@ impl std::fmt::Debug for Step {
     }
 }
 
-impl Step {
+impl ScriptedStep {
     /// A full response, returned as is.
-    pub fn response(response: ChatResponse) -> Step {
-        Step {
+    pub fn response(response: ChatResponse) -> ScriptedStep {
+        ScriptedStep {
             outcome: Ok(response),
             matchers: Vec::new(),
             make: None,
@@ -53,8 +53,8 @@ impl Step {
     /// tool result; `Err` fails the call with a message naming the step.
     pub fn dynamic(
         make: impl Fn(&ChatRequest) -> Result<ChatResponse, String> + Send + Sync + 'static,
-    ) -> Step {
-        Step {
+    ) -> ScriptedStep {
+        ScriptedStep {
             outcome: Err(ModelError::Config("dynamic step".into())),
             matchers: Vec::new(),
             make: Some(Box::new(make)),
@@ -62,8 +62,8 @@ impl Step {
     }
 
     /// A final text answer (`finish_reason: stop`).
-    pub fn text(text: impl Into<String>) -> Step {
-        Step::response(ChatResponse {
+    pub fn text(text: impl Into<String>) -> ScriptedStep {
+        ScriptedStep::response(ChatResponse {
             message: ChatMessage::assistant(text),
             finish_reason: Some(FinishReason::Stop),
             usage: Usage::default(),
@@ -71,13 +71,13 @@ impl Step {
     }
 
     /// Tool calls `(id, name, arguments)` with JSON arguments (`finish_reason: tool_calls`).
-    pub fn tool_calls<I, S, N>(calls: I) -> Step
+    pub fn tool_calls<I, S, N>(calls: I) -> ScriptedStep
     where
         I: IntoIterator<Item = (S, N, Value)>,
         S: Into<String>,
         N: Into<String>,
     {
-        Step::raw_tool_calls(
+        ScriptedStep::raw_tool_calls(
             calls
                 .into_iter()
                 .map(|(id, name, args)| (id, name, args.to_string())),
@@ -86,7 +86,7 @@ impl Step {
 
     /// Tool calls whose arguments are given as raw text, which need not be JSON: for
     /// testing what happens with malformed model output.
-    pub fn raw_tool_calls<I, S, N, A>(calls: I) -> Step
+    pub fn raw_tool_calls<I, S, N, A>(calls: I) -> ScriptedStep
     where
         I: IntoIterator<Item = (S, N, A)>,
         S: Into<String>,
@@ -101,7 +101,7 @@ impl Step {
                 arguments: arguments.into(),
             })
             .collect();
-        Step::response(ChatResponse {
+        ScriptedStep::response(ChatResponse {
             message: ChatMessage {
                 role: Role::Assistant,
                 content: None,
@@ -116,8 +116,8 @@ impl Step {
     }
 
     /// The call fails with this error.
-    pub fn error(error: ModelError) -> Step {
-        Step {
+    pub fn error(error: ModelError) -> ScriptedStep {
+        ScriptedStep {
             outcome: Err(error),
             matchers: Vec::new(),
             make: None,
@@ -125,7 +125,7 @@ impl Step {
     }
 
     /// Adds text next to tool calls (or replaces the text of a text step).
-    pub fn with_text(mut self, text: impl Into<String>) -> Step {
+    pub fn with_text(mut self, text: impl Into<String>) -> ScriptedStep {
         if let Ok(response) = &mut self.outcome {
             response.message.content = Some(text.into());
         }
@@ -133,7 +133,7 @@ impl Step {
     }
 
     /// Sets the usage the step reports, to test token accounting.
-    pub fn with_usage(mut self, prompt_tokens: u64, completion_tokens: u64) -> Step {
+    pub fn with_usage(mut self, prompt_tokens: u64, completion_tokens: u64) -> ScriptedStep {
         if let Ok(response) = &mut self.outcome {
             response.usage = Usage {
                 prompt_tokens,
@@ -146,7 +146,7 @@ impl Step {
     }
 
     /// Sets the finish reason the step reports (`None`: the server did not say).
-    pub fn with_finish_reason(mut self, reason: Option<FinishReason>) -> Step {
+    pub fn with_finish_reason(mut self, reason: Option<FinishReason>) -> ScriptedStep {
         if let Ok(response) = &mut self.outcome {
             response.finish_reason = reason;
         }
@@ -159,7 +159,7 @@ impl Step {
         mut self,
         expected: impl Into<String>,
         check: impl Fn(&ChatRequest) -> bool + Send + Sync + 'static,
-    ) -> Step {
+    ) -> ScriptedStep {
         self.matchers.push((
             expected.into(),
             Box::new(move |r| {
@@ -173,14 +173,14 @@ impl Step {
         self
     }
 
-    /// Like [`Step::expect`] with a matcher that explains the mismatch itself.
-    pub fn expect_with(mut self, expected: impl Into<String>, matcher: Matcher) -> Step {
+    /// Like [`ScriptedStep::expect`] with a matcher that explains the mismatch itself.
+    pub fn expect_with(mut self, expected: impl Into<String>, matcher: Matcher) -> ScriptedStep {
         self.matchers.push((expected.into(), matcher));
         self
     }
 
     /// The last message is a tool result whose content contains `needle`.
-    pub fn expect_tool_result_containing(self, needle: impl Into<String>) -> Step {
+    pub fn expect_tool_result_containing(self, needle: impl Into<String>) -> ScriptedStep {
         let needle = needle.into();
         let expected = format!("the last message to be a tool result containing {needle:?}");
         self.expect(expected, move |r| {
@@ -191,7 +191,7 @@ impl Step {
     }
 
     /// The last message is a user message containing `needle`.
-    pub fn expect_user_message_containing(self, needle: impl Into<String>) -> Step {
+    pub fn expect_user_message_containing(self, needle: impl Into<String>) -> ScriptedStep {
         let needle = needle.into();
         let expected = format!("the last message to be a user message containing {needle:?}");
         self.expect(expected, move |r| {
@@ -216,7 +216,7 @@ fn describe_last(request: &ChatRequest) -> String {
     }
 }
 
-/// A [`ChatModel`] that plays [`Step`]s in order.
+/// A [`ChatModel`] that plays [`ScriptedStep`]s in order.
 #[derive(Debug)]
 pub struct ScriptedModel {
     name: String,
@@ -225,13 +225,15 @@ pub struct ScriptedModel {
 
 #[derive(Debug, Default)]
 struct State {
-    steps: VecDeque<Step>,
+    steps: VecDeque<ScriptedStep>,
     requests: Vec<ChatRequest>,
     taken: usize,
 }
 
 impl ScriptedModel {
-    pub fn new(steps: Vec<Step>) -> ScriptedModel {
+    /// A model that answers with `steps`, one per call, in order; a call after the last step fails
+    /// with [`ModelError::Config`].
+    pub fn new(steps: Vec<ScriptedStep>) -> ScriptedModel {
         ScriptedModel {
             name: "scripted".into(),
             state: Mutex::new(State {
@@ -248,7 +250,7 @@ impl ScriptedModel {
     }
 
     /// Appends steps, for scripts built while the test runs.
-    pub fn push(&self, step: Step) {
+    pub fn push(&self, step: ScriptedStep) {
         self.lock().steps.push_back(step);
     }
 
@@ -308,7 +310,7 @@ impl ChatModel for ScriptedModel {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
             let response = self.next(request)?;
             if let Some(tx) = deltas {
@@ -354,8 +356,8 @@ mod tests {
     #[tokio::test]
     async fn plays_steps_and_records_requests() {
         let model = ScriptedModel::new(vec![
-            Step::tool_calls(vec![("c1", "list_products", json!({"limit": 3}))]),
-            Step::text("done").expect_tool_result_containing("prod_1"),
+            ScriptedStep::tool_calls(vec![("c1", "list_products", json!({"limit": 3}))]),
+            ScriptedStep::text("done").expect_tool_result_containing("prod_1"),
         ]);
         let first = model
             .complete(&request(ChatMessage::user("hi")), None)
@@ -388,8 +390,8 @@ mod tests {
     #[tokio::test]
     async fn matcher_failure_names_step_and_expectation() {
         let model = ScriptedModel::new(vec![
-            Step::text("a"),
-            Step::text("b").expect_tool_result_containing("prod_9"),
+            ScriptedStep::text("a"),
+            ScriptedStep::text("b").expect_tool_result_containing("prod_9"),
         ]);
         model
             .complete(&request(ChatMessage::user("x")), None)
@@ -408,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn tool_call_deltas_start_then_arguments() {
-        let model = ScriptedModel::new(vec![Step::tool_calls(vec![(
+        let model = ScriptedModel::new(vec![ScriptedStep::tool_calls(vec![(
             "c1",
             "get_product",
             json!({"id": "prod_1"}),

@@ -216,8 +216,11 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, ModelError> {
 /// A tool call as the server sent it, before gaps are filled.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawCall {
+    /// The call's id, if the server sent one.
     pub id: Option<String>,
+    /// The tool's name, if the server sent one.
     pub name: Option<String>,
+    /// The arguments text, if the server sent any.
     pub arguments: Option<String>,
 }
 
@@ -279,6 +282,7 @@ struct Slot {
 }
 
 impl StreamAssembler {
+    /// An assembler that has seen no chunk yet.
     pub fn new() -> StreamAssembler {
         StreamAssembler::default()
     }
@@ -419,6 +423,7 @@ impl StreamAssembler {
         self.text.len()
     }
 
+    /// The whole response once the stream ended; an error if no chunk carried a choice.
     pub fn finish(self) -> Result<ChatResponse, ModelError> {
         if self.chunks_with_choices == 0 {
             return Err(ModelError::BadResponse(

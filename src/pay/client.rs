@@ -23,11 +23,13 @@ pub use crate::retry::RetryPolicy;
 /// Settings of a [`PayClient`].
 #[derive(Clone)]
 pub struct PayConfig {
+    /// The route table: base URL and one route per operation.
     pub routes: RouteTable,
     /// Sent as `Authorization: Bearer <token>` when set (`ALTAN_PAY_TOKEN`).
     pub token: Option<secrecy::SecretString>,
     /// Per attempt, from connect to the last byte of the body.
     pub timeout: Duration,
+    /// How often and how long to retry what is safe to retry.
     pub retry: RetryPolicy,
     /// The largest answer read from the API, in bytes: one tool result. A longer one is
     /// [`PayError::InvalidResponse`] naming the limit, never read whole.
@@ -52,6 +54,8 @@ impl std::fmt::Debug for PayConfig {
 }
 
 impl PayConfig {
+    /// Settings with the given routes, no token, a 30 s timeout, the default retry policy and
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(routes: RouteTable) -> PayConfig {
         PayConfig {
             routes,
@@ -68,7 +72,10 @@ impl PayConfig {
 pub struct PayCall<'a> {
     /// The route table's operation name, e.g. `products.create`.
     pub operation: &'a str,
+    /// The Altan account the call acts for.
     pub account_id: &'a str,
+    /// The account's Stripe Connect id (`acct_...`), needed by routes whose path has
+    /// `{stripe_connect_id}` ([`PayClient::stripe_connect_id`] finds it); `None` otherwise.
     pub stripe_connect_id: Option<&'a str>,
     /// The object id, for routes that address one object.
     pub id: Option<&'a str>,
@@ -96,6 +103,7 @@ impl std::fmt::Debug for PayClient {
 }
 
 impl PayClient {
+    /// A client for `config`; fails only if the HTTP client cannot be built (TLS setup).
     pub fn new(config: PayConfig) -> Result<PayClient, PayError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -110,6 +118,7 @@ impl PayClient {
         })
     }
 
+    /// The route table this client calls.
     pub fn routes(&self) -> &RouteTable {
         &self.config.routes
     }
@@ -143,14 +152,14 @@ impl PayClient {
         Ok(id)
     }
 
-    pub fn cached_connect_id(&self, account_id: &str) -> Option<String> {
+    pub(crate) fn cached_connect_id(&self, account_id: &str) -> Option<String> {
         self.connect_ids
             .lock()
             .ok()
             .and_then(|m| m.get(account_id).cloned())
     }
 
-    pub fn remember_connect_id(&self, account_id: &str, connect_id: &str) {
+    pub(crate) fn remember_connect_id(&self, account_id: &str, connect_id: &str) {
         if let Ok(mut m) = self.connect_ids.lock() {
             m.insert(account_id.to_string(), connect_id.to_string());
         }
@@ -410,7 +419,7 @@ pub use crate::retry::parse_retry_after;
 
 /// Reads a response body of at most `limit` bytes; `Ok(None)` when it is longer (the rest is
 /// left unread and the connection dropped).
-pub async fn read_capped(
+pub(crate) async fn read_capped(
     response: &mut reqwest::Response,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, reqwest::Error> {
@@ -442,7 +451,7 @@ fn excerpt(s: &str) -> String {
 }
 
 /// A JSON value cut to an excerpt, for errors and logs.
-pub fn excerpt_value(value: &Value) -> String {
+pub(crate) fn excerpt_value(value: &Value) -> String {
     excerpt(&value.to_string())
 }
 

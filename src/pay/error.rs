@@ -6,44 +6,69 @@ use crate::stripe::StripeError;
 use super::routes::RouteError;
 use crate::retry::is_retryable_status;
 
+/// Why a call to the Altan Pay API failed. [`PayError::is_retryable`] says whether another
+/// attempt may pass, [`PayError::outcome_unknown`] whether a mutation may nevertheless have
+/// been applied.
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
     /// Stripe (through the Altan Pay API) answered with its error body.
     #[error("{} (HTTP {status}{})", describe_stripe(error), attempts_note(*attempts))]
     Stripe {
+        /// The HTTP status of the answer (4xx or 5xx).
         status: u16,
+        /// Stripe's error, as it sent it.
         error: Box<StripeError>,
         /// Stripe's `Request-Id`, for the operator.
         request_id: Option<String>,
+        /// How many requests were sent, retries included.
         attempts: u32,
     },
     /// An error status without Stripe's error body (a proxy page, an empty 502...).
     #[error("the Altan Pay API answered HTTP {status} without a Stripe error body: {excerpt}{}", attempts_note(*attempts))]
     Http {
+        /// The HTTP status of the answer.
         status: u16,
+        /// The start of the body, query strings removed, for the operator.
         excerpt: String,
+        /// How many requests were sent, retries included.
         attempts: u32,
     },
     /// No answer within the per-request timeout.
     #[error("the Altan Pay API did not answer in time{}", attempts_note(*attempts))]
-    Timeout { attempts: u32 },
+    Timeout {
+        /// How many requests were sent, retries included.
+        attempts: u32,
+    },
     /// The connection could not be made or broke before the whole answer arrived.
     #[error("could not reach the Altan Pay API: {detail}{}", attempts_note(*attempts))]
-    Connect { detail: String, attempts: u32 },
+    Connect {
+        /// The transport error, query strings removed.
+        detail: String,
+        /// How many requests were sent, retries included.
+        attempts: u32,
+    },
     /// A body that cannot be used: not a JSON object, or longer than the client reads
     /// (`PayConfig::max_response_bytes`).
     #[error(
         "the Altan Pay API answered HTTP {status} with a body that cannot be used: {detail}; body: {excerpt}"
     )]
     InvalidResponse {
+        /// The HTTP status of the answer.
         status: u16,
+        /// What is wrong with the body.
         detail: String,
+        /// The start of the body, query strings removed, for the operator.
         excerpt: String,
     },
     /// The last attempt failed plainly, but an earlier one may have reached Stripe (a lost
     /// answer, a timeout): the change may exist although the final error says otherwise.
     #[error("{error} (an earlier attempt may already have been applied)")]
-    AfterUncertainAttempt { error: Box<PayError> },
+    AfterUncertainAttempt {
+        /// The error of the last attempt.
+        error: Box<PayError>,
+    },
+    /// The call does not fit the route table (unknown operation, missing path value...);
+    /// nothing was sent.
     #[error(transparent)]
     Route(#[from] RouteError),
     /// A mistake in how the client was set up or called.
@@ -145,7 +170,7 @@ impl PayError {
 
 /// A transport error without the query string of the URL it names: a GET carries its Stripe
 /// parameters there (a customer's e-mail), and the error text ends up in logs.
-pub fn without_query(mut error: reqwest::Error) -> reqwest::Error {
+pub(crate) fn without_query(mut error: reqwest::Error) -> reqwest::Error {
     if let Some(url) = error.url_mut() {
         url.set_query(None);
     }
@@ -154,7 +179,7 @@ pub fn without_query(mut error: reqwest::Error) -> reqwest::Error {
 
 /// Upstream error text with the query string of every URL or path in it replaced by
 /// `?[query removed]`, for text the runtime did not write (error bodies, error chains).
-pub fn scrub_queries(text: &str) -> String {
+pub(crate) fn scrub_queries(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('?') {

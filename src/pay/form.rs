@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 /// Flattens a JSON object into Stripe-style `(key, value)` pairs. `null` values are skipped
 /// except inside `metadata`, where Stripe reads an empty string as "remove this key"; an empty
 /// array becomes `key=` (Stripe's way to clear a list such as `discounts`).
-pub fn encode_pairs(params: &Value) -> Vec<(String, String)> {
+pub(crate) fn encode_pairs(params: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Value::Object(map) = params {
         for (k, v) in map {
@@ -72,7 +72,9 @@ fn escape(s: &str, out: &mut String) {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed parameter `{key}`: {reason}")]
 pub struct FormError {
+    /// The parameter's key (`items[0][price]`).
     pub key: String,
+    /// What is wrong with it (bad percent-encoding, unbalanced brackets, given twice...).
     pub reason: String,
 }
 

@@ -2,9 +2,9 @@
 //! Everything that crosses HTTP to the Altan Pay API (or a local gateway) goes through here.
 
 pub mod client;
-pub mod error;
+pub(crate) mod error;
 pub mod form;
-pub mod idempotency;
+pub(crate) mod idempotency;
 pub mod routes;
 
 pub use client::{IDEMPOTENCY_HEADER, PayCall, PayClient, PayConfig, RetryPolicy};

@@ -48,15 +48,20 @@ pub const OPERATIONS: &[&str] = &[
 /// The placeholders a path may contain.
 const PLACEHOLDERS: &[&str] = &["account_id", "id", "stripe_connect_id"];
 
+/// The HTTP method of a route, as written in the route table (`GET`, `POST`, `DELETE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
+    /// `GET`: reads and lists.
     Get,
+    /// `POST`: creates and updates, parameters form-encoded in the body.
     Post,
+    /// `DELETE`: removes an object.
     Delete,
 }
 
 impl Method {
+    /// The method's name on the wire, upper case.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
@@ -76,13 +81,18 @@ impl fmt::Display for Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteKind {
+    /// Reads or lists; safe to retry without a key, never synced.
     Read,
+    /// Creates a Stripe object.
     Create,
+    /// Changes an existing Stripe object.
     Update,
+    /// Deletes a Stripe object.
     Delete,
 }
 
 impl RouteKind {
+    /// Whether the route changes Stripe: everything but [`RouteKind::Read`].
     pub fn is_mutation(self) -> bool {
         !matches!(self, RouteKind::Read)
     }
@@ -92,9 +102,11 @@ impl RouteKind {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The HTTP method.
     pub method: Method,
     /// Path and optional query, with `{account_id}`, `{id}` and `{stripe_connect_id}`.
     pub path: String,
+    /// Read or which mutation; decides the idempotency key and the sync.
     pub kind: RouteKind,
     /// The Stripe `object` the route returns (`product`, `checkout.session`, ...).
     pub object: String,
@@ -178,8 +190,11 @@ impl Route {
 /// Values for a route's placeholders.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RouteValues<'a> {
+    /// The Altan account the call acts for, for `{account_id}`.
     pub account_id: Option<&'a str>,
+    /// The Stripe object's id, for `{id}`.
     pub id: Option<&'a str>,
+    /// The account's Stripe Connect id (`acct_...`), for `{stripe_connect_id}`.
     pub stripe_connect_id: Option<&'a str>,
 }
 
@@ -257,10 +272,14 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Why a route table could not be loaded or a route could not be filled in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
+    /// The table cannot be read or is wrong (bad TOML, an operation missing or unknown, a bad
+    /// placeholder); the text says which.
     #[error("route table: {0}")]
     Invalid(String),
+    /// The route's path uses this placeholder and the call gave no value for it.
     #[error("the route needs a value for `{{{0}}}` and none was given")]
     MissingValue(String),
 }
@@ -268,6 +287,7 @@ pub enum RouteError {
 /// The whole table: a base URL and one route per operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTable {
+    /// The Altan Pay API's base URL, without a trailing slash; route paths are appended to it.
     pub base_url: String,
     routes: BTreeMap<String, Route>,
 }
@@ -328,6 +348,7 @@ impl RouteTable {
         })
     }
 
+    /// The route of an operation (`products.create`); `None` for a name the table lacks.
     pub fn get(&self, operation: &str) -> Option<&Route> {
         self.routes.get(operation)
     }

@@ -18,19 +18,29 @@ use super::{Customer, DiscountSourceType, Expandable, Extra, Metadata, Timestamp
 pub struct Coupon {
     /// Chosen by the merchant or generated; also the code used on checkout if no promotion code.
     pub id: String,
+    /// Always `"coupon"`.
     pub object: String,
+    /// The name buyers see on receipts and invoices.
     pub name: Option<String>,
+    /// The reduction: a percentage or an amount in a currency.
     pub discount: CouponDiscount,
+    /// How long the reduction lasts once applied.
     pub duration: Duration,
+    /// How many times it may be redeemed in all; `None` for no limit.
     pub max_redemptions: Option<u64>,
+    /// The last moment it can be redeemed, unix seconds; `None` for no end.
     pub redeem_by: Option<Timestamp>,
+    /// How many times it has been redeemed so far.
     pub times_redeemed: u64,
     /// Whether the coupon can still be applied (not expired, not used up, not deleted).
     pub valid: bool,
+    /// When the coupon was created, unix seconds.
     pub created: Timestamp,
+    /// `true` in live mode, `false` in test mode.
     pub livemode: bool,
     /// Nullable on coupons, unlike most objects.
     pub metadata: Option<Metadata>,
+    /// Fields this struct does not name, and the irrelevant flat fields, kept for the round trip.
     pub extra: Extra,
 }
 
@@ -40,10 +50,16 @@ pub enum CouponDiscount {
     /// Percent off the subtotal (`25.5` = 25.5 %).
     PercentOff(f64),
     /// A fixed amount off, in minor units of `currency`.
-    AmountOff { amount: i64, currency: String },
+    AmountOff {
+        /// The amount off, in minor units (cents), never negative.
+        amount: i64,
+        /// Lower-case ISO code of `amount`.
+        currency: String,
+    },
 }
 
 impl CouponDiscount {
+    /// The percentage, if this is a percent-off coupon (`25.5` = 25.5 %).
     pub fn percent_off(&self) -> Option<f64> {
         match self {
             Self::PercentOff(p) => Some(*p),
@@ -67,8 +83,10 @@ pub enum Duration {
     Once,
     /// Every invoice for this many months.
     Repeating {
+        /// Stripe's `duration_in_months`.
         months: u32,
     },
+    /// Every invoice, as long as the subscription lasts.
     Forever,
     /// A duration this crate does not know yet, kept verbatim.
     Other(String),
@@ -89,16 +107,34 @@ impl Duration {
 /// Why a coupon JSON cannot be a [`Coupon`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CouponError {
+    /// Neither `percent_off` nor `amount_off` is set.
     #[error("coupon {id} has neither percent_off nor amount_off; Stripe sets exactly one")]
-    NoDiscount { id: String },
+    NoDiscount {
+        /// The coupon's id.
+        id: String,
+    },
+    /// Both `percent_off` and `amount_off` are set.
     #[error("coupon {id} has both percent_off and amount_off; Stripe sets exactly one")]
-    BothDiscounts { id: String },
+    BothDiscounts {
+        /// The coupon's id.
+        id: String,
+    },
+    /// `amount_off` is set without a `currency` string.
     #[error("coupon {id} has amount_off but no currency string")]
-    MissingCurrency { id: String },
+    MissingCurrency {
+        /// The coupon's id.
+        id: String,
+    },
+    /// A `repeating` coupon whose `duration_in_months` is not a whole number of months.
     #[error(
         "coupon {id} has duration `repeating` but duration_in_months is {found}, expected a whole number of months"
     )]
-    BadMonths { id: String, found: String },
+    BadMonths {
+        /// The coupon's id.
+        id: String,
+        /// The `duration_in_months` value found, as JSON text, or `missing`.
+        found: String,
+    },
 }
 
 /// Stripe's flat wire shape of a coupon; `currency` and `duration_in_months` stay in `extra`
@@ -239,17 +275,24 @@ impl From<Coupon> for CouponRaw {
 /// A code buyers type at checkout to get a coupon's reduction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionCode {
+    /// Stripe's id of the promotion code, `promo_...`.
     pub id: String,
+    /// Always `"promotion_code"`.
     pub object: String,
     /// What the buyer types (`FALL20`).
     pub code: String,
+    /// Whether buyers can use the code now.
     pub active: bool,
     /// Only this customer may redeem it, when set.
     pub customer: Option<Expandable<Customer>>,
+    /// When the code stops working, unix seconds; `None` for no end.
     pub expires_at: Option<Timestamp>,
+    /// How many times the code may be redeemed in all; `None` for no limit.
     pub max_redemptions: Option<u64>,
+    /// How many times the code has been redeemed so far.
     #[serde(default)]
     pub times_redeemed: u64,
+    /// Conditions on who may redeem it and on what order; `None` when Stripe sent none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restrictions: Option<PromotionRestrictions>,
     /// Newer API versions: where the reduction comes from (`promotion.coupon`).
@@ -258,10 +301,14 @@ pub struct PromotionCode {
     /// Older API versions: the coupon at top level. Use [`PromotionCode::coupon_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<Expandable<Coupon>>,
+    /// When the code was created, unix seconds.
     pub created: Timestamp,
+    /// `true` in live mode, `false` in test mode.
     pub livemode: bool,
+    /// The merchant's own key-value pairs.
     #[serde(default)]
     pub metadata: Metadata,
+    /// Fields this struct does not name, kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -277,11 +324,14 @@ impl PromotionCode {
 /// Who may redeem a promotion code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionRestrictions {
+    /// Only customers who never paid before may redeem it.
     #[serde(default)]
     pub first_time_transaction: bool,
     /// Minimum order, in minor units of `minimum_amount_currency`.
     pub minimum_amount: Option<i64>,
+    /// Lower-case ISO code of `minimum_amount`.
     pub minimum_amount_currency: Option<String>,
+    /// Fields this struct does not name (`currency_options`...), kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -289,8 +339,11 @@ pub struct PromotionRestrictions {
 /// Where a discount or promotion code gets its reduction (newer API versions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiscountSource {
+    /// What kind of source; today always a coupon.
     pub r#type: DiscountSourceType,
+    /// The coupon, `None` only if Stripe left it out.
     pub coupon: Option<Expandable<Coupon>>,
+    /// Fields this struct does not name, kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -298,14 +351,21 @@ pub struct DiscountSource {
 /// A coupon applied to a customer, subscription, invoice or checkout session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Discount {
+    /// Stripe's id of the discount, `di_...`.
     pub id: String,
+    /// Always `"discount"`.
     pub object: String,
+    /// The customer it was applied for, if any.
     pub customer: Option<Expandable<Customer>>,
     /// Id of the subscription it applies to.
     pub subscription: Option<String>,
+    /// Id of the invoice it applies to (`in_...`), for an invoice-level discount.
     pub invoice: Option<String>,
+    /// Id of the checkout session that applied it (`cs_...`).
     pub checkout_session: Option<String>,
+    /// The promotion code the buyer typed to get it, if any.
     pub promotion_code: Option<Expandable<PromotionCode>>,
+    /// When it was applied, unix seconds.
     pub start: Timestamp,
     /// When it stops applying; `None` for `forever` coupons.
     pub end: Option<Timestamp>,
@@ -315,6 +375,7 @@ pub struct Discount {
     /// Older API versions: the whole coupon at top level. Use [`Discount::coupon_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<Coupon>,
+    /// Fields this struct does not name (`invoice_item`...), kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -70,82 +70,164 @@ macro_rules! string_enum {
 
 string_enum! {
     /// How often a recurring price bills.
-    Interval { Day => "day", Week => "week", Month => "month", Year => "year" }
+    Interval {
+        /// Every day (`day`).
+        Day => "day",
+        /// Every week (`week`).
+        Week => "week",
+        /// Every month (`month`).
+        Month => "month",
+        /// Every year (`year`).
+        Year => "year",
+    }
 }
 
 string_enum! {
     /// Whether a recurring price charges for a fixed quantity or for reported usage.
-    UsageType { Licensed => "licensed", Metered => "metered" }
+    UsageType {
+        /// A fixed quantity billed each cycle, set on the subscription item (`licensed`).
+        Licensed => "licensed",
+        /// Billed on the usage reported during the cycle (`metered`).
+        Metered => "metered",
+    }
 }
 
 string_enum! {
     /// One-time or recurring price (Stripe's `price.type`).
-    PriceType { OneTime => "one_time", Recurring => "recurring" }
+    PriceType {
+        /// Charged once, as in a `payment`-mode checkout (`one_time`).
+        OneTime => "one_time",
+        /// Charged every cycle of its `recurring` part (`recurring`).
+        Recurring => "recurring",
+    }
 }
 
 string_enum! {
     /// How a price computes the amount: one unit amount, or tiers.
-    BillingScheme { PerUnit => "per_unit", Tiered => "tiered" }
+    BillingScheme {
+        /// `unit_amount` times the quantity (`per_unit`).
+        PerUnit => "per_unit",
+        /// The price's tiers decide the amount per quantity (`tiered`).
+        Tiered => "tiered",
+    }
 }
 
 string_enum! {
     /// Whether a price includes tax.
-    TaxBehavior { Exclusive => "exclusive", Inclusive => "inclusive", Unspecified => "unspecified" }
+    TaxBehavior {
+        /// Tax is added on top of the price (`exclusive`).
+        Exclusive => "exclusive",
+        /// The price already contains the tax (`inclusive`).
+        Inclusive => "inclusive",
+        /// Not chosen yet; it can be set once to inclusive or exclusive (`unspecified`).
+        Unspecified => "unspecified",
+    }
 }
 
 string_enum! {
     /// A customer's tax exemption.
-    TaxExempt { None => "none", Exempt => "exempt", Reverse => "reverse" }
+    TaxExempt {
+        /// The customer pays tax normally (`none`).
+        None => "none",
+        /// The customer is exempt; invoices show no tax (`exempt`).
+        Exempt => "exempt",
+        /// The customer accounts for the tax under reverse charge (`reverse`).
+        Reverse => "reverse",
+    }
 }
 
 string_enum! {
     /// A subscription's lifecycle state; Stripe changes it on its own (payments, trials).
     SubscriptionStatus {
+        /// The first payment has not succeeded yet (`incomplete`).
         Incomplete => "incomplete",
+        /// The first payment never succeeded within 23 hours; final (`incomplete_expired`).
         IncompleteExpired => "incomplete_expired",
+        /// In a free trial (`trialing`).
         Trialing => "trialing",
+        /// Paid up and running (`active`).
         Active => "active",
+        /// The latest renewal payment failed and Stripe is retrying (`past_due`).
         PastDue => "past_due",
+        /// Ended; final (`canceled`).
         Canceled => "canceled",
+        /// Retries ran out; invoices stay open and unpaid (`unpaid`).
         Unpaid => "unpaid",
+        /// A trial ended without a payment method; no invoices are made (`paused`).
         Paused => "paused",
     }
 }
 
 string_enum! {
     /// Whether Stripe charges the default payment method or emails an invoice.
-    CollectionMethod { ChargeAutomatically => "charge_automatically", SendInvoice => "send_invoice" }
+    CollectionMethod {
+        /// Stripe charges the customer's default payment method (`charge_automatically`).
+        ChargeAutomatically => "charge_automatically",
+        /// Stripe emails an invoice for the customer to pay (`send_invoice`).
+        SendInvoice => "send_invoice",
+    }
 }
 
 string_enum! {
     /// What a checkout session sells: a payment, a saved payment method, or a subscription.
-    CheckoutMode { Payment => "payment", Setup => "setup", Subscription => "subscription" }
+    CheckoutMode {
+        /// One-time prices paid once (`payment`).
+        Payment => "payment",
+        /// Only saves a payment method for later (`setup`).
+        Setup => "setup",
+        /// Starts a subscription on recurring prices (`subscription`).
+        Subscription => "subscription",
+    }
 }
 
 string_enum! {
     /// Whether a checkout session can still be completed.
-    CheckoutStatus { Open => "open", Complete => "complete", Expired => "expired" }
+    CheckoutStatus {
+        /// The buyer can still pay on its `url` (`open`).
+        Open => "open",
+        /// The buyer finished checkout (`complete`).
+        Complete => "complete",
+        /// Expired or was expired on purpose; can no longer be used (`expired`).
+        Expired => "expired",
+    }
 }
 
 string_enum! {
     /// Whether the money of a checkout session has been collected.
-    PaymentStatus { Paid => "paid", Unpaid => "unpaid", NoPaymentRequired => "no_payment_required" }
+    PaymentStatus {
+        /// The money was collected (`paid`).
+        Paid => "paid",
+        /// Nothing collected yet (`unpaid`).
+        Unpaid => "unpaid",
+        /// Nothing to collect: a free order, a trial or a setup session (`no_payment_required`).
+        NoPaymentRequired => "no_payment_required",
+    }
 }
 
 string_enum! {
     /// What a discount or promotion code draws its reduction from (today only coupons).
-    DiscountSourceType { Coupon => "coupon" }
+    DiscountSourceType {
+        /// A coupon (`coupon`).
+        Coupon => "coupon",
+    }
 }
 
 string_enum! {
     /// The `error.type` of a Stripe error body; decides whether a retry can help.
     ErrorType {
+        /// Stripe's own fault; a retry may pass (`api_error`).
         ApiError => "api_error",
+        /// The card was declined or could not be charged (`card_error`).
         CardError => "card_error",
+        /// An idempotency key was reused with different parameters (`idempotency_error`).
         IdempotencyError => "idempotency_error",
+        /// The request's parameters are wrong; a retry as is fails again (`invalid_request_error`).
         InvalidRequestError => "invalid_request_error",
+        /// The API key is missing or wrong (`authentication_error`).
         AuthenticationError => "authentication_error",
+        /// Too many requests; retry later (`rate_limit_error`).
         RateLimitError => "rate_limit_error",
+        /// The key may not do this (`permission_error`).
         PermissionError => "permission_error",
     }
 }

@@ -9,7 +9,9 @@ use super::{ErrorType, Extra};
 /// The whole body of a failed Stripe call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// The error itself.
     pub error: StripeError,
+    /// Fields beside `error`, kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -18,21 +20,27 @@ pub struct ErrorBody {
 /// omitted fields stay omitted when serialized again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StripeError {
+    /// The kind of error; decides whether a retry can help.
     pub r#type: ErrorType,
     /// Machine-readable reason (`resource_missing`, `parameter_unknown`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// A human-readable explanation, fit to show a developer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The request parameter the error is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    /// For card errors, the issuer's reason for the decline (`insufficient_funds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_code: Option<String>,
+    /// A page of Stripe's documentation about `code`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc_url: Option<String>,
+    /// The dashboard page of the failed request's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_log_url: Option<String>,
+    /// Fields this struct does not name (`payment_intent`, `charge`...), kept for the round trip.
     #[serde(flatten)]
     pub extra: Extra,
 }

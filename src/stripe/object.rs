@@ -13,14 +13,23 @@ use super::{
 /// does not parse as its kind. Large variants are boxed to keep the enum small.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StripeObject {
+    /// A `product`.
     Product(Box<Product>),
+    /// A `price`.
     Price(Box<Price>),
+    /// A `customer`.
     Customer(Box<Customer>),
+    /// A `subscription`.
     Subscription(Box<Subscription>),
+    /// A `subscription_item`.
     SubscriptionItem(Box<SubscriptionItem>),
+    /// A `coupon`.
     Coupon(Box<Coupon>),
+    /// A `promotion_code`.
     PromotionCode(Box<PromotionCode>),
+    /// A `discount`.
     Discount(Box<Discount>),
+    /// A `checkout.session`.
     CheckoutSession(Box<CheckoutSession>),
     /// `list` or `search_result`; each element is classified in turn.
     List(List<StripeObject>),

@@ -9,21 +9,29 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// Why a signature was refused; every variant is a 400 and nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub enum WebhookSignatureError {
+    /// The request carried no `Stripe-Signature` header.
     #[error("no Stripe-Signature header")]
     Missing,
+    /// The header is not `t=<unix>,v1=<hex>...`; the text says which part is wrong.
     #[error("the Stripe-Signature header is malformed: {0}")]
     Malformed(String),
+    /// The signed timestamp is further from now than the tolerance: a possible replay.
     #[error(
         "the signature timestamp {timestamp} is outside the tolerance of {tolerance} s (now {now})"
     )]
     Stale {
+        /// The header's `t`, unix seconds.
         timestamp: i64,
+        /// The clock when checked, unix seconds.
         now: i64,
+        /// The allowed distance, seconds.
         tolerance: i64,
     },
+    /// Well formed and fresh, but no `v1` signature matches any secret: forged or wrong secret.
     #[error("no v1 signature matches any configured endpoint secret")]
     NoMatch,
+    /// There is no endpoint secret to check against, so nothing can be accepted.
     #[error("no endpoint secret is configured")]
     NoSecret,
 }
@@ -77,23 +85,23 @@ pub fn verify(
     secrets: &[impl AsRef<str>],
     now: i64,
     tolerance: i64,
-) -> Result<i64, SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
+) -> Result<i64, WebhookSignatureError> {
+    let header = header.ok_or(WebhookSignatureError::Missing)?;
     if secrets.is_empty() {
-        return Err(SignatureError::NoSecret);
+        return Err(WebhookSignatureError::NoSecret);
     }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
         let Some((key, value)) = part.trim().split_once('=') else {
-            return Err(SignatureError::Malformed(format!(
+            return Err(WebhookSignatureError::Malformed(format!(
                 "`{part}` is not key=value"
             )));
         };
         match key {
             "t" => {
                 let t = value.parse::<i64>().map_err(|_| {
-                    SignatureError::Malformed(format!("t=`{value}` is not a unix time"))
+                    WebhookSignatureError::Malformed(format!("t=`{value}` is not a unix time"))
                 })?;
                 timestamp = Some(t);
             }
@@ -102,12 +110,12 @@ pub fn verify(
             _ => {}
         }
     }
-    let timestamp = timestamp.ok_or_else(|| SignatureError::Malformed("no t=".into()))?;
+    let timestamp = timestamp.ok_or_else(|| WebhookSignatureError::Malformed("no t=".into()))?;
     if signatures.is_empty() {
-        return Err(SignatureError::Malformed("no v1= signature".into()));
+        return Err(WebhookSignatureError::Malformed("no v1= signature".into()));
     }
     if (now - timestamp).abs() > tolerance {
-        return Err(SignatureError::Stale {
+        return Err(WebhookSignatureError::Stale {
             timestamp,
             now,
             tolerance,
@@ -124,7 +132,7 @@ pub fn verify(
             }
         }
     }
-    Err(SignatureError::NoMatch)
+    Err(WebhookSignatureError::NoMatch)
 }
 
 #[cfg(test)]
@@ -144,15 +152,15 @@ mod tests {
         assert!(verify(Some(&both), body, &secrets, NOW, 300).is_ok());
         assert_eq!(
             verify(Some(&h), b"{}", &secrets, NOW, 300),
-            Err(SignatureError::NoMatch)
+            Err(WebhookSignatureError::NoMatch)
         );
         assert!(matches!(
             verify(Some(&h), body, &secrets, NOW + 301, 300),
-            Err(SignatureError::Stale { .. })
+            Err(WebhookSignatureError::Stale { .. })
         ));
         assert_eq!(
             verify(None, body, &secrets, NOW, 300),
-            Err(SignatureError::Missing)
+            Err(WebhookSignatureError::Missing)
         );
         for bad in ["", "t=abc,v1=00", "v1=00", "t=1", "garbage"] {
             assert!(
@@ -162,7 +170,7 @@ mod tests {
         }
         assert_eq!(
             verify(Some(&format!("t={NOW},v1=zz")), body, &secrets, NOW, 300),
-            Err(SignatureError::NoMatch)
+            Err(WebhookSignatureError::NoMatch)
         );
     }
 

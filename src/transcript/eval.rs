@@ -158,7 +158,7 @@ pub fn report(rows: &[EvalRow]) -> String {
 pub fn recorded_model(
     transcript: &Transcript,
 ) -> Result<crate::model::ScriptedModel, super::TranscriptError> {
-    use crate::model::scripted::Step;
+    use crate::model::scripted::ScriptedStep;
     use crate::model::wire::{StreamAssembler, parse_response};
     let mut steps = Vec::new();
     for (t, turn) in transcript.turns.iter().enumerate() {
@@ -179,7 +179,7 @@ pub fn recorded_model(
                 }
                 (None, None) => return Err(bad("no response".into())),
             };
-            steps.push(Step::response(response));
+            steps.push(ScriptedStep::response(response));
         }
     }
     Ok(crate::model::ScriptedModel::new(steps))

@@ -19,7 +19,7 @@ use super::format::{Fault, ModelCall, PayExchange};
 use super::redact;
 use crate::model::wire::{deltas_of, request_body};
 use crate::model::{
-    BoxFuture, ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError,
+    ChatModel, ChatRequest, ChatResponse, FinishReason, ModelDelta, ModelError, ModelFuture,
 };
 
 /// Wraps any model and records each call: the request as the OpenAI-compatible client sends
@@ -122,7 +122,7 @@ impl ChatModel for RecordingModel {
         &'a self,
         request: &'a ChatRequest,
         deltas: Option<UnboundedSender<ModelDelta>>,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+    ) -> ModelFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(self.run(request, deltas))
     }
 }

@@ -12,7 +12,7 @@ mod world;
 use std::time::Duration;
 
 use altan_pay::gateway::faults::FaultPlan;
-use altan_pay::model::scripted::Step;
+use altan_pay::model::scripted::ScriptedStep;
 use altan_pay::policy::PolicyConfig;
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ pub use wait::until;
 pub use world::*;
 
 /// An agent over the sandbox gateway with `plan`'s faults in front of the sandbox.
-pub async fn world(steps: Vec<Step>, plan: FaultPlan, timeout: Duration) -> World {
+pub async fn world(steps: Vec<ScriptedStep>, plan: FaultPlan, timeout: Duration) -> World {
     World::builder(steps)
         .faults(plan)
         .timeout(timeout)
@@ -30,7 +30,7 @@ pub async fn world(steps: Vec<Step>, plan: FaultPlan, timeout: Duration) -> Worl
 }
 
 pub async fn world_with(
-    steps: Vec<Step>,
+    steps: Vec<ScriptedStep>,
     plan: FaultPlan,
     timeout: Duration,
     policy: PolicyConfig,

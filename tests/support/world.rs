@@ -16,7 +16,7 @@ use std::time::Duration;
 use altan_pay::agent::{Agent, Answer};
 use altan_pay::gateway::faults::{FaultPlan, FaultyBackend};
 use altan_pay::gateway::{Backend, GatewayHandle, PayRequest, PayResponse, Sandbox, spawn};
-use altan_pay::model::scripted::{ScriptedModel, Step};
+use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
@@ -98,7 +98,7 @@ pub struct World {
 impl World {
     /// An agent whose model plays `steps`, over an empty sandbox, no faults, the default policy
     /// and the default `PayConfig`.
-    pub fn builder(steps: Vec<Step>) -> WorldBuilder {
+    pub fn builder(steps: Vec<ScriptedStep>) -> WorldBuilder {
         WorldBuilder {
             steps,
             seed: json!({"accounts": {}}),
@@ -119,7 +119,7 @@ impl World {
 
 /// What differs from [`World::builder`]'s defaults.
 pub struct WorldBuilder {
-    steps: Vec<Step>,
+    steps: Vec<ScriptedStep>,
     seed: Value,
     policy: PolicyConfig,
     faults: FaultPlan,

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::room::RoomPoster;
-use super::store::{Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned};
+use super::poster::RoomPoster;
+use super::ledger::{Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned};
 use crate::pay::{PayCall, PayClient};
 use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use crate::sync::{

@@ -303,7 +303,7 @@ fn pushable(kind: ObjectKind) -> &'static [&'static str] {
 /// What kind of drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Problem {
+pub enum ReconcileProblem {
     /// Stripe has the object; the database has no row.
     MissingInDatabase,
     /// The database has a row; Stripe has no such object.
@@ -312,12 +312,12 @@ pub enum Problem {
     FieldDiffers,
 }
 
-impl Problem {
+impl ReconcileProblem {
     fn as_str(self) -> &'static str {
         match self {
-            Problem::MissingInDatabase => "missing in database",
-            Problem::GoneFromStripe => "gone from Stripe",
-            Problem::FieldDiffers => "field differs",
+            ReconcileProblem::MissingInDatabase => "missing in database",
+            ReconcileProblem::GoneFromStripe => "gone from Stripe",
+            ReconcileProblem::FieldDiffers => "field differs",
         }
     }
 }
@@ -336,7 +336,7 @@ pub struct Drift {
     pub table: String,
     pub kind: ObjectKind,
     pub id: String,
-    pub problem: Problem,
+    pub problem: ReconcileProblem,
     pub column: Option<String>,
     pub database: Value,
     pub stripe: Value,
@@ -617,7 +617,7 @@ pub fn diff(
                     table: t.table.clone(),
                     kind,
                     id: id.clone(),
-                    problem: Problem::MissingInDatabase,
+                    problem: ReconcileProblem::MissingInDatabase,
                     column: None,
                     database: Value::Null,
                     stripe: Value::Object(expected.clone()),
@@ -674,7 +674,7 @@ pub fn diff(
                     table: t.table.clone(),
                     kind,
                     id: id.clone(),
-                    problem: Problem::FieldDiffers,
+                    problem: ReconcileProblem::FieldDiffers,
                     column: Some(column.name.clone()),
                     database: have,
                     stripe: want,
@@ -704,7 +704,7 @@ pub fn diff(
                 table: t.table.clone(),
                 kind,
                 id: id.clone(),
-                problem: Problem::GoneFromStripe,
+                problem: ReconcileProblem::GoneFromStripe,
                 column: None,
                 database: Value::Object(row.clone()),
                 stripe: Value::Null,

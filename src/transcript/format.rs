@@ -45,14 +45,14 @@ pub struct Transcript {
     pub sandbox: SandboxSpec,
     /// Network faults injected between the agent and the Altan Pay API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub faults: Vec<Fault>,
+    pub faults: Vec<RecordedFault>,
     /// How the recordings were made (for people; replay ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingInfo>,
     /// What every recorded request repeats, stored once (see [`SHARED_TOOLS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<Shared>,
-    pub turns: Vec<Turn>,
+    pub turns: Vec<RecordedTurn>,
 }
 
 /// A request's `tools` equal to `shared.tools` is stored as this string.
@@ -113,7 +113,7 @@ impl Default for SandboxSpec {
 /// A fault between the agent and the Altan Pay API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Fault {
+pub enum RecordedFault {
     /// The request reaches Stripe and commits, but the answer is lost (the client sees a
     /// 502): what a dropped connection after the write looks like.
     LoseResponse {
@@ -144,7 +144,7 @@ pub struct RecordingInfo {
 /// One answer of the agent: what it was given, what it did, what must come of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Turn {
+pub struct RecordedTurn {
     pub input: TurnInput,
     #[serde(default)]
     pub model_calls: Vec<ModelCall>,

@@ -21,8 +21,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use check::{Finding, Stage};
 pub use format::{
-    AnswerExpect, Expect, Fault, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect,
-    RecordingInfo, Rule, Transcript, Turn, TurnInput,
+    AnswerExpect, Expect, RecordedFault, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect,
+    RecordingInfo, Rule, Transcript, RecordedTurn, TurnInput,
 };
 pub use outcome::{RunOutput, TurnRun};
 pub use record::{PayRecorder, RecordingModel, spawn_pay_recorder};

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 
-use super::format::{Fault, ModelCall, PayExchange};
+use super::format::{RecordedFault, ModelCall, PayExchange};
 use super::redact;
 use crate::model::wire::{deltas_of, request_body};
 use crate::model::{
@@ -218,7 +218,7 @@ pub struct PayRecorder {
     upstream: String,
     http: reqwest::Client,
     counter: Arc<AtomicUsize>,
-    faults: Mutex<Vec<Fault>>,
+    faults: Mutex<Vec<RecordedFault>>,
     /// (model calls started when the request arrived, exchange).
     exchanges: Mutex<Vec<(usize, PayExchange)>>,
 }
@@ -234,7 +234,7 @@ impl PayRecorder {
     fn lose(&self, method: &str, path: &str) -> bool {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         for fault in faults.iter_mut() {
-            let Fault::LoseResponse {
+            let RecordedFault::LoseResponse {
                 method: m,
                 path_contains,
                 times,
@@ -268,7 +268,7 @@ impl Drop for PayRecorderHandle {
 /// Starts a recording proxy that forwards to `upstream` (a gateway's base URL).
 pub async fn spawn_pay_recorder(
     upstream: &str,
-    faults: Vec<Fault>,
+    faults: Vec<RecordedFault>,
     counter: Arc<AtomicUsize>,
 ) -> std::io::Result<PayRecorderHandle> {
     let http = reqwest::Client::builder()

@@ -6,9 +6,9 @@ mod catalog;
 mod checkout;
 pub mod events;
 mod list;
-pub mod params;
+mod params;
 mod seed;
-pub mod store;
+mod state;
 mod subscriptions;
 mod util;
 
@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 
-use super::error::ApiError;
+use super::error::GatewayError;
 use super::{Backend, PayRequest, PayResponse};
-use store::{Changes, IdemRecord, State, StoreError};
+use state::{Changes, IdemRecord, State};
 
 pub use events::{CheckoutCompletion, EventSink, EventSinkConfig, EventingSandbox};
 pub use seed::SeedError;
+pub use state::SandboxStoreError;
 
 /// The sandbox. Cloning shares the same state.
 #[derive(Clone)]
@@ -38,7 +39,7 @@ pub struct Sandbox {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] SandboxStoreError),
     #[error(transparent)]
     Seed(#[from] SeedError),
 }
@@ -115,7 +116,7 @@ impl Backend for Sandbox {
             tokio::task::spawn_blocking(move || sandbox.handle_now(&request))
                 .await
                 .unwrap_or_else(|e| {
-                    ApiError::internal(format!("sandbox task failed: {e}")).into_response()
+                    GatewayError::internal(format!("sandbox task failed: {e}")).into_response()
                 })
         })
     }
@@ -186,13 +187,13 @@ fn handle(state: &mut State, request: &PayRequest) -> PayResponse {
     }
 }
 
-fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError> {
+fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayError> {
     let account = req.account_id.as_str();
     if account.is_empty() {
-        return Err(ApiError::missing_param("account_id"));
+        return Err(GatewayError::missing_param("account_id"));
     }
     let fields = params::accepted(&req.operation).ok_or_else(|| {
-        ApiError::invalid(format!(
+        GatewayError::invalid(format!(
             "The sandbox does not implement `{}`.",
             req.operation
         ))
@@ -248,12 +249,12 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError>
     }
     state
         .commit(account, changes)
-        .map_err(|e| ApiError::internal(format!("the sandbox could not save the change: {e}")))?;
+        .map_err(|e| GatewayError::internal(format!("the sandbox could not save the change: {e}")))?;
     Ok(response)
 }
 
 /// Says why Stripe refuses a parameter where the bare "unknown parameter" would puzzle.
-fn explain(operation: &str, mut e: ApiError) -> ApiError {
+fn explain(operation: &str, mut e: GatewayError) -> GatewayError {
     let immutable = ["unit_amount", "currency", "recurring", "product", "type"];
     if operation == "prices.update"
         && e.code == Some("parameter_unknown")
@@ -274,7 +275,7 @@ fn ok(body: Value) -> PayResponse {
 /// context) becomes the account's, stored with the sandbox state, unless another account
 /// already has it; the Connect id lookup binds the derived id. A request naming no Connect id
 /// binds nothing (it is refused below).
-fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiError> {
+fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, GatewayError> {
     let account = req.account_id.as_str();
     let given = req.stripe_connect_id.as_deref().filter(|s| !s.is_empty());
     let candidate = match (req.operation.as_str(), given) {
@@ -291,7 +292,7 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
             .account_ids()
             .any(|other| other != account && connect_id_for(state, other) == candidate);
     if taken {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayError::invalid(format!(
             "The Stripe Connect id '{candidate}' belongs to another account, not to '{account}'."
         ))
         .code("account_invalid")
@@ -303,17 +304,17 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
         ..Changes::default()
     };
     state.commit(account, changes).map_err(|e| {
-        ApiError::internal(format!("the sandbox could not save the Connect id: {e}"))
+        GatewayError::internal(format!("the sandbox could not save the Connect id: {e}"))
     })?;
     Ok(candidate)
 }
 
-fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), ApiError> {
+fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), GatewayError> {
     let given = given
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::missing_param("stripe_connect_id"))?;
+        .ok_or_else(|| GatewayError::missing_param("stripe_connect_id"))?;
     if given != expected {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayError::invalid(format!(
             "The Stripe Connect id '{given}' does not belong to account '{account}' (its Connect id is '{expected}')."
         ))
         .code("account_invalid")
@@ -354,10 +355,10 @@ fn replay(
     account: &str,
     key: &str,
     fp: &str,
-) -> Result<Option<PayResponse>, ApiError> {
+) -> Result<Option<PayResponse>, GatewayError> {
     if key.len() > 255 {
         return Err(
-            ApiError::invalid("Idempotency-Key must be at most 255 characters long.")
+            GatewayError::invalid("Idempotency-Key must be at most 255 characters long.")
                 .code("idempotency_key_in_use")
                 .param("Idempotency-Key"),
         );
@@ -366,7 +367,7 @@ fn replay(
         return Ok(None);
     };
     if record.fingerprint != fp {
-        return Err(ApiError {
+        return Err(GatewayError {
             status: 400,
             kind: "idempotency_error",
             code: None,
@@ -465,8 +466,8 @@ impl<'a> Tx<'a> {
 
 type Params = Map<String, Value>;
 
-fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, ApiError> {
-    let id = || id.ok_or_else(|| ApiError::missing_param("id"));
+fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, GatewayError> {
+    let id = || id.ok_or_else(|| GatewayError::missing_param("id"));
     match op {
         "products.create" => catalog::create_product(tx, p),
         "products.list" => catalog::list_products(tx, p),
@@ -498,7 +499,7 @@ fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value
         "subscriptions.cancel" => subscriptions::cancel(tx, id()?, p),
         "checkout_sessions.create" => checkout::create(tx, p),
         other => {
-            Err(ApiError::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
+            Err(GatewayError::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Changes, State};
+use super::state::{Changes, State};
 use super::util::now;
 
 /// Why an initial state was refused, naming the place in the document.

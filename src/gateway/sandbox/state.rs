@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Why the state file could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum SandboxStoreError {
     #[error("sandbox database {path}: {source}")]
     Sqlite {
         path: String,
@@ -89,9 +89,9 @@ impl State {
     }
 
     /// Opens (or creates) the state file and loads it into memory.
-    pub fn open(path: &Path) -> Result<State, StoreError> {
+    pub fn open(path: &Path) -> Result<State, SandboxStoreError> {
         let name = path.display().to_string();
-        let sql = |source| StoreError::Sqlite {
+        let sql = |source| SandboxStoreError::Sqlite {
             path: name.clone(),
             source,
         };
@@ -109,12 +109,12 @@ impl State {
         Ok(state)
     }
 
-    fn load(&mut self, conn: &Connection, name: &str) -> Result<(), StoreError> {
-        let sql = |source| StoreError::Sqlite {
+    fn load(&mut self, conn: &Connection, name: &str) -> Result<(), SandboxStoreError> {
+        let sql = |source| SandboxStoreError::Sqlite {
             path: name.to_string(),
             source,
         };
-        let corrupt = |row: String, reason: String| StoreError::Corrupt {
+        let corrupt = |row: String, reason: String| SandboxStoreError::Corrupt {
             path: name.to_string(),
             row,
             reason,

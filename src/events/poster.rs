@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::store::{PendingEntry, PendingStore};
+use super::ledger::{PendingEntry, PendingStore};
 use crate::retry::{Attempt, RetryPolicy};
 use crate::sync::{
     AnswerInput, Member, PlanSigningKey, Room, SyncLedger, SyncMapping, compose_answer,

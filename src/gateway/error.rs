@@ -7,7 +7,7 @@ use super::PayResponse;
 
 /// One Stripe error, before it becomes a response body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GatewayError {
+pub struct GatewayRefusal {
     pub status: u16,
     pub kind: &'static str,
     pub code: Option<&'static str>,
@@ -15,10 +15,10 @@ pub struct GatewayError {
     pub param: Option<String>,
 }
 
-impl GatewayError {
+impl GatewayRefusal {
     /// A 400 `invalid_request_error`, the most common refusal.
-    pub fn invalid(message: impl Into<String>) -> GatewayError {
-        GatewayError {
+    pub fn invalid(message: impl Into<String>) -> GatewayRefusal {
+        GatewayRefusal {
             status: 400,
             kind: "invalid_request_error",
             code: None,
@@ -27,45 +27,45 @@ impl GatewayError {
         }
     }
 
-    pub fn code(mut self, code: &'static str) -> GatewayError {
+    pub fn code(mut self, code: &'static str) -> GatewayRefusal {
         self.code = Some(code);
         self
     }
 
-    pub fn param(mut self, param: impl Into<String>) -> GatewayError {
+    pub fn param(mut self, param: impl Into<String>) -> GatewayRefusal {
         self.param = Some(param.into());
         self
     }
 
-    pub fn status(mut self, status: u16) -> GatewayError {
+    pub fn status(mut self, status: u16) -> GatewayRefusal {
         self.status = status;
         self
     }
 
     /// Stripe's 404 for an id that does not exist in this account.
-    pub fn missing(object: &str, id: &str) -> GatewayError {
-        GatewayError::invalid(format!("No such {object}: '{id}'"))
+    pub fn missing(object: &str, id: &str) -> GatewayRefusal {
+        GatewayRefusal::invalid(format!("No such {object}: '{id}'"))
             .code("resource_missing")
             .status(404)
             .param("id")
     }
 
     /// `Received unknown parameter: x`, with the param named.
-    pub fn unknown_param(path: &str) -> GatewayError {
-        GatewayError::invalid(format!("Received unknown parameter: {path}"))
+    pub fn unknown_param(path: &str) -> GatewayRefusal {
+        GatewayRefusal::invalid(format!("Received unknown parameter: {path}"))
             .code("parameter_unknown")
             .param(path)
     }
 
-    pub fn missing_param(path: &str) -> GatewayError {
-        GatewayError::invalid(format!("Missing required param: {path}."))
+    pub fn missing_param(path: &str) -> GatewayRefusal {
+        GatewayRefusal::invalid(format!("Missing required param: {path}."))
             .code("parameter_missing")
             .param(path)
     }
 
     /// A server-side failure (storage); never caused by the caller's input.
-    pub fn internal(message: impl Into<String>) -> GatewayError {
-        GatewayError {
+    pub fn internal(message: impl Into<String>) -> GatewayRefusal {
+        GatewayRefusal {
             status: 500,
             kind: "api_error",
             code: None,

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::state::Changes;
 use super::util::random_id;
 use super::{Sandbox, Tx, billing, connect_id_for, params, subscriptions};
-use crate::gateway::error::GatewayError;
+use crate::gateway::error::GatewayRefusal;
 use crate::gateway::{Backend, PayRequest, PayResponse};
 use crate::retry::{Attempt, RetryPolicy};
 
@@ -243,16 +243,16 @@ impl Sandbox {
         &self,
         account: &str,
         session_id: &str,
-    ) -> Result<CheckoutCompletion, GatewayError> {
+    ) -> Result<CheckoutCompletion, GatewayRefusal> {
         let mut state = self.lock();
         let connect_id = connect_id_for(&state, account);
         let mut tx = Tx::new(&state, account);
         let now = tx.now;
         let mut session = tx
             .get("checkout.session", session_id)
-            .ok_or_else(|| GatewayError::missing("checkout.session", session_id))?;
+            .ok_or_else(|| GatewayRefusal::missing("checkout.session", session_id))?;
         if session["status"] != json!("open") {
-            return Err(GatewayError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "The checkout session '{session_id}' is not open (status {}).",
                 session["status"]
             )));
@@ -270,7 +270,7 @@ impl Sandbox {
                     p.insert("email".into(), json!(email));
                 }
                 let fields = params::accepted("customers.create")
-                    .ok_or_else(|| GatewayError::internal("no customers.create parameters"))?;
+                    .ok_or_else(|| GatewayRefusal::internal("no customers.create parameters"))?;
                 let p = params::validate(fields, &p)?;
                 let customer = billing::create_customer(&mut tx, &p)?;
                 let id = customer["id"].clone();
@@ -288,7 +288,7 @@ impl Sandbox {
                 .or_else(|| session["line_items"].as_array())
                 .cloned()
                 .ok_or_else(|| {
-                    GatewayError::invalid(format!(
+                    GatewayRefusal::invalid(format!(
                         "The checkout session '{session_id}' has no line items to subscribe to."
                     ))
                 })?;
@@ -303,7 +303,7 @@ impl Sandbox {
                 p.insert("discounts".into(), json!([{"coupon": coupon}]));
             }
             let fields = params::accepted("subscriptions.create")
-                .ok_or_else(|| GatewayError::internal("no subscriptions.create parameters"))?;
+                .ok_or_else(|| GatewayRefusal::internal("no subscriptions.create parameters"))?;
             let p = params::validate(fields, &p)?;
             subscription = Some(subscriptions::create(&mut tx, &p)?);
         }
@@ -325,7 +325,7 @@ impl Sandbox {
             ..Changes::default()
         };
         state.commit(account, changes).map_err(|e| {
-            GatewayError::internal(format!("the sandbox could not save the change: {e}"))
+            GatewayRefusal::internal(format!("the sandbox could not save the change: {e}"))
         })?;
         let mut events = Vec::new();
         if let Some(c) = &created_customer {
@@ -389,14 +389,14 @@ impl EventingSandbox {
         &self,
         account: &str,
         session_id: &str,
-    ) -> Result<CheckoutCompletion, GatewayError> {
+    ) -> Result<CheckoutCompletion, GatewayRefusal> {
         let _in_order = self.order.lock().await;
         let sandbox = self.sandbox.clone();
         let (account, session_id) = (account.to_owned(), session_id.to_owned());
         let done =
             tokio::task::spawn_blocking(move || sandbox.complete_checkout(&account, &session_id))
                 .await
-                .map_err(|e| GatewayError::internal(format!("sandbox task failed: {e}")))??;
+                .map_err(|e| GatewayRefusal::internal(format!("sandbox task failed: {e}")))??;
         for event in &done.events {
             self.sink.send(event.clone());
         }

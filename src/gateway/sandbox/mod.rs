@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 
-use super::error::GatewayError;
+use super::error::GatewayRefusal;
 use super::{Backend, PayRequest, PayResponse};
 use state::{Changes, IdemRecord, State};
 
@@ -116,7 +116,7 @@ impl Backend for Sandbox {
             tokio::task::spawn_blocking(move || sandbox.handle_now(&request))
                 .await
                 .unwrap_or_else(|e| {
-                    GatewayError::internal(format!("sandbox task failed: {e}")).into_response()
+                    GatewayRefusal::internal(format!("sandbox task failed: {e}")).into_response()
                 })
         })
     }
@@ -187,13 +187,13 @@ fn handle(state: &mut State, request: &PayRequest) -> PayResponse {
     }
 }
 
-fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayError> {
+fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayRefusal> {
     let account = req.account_id.as_str();
     if account.is_empty() {
-        return Err(GatewayError::missing_param("account_id"));
+        return Err(GatewayRefusal::missing_param("account_id"));
     }
     let fields = params::accepted(&req.operation).ok_or_else(|| {
-        GatewayError::invalid(format!(
+        GatewayRefusal::invalid(format!(
             "The sandbox does not implement `{}`.",
             req.operation
         ))
@@ -249,12 +249,12 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayEr
     }
     state
         .commit(account, changes)
-        .map_err(|e| GatewayError::internal(format!("the sandbox could not save the change: {e}")))?;
+        .map_err(|e| GatewayRefusal::internal(format!("the sandbox could not save the change: {e}")))?;
     Ok(response)
 }
 
 /// Says why Stripe refuses a parameter where the bare "unknown parameter" would puzzle.
-fn explain(operation: &str, mut e: GatewayError) -> GatewayError {
+fn explain(operation: &str, mut e: GatewayRefusal) -> GatewayRefusal {
     let immutable = ["unit_amount", "currency", "recurring", "product", "type"];
     if operation == "prices.update"
         && e.code == Some("parameter_unknown")
@@ -275,7 +275,7 @@ fn ok(body: Value) -> PayResponse {
 /// context) becomes the account's, stored with the sandbox state, unless another account
 /// already has it; the Connect id lookup binds the derived id. A request naming no Connect id
 /// binds nothing (it is refused below).
-fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, GatewayError> {
+fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, GatewayRefusal> {
     let account = req.account_id.as_str();
     let given = req.stripe_connect_id.as_deref().filter(|s| !s.is_empty());
     let candidate = match (req.operation.as_str(), given) {
@@ -292,7 +292,7 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, Gatewa
             .account_ids()
             .any(|other| other != account && connect_id_for(state, other) == candidate);
     if taken {
-        return Err(GatewayError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The Stripe Connect id '{candidate}' belongs to another account, not to '{account}'."
         ))
         .code("account_invalid")
@@ -304,17 +304,17 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, Gatewa
         ..Changes::default()
     };
     state.commit(account, changes).map_err(|e| {
-        GatewayError::internal(format!("the sandbox could not save the Connect id: {e}"))
+        GatewayRefusal::internal(format!("the sandbox could not save the Connect id: {e}"))
     })?;
     Ok(candidate)
 }
 
-fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), GatewayError> {
+fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), GatewayRefusal> {
     let given = given
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| GatewayError::missing_param("stripe_connect_id"))?;
+        .ok_or_else(|| GatewayRefusal::missing_param("stripe_connect_id"))?;
     if given != expected {
-        return Err(GatewayError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The Stripe Connect id '{given}' does not belong to account '{account}' (its Connect id is '{expected}')."
         ))
         .code("account_invalid")
@@ -355,10 +355,10 @@ fn replay(
     account: &str,
     key: &str,
     fp: &str,
-) -> Result<Option<PayResponse>, GatewayError> {
+) -> Result<Option<PayResponse>, GatewayRefusal> {
     if key.len() > 255 {
         return Err(
-            GatewayError::invalid("Idempotency-Key must be at most 255 characters long.")
+            GatewayRefusal::invalid("Idempotency-Key must be at most 255 characters long.")
                 .code("idempotency_key_in_use")
                 .param("Idempotency-Key"),
         );
@@ -367,7 +367,7 @@ fn replay(
         return Ok(None);
     };
     if record.fingerprint != fp {
-        return Err(GatewayError {
+        return Err(GatewayRefusal {
             status: 400,
             kind: "idempotency_error",
             code: None,
@@ -466,8 +466,8 @@ impl<'a> Tx<'a> {
 
 type Params = Map<String, Value>;
 
-fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, GatewayError> {
-    let id = || id.ok_or_else(|| GatewayError::missing_param("id"));
+fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, GatewayRefusal> {
+    let id = || id.ok_or_else(|| GatewayRefusal::missing_param("id"));
     match op {
         "products.create" => catalog::create_product(tx, p),
         "products.list" => catalog::list_products(tx, p),
@@ -499,7 +499,7 @@ fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value
         "subscriptions.cancel" => subscriptions::cancel(tx, id()?, p),
         "checkout_sessions.create" => checkout::create(tx, p),
         other => {
-            Err(GatewayError::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
+            Err(GatewayRefusal::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 mod cli;
 
 use altan_pay::events::reconcile::{
-    DbWins, Mirror, ReconcileProblem, ReconcileError, Report, StripeSide, Winner, apply_updates, diff,
-    list_stripe,
+    DbWins, Mirror, ReconcileError, ReconcileProblem, Report, StripeSide, Winner, apply_updates,
+    diff, list_stripe,
 };
 use altan_pay::gateway::{GatewayHandle, Sandbox, spawn};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};

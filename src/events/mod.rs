@@ -3,9 +3,9 @@
 
 mod http;
 mod intake;
-pub mod reconcile;
+mod pending_syncs;
 mod poster;
-mod ledger;
+pub mod reconcile;
 
 /// Stripe's webhook signature, kept here too where the events endpoint's users look for it.
 pub use crate::stripe::signature;
@@ -13,5 +13,7 @@ pub use http::{MAX_EVENT_BYTES, router};
 pub use intake::{
     AccountMap, EventsConfig, EventsState, HANDLED_EVENT_TYPES, IntakeError, Receipt,
 };
+pub use pending_syncs::{
+    Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned,
+};
 pub use poster::{RoomConfig, RoomPoster, handoff_text};
-pub use ledger::{Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned};

@@ -8,10 +8,15 @@ use super::PayResponse;
 /// One Stripe error, before it becomes a response body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayRefusal {
+    /// The HTTP status Stripe answers with for this error (400, 401, 404, 409, 500, ...).
     pub status: u16,
+    /// Stripe's error `type`: `invalid_request_error`, `idempotency_error` or `api_error`.
     pub kind: &'static str,
+    /// Stripe's error `code`, e.g. `resource_missing` or `parameter_missing`.
     pub code: Option<&'static str>,
+    /// The sentence for people, sent as `message`.
     pub message: String,
+    /// The request parameter at fault, e.g. `line_items[0][price]`.
     pub param: Option<String>,
 }
 
@@ -27,16 +32,19 @@ impl GatewayRefusal {
         }
     }
 
+    /// Sets Stripe's error `code`.
     pub fn code(mut self, code: &'static str) -> GatewayRefusal {
         self.code = Some(code);
         self
     }
 
+    /// Names the parameter at fault.
     pub fn param(mut self, param: impl Into<String>) -> GatewayRefusal {
         self.param = Some(param.into());
         self
     }
 
+    /// Replaces the HTTP status.
     pub fn status(mut self, status: u16) -> GatewayRefusal {
         self.status = status;
         self
@@ -57,6 +65,7 @@ impl GatewayRefusal {
             .param(path)
     }
 
+    /// `Missing required param: x.`, with the param named.
     pub fn missing_param(path: &str) -> GatewayRefusal {
         GatewayRefusal::invalid(format!("Missing required param: {path}."))
             .code("parameter_missing")
@@ -74,6 +83,7 @@ impl GatewayRefusal {
         }
     }
 
+    /// The JSON body Stripe would send: `{"error": {type, message, code?, param?}}`.
     pub fn body(&self) -> Value {
         let mut error = json!({ "type": self.kind, "message": self.message });
         if let Some(code) = self.code {
@@ -85,6 +95,7 @@ impl GatewayRefusal {
         json!({ "error": error })
     }
 
+    /// The refusal as a [`PayResponse`] with its status and body.
     pub fn into_response(self) -> PayResponse {
         PayResponse {
             status: self.status,

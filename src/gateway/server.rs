@@ -70,6 +70,7 @@ pub async fn serve_with_shutdown(
 pub struct GatewayHandle {
     /// `http://127.0.0.1:PORT`, ready for `RouteTable::with_base_url`.
     pub base_url: String,
+    /// The loopback address the server listens on.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
@@ -148,7 +149,9 @@ async fn call_backend(app: &App, pay: PayRequest) -> PayResponse {
     let backend = app.backend.clone();
     tokio::spawn(async move { backend.handle(pay).await })
         .await
-        .unwrap_or_else(|e| GatewayRefusal::internal(format!("the backend failed: {e}")).into_response())
+        .unwrap_or_else(|e| {
+            GatewayRefusal::internal(format!("the backend failed: {e}")).into_response()
+        })
 }
 
 /// A refusal made by the HTTP front before the backend is called.
@@ -293,9 +296,11 @@ fn decode_query(query: &str) -> Result<Map<String, Value>, Refusal> {
     match form::decode(query) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Ok(Map::new()),
-        Err(e) => Err(GatewayRefusal::invalid(format!("Invalid query string: {e}"))
-            .param(e.key)
-            .into()),
+        Err(e) => Err(
+            GatewayRefusal::invalid(format!("Invalid query string: {e}"))
+                .param(e.key)
+                .into(),
+        ),
     }
 }
 
@@ -387,12 +392,12 @@ fn open_envelope(body: &[u8], method: Method) -> Result<Map<String, Value>, Refu
         ))
         .param("payload")
         .into()),
-        None => Err(
-            GatewayRefusal::invalid(format!("The request body has no `payload`; {shape}."))
-                .code("parameter_missing")
-                .param("payload")
-                .into(),
-        ),
+        None => Err(GatewayRefusal::invalid(format!(
+            "The request body has no `payload`; {shape}."
+        ))
+        .code("parameter_missing")
+        .param("payload")
+        .into()),
     }
 }
 

@@ -16,6 +16,7 @@ pub enum Stage {
     Model(usize),
     /// The Pay requests made by the tool calls of model call k (0: before the first).
     Pay(usize),
+    /// The turn's outcome: the answer, the tool calls, the plan, the Stripe state.
     Outcome,
 }
 
@@ -24,13 +25,18 @@ pub enum Stage {
 pub struct Finding {
     /// 0-based; shown 1-based.
     pub turn: usize,
+    /// Where in the turn.
     pub stage: Stage,
+    /// What differs, e.g. `request.messages[3].content`; the whole text of a message finding.
     pub field: String,
+    /// The recorded (or expected) value; `None` for a message finding.
     pub expected: Option<String>,
+    /// The value the run produced; `None` for a message finding.
     pub got: Option<String>,
 }
 
 impl Finding {
+    /// A difference: `field` was `expected` and the run gave `got`.
     pub fn diff(
         turn: usize,
         stage: Stage,
@@ -47,6 +53,7 @@ impl Finding {
         }
     }
 
+    /// A finding that is a sentence, not a comparison.
     pub fn message(turn: usize, stage: Stage, text: impl Into<String>) -> Finding {
         Finding {
             turn,
@@ -519,7 +526,9 @@ pub fn field_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
 /// ones, so ids that were not in the initial state match any new id.
 #[derive(Debug, Clone, Copy)]
 pub enum Ids<'a> {
+    /// Every id must be the recorded one (replay).
     Exact,
+    /// Ids in this set (the initial state's) must match; any other id matches any new one.
     NewAreAny(&'a BTreeSet<String>),
 }
 

@@ -10,6 +10,7 @@ use super::{RecordOptions, eval, live_model, record, replay};
 /// The scenario suite's directory, relative to the working directory.
 pub const DEFAULT_SCENARIOS: &str = "fixtures/transcripts";
 
+/// `altan-pay demo`: replays the bundled recording; `Ok(false)` when it diverged.
 pub async fn demo() -> Result<bool, String> {
     super::demo::demo().await.map_err(|e| e.to_string())
 }

@@ -18,6 +18,7 @@ pub const DEMO_NAME: &str = "demo-create-product-pro";
 /// Embedded so `altan-pay demo` works from any directory.
 const DEMO_JSON: &str = include_str!("../../fixtures/transcripts/demo-create-product-pro.json");
 
+/// The bundled demo recording, parsed from the copy embedded in the binary.
 pub fn demo_transcript() -> Result<Transcript, TranscriptError> {
     Transcript::from_json(
         DEMO_JSON,

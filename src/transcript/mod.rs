@@ -21,8 +21,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use check::{Finding, Stage};
 pub use format::{
-    AnswerExpect, Expect, RecordedFault, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect,
-    RecordingInfo, Rule, Transcript, RecordedTurn, TurnInput,
+    AnswerExpect, Expect, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect, RecordedFault,
+    RecordedTurn, RecordingInfo, Rule, Transcript, TurnInput,
 };
 pub use outcome::{RunOutput, TurnRun};
 pub use record::{PayRecorder, RecordingModel, spawn_pay_recorder};
@@ -35,14 +35,25 @@ use crate::model::{ChatModel, ModelApi, OpenAiConfig, OpenAiModel, RetryPolicy};
 /// Why a transcript could not be read or run at all (a divergence is a [`Finding`]).
 #[derive(Debug, thiserror::Error)]
 pub enum TranscriptError {
+    /// The file could not be read or written.
     #[error("{file}: {reason}")]
-    Io { file: String, reason: String },
-    #[error("{file}: {field}: {reason}")]
-    Invalid {
+    Io {
+        /// The transcript file.
         file: String,
-        field: String,
+        /// The operating system's error.
         reason: String,
     },
+    /// The file is not a valid transcript: names the field at fault.
+    #[error("{file}: {field}: {reason}")]
+    Invalid {
+        /// The transcript file.
+        file: String,
+        /// The JSON path of the field at fault, e.g. `turns[2].expect`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// What a run needs could not be set up: the replay server, the sandbox, the model.
     #[error("{0}")]
     Setup(String),
 }
@@ -50,15 +61,20 @@ pub enum TranscriptError {
 /// The result of replaying one transcript.
 #[derive(Debug, Clone)]
 pub struct ReplayReport {
+    /// The transcript's name.
     pub name: String,
     /// Every divergence, in the order things happen.
     pub findings: Vec<Finding>,
+    /// Turns replayed.
     pub turns: usize,
+    /// Model calls the transcript recorded.
     pub model_calls: usize,
+    /// Altan Pay requests the transcript recorded.
     pub pay_requests: usize,
 }
 
 impl ReplayReport {
+    /// Whether the replay matched the recording in every respect (no findings).
     pub fn passed(&self) -> bool {
         self.findings.is_empty()
     }
@@ -146,7 +162,9 @@ pub async fn replay_with_events_on(
 /// How a recording is made.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
+    /// Stream the model calls (the recording keeps the chunks).
     pub stream: bool,
+    /// The sampling temperature sent to the model; the model's default when `None`.
     pub temperature: Option<f32>,
     /// `live` or `generator`.
     pub source: String,

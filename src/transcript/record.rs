@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 
-use super::format::{RecordedFault, ModelCall, PayExchange};
+use super::format::{ModelCall, PayExchange, RecordedFault};
 use super::redact;
 use crate::model::wire::{deltas_of, request_body};
 use crate::model::{
@@ -251,8 +251,11 @@ impl PayRecorder {
 
 /// A running recorder on 127.0.0.1; dropping it stops the server.
 pub struct PayRecorderHandle {
+    /// `http://127.0.0.1:PORT`, where the agent's Pay client is pointed.
     pub base_url: String,
+    /// The loopback address the recorder listens on.
     pub addr: SocketAddr,
+    /// The recorder's state, for taking the exchanges.
     pub recorder: Arc<PayRecorder>,
     stop: Option<oneshot::Sender<()>>,
 }

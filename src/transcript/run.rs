@@ -31,6 +31,7 @@ pub const KINDS: &[(&str, &str)] = &[
 
 /// How to run.
 pub struct RunConfig {
+    /// The model the agent talks to: live, recording, or the replay server's client.
     pub model: Arc<dyn ChatModel>,
     /// What the model sends as temperature, so recorded requests match.
     pub temperature: Option<f32>,

@@ -39,6 +39,7 @@ pub struct ReplayState {
 }
 
 impl ReplayState {
+    /// Queues every recorded model call of `transcript`, in order.
     pub fn new(transcript: &Transcript) -> ReplayState {
         let mut queue = Queue::default();
         for (t, turn) in transcript.turns.iter().enumerate() {
@@ -126,7 +127,9 @@ impl ReplayState {
 pub struct ReplayServer {
     /// Ends in `/v1`, as `OPENAI_BASE_URL` would.
     pub base_url: String,
+    /// The loopback address the server listens on.
     pub addr: SocketAddr,
+    /// The queue of recorded calls, shared with the run that marks turn boundaries.
     pub state: Arc<ReplayState>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -140,6 +143,7 @@ impl Drop for ReplayServer {
 }
 
 impl ReplayServer {
+    /// Serves `transcript`'s recorded model calls on an ephemeral loopback port.
     pub async fn spawn(transcript: &Transcript) -> std::io::Result<ReplayServer> {
         let state = Arc::new(ReplayState::new(transcript));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;

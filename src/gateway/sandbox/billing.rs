@@ -93,7 +93,8 @@ fn customer_discount_spec(p: &Params) -> Result<DiscountSpec, GatewayRefusal> {
         }
         if items.len() > 1 {
             return Err(
-                GatewayRefusal::invalid("A customer can have at most one discount.").param("discounts"),
+                GatewayRefusal::invalid("A customer can have at most one discount.")
+                    .param("discounts"),
             );
         }
         if let Some(Value::Object(spec)) = items.first() {
@@ -148,9 +149,11 @@ pub fn create_coupon(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let id = match str_of(p, "id") {
         Some("") => return Err(GatewayRefusal::invalid("id cannot be empty").param("id")),
         Some(id) if tx.exists("coupon", id) => {
-            return Err(GatewayRefusal::invalid(format!("Coupon already exists: '{id}'"))
-                .code("resource_already_exists")
-                .param("id"));
+            return Err(
+                GatewayRefusal::invalid(format!("Coupon already exists: '{id}'"))
+                    .code("resource_already_exists")
+                    .param("id"),
+            );
         }
         Some(id) => id.to_string(),
         None => random_code(8),

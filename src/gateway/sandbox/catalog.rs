@@ -40,9 +40,11 @@ fn product_template(id: &str, now: i64) -> Value {
 pub fn create_product(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let id = match str_of(p, "id") {
         Some(id) if tx.exists("product", id) => {
-            return Err(GatewayRefusal::invalid(format!("Product already exists: '{id}'"))
-                .code("resource_already_exists")
-                .param("id"));
+            return Err(
+                GatewayRefusal::invalid(format!("Product already exists: '{id}'"))
+                    .code("resource_already_exists")
+                    .param("id"),
+            );
         }
         Some("") => return Err(GatewayRefusal::invalid("id cannot be empty").param("id")),
         Some(id) => id.to_string(),

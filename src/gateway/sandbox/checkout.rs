@@ -78,7 +78,8 @@ fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), 
     if mode == "setup" {
         if !items.is_empty() {
             return Err(
-                GatewayRefusal::invalid("line_items cannot be used in `setup` mode.").param("line_items"),
+                GatewayRefusal::invalid("line_items cannot be used in `setup` mode.")
+                    .param("line_items"),
             );
         }
         return Ok((None, 0));

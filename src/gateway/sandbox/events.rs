@@ -68,15 +68,21 @@ pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created:
 /// Where events go and how hard to try; `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct EventSinkConfig {
+    /// The webhook endpoint every event is POSTed to.
     pub url: String,
     /// The endpoint secret that signs every delivery.
     pub secret: secrecy::SecretString,
+    /// Tries per event, the first included, before the sink gives it up (5 by default).
     pub max_attempts: u32,
+    /// The wait before the first retry; it doubles on each further one, up to 10 s (200 ms
+    /// by default).
     pub base_delay: Duration,
+    /// Per-delivery HTTP timeout (10 s by default).
     pub timeout: Duration,
 }
 
 impl EventSinkConfig {
+    /// Deliveries to `url` signed with `secret`, with the default retries and timeout.
     pub fn new(url: &str, secret: &str) -> EventSinkConfig {
         EventSinkConfig {
             url: url.to_owned(),
@@ -96,7 +102,9 @@ enum SinkMessage {
 /// Counts of what the sink did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SinkStats {
+    /// Events the endpoint acknowledged with a 2xx.
     pub delivered: u64,
+    /// Events given up after the last try or a refusal that is not retried.
     pub failed: u64,
 }
 
@@ -117,6 +125,7 @@ impl std::fmt::Debug for EventSink {
 }
 
 impl EventSink {
+    /// Starts the delivery task on the current Tokio runtime.
     pub fn spawn(config: EventSinkConfig) -> EventSink {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(SinkStats::default()));
@@ -137,6 +146,7 @@ impl EventSink {
         }
     }
 
+    /// What the sink delivered and gave up so far.
     pub fn stats(&self) -> SinkStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }
@@ -223,9 +233,11 @@ pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &V
 /// What completing a checkout session made, and the events Stripe would send for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckoutCompletion {
+    /// The checkout session, now `complete`.
     pub session: Value,
     /// The customer, when checkout created one.
     pub created_customer: Option<Value>,
+    /// The subscription, for a `subscription` mode session.
     pub subscription: Option<Value>,
     /// `customer.created`, `customer.subscription.created`, `checkout.session.completed`.
     pub events: Vec<Value>,
@@ -367,6 +379,7 @@ pub struct EventingSandbox {
 }
 
 impl EventingSandbox {
+    /// Sends the events of `sandbox`'s successful mutations to `sink`.
     pub fn new(sandbox: Sandbox, sink: EventSink) -> EventingSandbox {
         EventingSandbox {
             sandbox,
@@ -376,10 +389,12 @@ impl EventingSandbox {
         }
     }
 
+    /// The wrapped sandbox (changes made through it directly send no events).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
 
+    /// The sink the events go to.
     pub fn sink(&self) -> &EventSink {
         &self.sink
     }

@@ -38,8 +38,10 @@ pub struct Sandbox {
 /// Why a sandbox could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The SQLite file could not be opened, read or written.
     #[error(transparent)]
     Store(#[from] SandboxStoreError),
+    /// The initial-state document was refused.
     #[error(transparent)]
     Seed(#[from] SeedError),
 }
@@ -155,6 +157,8 @@ pub fn connect_id_for(state: &State, account: &str) -> String {
     derived_connect_id(account)
 }
 
+/// The Connect id the sandbox gives an account that never named one: `acct_` and 16 hex
+/// digits from a UUIDv5 of the account id, so it is the same on every run.
 pub fn derived_connect_id(account: &str) -> String {
     let uuid = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
@@ -247,9 +251,9 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayRe
         };
         changes.idempotency = Some((key.to_string(), record));
     }
-    state
-        .commit(account, changes)
-        .map_err(|e| GatewayRefusal::internal(format!("the sandbox could not save the change: {e}")))?;
+    state.commit(account, changes).map_err(|e| {
+        GatewayRefusal::internal(format!("the sandbox could not save the change: {e}"))
+    })?;
     Ok(response)
 }
 
@@ -309,7 +313,11 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, Gatewa
     Ok(candidate)
 }
 
-fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), GatewayRefusal> {
+fn check_connect_id(
+    given: Option<&str>,
+    expected: &str,
+    account: &str,
+) -> Result<(), GatewayRefusal> {
     let given = given
         .filter(|s| !s.is_empty())
         .ok_or_else(|| GatewayRefusal::missing_param("stripe_connect_id"))?;
@@ -357,11 +365,11 @@ fn replay(
     fp: &str,
 ) -> Result<Option<PayResponse>, GatewayRefusal> {
     if key.len() > 255 {
-        return Err(
-            GatewayRefusal::invalid("Idempotency-Key must be at most 255 characters long.")
-                .code("idempotency_key_in_use")
-                .param("Idempotency-Key"),
-        );
+        return Err(GatewayRefusal::invalid(
+            "Idempotency-Key must be at most 255 characters long.",
+        )
+        .code("idempotency_key_in_use")
+        .param("Idempotency-Key"));
     }
     let Some(record) = state.idempotency(account, key) else {
         return Ok(None);
@@ -498,8 +506,9 @@ fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value
         "subscriptions.update" => subscriptions::update(tx, id()?, p),
         "subscriptions.cancel" => subscriptions::cancel(tx, id()?, p),
         "checkout_sessions.create" => checkout::create(tx, p),
-        other => {
-            Err(GatewayRefusal::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
-        }
+        other => Err(
+            GatewayRefusal::invalid(format!("The sandbox does not implement `{other}`."))
+                .status(404),
+        ),
     }
 }

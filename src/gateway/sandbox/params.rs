@@ -496,7 +496,8 @@ fn metadata(value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
         };
         if v.chars().count() > 500 {
             return Err(
-                GatewayRefusal::invalid("Metadata values can be at most 500 characters.").param(key_path),
+                GatewayRefusal::invalid("Metadata values can be at most 500 characters.")
+                    .param(key_path),
             );
         }
         out.insert(key.clone(), Value::String(v));

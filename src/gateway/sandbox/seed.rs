@@ -21,7 +21,9 @@ use super::util::now;
 #[derive(Debug, thiserror::Error)]
 #[error("initial state: {at}: {reason}")]
 pub struct SeedError {
+    /// The path in the document, e.g. `accounts.ws_1`.
     pub at: String,
+    /// What is wrong there.
     pub reason: String,
 }
 

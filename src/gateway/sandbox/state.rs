@@ -10,15 +10,22 @@ use serde_json::Value;
 /// Why the state file could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxStoreError {
+    /// SQLite failed to open, read or write the file.
     #[error("sandbox database {path}: {source}")]
     Sqlite {
+        /// The state file.
         path: String,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A stored row cannot be read back (bad JSON, a wrong type).
     #[error("sandbox database {path}: row {row}: {reason}")]
     Corrupt {
+        /// The state file.
         path: String,
+        /// Which row: `account/collection/id`, or `idempotency account/key`.
         row: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

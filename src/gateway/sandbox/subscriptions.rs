@@ -109,7 +109,9 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
 /// All items share a currency and a billing interval, and no price appears twice.
 fn check_items(items: &[Value]) -> Result<(), GatewayRefusal> {
     let Some(first) = items.first() else {
-        return Err(GatewayRefusal::invalid("A subscription needs at least one item.").param("items"));
+        return Err(
+            GatewayRefusal::invalid("A subscription needs at least one item.").param("items"),
+        );
     };
     for (i, item) in items.iter().enumerate() {
         let price = &item["price"];
@@ -276,7 +278,8 @@ fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), Gatew
                 merge_metadata(item, &meta);
             }
             None => {
-                let price = new_price.ok_or_else(|| GatewayRefusal::missing_param(&param("price")))?;
+                let price =
+                    new_price.ok_or_else(|| GatewayRefusal::missing_param(&param("price")))?;
                 let mut item = new_item(&sub_id, price, quantity.unwrap_or(1), tx.now, period);
                 merge_metadata(&mut item, &meta);
                 items.push(item);

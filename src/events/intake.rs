@@ -52,7 +52,7 @@ impl AccountMap {
     }
 
     /// The Connect id of a served account, when the map knows it.
-    pub fn connect_id_of(&self, account_id: &str) -> Option<&str> {
+    pub(crate) fn connect_id_of(&self, account_id: &str) -> Option<&str> {
         self.connect
             .iter()
             .find(|(_, a)| a.as_str() == account_id)
@@ -229,12 +229,6 @@ impl EventsState {
     /// Posts each account's new pending syncs to its room thread.
     pub fn with_room(mut self, room: RoomPoster) -> Self {
         self.room = Some(room);
-        self
-    }
-
-    /// A fixed clock for signature tolerance tests.
-    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -491,7 +485,7 @@ impl EventsState {
     }
 
     /// The plan the pending entries make, without taking them.
-    pub fn pending_plan(&self, entries: &[PendingEntry]) -> Option<SyncPlan> {
+    pub(crate) fn pending_plan(&self, entries: &[PendingEntry]) -> Option<SyncPlan> {
         let mut ledger = SyncLedger::new();
         for e in entries {
             ledger.record(e.mutation.clone());

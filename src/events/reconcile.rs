@@ -425,7 +425,7 @@ pub struct Report {
 
 impl Report {
     /// Whether the mirror matches Stripe (no drift).
-    pub fn in_line(&self) -> bool {
+    pub(crate) fn in_line(&self) -> bool {
         self.drift.is_empty()
     }
 

@@ -326,7 +326,7 @@ impl FaultyBackend {
     }
 
     /// Wraps `inner` when a fault file is given; returns it unchanged otherwise.
-    pub fn wrap_from_file(
+    pub(crate) fn wrap_from_file(
         inner: Arc<dyn Backend>,
         path: Option<&Path>,
     ) -> Result<Arc<dyn Backend>, FaultConfigError> {

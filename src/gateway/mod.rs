@@ -230,7 +230,7 @@ fn bind_accounts(
 }
 
 /// Starts the embedded sandbox, in memory, on an ephemeral loopback port.
-pub async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle> {
+pub(crate) async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle> {
     spawn(routes, Arc::new(Sandbox::in_memory()), None).await
 }
 

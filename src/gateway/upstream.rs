@@ -100,19 +100,13 @@ impl UpstreamConfig {
     }
 
     /// Whether any account is bound: an upstream without bindings refuses every request.
-    pub fn has_bindings(&self) -> bool {
+    pub(crate) fn has_bindings(&self) -> bool {
         !self.connect_ids.is_empty() || !self.platform_accounts.is_empty()
     }
 
     /// Replaces the per-request timeout ([`DEFAULT_TIMEOUT`] by default).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self
-    }
-
-    /// Sends `Stripe-Version: version` with every request.
-    pub fn with_stripe_version(mut self, version: impl Into<String>) -> Self {
-        self.stripe_version = Some(version.into());
         self
     }
 }

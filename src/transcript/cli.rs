@@ -58,7 +58,7 @@ pub async fn replay_files(paths: &[PathBuf]) -> Result<bool, String> {
 }
 
 /// `Ok(PASS line)` or `Err(FAIL lines)`.
-pub async fn replay_one(file: &Path) -> Result<String, String> {
+pub(crate) async fn replay_one(file: &Path) -> Result<String, String> {
     let shown = file.display();
     let transcript = Transcript::load(file).map_err(|e| format!("FAIL {shown}\n  {e}"))?;
     let report = replay(&transcript)

@@ -96,7 +96,7 @@ pub async fn replay_on(
 }
 
 /// [`replay`] passing every agent event on (the demo prints them).
-pub async fn replay_with_events(
+pub(crate) async fn replay_with_events(
     transcript: &Transcript,
     events: Option<UnboundedSender<(usize, AgentEvent)>>,
 ) -> Result<(ReplayReport, RunOutput), TranscriptError> {
@@ -104,7 +104,7 @@ pub async fn replay_with_events(
 }
 
 /// [`replay_with_events`] over the wire `api`.
-pub async fn replay_with_events_on(
+pub(crate) async fn replay_with_events_on(
     transcript: &Transcript,
     events: Option<UnboundedSender<(usize, AgentEvent)>>,
     api: ModelApi,
@@ -308,7 +308,7 @@ const FIELDS: &[(&str, &[&str])] = &[
 ];
 
 /// The final state as an expectation: every object of every non-empty kind.
-pub fn state_expectation(
+pub(crate) fn state_expectation(
     state: &BTreeMap<String, Vec<Value>>,
 ) -> BTreeMap<String, Vec<Map<String, Value>>> {
     let mut out = BTreeMap::new();

@@ -149,7 +149,7 @@ fn usage_json(response: &ChatResponse) -> Value {
 }
 
 /// A whole `chat.completion` carrying `response`.
-pub fn response_json(model: &str, response: &ChatResponse) -> Value {
+pub(crate) fn response_json(model: &str, response: &ChatResponse) -> Value {
     let mut message = json!({"role": "assistant", "content": response.message.content});
     if !response.message.tool_calls.is_empty() {
         message["tool_calls"] = Value::Array(
@@ -175,7 +175,11 @@ pub fn response_json(model: &str, response: &ChatResponse) -> Value {
 }
 
 /// The `chat.completion.chunk` list of a streamed answer, one chunk per piece received.
-pub fn chunks_json(model: &str, pieces: &[ModelDelta], response: &ChatResponse) -> Vec<Value> {
+pub(crate) fn chunks_json(
+    model: &str,
+    pieces: &[ModelDelta],
+    response: &ChatResponse,
+) -> Vec<Value> {
     let chunk = |delta: Value, finish: Value| {
         json!({
             "id": "chatcmpl-recorded",

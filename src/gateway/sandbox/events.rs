@@ -19,7 +19,7 @@ use crate::gateway::{Backend, PayRequest, PayResponse};
 use crate::retry::{Attempt, RetryPolicy};
 
 /// The Stripe event type a successful operation causes; `None` for reads and checkout creation.
-pub fn event_type_for(operation: &str) -> Option<&'static str> {
+pub(crate) fn event_type_for(operation: &str) -> Option<&'static str> {
     Some(match operation {
         "products.create" => "product.created",
         "products.update" => "product.updated",
@@ -50,7 +50,12 @@ fn unix_now() -> i64 {
 }
 
 /// A Stripe event object for a Connect account.
-pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created: i64) -> Value {
+pub(crate) fn stripe_event(
+    event_type: &str,
+    connect_id: &str,
+    object: &Value,
+    created: i64,
+) -> Value {
     json!({
         "id": random_id("evt_", 24),
         "object": "event",

@@ -150,7 +150,7 @@ fn request_rng(seed: u64, request: &PayRequest) -> rand::rngs::StdRng {
 
 /// The Connect id of an account: bound by the initial state or by its first use, else
 /// derived from the account id so it is stable across restarts without being stored.
-pub fn connect_id_for(state: &State, account: &str) -> String {
+pub(crate) fn connect_id_for(state: &State, account: &str) -> String {
     if let Some(id) = state.connect_id(account) {
         return id.to_string();
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 mod cli;
 
 use altan_pay::events::reconcile::{
-    DbWins, Mirror, Problem, ReconcileError, Report, StripeSide, Winner, apply_updates, diff,
-    list_stripe,
+    DbWins, Mirror, ReconcileError, ReconcileProblem, Report, StripeSide, Winner, apply_updates,
+    diff, list_stripe,
 };
 use altan_pay::gateway::{GatewayHandle, Sandbox, spawn};
 use altan_pay::pay::{PayClient, PayConfig, RouteTable};
@@ -128,7 +128,7 @@ fn drifted_snapshot(side: &StripeSide, mapping: &SyncMapping) -> Value {
     Value::Object(doc)
 }
 
-fn problems(report: &Report) -> Vec<(String, String, Problem, Option<String>, Winner)> {
+fn problems(report: &Report) -> Vec<(String, String, ReconcileProblem, Option<String>, Winner)> {
     report
         .drift
         .iter()
@@ -145,7 +145,7 @@ fn problems(report: &Report) -> Vec<(String, String, Problem, Option<String>, Wi
 }
 
 fn check_report(report: &Report) {
-    use Problem::*;
+    use ReconcileProblem::*;
     use Winner::*;
     let s = |x: &str| x.to_owned();
     let expected = vec![

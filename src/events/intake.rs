@@ -10,8 +10,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::room::RoomPoster;
-use super::store::{Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned};
+use super::pending_syncs::{
+    Applied, EventRecord, PendingEntry, PendingStore, StoreError, Versioned,
+};
+use super::poster::RoomPoster;
 use crate::pay::{PayCall, PayClient};
 use crate::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, WebhookSignatureError};
 use crate::sync::{
@@ -50,7 +52,7 @@ impl AccountMap {
     }
 
     /// The Connect id of a served account, when the map knows it.
-    pub fn connect_id_of(&self, account_id: &str) -> Option<&str> {
+    pub(crate) fn connect_id_of(&self, account_id: &str) -> Option<&str> {
         self.connect
             .iter()
             .find(|(_, a)| a.as_str() == account_id)
@@ -65,13 +67,17 @@ pub struct EventsConfig {
     pub secrets: Vec<SecretString>,
     /// How far a signature's timestamp may be from now (Stripe: 5 minutes).
     pub tolerance: Duration,
+    /// Which accounts are served here, and how an event finds its account.
     pub accounts: AccountMap,
+    /// The database tables and columns the pending syncs are written for.
     pub mapping: SyncMapping,
     /// The key the pending-syncs plan is signed with (`serve --plan-signing-key`).
     pub plan_key: Option<crate::sync::PlanSigningKey>,
 }
 
 impl EventsConfig {
+    /// An endpoint for `accounts` signed by any of `secrets`, with Stripe's 5-minute
+    /// tolerance, the default mapping and unsigned plans.
     pub fn new(secrets: Vec<SecretString>, accounts: AccountMap) -> EventsConfig {
         EventsConfig {
             secrets,
@@ -109,14 +115,21 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
 /// Why an event was refused; [`IntakeError::status`] is the HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
+    /// The `Stripe-Signature` header is missing, malformed, too old or signed by no known
+    /// secret (400).
     #[error("bad signature: {0}")]
     Signature(#[from] WebhookSignatureError),
+    /// The body is not a Stripe event this endpoint can read (400).
     #[error("malformed event: {0}")]
     Malformed(String),
+    /// The event's account is not served here; names it (403).
     #[error("this endpoint does not serve {0}")]
     NotServed(String),
+    /// A completed checkout session's objects could not be fetched (502; a redelivery may
+    /// succeed).
     #[error("cannot fetch the checkout session's objects through the Altan Pay API: {0}")]
     Fetch(String),
+    /// The pending-sync store failed (500; nothing was recorded).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -133,6 +146,7 @@ impl IntakeError {
         }
     }
 
+    /// The machine-readable `code` of the error body, e.g. `signature_invalid`.
     pub fn code(&self) -> &'static str {
         match self {
             IntakeError::Signature(_) => "signature_invalid",
@@ -147,13 +161,18 @@ impl IntakeError {
 /// What happened to an accepted event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
+    /// Stripe's event id, `evt_...`.
     pub event_id: String,
+    /// Stripe's event type, e.g. `product.updated`.
     pub event_type: String,
+    /// The Altan account the event was resolved to.
     pub account_id: String,
     /// `applied`, `duplicate` or `ignored` (a type this endpoint does not handle, or a
     /// checkout session whose objects Stripe does not have).
     pub status: &'static str,
+    /// Mutations queued as pending syncs (newer than what was applied before).
     pub queued: usize,
+    /// Mutations dropped as older than what was already applied for their object.
     pub stale: usize,
     /// Why an event was ignored or applied only in part: the objects it named that Stripe
     /// does not have.
@@ -190,6 +209,7 @@ fn unix_now() -> i64 {
 }
 
 impl EventsState {
+    /// The endpoint's state over `store`, without a Pay client or a room poster.
     pub fn new(config: EventsConfig, store: Arc<dyn PendingStore>) -> EventsState {
         EventsState {
             config,
@@ -212,16 +232,12 @@ impl EventsState {
         self
     }
 
-    /// A fixed clock for signature tolerance tests.
-    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
-        self.clock = clock;
-        self
-    }
-
+    /// The settings it was built with.
     pub fn config(&self) -> &EventsConfig {
         &self.config
     }
 
+    /// The pending-sync store events are recorded in.
     pub fn store(&self) -> &Arc<dyn PendingStore> {
         &self.store
     }
@@ -469,7 +485,7 @@ impl EventsState {
     }
 
     /// The plan the pending entries make, without taking them.
-    pub fn pending_plan(&self, entries: &[PendingEntry]) -> Option<SyncPlan> {
+    pub(crate) fn pending_plan(&self, entries: &[PendingEntry]) -> Option<SyncPlan> {
         let mut ledger = SyncLedger::new();
         for e in entries {
             ledger.record(e.mutation.clone());

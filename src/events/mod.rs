@@ -3,9 +3,9 @@
 
 mod http;
 mod intake;
+mod pending_syncs;
+mod poster;
 pub mod reconcile;
-mod room;
-mod store;
 
 /// Stripe's webhook signature, kept here too where the events endpoint's users look for it.
 pub use crate::stripe::signature;
@@ -13,5 +13,7 @@ pub use http::{MAX_EVENT_BYTES, router};
 pub use intake::{
     AccountMap, EventsConfig, EventsState, HANDLED_EVENT_TYPES, IntakeError, Receipt,
 };
-pub use room::{RoomConfig, RoomPoster, handoff_text};
-pub use store::{Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned};
+pub use pending_syncs::{
+    Applied, EventRecord, PendingEntry, PendingStore, SqlitePendingStore, Versioned,
+};
+pub use poster::{RoomConfig, RoomPoster, handoff_text};

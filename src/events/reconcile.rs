@@ -20,29 +20,56 @@ use crate::tools::{Action, ToolSet};
 /// Why reconcile stopped; nothing was changed unless the variant says so.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// The snapshot file could not be read or is not the expected JSON.
     #[error("snapshot {path}: {problem}")]
-    Snapshot { path: String, problem: String },
+    Snapshot {
+        /// The `--snapshot` path.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The database could not be reached or queried.
     #[error("database: {0}")]
     Database(String),
+    /// A table the sync mapping names is not in the database.
     #[error("database: table {table} does not exist (the sync mapping expects it)")]
-    TableMissing { table: String },
+    TableMissing {
+        /// The missing table.
+        table: String,
+    },
+    /// A mapped table lacks columns the sync mapping names.
     #[error("database: table {table} lacks the column(s) {columns} of the sync mapping")]
-    ColumnsMissing { table: String, columns: String },
+    ColumnsMissing {
+        /// The table.
+        table: String,
+        /// The missing columns, comma-separated.
+        columns: String,
+    },
+    /// Reading Stripe's side through the Altan Pay API failed.
     #[error("Altan Pay API: {0}")]
     Pay(String),
+    /// `--apply` without `--approve-destructive` while some updates deactivate or cancel:
+    /// how many, and which (`operation id`, comma-separated). Nothing was changed.
     #[error(
         "--apply refused, nothing changed: {0} destructive update(s) need --approve-destructive ({1})"
     )]
     NeedsApproval(usize, String),
+    /// Stripe's values moved since the drift was read (or could not be re-read); nothing
+    /// was changed.
     #[error("--apply refused, nothing changed: {0}")]
     Changed(String),
     #[error(
         "--apply stopped after {applied} of {total} update(s): {failed}: {error}. Rerunning reconcile is safe (the applied ones are no longer drift, and each update has a fixed idempotency key)"
     )]
+    /// `--apply` failed part-way: the first `applied` updates reached Stripe, the rest did not.
     Partial {
+        /// Updates that were applied before the failure.
         applied: usize,
+        /// Updates there were to apply.
         total: usize,
+        /// The update that failed, `operation id`.
         failed: String,
+        /// The Altan Pay API's error.
         error: String,
     },
 }
@@ -53,6 +80,7 @@ pub type Rows = BTreeMap<ObjectKind, BTreeMap<String, Map<String, Value>>>;
 /// The database side: every mapped table's rows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mirror {
+    /// Every mapped table's rows, by kind and key.
     pub rows: Rows,
 }
 
@@ -263,6 +291,7 @@ pub async fn list_stripe(
 /// Which columns the database wins when they differ: `name` (every table) or `products.name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbWins {
+    /// Column names (`name`) or `table.column` names (`products.name`).
     pub columns: BTreeSet<String>,
 }
 
@@ -273,6 +302,7 @@ impl Default for DbWins {
 }
 
 impl DbWins {
+    /// The rule from `--db-wins` items; blanks are skipped, spaces trimmed.
     pub fn parse<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> DbWins {
         DbWins {
             columns: items
@@ -283,6 +313,7 @@ impl DbWins {
         }
     }
 
+    /// Whether the database's value of `table.column` is kept over Stripe's.
     pub fn wins(&self, table: &str, column: &str) -> bool {
         self.columns.contains(column) || self.columns.contains(&format!("{table}.{column}"))
     }
@@ -303,7 +334,7 @@ fn pushable(kind: ObjectKind) -> &'static [&'static str] {
 /// What kind of drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Problem {
+pub enum ReconcileProblem {
     /// Stripe has the object; the database has no row.
     MissingInDatabase,
     /// The database has a row; Stripe has no such object.
@@ -312,12 +343,12 @@ pub enum Problem {
     FieldDiffers,
 }
 
-impl Problem {
+impl ReconcileProblem {
     fn as_str(self) -> &'static str {
         match self {
-            Problem::MissingInDatabase => "missing in database",
-            Problem::GoneFromStripe => "gone from Stripe",
-            Problem::FieldDiffers => "field differs",
+            ReconcileProblem::MissingInDatabase => "missing in database",
+            ReconcileProblem::GoneFromStripe => "gone from Stripe",
+            ReconcileProblem::FieldDiffers => "field differs",
         }
     }
 }
@@ -326,30 +357,47 @@ impl Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Winner {
+    /// Stripe's value is written to the database (through the sync plan).
     Stripe,
+    /// The database's value is pushed to Stripe (a [`StripeUpdate`]).
     Database,
 }
 
 /// One difference.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drift {
+    /// The database table.
     pub table: String,
+    /// The kind of Stripe object.
     pub kind: ObjectKind,
+    /// Stripe's id of the object (the row's key).
     pub id: String,
-    pub problem: Problem,
+    /// What differs.
+    pub problem: ReconcileProblem,
+    /// The column that differs, for [`ReconcileProblem::FieldDiffers`].
     pub column: Option<String>,
+    /// The database's value (the whole row when Stripe has no object; null when the
+    /// database has no row).
     pub database: Value,
+    /// Stripe's value (the whole row it should be when the database has none; null when
+    /// Stripe has no object).
     pub stripe: Value,
+    /// Which side's value is kept.
     pub winner: Winner,
 }
 
 /// One Stripe update pushing database values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StripeUpdate {
+    /// The kind of Stripe object.
     pub kind: ObjectKind,
+    /// Stripe's id of the object.
     pub id: String,
+    /// The route operation, e.g. `products.update`.
     pub operation: String,
+    /// The Stripe parameters sent: the database's values.
     pub params: Value,
+    /// The database columns whose values are pushed.
     pub columns: Vec<String>,
     /// Deactivates or cancels: applied only with approval.
     pub destructive: bool,
@@ -360,20 +408,28 @@ pub struct StripeUpdate {
 /// The whole result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// The Altan account reconciled.
     pub account_id: String,
     /// Per table: (database rows, Stripe objects).
     pub counts: BTreeMap<String, (usize, usize)>,
+    /// Every difference, table by table.
     pub drift: Vec<Drift>,
+    /// The database changes that bring the mirror to Stripe's values; `None` when there are
+    /// none.
     pub sync_plan: Option<SyncPlan>,
+    /// The Stripe updates the database-wins columns need (applied only with `--apply`).
     pub stripe_updates: Vec<StripeUpdate>,
+    /// Remarks for people, e.g. a database-wins value that cannot be pushed to Stripe.
     pub notes: Vec<String>,
 }
 
 impl Report {
-    pub fn in_line(&self) -> bool {
+    /// Whether the mirror matches Stripe (no drift).
+    pub(crate) fn in_line(&self) -> bool {
         self.drift.is_empty()
     }
 
+    /// The report as the JSON `--json` prints.
     pub fn to_json(&self) -> Value {
         let counts: Map<String, Value> = self
             .counts
@@ -617,7 +673,7 @@ pub fn diff(
                     table: t.table.clone(),
                     kind,
                     id: id.clone(),
-                    problem: Problem::MissingInDatabase,
+                    problem: ReconcileProblem::MissingInDatabase,
                     column: None,
                     database: Value::Null,
                     stripe: Value::Object(expected.clone()),
@@ -674,7 +730,7 @@ pub fn diff(
                     table: t.table.clone(),
                     kind,
                     id: id.clone(),
-                    problem: Problem::FieldDiffers,
+                    problem: ReconcileProblem::FieldDiffers,
                     column: Some(column.name.clone()),
                     database: have,
                     stripe: want,
@@ -704,7 +760,7 @@ pub fn diff(
                 table: t.table.clone(),
                 kind,
                 id: id.clone(),
-                problem: Problem::GoneFromStripe,
+                problem: ReconcileProblem::GoneFromStripe,
                 column: None,
                 database: Value::Object(row.clone()),
                 stripe: Value::Null,
@@ -822,6 +878,7 @@ pub struct ReconcileOptions {
     /// The key `serve` signs plans with: the repair plan is signed with it, so an `apply`
     /// that checks signatures takes it.
     pub plan_signing_key: Option<crate::sync::PlanSigningKey>,
+    /// How to reach the Altan Pay API (or the embedded sandbox).
     pub pay: crate::config::PayOptions,
     /// With --sandbox: an initial state for the embedded sandbox (demos, benchmarks).
     pub sandbox_state: Option<PathBuf>,

@@ -36,11 +36,22 @@ use super::{Backend, PayRequest, PayResponse};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Answer `status` with a Stripe-shaped error body; the inner backend is not called.
-    Error { status: u16 },
+    Error {
+        /// The HTTP status answered, 400-599.
+        status: u16,
+    },
     /// Answer 429 with `Retry-After`; the inner backend is not called.
-    RateLimit { retry_after: Duration },
+    RateLimit {
+        /// Sent as `Retry-After`, in whole seconds.
+        retry_after: Duration,
+    },
     /// Wait before answering: before the inner backend runs, or after it committed.
-    Delay { delay: Duration, after_commit: bool },
+    Delay {
+        /// How long the answer is held back.
+        delay: Duration,
+        /// Wait after the inner backend wrote (`true`) instead of before it runs.
+        after_commit: bool,
+    },
     /// Let the inner backend commit, then close the connection without an answer.
     DropAfterCommit,
 }
@@ -61,6 +72,7 @@ impl Fault {
 pub struct FaultRule {
     /// A route operation (`products.create`) or `*`.
     pub operation: String,
+    /// What happens when the rule fires.
     pub fault: Fault,
     /// Matching calls let through before the rule may fire.
     pub skip: u64,
@@ -71,6 +83,7 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
+    /// A rule that fires `fault` on every call of `operation` (`*` for all), until narrowed.
     pub fn new(operation: &str, fault: Fault) -> FaultRule {
         FaultRule {
             operation: operation.to_string(),
@@ -93,6 +106,7 @@ impl FaultRule {
         self
     }
 
+    /// Fire with chance `p` on each eligible call (clamped to 0..=1).
     pub fn probability(mut self, p: f64) -> FaultRule {
         self.probability = p.clamp(0.0, 1.0);
         self
@@ -106,7 +120,9 @@ impl FaultRule {
 /// The rules of one run, checked in order; the first that fires wins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultPlan {
+    /// Seed of the RNG behind `probability`: the same seed fires the same faults.
     pub seed: u64,
+    /// The rules, in the order they are checked.
     pub rules: Vec<FaultRule>,
 }
 
@@ -114,7 +130,9 @@ pub struct FaultPlan {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("fault file {origin}: {reason}")]
 pub struct FaultConfigError {
+    /// The file (or other origin) the rules came from.
     pub origin: String,
+    /// What is wrong with it, naming the rule where one is at fault.
     pub reason: String,
 }
 
@@ -143,6 +161,7 @@ struct RuleSpec {
 }
 
 impl FaultPlan {
+    /// A plan with no rules yet, its RNG seeded with `seed`.
     pub fn new(seed: u64) -> FaultPlan {
         FaultPlan {
             seed,
@@ -150,6 +169,7 @@ impl FaultPlan {
         }
     }
 
+    /// Adds a rule after the ones already there.
     pub fn rule(mut self, rule: FaultRule) -> FaultPlan {
         self.rules.push(rule);
         self
@@ -259,13 +279,18 @@ impl RuleSpec {
 /// How many faults of each kind fired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultCounts {
+    /// [`Fault::Error`]s fired.
     pub errors: u64,
+    /// [`Fault::RateLimit`]s fired.
     pub rate_limits: u64,
+    /// [`Fault::Delay`]s fired.
     pub delays: u64,
+    /// [`Fault::DropAfterCommit`]s fired.
     pub drops: u64,
 }
 
 impl FaultCounts {
+    /// Every fault fired, of any kind.
     pub fn total(&self) -> u64 {
         self.errors + self.rate_limits + self.delays + self.drops
     }
@@ -285,6 +310,7 @@ pub struct FaultyBackend {
 }
 
 impl FaultyBackend {
+    /// Puts `plan` in front of `inner`.
     pub fn new(inner: Arc<dyn Backend>, plan: FaultPlan) -> FaultyBackend {
         let states = plan
             .rules
@@ -300,7 +326,7 @@ impl FaultyBackend {
     }
 
     /// Wraps `inner` when a fault file is given; returns it unchanged otherwise.
-    pub fn wrap_from_file(
+    pub(crate) fn wrap_from_file(
         inner: Arc<dyn Backend>,
         path: Option<&Path>,
     ) -> Result<Arc<dyn Backend>, FaultConfigError> {
@@ -310,6 +336,7 @@ impl FaultyBackend {
         }
     }
 
+    /// How many faults fired so far.
     pub fn counts(&self) -> FaultCounts {
         let n = |i: usize| self.counts[i].load(Ordering::Relaxed);
         FaultCounts {

@@ -18,13 +18,16 @@ use crate::pay::RouteTable;
 pub struct PayRequest {
     /// The route table's operation name, e.g. `products.create`.
     pub operation: String,
+    /// The Altan account the call is made for; the sandbox keeps each account's objects apart.
     pub account_id: String,
+    /// The Stripe Connect account (`acct_...`) the call acts on, when the envelope names one.
     pub stripe_connect_id: Option<String>,
     /// The object id from the path, for retrieve/update/delete/cancel.
     pub id: Option<String>,
     /// Stripe parameters: the `payload` of a POST, or the decoded query of a GET
     /// (query values arrive as strings; the backend coerces them).
     pub params: Map<String, Value>,
+    /// The `Idempotency-Key` header: a repeat with the same key gets the first answer back.
     pub idempotency_key: Option<String>,
 }
 
@@ -32,12 +35,15 @@ pub struct PayRequest {
 /// (the object, a list, a deleted object, or `{"error": {...}}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayResponse {
+    /// The HTTP status, e.g. 200, 400, 404.
     pub status: u16,
+    /// The JSON body sent as is.
     pub body: Value,
 }
 
 /// Something that can serve Altan Pay operations: the sandbox or a Stripe upstream.
 pub trait Backend: Send + Sync + 'static {
+    /// Serves one call; every outcome, refusals included, is a [`PayResponse`].
     fn handle(&self, request: PayRequest)
     -> Pin<Box<dyn Future<Output = PayResponse> + Send + '_>>;
 }
@@ -108,21 +114,35 @@ impl std::fmt::Debug for GatewayOptions {
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The `--routes` table could not be read.
     #[error(transparent)]
     Routes(#[from] crate::pay::RouteError),
+    /// The sandbox's file could not be opened or its initial state not loaded.
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    /// The `--state` document could not be read or is not JSON.
     #[error("cannot read the initial state {path}: {reason}")]
-    State { path: String, reason: String },
+    State {
+        /// The `--state` path as given.
+        path: String,
+        /// What went wrong reading or parsing it.
+        reason: String,
+    },
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The `--addr` as given.
         addr: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The server stopped on an I/O error while serving.
     #[error("gateway server: {0}")]
     Serve(std::io::Error),
+    /// The Stripe upstream is misconfigured: no key, a bad base URL or bad account bindings.
     #[error("Stripe upstream: {0}")]
     Upstream(String),
+    /// The `--faults` file could not be read or is not a valid rule set.
     #[error(transparent)]
     Faults(#[from] faults::FaultConfigError),
 }
@@ -210,7 +230,7 @@ fn bind_accounts(
 }
 
 /// Starts the embedded sandbox, in memory, on an ephemeral loopback port.
-pub async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle> {
+pub(crate) async fn spawn_sandbox(routes: RouteTable) -> std::io::Result<GatewayHandle> {
     spawn(routes, Arc::new(Sandbox::in_memory()), None).await
 }
 

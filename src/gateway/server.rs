@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::error::ApiError;
+use super::error::GatewayRefusal;
 use super::{Backend, PayRequest, PayResponse};
 use crate::pay::form;
 use crate::pay::routes::{Method, Route, RouteTable, percent_decode};
@@ -70,6 +70,7 @@ pub async fn serve_with_shutdown(
 pub struct GatewayHandle {
     /// `http://127.0.0.1:PORT`, ready for `RouteTable::with_base_url`.
     pub base_url: String,
+    /// The loopback address the server listens on.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
@@ -148,17 +149,19 @@ async fn call_backend(app: &App, pay: PayRequest) -> PayResponse {
     let backend = app.backend.clone();
     tokio::spawn(async move { backend.handle(pay).await })
         .await
-        .unwrap_or_else(|e| ApiError::internal(format!("the backend failed: {e}")).into_response())
+        .unwrap_or_else(|e| {
+            GatewayRefusal::internal(format!("the backend failed: {e}")).into_response()
+        })
 }
 
 /// A refusal made by the HTTP front before the backend is called.
 struct Refusal {
-    error: ApiError,
+    error: GatewayRefusal,
     allow: Option<&'static str>,
 }
 
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Refusal {
+impl From<GatewayRefusal> for Refusal {
+    fn from(error: GatewayRefusal) -> Refusal {
         Refusal { error, allow: None }
     }
 }
@@ -215,7 +218,7 @@ async fn route_request(app: &App, request: Request) -> Result<PayRequest, Refusa
         Method::Get => query,
         Method::Post | Method::Delete => {
             if let Some(key) = query.keys().next() {
-                return Err(ApiError::unknown_param(key).param(key.clone()).into());
+                return Err(GatewayRefusal::unknown_param(key).param(key.clone()).into());
             }
             open_envelope(&body, route.method)?
         }
@@ -232,7 +235,7 @@ async fn route_request(app: &App, request: Request) -> Result<PayRequest, Refusa
 
 fn check_token(token: Option<&SecretString>, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(token) = token else { return Ok(()) };
-    let unauthorized = |message: &str| ApiError::invalid(message).status(401);
+    let unauthorized = |message: &str| GatewayRefusal::invalid(message).status(401);
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -259,7 +262,7 @@ fn find_route<'a>(
     path: &str,
 ) -> Result<Matched<'a>, Refusal> {
     if let Some(bad) = path.split('/').find(|s| percent_decode(s).is_none()) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Malformed percent-encoding in the path segment `{bad}`."
         ))
         .into());
@@ -275,13 +278,13 @@ fn find_route<'a>(
     }
     match allowed {
         Some(allow) => Err(Refusal {
-            error: ApiError::invalid(format!(
+            error: GatewayRefusal::invalid(format!(
                 "{method} is not allowed on {path}; this route only accepts {allow}."
             ))
             .status(405),
             allow: Some(allow),
         }),
-        None => Err(ApiError::invalid(format!(
+        None => Err(GatewayRefusal::invalid(format!(
             "Unrecognized request URL ({method}: {path}). It is not a route of the Altan Pay API table."
         ))
         .status(404)
@@ -293,9 +296,11 @@ fn decode_query(query: &str) -> Result<Map<String, Value>, Refusal> {
     match form::decode(query) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Ok(Map::new()),
-        Err(e) => Err(ApiError::invalid(format!("Invalid query string: {e}"))
-            .param(e.key)
-            .into()),
+        Err(e) => Err(
+            GatewayRefusal::invalid(format!("Invalid query string: {e}"))
+                .param(e.key)
+                .into(),
+        ),
     }
 }
 
@@ -312,9 +317,9 @@ fn take_route_query(
         }
         connect = match given {
             Some(Value::String(s)) if !s.is_empty() => Some(s),
-            Some(Value::String(_)) | None => return Err(ApiError::missing_param(name).into()),
+            Some(Value::String(_)) | None => return Err(GatewayRefusal::missing_param(name).into()),
             Some(_) => {
-                return Err(ApiError::invalid(format!(
+                return Err(GatewayRefusal::invalid(format!(
                     "Invalid {name}: expected a single string value."
                 ))
                 .param(name)
@@ -327,7 +332,7 @@ fn take_route_query(
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> {
     let too_large = || {
-        ApiError::invalid(format!(
+        GatewayRefusal::invalid(format!(
             "The request body is larger than {MAX_BODY_BYTES} bytes (or could not be read)."
         ))
         .status(413)
@@ -353,26 +358,26 @@ fn open_envelope(body: &[u8], method: Method) -> Result<Map<String, Value>, Refu
             return Ok(Map::new());
         }
         return Err(
-            ApiError::invalid(format!("The request body is empty; {shape}."))
+            GatewayRefusal::invalid(format!("The request body is empty; {shape}."))
                 .code("parameter_missing")
                 .param("payload")
                 .into(),
         );
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(format!(
+        GatewayRefusal::invalid(format!(
             "The request body is not valid JSON ({e}); {shape}."
         ))
     })?;
     let Value::Object(mut top) = value else {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The request body is a JSON {}; {shape}.",
             kind_of(&value)
         ))
         .into());
     };
     if let Some(extra) = top.keys().find(|k| *k != "payload") {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Received unknown top-level field `{extra}`; {shape}."
         ))
         .code("parameter_unknown")
@@ -381,18 +386,18 @@ fn open_envelope(body: &[u8], method: Method) -> Result<Map<String, Value>, Refu
     }
     match top.remove("payload") {
         Some(Value::Object(params)) => Ok(params),
-        Some(other) => Err(ApiError::invalid(format!(
+        Some(other) => Err(GatewayRefusal::invalid(format!(
             "`payload` must be a JSON object of Stripe parameters, not a {}.",
             kind_of(&other)
         ))
         .param("payload")
         .into()),
-        None => Err(
-            ApiError::invalid(format!("The request body has no `payload`; {shape}."))
-                .code("parameter_missing")
-                .param("payload")
-                .into(),
-        ),
+        None => Err(GatewayRefusal::invalid(format!(
+            "The request body has no `payload`; {shape}."
+        ))
+        .code("parameter_missing")
+        .param("payload")
+        .into()),
     }
 }
 
@@ -414,7 +419,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, Refusa
             .to_str()
             .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
             .map_err(|_| {
-                ApiError::invalid(format!("The {name} header is not valid text."))
+                GatewayRefusal::invalid(format!("The {name} header is not valid text."))
                     .param(name)
                     .into()
             }),

@@ -75,6 +75,7 @@ impl UpstreamConfig {
         Ok(config)
     }
 
+    /// Points the upstream at another Stripe-compatible server (a local fake in tests).
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
         self
@@ -99,17 +100,13 @@ impl UpstreamConfig {
     }
 
     /// Whether any account is bound: an upstream without bindings refuses every request.
-    pub fn has_bindings(&self) -> bool {
+    pub(crate) fn has_bindings(&self) -> bool {
         !self.connect_ids.is_empty() || !self.platform_accounts.is_empty()
     }
 
+    /// Replaces the per-request timeout ([`DEFAULT_TIMEOUT`] by default).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self
-    }
-
-    pub fn with_stripe_version(mut self, version: impl Into<String>) -> Self {
-        self.stripe_version = Some(version.into());
         self
     }
 }
@@ -117,19 +114,31 @@ impl UpstreamConfig {
 /// Why an upstream could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// `STRIPE_API_KEY` is unset or blank.
     #[error("STRIPE_API_KEY is not set; the stripe backend needs a secret key")]
     MissingKey,
+    /// The base URL does not parse or is not http(s).
     #[error("invalid Stripe base URL `{url}`: {reason}")]
-    BadBaseUrl { url: String, reason: String },
+    BadBaseUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The secret key has characters an HTTP header cannot carry.
     #[error("the secret key can't be sent as an HTTP header (it has control characters)")]
     BadKey,
     #[error(
         "account `{account_id}` is bound both to Connect account `{connect_id}` and to the platform account"
     )]
+    /// An account is in both `connect_ids` and `platform_accounts`.
     DoubleBinding {
+        /// The Altan account bound twice.
         account_id: String,
+        /// The Connect account it is also bound to.
         connect_id: String,
     },
+    /// The HTTP client could not be built (TLS setup).
     #[error("could not build the HTTP client: {0}")]
     Client(String),
 }

@@ -16,6 +16,7 @@ pub enum Stage {
     Model(usize),
     /// The Pay requests made by the tool calls of model call k (0: before the first).
     Pay(usize),
+    /// The turn's outcome: the answer, the tool calls, the plan, the Stripe state.
     Outcome,
 }
 
@@ -24,13 +25,18 @@ pub enum Stage {
 pub struct Finding {
     /// 0-based; shown 1-based.
     pub turn: usize,
+    /// Where in the turn.
     pub stage: Stage,
+    /// What differs, e.g. `request.messages[3].content`; the whole text of a message finding.
     pub field: String,
+    /// The recorded (or expected) value; `None` for a message finding.
     pub expected: Option<String>,
+    /// The value the run produced; `None` for a message finding.
     pub got: Option<String>,
 }
 
 impl Finding {
+    /// A difference: `field` was `expected` and the run gave `got`.
     pub fn diff(
         turn: usize,
         stage: Stage,
@@ -47,6 +53,7 @@ impl Finding {
         }
     }
 
+    /// A finding that is a sentence, not a comparison.
     pub fn message(turn: usize, stage: Stage, text: impl Into<String>) -> Finding {
         Finding {
             turn,
@@ -105,7 +112,7 @@ fn cut(text: &str) -> String {
 }
 
 /// Approval ids are random per run; they are compared as `appr_*`.
-pub fn mask_text(text: &str) -> String {
+pub(crate) fn mask_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("appr_") {
@@ -127,7 +134,7 @@ pub fn mask_text(text: &str) -> String {
 /// A value as compared: approval ids masked, and the items of a Stripe list sorted by id.
 /// Objects written by concurrent tool calls commit in arrival order and share the sandbox's
 /// fixed `created`, so the order of such a list is not part of the behaviour.
-pub fn mask(value: &Value) -> Value {
+pub(crate) fn mask(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(mask_text(s)),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
@@ -146,7 +153,11 @@ pub fn mask(value: &Value) -> Value {
 }
 
 /// The first difference between two JSON values: (path, expected, got).
-pub fn json_diff(path: &str, expected: &Value, got: &Value) -> Option<(String, String, String)> {
+pub(crate) fn json_diff(
+    path: &str,
+    expected: &Value,
+    got: &Value,
+) -> Option<(String, String, String)> {
     match (expected, got) {
         (Value::Object(e), Value::Object(g)) => {
             let keys: BTreeSet<&String> = e.keys().chain(g.keys()).collect();
@@ -241,7 +252,7 @@ fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
 /// results, JSON-compared, approval ids masked), and that every tool the recorded response
 /// calls is offered. The model name, temperature, stream flags, the system prompt, the context
 /// message and the tool schemas' text are not compared.
-pub fn compare_request(
+pub(crate) fn compare_request(
     expected: &Value,
     got: &Value,
     called: &[String],
@@ -390,7 +401,11 @@ fn path_only(path: &str) -> &str {
 
 /// Compares a turn's Pay requests with the recording: per model call, as a multiset of
 /// (method, path and query, body, status), since tool calls of one answer run concurrently.
-pub fn compare_pay(turn: usize, expected: &[PayExchange], got: &[PayExchange]) -> Vec<Finding> {
+pub(crate) fn compare_pay(
+    turn: usize,
+    expected: &[PayExchange],
+    got: &[PayExchange],
+) -> Vec<Finding> {
     let mut groups: BTreeMap<usize, (Vec<&PayExchange>, Vec<&PayExchange>)> = BTreeMap::new();
     for e in expected {
         groups.entry(e.model_call).or_default().0.push(e);
@@ -475,7 +490,7 @@ pub fn compare_pay(turn: usize, expected: &[PayExchange], got: &[PayExchange]) -
 
 /// Mentions in a text: `[@Name](/member/..)` links plus bare `@Name` handles (an email's `@`
 /// follows a letter, so it is not one).
-pub fn mention_count(text: &str) -> usize {
+pub(crate) fn mention_count(text: &str) -> usize {
     let links = text.matches("](/member/").count();
     let chars: Vec<char> = text.chars().collect();
     let bare = chars
@@ -504,7 +519,7 @@ fn table_of(object: &str) -> Option<&'static str> {
 }
 
 /// What a dotted path (`recurring.interval`, `items.data.0.price.id`) holds in an object.
-pub fn field_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn field_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     let mut at = object;
     for part in path.split('.') {
         at = match at {
@@ -518,8 +533,10 @@ pub fn field_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
 /// How strictly ids are compared: a replay has the recorded ids; a live run (eval) makes new
 /// ones, so ids that were not in the initial state match any new id.
 #[derive(Debug, Clone, Copy)]
-pub enum Ids<'a> {
+pub(crate) enum Ids<'a> {
+    /// Every id must be the recorded one (replay).
     Exact,
+    /// Ids in this set (the initial state's) must match; any other id matches any new one.
     NewAreAny(&'a BTreeSet<String>),
 }
 
@@ -538,7 +555,7 @@ impl Ids<'_> {
 }
 
 /// Checks one turn's outcome; returns (field, expected, got) for each failed check.
-pub fn judge(expect: &Expect, run: &TurnRun, ids: Ids<'_>) -> Vec<(String, String, String)> {
+pub(crate) fn judge(expect: &Expect, run: &TurnRun, ids: Ids<'_>) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let Some(answer) = &run.answer else {
         out.push((

@@ -10,6 +10,7 @@ use super::{RecordOptions, eval, live_model, record, replay};
 /// The scenario suite's directory, relative to the working directory.
 pub const DEFAULT_SCENARIOS: &str = "fixtures/transcripts";
 
+/// `altan-pay demo`: replays the bundled recording; `Ok(false)` when it diverged.
 pub async fn demo() -> Result<bool, String> {
     super::demo::demo().await.map_err(|e| e.to_string())
 }
@@ -57,7 +58,7 @@ pub async fn replay_files(paths: &[PathBuf]) -> Result<bool, String> {
 }
 
 /// `Ok(PASS line)` or `Err(FAIL lines)`.
-pub async fn replay_one(file: &Path) -> Result<String, String> {
+pub(crate) async fn replay_one(file: &Path) -> Result<String, String> {
     let shown = file.display();
     let transcript = Transcript::load(file).map_err(|e| format!("FAIL {shown}\n  {e}"))?;
     let report = replay(&transcript)

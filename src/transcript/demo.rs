@@ -18,6 +18,7 @@ pub const DEMO_NAME: &str = "demo-create-product-pro";
 /// Embedded so `altan-pay demo` works from any directory.
 const DEMO_JSON: &str = include_str!("../../fixtures/transcripts/demo-create-product-pro.json");
 
+/// The bundled demo recording, parsed from the copy embedded in the binary.
 pub fn demo_transcript() -> Result<Transcript, TranscriptError> {
     Transcript::from_json(
         DEMO_JSON,
@@ -87,7 +88,7 @@ pub async fn demo() -> Result<bool, TranscriptError> {
 }
 
 /// One event as the demo shows it.
-pub fn render_event(transcript: &Transcript, turn: usize, event: &AgentEvent) -> String {
+pub(crate) fn render_event(transcript: &Transcript, turn: usize, event: &AgentEvent) -> String {
     let mut out = String::new();
     match event {
         AgentEvent::Started { .. } => {
@@ -209,7 +210,7 @@ fn error_text(result: &Value) -> String {
 }
 
 /// A Stripe object or list in a few words.
-pub fn summarize(result: &Value) -> String {
+pub(crate) fn summarize(result: &Value) -> String {
     if result.get("error").is_some() {
         return error_text(result);
     }

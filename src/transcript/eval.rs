@@ -12,20 +12,26 @@ use crate::model::ChatModel;
 /// One scenario's score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRow {
+    /// The scenario's name.
     pub name: String,
-    /// `None` when the scenario does not check that part.
+    /// Whether the final Stripe state matched; `None` when the scenario does not check it.
     pub state: Option<bool>,
+    /// Whether the sync plan matched; `None` when the scenario does not check it.
     pub plan: Option<bool>,
     /// The rule checks and the answer checks (contains, mentions, ends_with, end).
     pub rules: Option<bool>,
+    /// Model calls over the whole run.
     pub model_calls: usize,
+    /// Tool calls over the whole run.
     pub tool_calls: usize,
+    /// Tokens the model reported (prompt and completion), over the whole run.
     pub tokens: u64,
     /// What failed, `turn n: field: expected .., got ..`.
     pub failures: Vec<String>,
 }
 
 impl EvalRow {
+    /// Whether nothing failed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }

@@ -29,9 +29,12 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transcript {
+    /// The format tag, [`FORMAT`].
     #[serde(default = "format_tag")]
     pub format: String,
+    /// A short name, the file's stem: `demo-create-product-pro`.
     pub name: String,
+    /// What the conversation shows, for people.
     #[serde(default)]
     pub description: String,
     /// The trusted context the platform sends with every turn.
@@ -39,20 +42,23 @@ pub struct Transcript {
     /// Part of every idempotency key, so it must stay fixed for ids to repeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_id: Option<String>,
+    /// The policy the agent runs with.
     #[serde(default)]
     pub policy: PolicyName,
+    /// The sandbox the tools run against.
     #[serde(default)]
     pub sandbox: SandboxSpec,
     /// Network faults injected between the agent and the Altan Pay API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub faults: Vec<Fault>,
+    pub faults: Vec<RecordedFault>,
     /// How the recordings were made (for people; replay ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingInfo>,
     /// What every recorded request repeats, stored once (see [`SHARED_TOOLS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<Shared>,
-    pub turns: Vec<Turn>,
+    /// The turns, in order.
+    pub turns: Vec<RecordedTurn>,
 }
 
 /// A request's `tools` equal to `shared.tools` is stored as this string.
@@ -65,7 +71,9 @@ pub const SHARED_PROMPT: &str = "$shared.system_prompt";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shared {
+    /// The `tools` array every request sent.
     pub tools: Value,
+    /// The system prompt every request sent.
     pub system_prompt: String,
 }
 
@@ -73,6 +81,7 @@ pub struct Shared {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyName {
+    /// [`crate::policy::PolicyConfig::default`].
     #[default]
     Default,
     /// Deletes, cancels and deactivations wait for a person's approval.
@@ -80,6 +89,7 @@ pub enum PolicyName {
 }
 
 impl PolicyName {
+    /// The policy configuration this name stands for.
     pub fn config(self) -> crate::policy::PolicyConfig {
         match self {
             PolicyName::Default => crate::policy::PolicyConfig::default(),
@@ -113,13 +123,15 @@ impl Default for SandboxSpec {
 /// A fault between the agent and the Altan Pay API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Fault {
+pub enum RecordedFault {
     /// The request reaches Stripe and commits, but the answer is lost (the client sees a
     /// 502): what a dropped connection after the write looks like.
     LoseResponse {
+        /// The HTTP method matched, case-insensitive (`POST`).
         method: String,
         /// Matches requests whose path contains this text.
         path_contains: String,
+        /// How many matching requests lose their answer (1 by default).
         #[serde(default = "one_usize")]
         times: usize,
     },
@@ -129,6 +141,7 @@ fn one_usize() -> usize {
     1
 }
 
+/// How a transcript's recordings were made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingInfo {
@@ -144,12 +157,16 @@ pub struct RecordingInfo {
 /// One answer of the agent: what it was given, what it did, what must come of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Turn {
+pub struct RecordedTurn {
+    /// What starts the turn.
     pub input: TurnInput,
+    /// The model calls, in order (empty in a scenario not yet recorded).
     #[serde(default)]
     pub model_calls: Vec<ModelCall>,
+    /// The Altan Pay exchanges the tool calls made, in order.
     #[serde(default)]
     pub pay_exchanges: Vec<PayExchange>,
+    /// What the turn must come to.
     #[serde(default)]
     pub expect: Expect,
 }
@@ -162,6 +179,7 @@ pub enum TurnInput {
     Messages(Vec<RoomMessage>),
     /// A person decides on the call the previous answer held for approval.
     Approval {
+        /// `true` approves the call, `false` refuses it.
         approve: bool,
         /// Which held call of the previous answer (default the first).
         #[serde(default)]
@@ -173,6 +191,7 @@ pub enum TurnInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCall {
+    /// The request body as sent (with the `$shared` markers in a stored file).
     pub request: Value,
     /// A whole `chat.completion` (non-streamed calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,15 +239,19 @@ pub struct PayExchange {
     /// The model call (1-based, within the turn) whose tool calls made this request;
     /// 0 before the turn's first model call (an approved call running).
     pub model_call: usize,
+    /// The HTTP method, `GET` or `POST`.
     pub method: String,
     /// Path and query, as sent.
     pub path: String,
     /// Request headers, secrets redacted, `host` and `content-length` left out.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The JSON request body; `None` for a GET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The HTTP status answered.
     pub status: u16,
+    /// The JSON answer body.
     pub response: Value,
     /// The fault injection swallowed this answer; the client saw a 502 instead.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -239,8 +262,10 @@ pub struct PayExchange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// Checks on the answer's text and end.
     #[serde(default, skip_serializing_if = "AnswerExpect::is_empty")]
     pub answer: AnswerExpect,
+    /// The sync plan the answer must carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_plan: Option<PlanExpect>,
     /// Per object kind (`products`, `prices`, ...): exactly these objects exist after the
@@ -250,6 +275,7 @@ pub struct Expect {
     /// Tool call id -> error code (`ok` for success).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_errors: BTreeMap<String, String>,
+    /// Rules of the spec the outcome must keep.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
 }
@@ -261,10 +287,13 @@ pub struct AnswerExpect {
     /// The exact text (replay only; a live model words things its own way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Pieces of text the answer must contain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contains: Vec<String>,
+    /// Pieces of text the answer must not contain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_contains: Vec<String>,
+    /// The text the answer must end with (trailing whitespace ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_with: Option<String>,
     /// How many mentions (`[@Name](/member/..)` or a bare `@Name`) the text has.
@@ -276,6 +305,7 @@ pub struct AnswerExpect {
 }
 
 impl AnswerExpect {
+    /// Whether nothing is checked.
     pub fn is_empty(&self) -> bool {
         self == &AnswerExpect::default()
     }
@@ -285,22 +315,32 @@ impl AnswerExpect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlanExpect {
+    /// The answer carries no plan.
     None(NoPlan),
-    Plan { operations: Vec<OpExpect> },
+    /// The answer's plan has exactly these operations, in this order.
+    Plan {
+        /// The expected operations.
+        operations: Vec<OpExpect>,
+    },
 }
 
+/// The string `"none"` in a transcript: no sync plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoPlan {
+    /// `"none"`.
     None,
 }
 
+/// One expected operation of a sync plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpExpect {
+    /// The database table, e.g. `products`.
     pub table: String,
     /// `upsert` or `delete`.
     pub op: String,
+    /// The row's key: Stripe's id of the object.
     pub id: String,
     /// Columns the row must have with these values (others are not checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -409,6 +449,7 @@ impl Transcript {
         out
     }
 
+    /// Reads and parses a transcript file.
     pub fn load(path: &Path) -> Result<Transcript, TranscriptError> {
         let text = std::fs::read_to_string(path).map_err(|e| TranscriptError::Io {
             file: path.display().to_string(),
@@ -507,6 +548,7 @@ impl Transcript {
         })
     }
 
+    /// The thread id turns run under: `thread_id`, or `transcript-<name>`.
     pub fn thread(&self) -> String {
         self.thread_id
             .clone()

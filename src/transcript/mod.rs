@@ -21,8 +21,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use check::{Finding, Stage};
 pub use format::{
-    AnswerExpect, Expect, Fault, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect,
-    RecordingInfo, Rule, Transcript, Turn, TurnInput,
+    AnswerExpect, Expect, ModelCall, NoPlan, OpExpect, PayExchange, PlanExpect, RecordedFault,
+    RecordedTurn, RecordingInfo, Rule, Transcript, TurnInput,
 };
 pub use outcome::{RunOutput, TurnRun};
 pub use record::{PayRecorder, RecordingModel, spawn_pay_recorder};
@@ -35,14 +35,25 @@ use crate::model::{ChatModel, ModelApi, OpenAiConfig, OpenAiModel, RetryPolicy};
 /// Why a transcript could not be read or run at all (a divergence is a [`Finding`]).
 #[derive(Debug, thiserror::Error)]
 pub enum TranscriptError {
+    /// The file could not be read or written.
     #[error("{file}: {reason}")]
-    Io { file: String, reason: String },
-    #[error("{file}: {field}: {reason}")]
-    Invalid {
+    Io {
+        /// The transcript file.
         file: String,
-        field: String,
+        /// The operating system's error.
         reason: String,
     },
+    /// The file is not a valid transcript: names the field at fault.
+    #[error("{file}: {field}: {reason}")]
+    Invalid {
+        /// The transcript file.
+        file: String,
+        /// The JSON path of the field at fault, e.g. `turns[2].expect`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// What a run needs could not be set up: the replay server, the sandbox, the model.
     #[error("{0}")]
     Setup(String),
 }
@@ -50,15 +61,20 @@ pub enum TranscriptError {
 /// The result of replaying one transcript.
 #[derive(Debug, Clone)]
 pub struct ReplayReport {
+    /// The transcript's name.
     pub name: String,
     /// Every divergence, in the order things happen.
     pub findings: Vec<Finding>,
+    /// Turns replayed.
     pub turns: usize,
+    /// Model calls the transcript recorded.
     pub model_calls: usize,
+    /// Altan Pay requests the transcript recorded.
     pub pay_requests: usize,
 }
 
 impl ReplayReport {
+    /// Whether the replay matched the recording in every respect (no findings).
     pub fn passed(&self) -> bool {
         self.findings.is_empty()
     }
@@ -80,7 +96,7 @@ pub async fn replay_on(
 }
 
 /// [`replay`] passing every agent event on (the demo prints them).
-pub async fn replay_with_events(
+pub(crate) async fn replay_with_events(
     transcript: &Transcript,
     events: Option<UnboundedSender<(usize, AgentEvent)>>,
 ) -> Result<(ReplayReport, RunOutput), TranscriptError> {
@@ -88,7 +104,7 @@ pub async fn replay_with_events(
 }
 
 /// [`replay_with_events`] over the wire `api`.
-pub async fn replay_with_events_on(
+pub(crate) async fn replay_with_events_on(
     transcript: &Transcript,
     events: Option<UnboundedSender<(usize, AgentEvent)>>,
     api: ModelApi,
@@ -146,7 +162,9 @@ pub async fn replay_with_events_on(
 /// How a recording is made.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
+    /// Stream the model calls (the recording keeps the chunks).
     pub stream: bool,
+    /// The sampling temperature sent to the model; the model's default when `None`.
     pub temperature: Option<f32>,
     /// `live` or `generator`.
     pub source: String,
@@ -290,7 +308,7 @@ const FIELDS: &[(&str, &[&str])] = &[
 ];
 
 /// The final state as an expectation: every object of every non-empty kind.
-pub fn state_expectation(
+pub(crate) fn state_expectation(
     state: &BTreeMap<String, Vec<Value>>,
 ) -> BTreeMap<String, Vec<Map<String, Value>>> {
     let mut out = BTreeMap::new();

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 
-use super::format::{Fault, ModelCall, PayExchange};
+use super::format::{ModelCall, PayExchange, RecordedFault};
 use super::redact;
 use crate::model::wire::{deltas_of, request_body};
 use crate::model::{
@@ -149,7 +149,7 @@ fn usage_json(response: &ChatResponse) -> Value {
 }
 
 /// A whole `chat.completion` carrying `response`.
-pub fn response_json(model: &str, response: &ChatResponse) -> Value {
+pub(crate) fn response_json(model: &str, response: &ChatResponse) -> Value {
     let mut message = json!({"role": "assistant", "content": response.message.content});
     if !response.message.tool_calls.is_empty() {
         message["tool_calls"] = Value::Array(
@@ -175,7 +175,11 @@ pub fn response_json(model: &str, response: &ChatResponse) -> Value {
 }
 
 /// The `chat.completion.chunk` list of a streamed answer, one chunk per piece received.
-pub fn chunks_json(model: &str, pieces: &[ModelDelta], response: &ChatResponse) -> Vec<Value> {
+pub(crate) fn chunks_json(
+    model: &str,
+    pieces: &[ModelDelta],
+    response: &ChatResponse,
+) -> Vec<Value> {
     let chunk = |delta: Value, finish: Value| {
         json!({
             "id": "chatcmpl-recorded",
@@ -218,7 +222,7 @@ pub struct PayRecorder {
     upstream: String,
     http: reqwest::Client,
     counter: Arc<AtomicUsize>,
-    faults: Mutex<Vec<Fault>>,
+    faults: Mutex<Vec<RecordedFault>>,
     /// (model calls started when the request arrived, exchange).
     exchanges: Mutex<Vec<(usize, PayExchange)>>,
 }
@@ -234,7 +238,7 @@ impl PayRecorder {
     fn lose(&self, method: &str, path: &str) -> bool {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         for fault in faults.iter_mut() {
-            let Fault::LoseResponse {
+            let RecordedFault::LoseResponse {
                 method: m,
                 path_contains,
                 times,
@@ -251,8 +255,11 @@ impl PayRecorder {
 
 /// A running recorder on 127.0.0.1; dropping it stops the server.
 pub struct PayRecorderHandle {
+    /// `http://127.0.0.1:PORT`, where the agent's Pay client is pointed.
     pub base_url: String,
+    /// The loopback address the recorder listens on.
     pub addr: SocketAddr,
+    /// The recorder's state, for taking the exchanges.
     pub recorder: Arc<PayRecorder>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -268,7 +275,7 @@ impl Drop for PayRecorderHandle {
 /// Starts a recording proxy that forwards to `upstream` (a gateway's base URL).
 pub async fn spawn_pay_recorder(
     upstream: &str,
-    faults: Vec<Fault>,
+    faults: Vec<RecordedFault>,
     counter: Arc<AtomicUsize>,
 ) -> std::io::Result<PayRecorderHandle> {
     let http = reqwest::Client::builder()

@@ -34,7 +34,7 @@ const SECRET_KEYS: &[&str] = &[
 
 /// The header value to store: secrets become `<redacted>`, anything else is kept (with
 /// embedded keys masked).
-pub fn header_value(name: &str, value: &str) -> String {
+pub(crate) fn header_value(name: &str, value: &str) -> String {
     if SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         REDACTED.to_string()
     } else {

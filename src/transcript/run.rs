@@ -20,7 +20,7 @@ use crate::model::ChatModel;
 use crate::pay::{PayClient, PayConfig, RouteTable};
 
 /// The object kinds whose final state a transcript can check, with their list operation.
-pub const KINDS: &[(&str, &str)] = &[
+pub(crate) const KINDS: &[(&str, &str)] = &[
     ("products", "products.list"),
     ("prices", "prices.list"),
     ("customers", "customers.list"),
@@ -31,6 +31,7 @@ pub const KINDS: &[(&str, &str)] = &[
 
 /// How to run.
 pub struct RunConfig {
+    /// The model the agent talks to: live, recording, or the replay server's client.
     pub model: Arc<dyn ChatModel>,
     /// What the model sends as temperature, so recorded requests match.
     pub temperature: Option<f32>,
@@ -43,7 +44,7 @@ pub struct RunConfig {
 }
 
 /// The initial state with `created` fixed, so seeded objects read the same in every run.
-pub fn prepared_state(transcript: &Transcript) -> (Value, BTreeSet<String>) {
+pub(crate) fn prepared_state(transcript: &Transcript) -> (Value, BTreeSet<String>) {
     let mut ids = BTreeSet::new();
     let Some(mut state) = transcript.sandbox.state.clone() else {
         return (json!({"accounts": {}}), ids);

@@ -39,6 +39,7 @@ pub struct ReplayState {
 }
 
 impl ReplayState {
+    /// Queues every recorded model call of `transcript`, in order.
     pub fn new(transcript: &Transcript) -> ReplayState {
         let mut queue = Queue::default();
         for (t, turn) in transcript.turns.iter().enumerate() {
@@ -56,14 +57,14 @@ impl ReplayState {
     }
 
     /// The engine starts turn `turn` (0-based).
-    pub fn begin_turn(&self, turn: usize) {
+    pub(crate) fn begin_turn(&self, turn: usize) {
         let mut q = self.lock();
         q.turn = turn;
         q.made = 0;
     }
 
     /// The turn is over: any of its recorded responses not served is a finding.
-    pub fn end_turn(&self, turn: usize) {
+    pub(crate) fn end_turn(&self, turn: usize) {
         let mut q = self.lock();
         let total = q.calls.iter().filter(|(t, _, _)| *t == turn).count();
         while q.next < q.calls.len() && q.calls[q.next].0 <= turn {
@@ -126,7 +127,9 @@ impl ReplayState {
 pub struct ReplayServer {
     /// Ends in `/v1`, as `OPENAI_BASE_URL` would.
     pub base_url: String,
+    /// The loopback address the server listens on.
     pub addr: SocketAddr,
+    /// The queue of recorded calls, shared with the run that marks turn boundaries.
     pub state: Arc<ReplayState>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -140,6 +143,7 @@ impl Drop for ReplayServer {
 }
 
 impl ReplayServer {
+    /// Serves `transcript`'s recorded model calls on an ephemeral loopback port.
     pub async fn spawn(transcript: &Transcript) -> std::io::Result<ReplayServer> {
         let state = Arc::new(ReplayState::new(transcript));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -301,7 +305,7 @@ async fn handle_responses(state: &ReplayState, request: Request) -> Response {
 /// assistant message before them (a new one when the item before is not the assistant's);
 /// `function_call_output` items as tool results; reasoning items left out; flat tools back in
 /// the chat shape.
-pub fn chat_request_of(body: &Value) -> Value {
+pub(crate) fn chat_request_of(body: &Value) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     if let Some(instructions) = body.get("instructions").and_then(Value::as_str) {
         messages.push(json!({"role": "system", "content": instructions}));
@@ -452,7 +456,7 @@ pub fn responses_of(whole: &Value) -> Value {
 /// `response.output_item.added`, its text (`response.output_text.delta`) or arguments
 /// (`response.function_call_arguments.delta`, then `.done`) and `response.output_item.done`;
 /// then `response.completed` or `response.incomplete` carrying the whole object.
-pub fn events_of(answer: &Value) -> String {
+pub(crate) fn events_of(answer: &Value) -> String {
     let mut events = Vec::new();
     let mut created = answer.clone();
     created["status"] = json!("in_progress");

@@ -9,7 +9,7 @@ use super::util::{
     random_code, random_id, str_of,
 };
 use super::{Tx, list};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 type Params = Map<String, Value>;
 
@@ -20,14 +20,14 @@ fn is_deleted(v: &Value) -> bool {
 }
 
 /// A live (not deleted) customer, or Stripe's 404.
-pub fn live_customer(tx: &Tx, id: &str) -> Result<Value, ApiError> {
+pub fn live_customer(tx: &Tx, id: &str) -> Result<Value, GatewayRefusal> {
     match tx.get("customer", id) {
         Some(c) if !is_deleted(&c) => Ok(c),
-        _ => Err(ApiError::missing("customer", id)),
+        _ => Err(GatewayRefusal::missing("customer", id)),
     }
 }
 
-pub fn create_customer(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create_customer(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let id = random_id("cus_", 14);
     let mut customer = json!({
         "id": id, "object": "customer", "address": null, "balance": 0, "created": tx.now,
@@ -44,7 +44,7 @@ pub fn create_customer(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
     Ok(customer)
 }
 
-fn apply_customer(tx: &mut Tx, customer: &mut Value, p: &Params) -> Result<(), ApiError> {
+fn apply_customer(tx: &mut Tx, customer: &mut Value, p: &Params) -> Result<(), GatewayRefusal> {
     copy_fields(customer, p, CUSTOMER_FIELDS);
     merge_metadata(customer, p);
     if let Some(Value::Object(address)) = p.get("address") {
@@ -75,7 +75,7 @@ type DiscountSpec = Option<Option<(Params, String)>>;
 
 /// What the request says about the customer's discount: nothing, clear it, or this one
 /// (from `discounts[0]`, `coupon` or `promotion_code`, with the param to name in errors).
-fn customer_discount_spec(p: &Params) -> Result<DiscountSpec, ApiError> {
+fn customer_discount_spec(p: &Params) -> Result<DiscountSpec, GatewayRefusal> {
     let mut specs = Vec::new();
     for name in ["coupon", "promotion_code"] {
         if let Some(v) = str_of(p, name) {
@@ -93,7 +93,8 @@ fn customer_discount_spec(p: &Params) -> Result<DiscountSpec, ApiError> {
         }
         if items.len() > 1 {
             return Err(
-                ApiError::invalid("A customer can have at most one discount.").param("discounts"),
+                GatewayRefusal::invalid("A customer can have at most one discount.")
+                    .param("discounts"),
             );
         }
         if let Some(Value::Object(spec)) = items.first() {
@@ -107,11 +108,11 @@ fn customer_discount_spec(p: &Params) -> Result<DiscountSpec, ApiError> {
     }
 }
 
-pub fn retrieve_customer(tx: &Tx, id: &str) -> Result<Value, ApiError> {
+pub fn retrieve_customer(tx: &Tx, id: &str) -> Result<Value, GatewayRefusal> {
     retrieve(tx, "customer", id)
 }
 
-pub fn update_customer(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update_customer(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut customer = live_customer(tx, id)?;
     apply_customer(tx, &mut customer, p)?;
     tx.put("customer", customer.clone());
@@ -119,7 +120,7 @@ pub fn update_customer(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiEr
 }
 
 /// Deletes the customer: its subscriptions are canceled and a tombstone stays retrievable.
-pub fn delete_customer(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
+pub fn delete_customer(tx: &mut Tx, id: &str) -> Result<Value, GatewayRefusal> {
     live_customer(tx, id)?;
     let subs: Vec<Value> = tx
         .newest_first("subscription")
@@ -138,19 +139,21 @@ pub fn delete_customer(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
     Ok(tombstone)
 }
 
-pub fn list_customers(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list_customers(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     list::page(tx, "customer", "/v1/customers", p, |v| {
         matches_str(v, p, "email")
     })
 }
 
-pub fn create_coupon(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create_coupon(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let id = match str_of(p, "id") {
-        Some("") => return Err(ApiError::invalid("id cannot be empty").param("id")),
+        Some("") => return Err(GatewayRefusal::invalid("id cannot be empty").param("id")),
         Some(id) if tx.exists("coupon", id) => {
-            return Err(ApiError::invalid(format!("Coupon already exists: '{id}'"))
-                .code("resource_already_exists")
-                .param("id"));
+            return Err(
+                GatewayRefusal::invalid(format!("Coupon already exists: '{id}'"))
+                    .code("resource_already_exists")
+                    .param("id"),
+            );
         }
         Some(id) => id.to_string(),
         None => random_code(8),
@@ -181,27 +184,27 @@ pub fn create_coupon(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
     Ok(coupon)
 }
 
-fn check_coupon_terms(tx: &Tx, p: &Params) -> Result<(), ApiError> {
+fn check_coupon_terms(tx: &Tx, p: &Params) -> Result<(), GatewayRefusal> {
     match (p.get("percent_off"), p.get("amount_off")) {
         (Some(_), Some(_)) => return Err(exclusive("percent_off", "amount_off")),
         (None, None) => {
             return Err(
-                ApiError::invalid("You must pass either percent_off or amount_off.")
+                GatewayRefusal::invalid("You must pass either percent_off or amount_off.")
                     .code("parameter_missing")
                     .param("percent_off"),
             );
         }
         (None, Some(_)) if !p.contains_key("currency") => {
-            return Err(ApiError::missing_param("currency"));
+            return Err(GatewayRefusal::missing_param("currency"));
         }
         _ => {}
     }
     let repeating = str_of(p, "duration") == Some("repeating");
     if repeating && !p.contains_key("duration_in_months") {
-        return Err(ApiError::missing_param("duration_in_months"));
+        return Err(GatewayRefusal::missing_param("duration_in_months"));
     }
     if !repeating && p.contains_key("duration_in_months") {
-        return Err(ApiError::invalid(
+        return Err(GatewayRefusal::invalid(
             "duration_in_months can only be set when duration is `repeating`.",
         )
         .param("duration_in_months"));
@@ -210,7 +213,7 @@ fn check_coupon_terms(tx: &Tx, p: &Params) -> Result<(), ApiError> {
         .and_then(Value::as_i64)
         .is_some_and(|t| t <= tx.now)
     {
-        return Err(ApiError::invalid("redeem_by must be in the future.").param("redeem_by"));
+        return Err(GatewayRefusal::invalid("redeem_by must be in the future.").param("redeem_by"));
     }
     Ok(())
 }
@@ -224,13 +227,13 @@ fn refresh_valid(coupon: &mut Value, now: i64) {
     coupon["valid"] = json!(!(expired || used_up));
 }
 
-pub fn retrieve_coupon(tx: &Tx, id: &str) -> Result<Value, ApiError> {
+pub fn retrieve_coupon(tx: &Tx, id: &str) -> Result<Value, GatewayRefusal> {
     let mut coupon = retrieve(tx, "coupon", id)?;
     refresh_valid(&mut coupon, tx.now);
     Ok(coupon)
 }
 
-pub fn update_coupon(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update_coupon(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut coupon = retrieve_coupon(tx, id)?;
     copy_fields(&mut coupon, p, &["name"]);
     merge_metadata(&mut coupon, p);
@@ -238,13 +241,13 @@ pub fn update_coupon(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiErro
     Ok(coupon)
 }
 
-pub fn delete_coupon(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
+pub fn delete_coupon(tx: &mut Tx, id: &str) -> Result<Value, GatewayRefusal> {
     retrieve(tx, "coupon", id)?;
     tx.remove("coupon", id);
     Ok(json!({ "id": id, "object": "coupon", "deleted": true }))
 }
 
-pub fn list_coupons(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list_coupons(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut page = list::page(tx, "coupon", "/v1/coupons", p, |_| true)?;
     if let Some(items) = page["data"].as_array_mut() {
         items.iter_mut().for_each(|c| refresh_valid(c, tx.now));
@@ -252,7 +255,7 @@ pub fn list_coupons(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
     Ok(page)
 }
 
-pub fn create_promotion_code(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create_promotion_code(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let coupon = match (str_of(p, "coupon"), p.get("promotion")) {
         (Some(_), Some(_)) => return Err(exclusive("coupon", "promotion")),
         (Some(c), None) => (c.to_string(), "coupon"),
@@ -260,7 +263,7 @@ pub fn create_promotion_code(tx: &mut Tx, p: &Params) -> Result<Value, ApiError>
             promo["coupon"].as_str().unwrap_or_default().to_string(),
             "promotion[coupon]",
         ),
-        (None, None) => return Err(ApiError::missing_param("promotion[coupon]")),
+        (None, None) => return Err(GatewayRefusal::missing_param("promotion[coupon]")),
     };
     let (coupon, param) = coupon;
     usable_coupon(tx, &coupon, param)?;
@@ -271,7 +274,7 @@ pub fn create_promotion_code(tx: &mut Tx, p: &Params) -> Result<Value, ApiError>
     if restrictions.get("minimum_amount").is_some()
         && restrictions.get("minimum_amount_currency").is_none()
     {
-        return Err(ApiError::missing_param(
+        return Err(GatewayRefusal::missing_param(
             "restrictions[minimum_amount_currency]",
         ));
     }
@@ -309,13 +312,13 @@ pub fn create_promotion_code(tx: &mut Tx, p: &Params) -> Result<Value, ApiError>
     Ok(promo)
 }
 
-fn check_code_free(tx: &Tx, code: &str) -> Result<(), ApiError> {
+fn check_code_free(tx: &Tx, code: &str) -> Result<(), GatewayRefusal> {
     if code.is_empty()
         || !code
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Invalid code '{code}': use letters, digits, - and _."
         ))
         .param("code"));
@@ -327,7 +330,7 @@ fn check_code_free(tx: &Tx, code: &str) -> Result<(), ApiError> {
                 .is_some_and(|c| c.eq_ignore_ascii_case(code))
     });
     if taken {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "An active promotion code with `code: {code}` already exists."
         ))
         .code("resource_already_exists")
@@ -336,7 +339,7 @@ fn check_code_free(tx: &Tx, code: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn update_promotion_code(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update_promotion_code(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut promo = retrieve(tx, "promotion_code", id)?;
     let reactivate = p.get("active") == Some(&json!(true)) && promo["active"] != json!(true);
     if reactivate {
@@ -348,7 +351,7 @@ pub fn update_promotion_code(tx: &mut Tx, id: &str, p: &Params) -> Result<Value,
     Ok(promo)
 }
 
-pub fn list_promotion_codes(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list_promotion_codes(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let coupon = p.get("coupon");
     list::page(tx, "promotion_code", "/v1/promotion_codes", p, |v| {
         matches_flag(v, p, "active")
@@ -359,13 +362,13 @@ pub fn list_promotion_codes(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
 }
 
 /// A coupon that exists and can still be redeemed.
-pub fn usable_coupon(tx: &Tx, id: &str, param: &str) -> Result<Value, ApiError> {
+pub fn usable_coupon(tx: &Tx, id: &str, param: &str) -> Result<Value, GatewayRefusal> {
     let mut coupon = tx
         .get("coupon", id)
         .ok_or_else(|| missing_ref("coupon", id, param))?;
     refresh_valid(&mut coupon, tx.now);
     if coupon["valid"] != json!(true) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Coupon '{id}' is no longer valid (expired or fully redeemed)."
         ))
         .code("coupon_expired")
@@ -380,7 +383,7 @@ pub fn resolve_discount(
     spec: &Params,
     param: &str,
     customer: Option<&str>,
-) -> Result<(String, Option<String>), ApiError> {
+) -> Result<(String, Option<String>), GatewayRefusal> {
     match (str_of(spec, "coupon"), str_of(spec, "promotion_code")) {
         (Some(_), Some(_)) => Err(exclusive("coupon", "promotion_code").param(param)),
         (Some(coupon), None) => {
@@ -402,7 +405,7 @@ pub fn resolve_discount(
             usable_coupon(tx, &coupon, &p_param)?;
             Ok((coupon, Some(promo_id.to_string())))
         }
-        (None, None) => Err(ApiError::missing_param(&format!("{param}[coupon]"))),
+        (None, None) => Err(GatewayRefusal::missing_param(&format!("{param}[coupon]"))),
     }
 }
 
@@ -411,12 +414,12 @@ fn usable_promotion_code(
     id: &str,
     param: &str,
     customer: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, GatewayRefusal> {
     let promo = tx
         .get("promotion_code", id)
         .ok_or_else(|| missing_ref("promotion_code", id, param))?;
     let refuse =
-        |why: &str| ApiError::invalid(format!("Promotion code '{id}' {why}.")).param(param);
+        |why: &str| GatewayRefusal::invalid(format!("Promotion code '{id}' {why}.")).param(param);
     if promo["active"] != json!(true) {
         return Err(refuse("is inactive"));
     }
@@ -444,7 +447,7 @@ pub fn redeem(
     promo: Option<&str>,
     customer: Option<&str>,
     subscription: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, GatewayRefusal> {
     let mut coupon = retrieve(tx, "coupon", coupon_id)?;
     bump(&mut coupon);
     refresh_valid(&mut coupon, tx.now);

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::util::{copy_fields, exclusive, merge_metadata, missing_ref, random_id, str_of};
 use super::{Tx, list};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 type Params = Map<String, Value>;
 
@@ -22,9 +22,9 @@ const PRODUCT_FIELDS: &[&str] = &[
 ];
 
 /// Any object by id, or Stripe's 404.
-pub fn retrieve(tx: &Tx, collection: &str, id: &str) -> Result<Value, ApiError> {
+pub fn retrieve(tx: &Tx, collection: &str, id: &str) -> Result<Value, GatewayRefusal> {
     tx.get(collection, id)
-        .ok_or_else(|| ApiError::missing(collection, id))
+        .ok_or_else(|| GatewayRefusal::missing(collection, id))
 }
 
 fn product_template(id: &str, now: i64) -> Value {
@@ -37,14 +37,16 @@ fn product_template(id: &str, now: i64) -> Value {
     })
 }
 
-pub fn create_product(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create_product(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let id = match str_of(p, "id") {
         Some(id) if tx.exists("product", id) => {
-            return Err(ApiError::invalid(format!("Product already exists: '{id}'"))
-                .code("resource_already_exists")
-                .param("id"));
+            return Err(
+                GatewayRefusal::invalid(format!("Product already exists: '{id}'"))
+                    .code("resource_already_exists")
+                    .param("id"),
+            );
         }
-        Some("") => return Err(ApiError::invalid("id cannot be empty").param("id")),
+        Some("") => return Err(GatewayRefusal::invalid("id cannot be empty").param("id")),
         Some(id) => id.to_string(),
         None => random_id("prod_", 14),
     };
@@ -61,16 +63,16 @@ pub fn create_product(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
     Ok(product)
 }
 
-fn check_name(product: &Value) -> Result<(), ApiError> {
+fn check_name(product: &Value) -> Result<(), GatewayRefusal> {
     match product["name"].as_str() {
         Some(name) if !name.trim().is_empty() => Ok(()),
-        _ => Err(ApiError::invalid("A product's name cannot be empty.")
+        _ => Err(GatewayRefusal::invalid("A product's name cannot be empty.")
             .code("parameter_invalid_string_empty")
             .param("name")),
     }
 }
 
-pub fn update_product(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update_product(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut product = retrieve(tx, "product", id)?;
     copy_fields(&mut product, p, PRODUCT_FIELDS);
     check_name(&product)?;
@@ -83,7 +85,7 @@ pub fn update_product(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiErr
     Ok(product)
 }
 
-fn check_default_price(tx: &Tx, product: &str, price_id: &str) -> Result<Value, ApiError> {
+fn check_default_price(tx: &Tx, product: &str, price_id: &str) -> Result<Value, GatewayRefusal> {
     if price_id.is_empty() {
         return Ok(Value::Null);
     }
@@ -91,13 +93,13 @@ fn check_default_price(tx: &Tx, product: &str, price_id: &str) -> Result<Value, 
         .get("price", price_id)
         .ok_or_else(|| missing_ref("price", price_id, "default_price"))?;
     if price["product"] != json!(product) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The price '{price_id}' belongs to another product; a default price must be one of this product's prices."
         ))
         .param("default_price"));
     }
     if price["active"] != json!(true) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The price '{price_id}' is archived (active=false) and cannot be the default price."
         ))
         .param("default_price"));
@@ -105,14 +107,14 @@ fn check_default_price(tx: &Tx, product: &str, price_id: &str) -> Result<Value, 
     Ok(json!(price_id))
 }
 
-pub fn delete_product(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
+pub fn delete_product(tx: &mut Tx, id: &str) -> Result<Value, GatewayRefusal> {
     retrieve(tx, "product", id)?;
     let has_prices = tx
         .newest_first("price")
         .iter()
         .any(|(_, price)| price["product"] == json!(id));
     if has_prices {
-        return Err(ApiError::invalid(
+        return Err(GatewayRefusal::invalid(
             "This product cannot be deleted because it has one or more user-created prices. Archive it instead (active=false).",
         ));
     }
@@ -120,7 +122,7 @@ pub fn delete_product(tx: &mut Tx, id: &str) -> Result<Value, ApiError> {
     Ok(json!({ "id": id, "object": "product", "deleted": true }))
 }
 
-pub fn list_products(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list_products(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let ids: Option<Vec<&str>> = p
         .get("ids")
         .and_then(Value::as_array)
@@ -144,7 +146,7 @@ pub fn matches_str(v: &Value, p: &Params, name: &str) -> bool {
     matches_flag(v, p, name)
 }
 
-pub fn create_price(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create_price(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let product = match (str_of(p, "product"), p.get("product_data")) {
         (Some(_), Some(_)) => return Err(exclusive("product", "product_data")),
         (Some(id), None) => {
@@ -157,7 +159,7 @@ pub fn create_price(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
             let product = create_product(tx, data)?;
             product["id"].as_str().unwrap_or_default().to_string()
         }
-        _ => return Err(ApiError::missing_param("product")),
+        _ => return Err(GatewayRefusal::missing_param("product")),
     };
     let price = new_price(tx, p, &product, "")?;
     tx.put("price", price.clone());
@@ -165,7 +167,7 @@ pub fn create_price(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
 }
 
 /// Builds a price for `product` from `p` (prices.create or default_price_data).
-fn new_price(tx: &Tx, p: &Params, product: &str, prefix: &str) -> Result<Value, ApiError> {
+fn new_price(tx: &Tx, p: &Params, product: &str, prefix: &str) -> Result<Value, GatewayRefusal> {
     let name = |n: &str| {
         if prefix.is_empty() {
             n.to_string()
@@ -176,7 +178,7 @@ fn new_price(tx: &Tx, p: &Params, product: &str, prefix: &str) -> Result<Value, 
     let amount = p
         .get("unit_amount")
         .and_then(Value::as_i64)
-        .ok_or_else(|| ApiError::missing_param(&name("unit_amount")))?;
+        .ok_or_else(|| GatewayRefusal::missing_param(&name("unit_amount")))?;
     let recurring = match p.get("recurring") {
         Some(Value::Object(r)) => json!({
             "interval": r.get("interval").cloned().unwrap_or(json!("month")),
@@ -209,7 +211,7 @@ fn new_price(tx: &Tx, p: &Params, product: &str, prefix: &str) -> Result<Value, 
     Ok(price)
 }
 
-pub fn update_price(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update_price(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut price = retrieve(tx, "price", id)?;
     copy_fields(
         &mut price,
@@ -221,7 +223,7 @@ pub fn update_price(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError
     Ok(price)
 }
 
-pub fn list_prices(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list_prices(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let lookup_keys: Option<Vec<Value>> = p.get("lookup_keys").and_then(Value::as_array).cloned();
     list::page(tx, "price", "/v1/prices", p, |v| {
         matches_flag(v, p, "active")

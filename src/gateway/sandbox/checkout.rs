@@ -6,18 +6,18 @@ use serde_json::{Map, Value, json};
 use super::Tx;
 use super::billing::{live_customer, resolve_discount, usable_coupon};
 use super::util::{copy_fields, exclusive, merge_metadata, missing_ref, random_id, str_of};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 type Params = Map<String, Value>;
 
-pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
-    let mode = str_of(p, "mode").ok_or_else(|| ApiError::missing_param("mode"))?;
+pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
+    let mode = str_of(p, "mode").ok_or_else(|| GatewayRefusal::missing_param("mode"))?;
     check_exclusive(p)?;
     for url in ["success_url", "cancel_url"] {
         if let Some(u) = str_of(p, url)
             && !(u.starts_with("https://") || u.starts_with("http://"))
         {
-            return Err(ApiError::invalid(format!("Not a valid URL: '{u}'")).param(url));
+            return Err(GatewayRefusal::invalid(format!("Not a valid URL: '{u}'")).param(url));
         }
     }
     let customer = str_of(p, "customer");
@@ -58,7 +58,7 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
     Ok(session)
 }
 
-fn check_exclusive(p: &Params) -> Result<(), ApiError> {
+fn check_exclusive(p: &Params) -> Result<(), GatewayRefusal> {
     if p.contains_key("customer") && p.contains_key("customer_email") {
         return Err(exclusive("customer", "customer_email"));
     }
@@ -69,7 +69,7 @@ fn check_exclusive(p: &Params) -> Result<(), ApiError> {
 }
 
 /// Checks the line items for the mode; returns their currency and subtotal.
-fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), ApiError> {
+fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), GatewayRefusal> {
     let items = p
         .get("line_items")
         .and_then(Value::as_array)
@@ -78,13 +78,14 @@ fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), 
     if mode == "setup" {
         if !items.is_empty() {
             return Err(
-                ApiError::invalid("line_items cannot be used in `setup` mode.").param("line_items"),
+                GatewayRefusal::invalid("line_items cannot be used in `setup` mode.")
+                    .param("line_items"),
             );
         }
         return Ok((None, 0));
     }
     if items.is_empty() {
-        return Err(ApiError::missing_param("line_items"));
+        return Err(GatewayRefusal::missing_param("line_items"));
     }
     let mut currency: Option<String> = None;
     let (mut subtotal, mut recurring) = (0i64, false);
@@ -95,14 +96,14 @@ fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), 
             .get("price", price_id)
             .ok_or_else(|| missing_ref("price", price_id, &param))?;
         if price["active"] != json!(true) {
-            return Err(ApiError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "The price '{price_id}' is inactive (archived)."
             ))
             .param(param));
         }
         let is_recurring = price["type"] == json!("recurring");
         if mode == "payment" && is_recurring {
-            return Err(ApiError::invalid(
+            return Err(GatewayRefusal::invalid(
                 "You specified `payment` mode but passed a recurring price. Either switch to `subscription` mode or use only one-time prices.",
             )
             .param(param));
@@ -111,7 +112,7 @@ fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), 
         let this = price["currency"].as_str().map(str::to_string);
         if currency.is_some() && currency != this {
             return Err(
-                ApiError::invalid("All line items must use the same currency.").param(param),
+                GatewayRefusal::invalid("All line items must use the same currency.").param(param),
             );
         }
         currency = this;
@@ -124,7 +125,7 @@ fn line_items(tx: &Tx, p: &Params, mode: &str) -> Result<(Option<String>, i64), 
         );
     }
     if mode == "subscription" && !recurring {
-        return Err(ApiError::invalid("You must provide at least one recurring price in `subscription` mode when using prices.")
+        return Err(GatewayRefusal::invalid("You must provide at least one recurring price in `subscription` mode when using prices.")
             .param("line_items"));
     }
     Ok((currency, subtotal))
@@ -138,13 +139,13 @@ fn discount(
     customer: Option<&str>,
     subtotal: i64,
     currency: Option<&str>,
-) -> Result<(Value, i64), ApiError> {
+) -> Result<(Value, i64), GatewayRefusal> {
     let Some(Value::Array(specs)) = p.get("discounts") else {
         return Ok((Value::Null, 0));
     };
     if specs.len() > 1 {
         return Err(
-            ApiError::invalid("A checkout session accepts at most one discount.")
+            GatewayRefusal::invalid("A checkout session accepts at most one discount.")
                 .param("discounts"),
         );
     }
@@ -157,7 +158,7 @@ fn discount(
         ((subtotal as f64) * pct / 100.0).round() as i64
     } else {
         if coupon["currency"].as_str() != currency {
-            return Err(ApiError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "The coupon '{coupon_id}' is in {} but the line items are in {}.",
                 coupon["currency"].as_str().unwrap_or("?"),
                 currency.unwrap_or("?")

@@ -11,15 +11,15 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use super::store::Changes;
+use super::state::Changes;
 use super::util::random_id;
 use super::{Sandbox, Tx, billing, connect_id_for, params, subscriptions};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 use crate::gateway::{Backend, PayRequest, PayResponse};
 use crate::retry::{Attempt, RetryPolicy};
 
 /// The Stripe event type a successful operation causes; `None` for reads and checkout creation.
-pub fn event_type_for(operation: &str) -> Option<&'static str> {
+pub(crate) fn event_type_for(operation: &str) -> Option<&'static str> {
     Some(match operation {
         "products.create" => "product.created",
         "products.update" => "product.updated",
@@ -50,7 +50,12 @@ fn unix_now() -> i64 {
 }
 
 /// A Stripe event object for a Connect account.
-pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created: i64) -> Value {
+pub(crate) fn stripe_event(
+    event_type: &str,
+    connect_id: &str,
+    object: &Value,
+    created: i64,
+) -> Value {
     json!({
         "id": random_id("evt_", 24),
         "object": "event",
@@ -68,15 +73,21 @@ pub fn stripe_event(event_type: &str, connect_id: &str, object: &Value, created:
 /// Where events go and how hard to try; `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct EventSinkConfig {
+    /// The webhook endpoint every event is POSTed to.
     pub url: String,
     /// The endpoint secret that signs every delivery.
     pub secret: secrecy::SecretString,
+    /// Tries per event, the first included, before the sink gives it up (5 by default).
     pub max_attempts: u32,
+    /// The wait before the first retry; it doubles on each further one, up to 10 s (200 ms
+    /// by default).
     pub base_delay: Duration,
+    /// Per-delivery HTTP timeout (10 s by default).
     pub timeout: Duration,
 }
 
 impl EventSinkConfig {
+    /// Deliveries to `url` signed with `secret`, with the default retries and timeout.
     pub fn new(url: &str, secret: &str) -> EventSinkConfig {
         EventSinkConfig {
             url: url.to_owned(),
@@ -96,7 +107,9 @@ enum SinkMessage {
 /// Counts of what the sink did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SinkStats {
+    /// Events the endpoint acknowledged with a 2xx.
     pub delivered: u64,
+    /// Events given up after the last try or a refusal that is not retried.
     pub failed: u64,
 }
 
@@ -117,6 +130,7 @@ impl std::fmt::Debug for EventSink {
 }
 
 impl EventSink {
+    /// Starts the delivery task on the current Tokio runtime.
     pub fn spawn(config: EventSinkConfig) -> EventSink {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(SinkStats::default()));
@@ -137,6 +151,7 @@ impl EventSink {
         }
     }
 
+    /// What the sink delivered and gave up so far.
     pub fn stats(&self) -> SinkStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }
@@ -223,9 +238,11 @@ pub async fn deliver(config: &EventSinkConfig, http: &reqwest::Client, event: &V
 /// What completing a checkout session made, and the events Stripe would send for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckoutCompletion {
+    /// The checkout session, now `complete`.
     pub session: Value,
     /// The customer, when checkout created one.
     pub created_customer: Option<Value>,
+    /// The subscription, for a `subscription` mode session.
     pub subscription: Option<Value>,
     /// `customer.created`, `customer.subscription.created`, `checkout.session.completed`.
     pub events: Vec<Value>,
@@ -243,16 +260,16 @@ impl Sandbox {
         &self,
         account: &str,
         session_id: &str,
-    ) -> Result<CheckoutCompletion, ApiError> {
+    ) -> Result<CheckoutCompletion, GatewayRefusal> {
         let mut state = self.lock();
         let connect_id = connect_id_for(&state, account);
         let mut tx = Tx::new(&state, account);
         let now = tx.now;
         let mut session = tx
             .get("checkout.session", session_id)
-            .ok_or_else(|| ApiError::missing("checkout.session", session_id))?;
+            .ok_or_else(|| GatewayRefusal::missing("checkout.session", session_id))?;
         if session["status"] != json!("open") {
-            return Err(ApiError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "The checkout session '{session_id}' is not open (status {}).",
                 session["status"]
             )));
@@ -270,7 +287,7 @@ impl Sandbox {
                     p.insert("email".into(), json!(email));
                 }
                 let fields = params::accepted("customers.create")
-                    .ok_or_else(|| ApiError::internal("no customers.create parameters"))?;
+                    .ok_or_else(|| GatewayRefusal::internal("no customers.create parameters"))?;
                 let p = params::validate(fields, &p)?;
                 let customer = billing::create_customer(&mut tx, &p)?;
                 let id = customer["id"].clone();
@@ -288,7 +305,7 @@ impl Sandbox {
                 .or_else(|| session["line_items"].as_array())
                 .cloned()
                 .ok_or_else(|| {
-                    ApiError::invalid(format!(
+                    GatewayRefusal::invalid(format!(
                         "The checkout session '{session_id}' has no line items to subscribe to."
                     ))
                 })?;
@@ -303,7 +320,7 @@ impl Sandbox {
                 p.insert("discounts".into(), json!([{"coupon": coupon}]));
             }
             let fields = params::accepted("subscriptions.create")
-                .ok_or_else(|| ApiError::internal("no subscriptions.create parameters"))?;
+                .ok_or_else(|| GatewayRefusal::internal("no subscriptions.create parameters"))?;
             let p = params::validate(fields, &p)?;
             subscription = Some(subscriptions::create(&mut tx, &p)?);
         }
@@ -325,7 +342,7 @@ impl Sandbox {
             ..Changes::default()
         };
         state.commit(account, changes).map_err(|e| {
-            ApiError::internal(format!("the sandbox could not save the change: {e}"))
+            GatewayRefusal::internal(format!("the sandbox could not save the change: {e}"))
         })?;
         let mut events = Vec::new();
         if let Some(c) = &created_customer {
@@ -367,6 +384,7 @@ pub struct EventingSandbox {
 }
 
 impl EventingSandbox {
+    /// Sends the events of `sandbox`'s successful mutations to `sink`.
     pub fn new(sandbox: Sandbox, sink: EventSink) -> EventingSandbox {
         EventingSandbox {
             sandbox,
@@ -376,10 +394,12 @@ impl EventingSandbox {
         }
     }
 
+    /// The wrapped sandbox (changes made through it directly send no events).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
 
+    /// The sink the events go to.
     pub fn sink(&self) -> &EventSink {
         &self.sink
     }
@@ -389,14 +409,14 @@ impl EventingSandbox {
         &self,
         account: &str,
         session_id: &str,
-    ) -> Result<CheckoutCompletion, ApiError> {
+    ) -> Result<CheckoutCompletion, GatewayRefusal> {
         let _in_order = self.order.lock().await;
         let sandbox = self.sandbox.clone();
         let (account, session_id) = (account.to_owned(), session_id.to_owned());
         let done =
             tokio::task::spawn_blocking(move || sandbox.complete_checkout(&account, &session_id))
                 .await
-                .map_err(|e| ApiError::internal(format!("sandbox task failed: {e}")))??;
+                .map_err(|e| GatewayRefusal::internal(format!("sandbox task failed: {e}")))??;
         for event in &done.events {
             self.sink.send(event.clone());
         }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::Tx;
 use super::util::{exclusive, missing_ref};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 /// One page of `collection`, keeping the objects `keep` accepts; `url` is Stripe's list path.
 pub fn page(
@@ -14,7 +14,7 @@ pub fn page(
     url: &str,
     p: &Map<String, Value>,
     keep: impl Fn(&Value) -> bool,
-) -> Result<Value, ApiError> {
+) -> Result<Value, GatewayRefusal> {
     let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
     let after = p.get("starting_after").and_then(Value::as_str);
     let before = p.get("ending_before").and_then(Value::as_str);

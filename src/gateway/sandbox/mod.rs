@@ -6,9 +6,9 @@ mod catalog;
 mod checkout;
 pub mod events;
 mod list;
-pub mod params;
+mod params;
 mod seed;
-pub mod store;
+mod state;
 mod subscriptions;
 mod util;
 
@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 
-use super::error::ApiError;
+use super::error::GatewayRefusal;
 use super::{Backend, PayRequest, PayResponse};
-use store::{Changes, IdemRecord, State, StoreError};
+use state::{Changes, IdemRecord, State};
 
 pub use events::{CheckoutCompletion, EventSink, EventSinkConfig, EventingSandbox};
 pub use seed::SeedError;
+pub use state::SandboxStoreError;
 
 /// The sandbox. Cloning shares the same state.
 #[derive(Clone)]
@@ -37,8 +38,10 @@ pub struct Sandbox {
 /// Why a sandbox could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The SQLite file could not be opened, read or written.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] SandboxStoreError),
+    /// The initial-state document was refused.
     #[error(transparent)]
     Seed(#[from] SeedError),
 }
@@ -115,7 +118,7 @@ impl Backend for Sandbox {
             tokio::task::spawn_blocking(move || sandbox.handle_now(&request))
                 .await
                 .unwrap_or_else(|e| {
-                    ApiError::internal(format!("sandbox task failed: {e}")).into_response()
+                    GatewayRefusal::internal(format!("sandbox task failed: {e}")).into_response()
                 })
         })
     }
@@ -147,13 +150,15 @@ fn request_rng(seed: u64, request: &PayRequest) -> rand::rngs::StdRng {
 
 /// The Connect id of an account: bound by the initial state or by its first use, else
 /// derived from the account id so it is stable across restarts without being stored.
-pub fn connect_id_for(state: &State, account: &str) -> String {
+pub(crate) fn connect_id_for(state: &State, account: &str) -> String {
     if let Some(id) = state.connect_id(account) {
         return id.to_string();
     }
     derived_connect_id(account)
 }
 
+/// The Connect id the sandbox gives an account that never named one: `acct_` and 16 hex
+/// digits from a UUIDv5 of the account id, so it is the same on every run.
 pub fn derived_connect_id(account: &str) -> String {
     let uuid = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
@@ -186,13 +191,13 @@ fn handle(state: &mut State, request: &PayRequest) -> PayResponse {
     }
 }
 
-fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError> {
+fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, GatewayRefusal> {
     let account = req.account_id.as_str();
     if account.is_empty() {
-        return Err(ApiError::missing_param("account_id"));
+        return Err(GatewayRefusal::missing_param("account_id"));
     }
     let fields = params::accepted(&req.operation).ok_or_else(|| {
-        ApiError::invalid(format!(
+        GatewayRefusal::invalid(format!(
             "The sandbox does not implement `{}`.",
             req.operation
         ))
@@ -246,14 +251,14 @@ fn respond(state: &mut State, req: &PayRequest) -> Result<PayResponse, ApiError>
         };
         changes.idempotency = Some((key.to_string(), record));
     }
-    state
-        .commit(account, changes)
-        .map_err(|e| ApiError::internal(format!("the sandbox could not save the change: {e}")))?;
+    state.commit(account, changes).map_err(|e| {
+        GatewayRefusal::internal(format!("the sandbox could not save the change: {e}"))
+    })?;
     Ok(response)
 }
 
 /// Says why Stripe refuses a parameter where the bare "unknown parameter" would puzzle.
-fn explain(operation: &str, mut e: ApiError) -> ApiError {
+fn explain(operation: &str, mut e: GatewayRefusal) -> GatewayRefusal {
     let immutable = ["unit_amount", "currency", "recurring", "product", "type"];
     if operation == "prices.update"
         && e.code == Some("parameter_unknown")
@@ -274,7 +279,7 @@ fn ok(body: Value) -> PayResponse {
 /// context) becomes the account's, stored with the sandbox state, unless another account
 /// already has it; the Connect id lookup binds the derived id. A request naming no Connect id
 /// binds nothing (it is refused below).
-fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiError> {
+fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, GatewayRefusal> {
     let account = req.account_id.as_str();
     let given = req.stripe_connect_id.as_deref().filter(|s| !s.is_empty());
     let candidate = match (req.operation.as_str(), given) {
@@ -291,7 +296,7 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
             .account_ids()
             .any(|other| other != account && connect_id_for(state, other) == candidate);
     if taken {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The Stripe Connect id '{candidate}' belongs to another account, not to '{account}'."
         ))
         .code("account_invalid")
@@ -303,17 +308,21 @@ fn bind_connect_id(state: &mut State, req: &PayRequest) -> Result<String, ApiErr
         ..Changes::default()
     };
     state.commit(account, changes).map_err(|e| {
-        ApiError::internal(format!("the sandbox could not save the Connect id: {e}"))
+        GatewayRefusal::internal(format!("the sandbox could not save the Connect id: {e}"))
     })?;
     Ok(candidate)
 }
 
-fn check_connect_id(given: Option<&str>, expected: &str, account: &str) -> Result<(), ApiError> {
+fn check_connect_id(
+    given: Option<&str>,
+    expected: &str,
+    account: &str,
+) -> Result<(), GatewayRefusal> {
     let given = given
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::missing_param("stripe_connect_id"))?;
+        .ok_or_else(|| GatewayRefusal::missing_param("stripe_connect_id"))?;
     if given != expected {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The Stripe Connect id '{given}' does not belong to account '{account}' (its Connect id is '{expected}')."
         ))
         .code("account_invalid")
@@ -354,19 +363,19 @@ fn replay(
     account: &str,
     key: &str,
     fp: &str,
-) -> Result<Option<PayResponse>, ApiError> {
+) -> Result<Option<PayResponse>, GatewayRefusal> {
     if key.len() > 255 {
-        return Err(
-            ApiError::invalid("Idempotency-Key must be at most 255 characters long.")
-                .code("idempotency_key_in_use")
-                .param("Idempotency-Key"),
-        );
+        return Err(GatewayRefusal::invalid(
+            "Idempotency-Key must be at most 255 characters long.",
+        )
+        .code("idempotency_key_in_use")
+        .param("Idempotency-Key"));
     }
     let Some(record) = state.idempotency(account, key) else {
         return Ok(None);
     };
     if record.fingerprint != fp {
-        return Err(ApiError {
+        return Err(GatewayRefusal {
             status: 400,
             kind: "idempotency_error",
             code: None,
@@ -465,8 +474,8 @@ impl<'a> Tx<'a> {
 
 type Params = Map<String, Value>;
 
-fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, ApiError> {
-    let id = || id.ok_or_else(|| ApiError::missing_param("id"));
+fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value, GatewayRefusal> {
+    let id = || id.ok_or_else(|| GatewayRefusal::missing_param("id"));
     match op {
         "products.create" => catalog::create_product(tx, p),
         "products.list" => catalog::list_products(tx, p),
@@ -497,8 +506,9 @@ fn dispatch(tx: &mut Tx, op: &str, id: Option<&str>, p: &Params) -> Result<Value
         "subscriptions.update" => subscriptions::update(tx, id()?, p),
         "subscriptions.cancel" => subscriptions::cancel(tx, id()?, p),
         "checkout_sessions.create" => checkout::create(tx, p),
-        other => {
-            Err(ApiError::invalid(format!("The sandbox does not implement `{other}`.")).status(404))
-        }
+        other => Err(
+            GatewayRefusal::invalid(format!("The sandbox does not implement `{other}`."))
+                .status(404),
+        ),
     }
 }

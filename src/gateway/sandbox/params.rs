@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 /// The type of one parameter.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +329,7 @@ pub fn accepted(operation: &str) -> Option<&'static [Field]> {
 pub fn validate(
     fields: &[Field],
     params: &Map<String, Value>,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<Map<String, Value>, GatewayRefusal> {
     object(fields, params, "")
 }
 
@@ -345,13 +345,13 @@ fn object(
     fields: &[Field],
     params: &Map<String, Value>,
     prefix: &str,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<Map<String, Value>, GatewayRefusal> {
     let mut out = Map::new();
     for (name, value) in params {
         let field = fields
             .iter()
             .find(|f| f.name == name)
-            .ok_or_else(|| ApiError::unknown_param(&path(prefix, name)))?;
+            .ok_or_else(|| GatewayRefusal::unknown_param(&path(prefix, name)))?;
         if value.is_null() {
             continue;
         }
@@ -359,18 +359,18 @@ fn object(
     }
     for field in fields.iter().filter(|f| f.required) {
         if !out.contains_key(field.name) {
-            return Err(ApiError::missing_param(&path(prefix, field.name)));
+            return Err(GatewayRefusal::missing_param(&path(prefix, field.name)));
         }
     }
     Ok(out)
 }
 
-fn invalid(path: &str, what: &str, value: &Value) -> ApiError {
+fn invalid(path: &str, what: &str, value: &Value) -> GatewayRefusal {
     let shown = match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    ApiError::invalid(format!("Invalid {what}: {shown}")).param(path)
+    GatewayRefusal::invalid(format!("Invalid {what}: {shown}")).param(path)
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -382,7 +382,7 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-fn coerce(ty: &Ty, value: &Value, path: &str) -> Result<Value, ApiError> {
+fn coerce(ty: &Ty, value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
     match ty {
         Ty::Str => text(value)
             .map(Value::String)
@@ -401,7 +401,7 @@ fn coerce(ty: &Ty, value: &Value, path: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<Value, ApiError> {
+fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<Value, GatewayRefusal> {
     let n = match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -409,7 +409,7 @@ fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<Value, ApiEr
     }
     .ok_or_else(|| invalid(path, "integer", value).code("parameter_invalid_integer"))?;
     if n < min || n > max {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Invalid integer: {n}. {path} must be between {min} and {max}."
         ))
         .code("parameter_invalid_integer")
@@ -418,7 +418,7 @@ fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<Value, ApiEr
     Ok(Value::from(n))
 }
 
-fn float(value: &Value, path: &str, min: f64, max: f64) -> Result<Value, ApiError> {
+fn float(value: &Value, path: &str, min: f64, max: f64) -> Result<Value, GatewayRefusal> {
     let n = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -427,7 +427,7 @@ fn float(value: &Value, path: &str, min: f64, max: f64) -> Result<Value, ApiErro
     .filter(|n| n.is_finite())
     .ok_or_else(|| invalid(path, "decimal", value))?;
     if n <= min || n > max {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "Invalid decimal: {n}. {path} must be greater than {min} and at most {max}."
         ))
         .param(path));
@@ -437,7 +437,7 @@ fn float(value: &Value, path: &str, min: f64, max: f64) -> Result<Value, ApiErro
         .ok_or_else(|| invalid(path, "decimal", value))
 }
 
-fn boolean(value: &Value, path: &str) -> Result<Value, ApiError> {
+fn boolean(value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
     match value {
         Value::Bool(b) => Ok(Value::Bool(*b)),
         Value::String(s) if s == "true" => Ok(Value::Bool(true)),
@@ -446,7 +446,7 @@ fn boolean(value: &Value, path: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn currency(value: &Value, path: &str) -> Result<Value, ApiError> {
+fn currency(value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
     match value {
         Value::String(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Ok(Value::String(s.to_ascii_lowercase()))
@@ -459,10 +459,10 @@ fn currency(value: &Value, path: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn one_of(value: &Value, path: &str, options: &[&str]) -> Result<Value, ApiError> {
+fn one_of(value: &Value, path: &str, options: &[&str]) -> Result<Value, GatewayRefusal> {
     match value {
         Value::String(s) if options.contains(&s.as_str()) => Ok(value.clone()),
-        _ => Err(ApiError::invalid(format!(
+        _ => Err(GatewayRefusal::invalid(format!(
             "Invalid {path}: must be one of {}",
             options.join(", ")
         ))
@@ -471,20 +471,20 @@ fn one_of(value: &Value, path: &str, options: &[&str]) -> Result<Value, ApiError
 }
 
 /// Metadata: `""` clears it all; within it, `""` or null removes a key.
-fn metadata(value: &Value, path: &str) -> Result<Value, ApiError> {
+fn metadata(value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
     let map = match value {
         Value::String(s) if s.is_empty() => return Ok(Value::String(String::new())),
         Value::Object(map) => map,
         _ => return Err(invalid(path, "object", value)),
     };
     if map.len() > 50 {
-        return Err(ApiError::invalid("Metadata can have at most 50 keys.").param(path));
+        return Err(GatewayRefusal::invalid("Metadata can have at most 50 keys.").param(path));
     }
     let mut out = Map::new();
     for (key, v) in map {
         let key_path = format!("{path}[{key}]");
         if key.is_empty() || key.chars().count() > 40 || key.contains(['[', ']']) {
-            return Err(ApiError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "Invalid metadata key `{key}`: keys must be 1 to 40 characters without square brackets."
             ))
             .param(key_path));
@@ -496,7 +496,8 @@ fn metadata(value: &Value, path: &str) -> Result<Value, ApiError> {
         };
         if v.chars().count() > 500 {
             return Err(
-                ApiError::invalid("Metadata values can be at most 500 characters.").param(key_path),
+                GatewayRefusal::invalid("Metadata values can be at most 500 characters.")
+                    .param(key_path),
             );
         }
         out.insert(key.clone(), Value::String(v));
@@ -505,7 +506,7 @@ fn metadata(value: &Value, path: &str) -> Result<Value, ApiError> {
 }
 
 /// A list; `""` (form) or `[]` (JSON) is an empty list, which clears lists such as discounts.
-fn list(item: &Ty, value: &Value, path: &str) -> Result<Value, ApiError> {
+fn list(item: &Ty, value: &Value, path: &str) -> Result<Value, GatewayRefusal> {
     match value {
         Value::String(s) if s.is_empty() => Ok(Value::Array(Vec::new())),
         Value::Array(items) => items
@@ -523,7 +524,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn check(op: &str, params: Value) -> Result<Map<String, Value>, ApiError> {
+    fn check(op: &str, params: Value) -> Result<Map<String, Value>, GatewayRefusal> {
         let fields = accepted(op).unwrap();
         validate(fields, params.as_object().unwrap())
     }

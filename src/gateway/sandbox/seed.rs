@@ -14,14 +14,16 @@
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Changes, State};
+use super::state::{Changes, State};
 use super::util::now;
 
 /// Why an initial state was refused, naming the place in the document.
 #[derive(Debug, thiserror::Error)]
 #[error("initial state: {at}: {reason}")]
 pub struct SeedError {
+    /// The path in the document, e.g. `accounts.ws_1`.
     pub at: String,
+    /// What is wrong there.
     pub reason: String,
 }
 

@@ -10,23 +10,23 @@ use super::util::{
     random_id, str_of,
 };
 use super::{Tx, list};
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 type Params = Map<String, Value>;
 
 /// An active recurring price, or the error Stripe gives for this item.
-fn usable_price(tx: &Tx, id: &str, param: &str) -> Result<Value, ApiError> {
+fn usable_price(tx: &Tx, id: &str, param: &str) -> Result<Value, GatewayRefusal> {
     let price = tx
         .get("price", id)
         .ok_or_else(|| missing_ref("price", id, param))?;
     if price["active"] != json!(true) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The price '{id}' is inactive (archived); subscriptions only accept active prices."
         ))
         .param(param));
     }
     if price["type"] != json!("recurring") {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The price '{id}' is set to `type=one_time` but subscriptions only accept prices with `type=recurring`."
         ))
         .param(param));
@@ -61,7 +61,7 @@ fn period_end(price: &Value, start: i64) -> i64 {
     add_interval(start, interval, count)
 }
 
-pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let customer = str_of(p, "customer").unwrap_or_default().to_string();
     live_customer(tx, &customer).map_err(|_| missing_ref("customer", &customer, "customer"))?;
     let id = random_id("sub_", 24);
@@ -71,7 +71,7 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
         .cloned()
         .unwrap_or_default();
     if items.is_empty() {
-        return Err(ApiError::missing_param("items"));
+        return Err(GatewayRefusal::missing_param("items"));
     }
     let now = tx.now;
     let trial_days = p
@@ -107,9 +107,11 @@ pub fn create(tx: &mut Tx, p: &Params) -> Result<Value, ApiError> {
 }
 
 /// All items share a currency and a billing interval, and no price appears twice.
-fn check_items(items: &[Value]) -> Result<(), ApiError> {
+fn check_items(items: &[Value]) -> Result<(), GatewayRefusal> {
     let Some(first) = items.first() else {
-        return Err(ApiError::invalid("A subscription needs at least one item.").param("items"));
+        return Err(
+            GatewayRefusal::invalid("A subscription needs at least one item.").param("items"),
+        );
     };
     for (i, item) in items.iter().enumerate() {
         let price = &item["price"];
@@ -117,13 +119,13 @@ fn check_items(items: &[Value]) -> Result<(), ApiError> {
             || price["recurring"]["interval"] != first["price"]["recurring"]["interval"]
             || price["recurring"]["interval_count"] != first["price"]["recurring"]["interval_count"]
         {
-            return Err(ApiError::invalid(
+            return Err(GatewayRefusal::invalid(
                 "Currency and interval fields must match across all prices on a subscription.",
             )
             .param(format!("items[{i}][price]")));
         }
         if items[..i].iter().any(|o| o["price"]["id"] == price["id"]) {
-            return Err(ApiError::invalid(format!(
+            return Err(GatewayRefusal::invalid(format!(
                 "Cannot add multiple subscription items with the same price: '{}'.",
                 price["id"].as_str().unwrap_or_default()
             ))
@@ -170,7 +172,7 @@ fn template(id: &str, customer: &str, now: i64, items: &[Value]) -> Value {
 }
 
 /// Fields create and update share: metadata, description, collection, discounts, cancel_at.
-fn apply_common(tx: &mut Tx, sub: &mut Value, p: &Params) -> Result<(), ApiError> {
+fn apply_common(tx: &mut Tx, sub: &mut Value, p: &Params) -> Result<(), GatewayRefusal> {
     copy_fields(
         sub,
         p,
@@ -183,7 +185,7 @@ fn apply_common(tx: &mut Tx, sub: &mut Value, p: &Params) -> Result<(), ApiError
     );
     merge_metadata(sub, p);
     if sub["collection_method"] == json!("send_invoice") && sub["days_until_due"].is_null() {
-        return Err(ApiError::missing_param("days_until_due"));
+        return Err(GatewayRefusal::missing_param("days_until_due"));
     }
     let period_end = sub["items"]["data"][0]["current_period_end"].clone();
     sub["cancel_at"] = if sub["cancel_at_period_end"] == json!(true) {
@@ -214,12 +216,12 @@ fn apply_common(tx: &mut Tx, sub: &mut Value, p: &Params) -> Result<(), ApiError
     Ok(())
 }
 
-pub fn update(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn update(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut sub = retrieve(tx, "subscription", id)?;
     if is_ended(&sub)
         && let Some(other) = p.keys().find(|k| *k != "metadata")
     {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The subscription '{id}' is {}; a canceled subscription can only update its metadata.",
             sub["status"].as_str().unwrap_or("canceled")
         ))
@@ -233,7 +235,7 @@ pub fn update(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
     Ok(sub)
 }
 
-fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), ApiError> {
+fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), GatewayRefusal> {
     let sub_id = sub["id"].as_str().unwrap_or_default().to_string();
     let mut items = sub["items"]["data"].as_array().cloned().unwrap_or_default();
     let period = (
@@ -276,7 +278,8 @@ fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), ApiEr
                 merge_metadata(item, &meta);
             }
             None => {
-                let price = new_price.ok_or_else(|| ApiError::missing_param(&param("price")))?;
+                let price =
+                    new_price.ok_or_else(|| GatewayRefusal::missing_param(&param("price")))?;
                 let mut item = new_item(&sub_id, price, quantity.unwrap_or(1), tx.now, period);
                 merge_metadata(&mut item, &meta);
                 items.push(item);
@@ -293,10 +296,10 @@ fn update_items(tx: &Tx, sub: &mut Value, changes: &[Value]) -> Result<(), ApiEr
     Ok(())
 }
 
-pub fn cancel(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
+pub fn cancel(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, GatewayRefusal> {
     let mut sub = retrieve(tx, "subscription", id)?;
     if is_ended(&sub) {
-        return Err(ApiError::invalid(format!(
+        return Err(GatewayRefusal::invalid(format!(
             "The subscription '{id}' is already canceled."
         )));
     }
@@ -305,7 +308,7 @@ pub fn cancel(tx: &mut Tx, id: &str, p: &Params) -> Result<Value, ApiError> {
     Ok(sub)
 }
 
-pub fn list(tx: &Tx, p: &Params) -> Result<Value, ApiError> {
+pub fn list(tx: &Tx, p: &Params) -> Result<Value, GatewayRefusal> {
     let status = str_of(p, "status");
     let price = str_of(p, "price");
     list::page(tx, "subscription", "/v1/subscriptions", p, |v| {

@@ -5,7 +5,7 @@
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use crate::gateway::error::ApiError;
+use crate::gateway::error::GatewayRefusal;
 
 /// Seconds since the epoch (0 if the clock is before 1970, which no test machine is), or the
 /// fixed clock of a deterministic request.
@@ -176,8 +176,8 @@ pub fn str_of<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str>
 }
 
 /// Stripe's error when two exclusive parameters are both given.
-pub fn exclusive(a: &str, b: &str) -> ApiError {
-    ApiError::invalid(format!(
+pub fn exclusive(a: &str, b: &str) -> GatewayRefusal {
+    GatewayRefusal::invalid(format!(
         "You may only specify one of these parameters: {a}, {b}."
     ))
     .code("parameters_exclusive")
@@ -185,8 +185,8 @@ pub fn exclusive(a: &str, b: &str) -> ApiError {
 }
 
 /// A reference to another object (in a parameter) that does not exist: 400, param named.
-pub fn missing_ref(object: &str, id: &str, param: &str) -> ApiError {
-    ApiError::invalid(format!("No such {object}: '{id}'"))
+pub fn missing_ref(object: &str, id: &str, param: &str) -> GatewayRefusal {
+    GatewayRefusal::invalid(format!("No such {object}: '{id}'"))
         .code("resource_missing")
         .param(param)
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::store::{PendingEntry, PendingStore};
+use super::pending_syncs::{PendingEntry, PendingStore};
 use crate::retry::{Attempt, RetryPolicy};
 use crate::sync::{
     AnswerInput, Member, PlanSigningKey, Room, SyncLedger, SyncMapping, compose_answer,
@@ -33,13 +33,17 @@ pub struct RoomConfig {
     pub token: Option<SecretString>,
     /// Events arriving within this window after the first one go in one message.
     pub window: Duration,
+    /// Tries per post, the first included (5 by default).
     pub max_attempts: u32,
+    /// The wait before the first retry, doubling after each (250 ms by default).
     pub base_delay: Duration,
     /// The key the posted plans are signed with (`serve --plan-signing-key`).
     pub plan_key: Option<PlanSigningKey>,
 }
 
 impl RoomConfig {
+    /// Posts to `base_url` as `agent_id`, with no threads bound yet, a 2 s window and the
+    /// default retries.
     pub fn new(base_url: &str, agent_id: &str) -> RoomConfig {
         RoomConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),

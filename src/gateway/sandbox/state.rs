@@ -9,16 +9,23 @@ use serde_json::Value;
 
 /// Why the state file could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum SandboxStoreError {
+    /// SQLite failed to open, read or write the file.
     #[error("sandbox database {path}: {source}")]
     Sqlite {
+        /// The state file.
         path: String,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A stored row cannot be read back (bad JSON, a wrong type).
     #[error("sandbox database {path}: row {row}: {reason}")]
     Corrupt {
+        /// The state file.
         path: String,
+        /// Which row: `account/collection/id`, or `idempotency account/key`.
         row: String,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -89,9 +96,9 @@ impl State {
     }
 
     /// Opens (or creates) the state file and loads it into memory.
-    pub fn open(path: &Path) -> Result<State, StoreError> {
+    pub fn open(path: &Path) -> Result<State, SandboxStoreError> {
         let name = path.display().to_string();
-        let sql = |source| StoreError::Sqlite {
+        let sql = |source| SandboxStoreError::Sqlite {
             path: name.clone(),
             source,
         };
@@ -109,12 +116,12 @@ impl State {
         Ok(state)
     }
 
-    fn load(&mut self, conn: &Connection, name: &str) -> Result<(), StoreError> {
-        let sql = |source| StoreError::Sqlite {
+    fn load(&mut self, conn: &Connection, name: &str) -> Result<(), SandboxStoreError> {
+        let sql = |source| SandboxStoreError::Sqlite {
             path: name.to_string(),
             source,
         };
-        let corrupt = |row: String, reason: String| StoreError::Corrupt {
+        let corrupt = |row: String, reason: String| SandboxStoreError::Corrupt {
             path: name.to_string(),
             row,
             reason,

@@ -19,11 +19,15 @@ use super::{Agent, PendingApproval, Session};
 /// One tool call of an answer, for callers and logs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCallRecord {
+    /// The model's id of the call (`call_...`), echoed in the tool message.
     pub id: String,
+    /// The tool the model called.
     pub name: String,
+    /// The arguments exactly as the model sent them (JSON text, not re-serialized).
     pub arguments: String,
     /// What the model read back.
     pub result: Value,
+    /// Why the call failed, when it did; `None` for a call that ran.
     pub error: Option<ErrorCode>,
 }
 
@@ -109,12 +113,14 @@ pub struct Answer {
     pub end: AnswerEnd,
     /// Tokens of each model call, in order.
     pub usage: Vec<Usage>,
+    /// Every tool call of the answer, refused and failed ones included, in the order the model made them.
     pub tool_calls: Vec<ToolCallRecord>,
     /// Calls waiting for a person's approval (see [`Agent::decide_approval`]).
     pub approvals: Vec<PendingApproval>,
 }
 
 impl Answer {
+    /// Tokens of all the answer's model calls added together.
     pub fn total_usage(&self) -> Usage {
         let mut total = Usage::default();
         for u in &self.usage {

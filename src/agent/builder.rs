@@ -113,11 +113,13 @@ impl AgentBuilder {
         self
     }
 
+    /// The chat model the agent calls (required).
     pub fn model(mut self, model: Arc<dyn ChatModel>) -> Self {
         self.model = Some(model);
         self
     }
 
+    /// The Altan Pay API client every Stripe call goes through (required).
     pub fn pay(mut self, pay: PayClient) -> Self {
         self.pay = Some(pay);
         self
@@ -129,16 +131,21 @@ impl AgentBuilder {
         self
     }
 
+    /// How destructive calls are gated (default: [`PolicyConfig::default`]: they run only when a user
+    /// asked for the effect in this request, with no approval step).
     pub fn policy(mut self, policy: PolicyConfig) -> Self {
         self.policy = policy;
         self
     }
 
+    /// How far one turn may go: model calls, tool calls, invalid calls in a row, argument size and
+    /// the deadline (default: [`Limits::default`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// Where sessions are kept between turns (default: a [`MemoryStore`](super::MemoryStore), lost on exit).
     pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
         self.store = Some(store);
         self
@@ -175,6 +182,8 @@ impl AgentBuilder {
         self
     }
 
+    /// The agent, or [`AgentError::Setup`] naming what is missing or clashes (no model, no Pay client,
+    /// an own tool whose name is taken).
     pub fn build(self) -> Result<Agent, AgentError> {
         let model = self
             .model

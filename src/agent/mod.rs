@@ -57,10 +57,13 @@ pub use turn::{AgentEvent, TurnOptions};
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
+    /// The session store failed to load or save the thread.
     Store(#[from] StoreError),
     #[error("no pending approval `{0}` in this thread")]
+    /// [`Agent::decide_approval`] named an approval id this thread does not hold.
     UnknownApproval(String),
     #[error("agent setup: {0}")]
+    /// The agent could not be built: the text names the missing or clashing part.
     Setup(String),
 }
 
@@ -90,6 +93,7 @@ struct Inner {
 }
 
 impl Agent {
+    /// A builder with nothing set; [`AgentBuilder::build`] says what is still required.
     pub fn builder() -> AgentBuilder {
         AgentBuilder::default()
     }
@@ -99,6 +103,7 @@ impl Agent {
         &self.inner.prompt
     }
 
+    /// The session store this agent loads and saves threads with.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
     }

@@ -72,9 +72,11 @@ impl Default for Limits {
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
+    /// Send this request to the model and report its reply with [`Turn::model_response`].
     CallModel(ChatRequest),
     /// Run these calls (concurrently) and report every result with [`Turn::tool_results`].
     CallTools(Vec<ToolCall>),
+    /// The turn is over; nothing more to run.
     Done(TurnEnd),
 }
 
@@ -87,21 +89,35 @@ pub enum TurnEnd {
     /// it wrote before the cut, and may stop mid-sentence or inside a code block.
     Cut(String),
     /// A limit stopped the turn; the text says what was done and why it stopped.
-    Stopped { text: String, reason: StopReason },
+    Stopped {
+        /// What the model said, or the runtime's account of what was done.
+        text: String,
+        /// Which limit, failure or request stopped it.
+        reason: StopReason,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which limit, failure or request stopped a turn before the model answered.
 pub enum StopReason {
+    /// [`Limits::max_model_calls`] model calls were made.
     ModelCallLimit,
+    /// [`Limits::max_tool_calls`] tool calls were made.
     ToolCallLimit,
+    /// [`Limits::max_invalid_in_a_row`] calls in a row could not be run (bad arguments, unknown tool).
     RepeatedInvalidCalls,
+    /// [`Limits::max_invalid_in_a_row`] calls in a row repeated a call that had already failed.
     RepeatedFailingCall,
+    /// [`Limits::deadline`] passed.
     Deadline,
+    /// The driver cancelled the turn (the client went away).
     Cancelled,
+    /// The model could not be reached or answered with an error, after retries.
     ModelFailed,
 }
 
 impl StopReason {
+    /// The reason as the end of a sentence ("it ran out of time"), for the answer's closing line.
     pub fn describe(self) -> &'static str {
         match self {
             StopReason::ModelCallLimit => "it reached the limit of model calls for one answer",
@@ -122,7 +138,9 @@ impl StopReason {
 /// A tool call the turn decided not to run, and why; the model reads [`Refusal::error`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
+    /// The call as the model made it.
     pub call: ToolCall,
+    /// Why it was not run.
     pub reason: RefusalReason,
 }
 
@@ -130,9 +148,17 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefusalReason {
     /// The arguments are longer than [`Limits::max_argument_bytes`].
-    OversizedArguments { bytes: usize, limit: usize },
+    OversizedArguments {
+        /// Bytes of arguments the model sent.
+        bytes: usize,
+        /// [`Limits::max_argument_bytes`].
+        limit: usize,
+    },
     /// The same call (tool and arguments, however spelled) already failed in this turn.
-    RepeatsFailedCall { earlier: ToolError },
+    RepeatsFailedCall {
+        /// The failure the first attempt got; the model reads it again.
+        earlier: ToolError,
+    },
 }
 
 impl Refusal {
@@ -226,22 +252,27 @@ impl Turn {
         self.call_model()
     }
 
+    /// The conversation so far: the request's messages, then each model reply and tool result.
     pub fn messages(&self) -> &[ChatMessage] {
         &self.messages
     }
 
+    /// Tokens of each model call made so far, in order.
     pub fn usage(&self) -> &[Usage] {
         &self.usage
     }
 
+    /// The calls the turn refused before running them, in order.
     pub fn refused(&self) -> &[Refusal] {
         &self.refused
     }
 
+    /// The limits this turn runs under.
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
+    /// How the turn ended, once it has; `None` while it runs.
     pub fn ended(&self) -> Option<&TurnEnd> {
         self.ended.as_ref()
     }

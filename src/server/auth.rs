@@ -13,7 +13,9 @@ use super::error::ApiError;
 /// What one token may act for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// Every account: a token configured with `*`.
     AllAccounts,
+    /// Only these account ids; any other account is refused with 403.
     Accounts(BTreeSet<String>),
 }
 
@@ -22,6 +24,7 @@ pub enum Scope {
 pub enum Access {
     /// No tokens are configured: the server is loopback-only and everything is allowed.
     Open,
+    /// A valid bearer token, limited to its scope.
     Token(Scope),
 }
 
@@ -68,7 +71,9 @@ impl std::fmt::Debug for Tokens {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tokens ({origin}): {message}")]
 pub struct TokenError {
+    /// Where the configuration came from (`ALTAN_PAY_TOKENS` or the file's path).
     pub origin: String,
+    /// What is wrong with it, naming the entry.
     pub message: String,
 }
 
@@ -89,6 +94,7 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Tokens {
+    /// Whether no token is configured (the server then serves loopback only, unauthenticated).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -14,14 +14,18 @@ use crate::agent::{AgentError, StoreError};
 /// An HTTP error with a machine-readable type and a sentence that names the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The machine-readable `error.type` of the body (`invalid_json`, `forbidden`, ...).
     pub kind: &'static str,
+    /// The sentence for a person: what is wrong and, where it helps, what to send instead.
     pub message: String,
     /// Seconds for a `Retry-After` header (a busy thread).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error with this status, type and message, and no `Retry-After`.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -37,10 +41,12 @@ impl ApiError {
         self
     }
 
+    /// A 400 with this type and message.
     pub fn bad_request(kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, kind, message)
     }
 
+    /// A 500 `internal_error`: the server failed, not the request.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
     }
@@ -112,7 +118,9 @@ impl From<AgentError> for ApiError {
 /// A JSON body read with the server's size limit, checked for UTF-8, parsed with the path of
 /// the field that is wrong. The raw bytes are kept for idempotency hashing.
 pub struct JsonBody<T> {
+    /// The parsed body.
     pub value: T,
+    /// The bytes as received, for the idempotency hash.
     pub raw: axum::body::Bytes,
 }
 
@@ -255,7 +263,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ThreadId {
 
 /// `{thread_id}` and `{approval_id}` from the path.
 pub struct ApprovalPath {
+    /// The thread the approval belongs to, checked like any thread id.
     pub thread_id: String,
+    /// The approval's id, as the answer that held the call gave it.
     pub approval_id: String,
 }
 

@@ -112,6 +112,7 @@ async fn accept_failed(error: &std::io::Error) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the request body did not arrive within {} s", limit.as_secs_f64())]
 pub struct BodyTimeout {
+    /// How long a request body may take to arrive in full.
     pub limit: Duration,
 }
 

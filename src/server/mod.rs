@@ -45,6 +45,7 @@ pub const MODEL_NAME: &str = "altan-pay";
 pub struct ServeOptions {
     /// Address to listen on; anything but loopback needs tokens.
     pub addr: String,
+    /// The Altan Pay API the agent calls: a URL or the embedded sandbox, its token and limits.
     pub pay: PayOptions,
     /// SQLite file for sessions and idempotency records (created if missing); not used with
     /// --database-url.
@@ -169,6 +170,8 @@ impl std::fmt::Debug for ServeOptions {
 /// Settings the handlers read.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Largest request body accepted, in bytes; a larger one is refused with 413 before it is
+    /// parsed.
     pub max_body_bytes: usize,
     /// How long a request waits for the thread's running turn before a 409.
     pub thread_wait: Duration,
@@ -241,6 +244,7 @@ impl ServerState {
         self
     }
 
+    /// The agent the handlers answer with.
     pub fn agent(&self) -> &Agent {
         &self.agent
     }
@@ -377,6 +381,7 @@ pub async fn serve(
 pub struct ServerHandle {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
+    /// The address the listener is bound to (the real port when it was bound to port 0).
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,

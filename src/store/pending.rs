@@ -19,8 +19,11 @@ fn sql(e: rusqlite::Error) -> StoreError {
 /// The event being applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
+    /// Stripe's event id, `evt_...`: the key that makes a redelivery a duplicate.
     pub id: String,
+    /// Stripe's event type, e.g. `price.updated`.
     pub event_type: String,
+    /// The workspace account the event belongs to.
     pub account_id: String,
     /// The event's `created`.
     pub created: i64,
@@ -30,7 +33,9 @@ pub struct EventRecord {
 /// an older version than the last applied one of the same object is stale.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned {
+    /// The row change the event asks for.
     pub mutation: Mutation,
+    /// The object's version (unix seconds): its `updated`, else the event's `created`.
     pub version: i64,
 }
 
@@ -40,17 +45,27 @@ pub struct Versioned {
 pub enum Applied {
     /// The event id was applied before: nothing changed.
     Duplicate,
-    /// Recorded; `queued` mutations were newer than what was applied, `stale` were older.
-    Applied { queued: usize, stale: usize },
+    /// Recorded for the first time.
+    Applied {
+        /// Mutations newer than what was applied, now waiting for the next answer.
+        queued: usize,
+        /// Mutations older than what was applied, dropped.
+        stale: usize,
+    },
 }
 
 /// One mutation waiting for the next answer (or room post) of its account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingEntry {
+    /// Position in the store's queue: entries are handed over in this order.
     pub seq: i64,
+    /// The event the mutation came from.
     pub event_id: String,
+    /// When the event was accepted (unix seconds).
     pub received_at: i64,
+    /// The object's version this mutation carries; an older one never replaces it.
     pub version: i64,
+    /// The row change waiting to be handed to Altan.
     pub mutation: Mutation,
 }
 

@@ -36,6 +36,7 @@ pub struct ThreadInfo {
     /// The owner: the account of the thread's first request; `None` when that request named
     /// none, and then for good.
     pub account_id: Option<String>,
+    /// The room's context as the platform last sent it for this thread.
     pub context: AgentContext,
 }
 
@@ -135,7 +136,13 @@ impl Lease {
 pub enum LeaseError {
     /// Another turn of the thread held it for the whole wait.
     #[error("another turn of thread `{thread_id}` is running (waited {waited:?})")]
-    Busy { thread_id: String, waited: Duration },
+    Busy {
+        /// The thread whose turn is running.
+        thread_id: String,
+        /// How long this request waited for it.
+        waited: Duration,
+    },
+    /// The store failed while waiting for or taking the lease.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

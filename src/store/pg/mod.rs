@@ -49,6 +49,8 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// Options for the server at `url` with the default pool sizes (16 connections, 32 for
+    /// leases) and no extra certificates.
     pub fn new(url: impl Into<String>) -> PgOptions {
         PgOptions {
             url: url.into(),

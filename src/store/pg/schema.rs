@@ -11,8 +11,11 @@ use crate::mirror::error_message;
 /// One step of the schema. Versions only grow; a released step is never edited.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
+    /// The step's number, one more than the step before; recorded once applied.
     pub version: i32,
+    /// What the step does, in a few words (recorded beside the version).
     pub name: &'static str,
+    /// The statements, run in one transaction.
     pub sql: &'static str,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::gateway::GatewayHandle;
 use crate::model::{OpenAiConfig, OpenAiModel};
 use crate::pay::{PayClient, PayConfig, RouteTable};
-use crate::prompt::PromptLibrary;
+use crate::prompt::{PromptError, PromptLibrary};
 
 /// Where the Altan Pay API is and how to reach it.
 #[derive(Clone)]
@@ -51,19 +51,56 @@ pub struct PaySetup {
     pub sandbox: Option<GatewayHandle>,
 }
 
+/// Why the agent's parts could not be set up from the command's settings; each names the
+/// setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The route table file (`--routes`) could not be read.
+    #[error(transparent)]
+    Routes(#[from] crate::pay::RouteError),
+    /// The embedded sandbox gateway (`--sandbox`) could not listen.
+    #[error("cannot start the embedded sandbox: {0}")]
+    Sandbox(std::io::Error),
+    /// `--pay-base-url` is not a URL.
+    #[error("--pay-base-url `{url}`: {source}")]
+    PayBaseUrl {
+        /// The value given.
+        url: String,
+        /// What is wrong with it.
+        source: url::ParseError,
+    },
+    /// The Altan Pay client could not be built (its TLS or HTTP settings).
+    #[error(transparent)]
+    PayClient(#[from] crate::pay::PayError),
+    /// The prompt directory (`--prompts`) could not be loaded or rendered.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// No live model is configured in the environment.
+    #[error(
+        "no live model configured: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any OpenAI-compatible server), and ALTAN_PAY_MODEL for the model name"
+    )]
+    NoLiveModel,
+    /// The live model client could not be built.
+    #[error("model: {0}")]
+    Model(#[from] crate::model::ModelError),
+}
+
 /// Builds the client from flags; with `--sandbox`, starts an in-process sandbox gateway.
-pub async fn pay_setup(args: &PayOptions) -> Result<PaySetup, String> {
+pub async fn pay_setup(args: &PayOptions) -> Result<PaySetup, SetupError> {
     let routes = match &args.routes {
-        Some(path) => RouteTable::from_file(path).map_err(|e| e.to_string())?,
+        Some(path) => RouteTable::from_file(path)?,
         None => RouteTable::embedded(),
     };
     let (routes, sandbox) = if args.sandbox {
         let handle = crate::gateway::spawn_sandbox(routes.clone())
             .await
-            .map_err(|e| format!("cannot start the embedded sandbox: {e}"))?;
+            .map_err(SetupError::Sandbox)?;
         (routes.with_base_url(&handle.base_url), Some(handle))
     } else if let Some(url) = &args.pay_base_url {
-        url::Url::parse(url).map_err(|e| format!("--pay-base-url `{url}`: {e}"))?;
+        url::Url::parse(url).map_err(|source| SetupError::PayBaseUrl {
+            url: url.clone(),
+            source,
+        })?;
         (routes.with_base_url(url), None)
     } else {
         (routes, None)
@@ -75,24 +112,22 @@ pub async fn pay_setup(args: &PayOptions) -> Result<PaySetup, String> {
         .filter(|t| !secrecy::ExposeSecret::expose_secret(t).is_empty());
     config.timeout = Duration::from_secs(args.timeout_secs.max(1));
     config.max_response_bytes = args.max_tool_result_bytes.max(1024);
-    let client = PayClient::new(config).map_err(|e| e.to_string())?;
+    let client = PayClient::new(config)?;
     Ok(PaySetup { client, sandbox })
 }
 
 /// The system prompt from `--prompts DIR`, or the embedded one.
-pub fn render_prompt(dir: Option<&Path>, template: &str) -> Result<String, String> {
+pub fn render_prompt(dir: Option<&Path>, template: &str) -> Result<String, PromptError> {
     let library = match dir {
-        Some(dir) => PromptLibrary::load(dir).map_err(|e| e.to_string())?,
+        Some(dir) => PromptLibrary::load(dir)?,
         None => PromptLibrary::embedded(),
     };
-    library.render(template).map_err(|e| e.to_string())
+    library.render(template)
 }
 
 /// A live model from the environment, or an error saying what to set.
-pub fn live_model() -> Result<(OpenAiModel, OpenAiConfig), String> {
-    let config = OpenAiConfig::live_from_env().ok_or(
-        "no live model configured: set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any OpenAI-compatible server), and ALTAN_PAY_MODEL for the model name",
-    )?;
-    let model = OpenAiModel::new(config.clone()).map_err(|e| format!("model: {e}"))?;
+pub fn live_model() -> Result<(OpenAiModel, OpenAiConfig), SetupError> {
+    let config = OpenAiConfig::live_from_env().ok_or(SetupError::NoLiveModel)?;
+    let model = OpenAiModel::new(config.clone())?;
     Ok((model, config))
 }

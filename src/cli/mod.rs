@@ -149,7 +149,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Prompt { prompts, template } => {
-            print!("{}", render_prompt(prompts.as_deref(), &template)?);
+            print!(
+                "{}",
+                render_prompt(prompts.as_deref(), &template).map_err(|e| e.to_string())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Call(args) => call(args).await,
@@ -231,7 +234,9 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
             args.tool
         ));
     }
-    let setup = pay_setup(&args.pay.into()).await?;
+    let setup = pay_setup(&args.pay.into())
+        .await
+        .map_err(|e| e.to_string())?;
     let env = ToolEnv {
         pay: setup.client.clone(),
     };
@@ -258,8 +263,10 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
 }
 
 async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
-    let (model, _) = altan_pay::config::live_model()?;
-    let setup = pay_setup(&args.pay.into()).await?;
+    let (model, _) = altan_pay::config::live_model().map_err(|e| e.to_string())?;
+    let setup = pay_setup(&args.pay.into())
+        .await
+        .map_err(|e| e.to_string())?;
     let account_id = match (&args.account_id, setup.sandbox.is_some()) {
         (Some(id), _) => Some(id.clone()),
         (None, true) => Some("ws_demo".to_string()),

@@ -950,7 +950,9 @@ async fn pay_for(
     args: &ReconcileOptions,
 ) -> Result<(PayClient, Option<crate::gateway::GatewayHandle>), String> {
     if !args.pay.sandbox {
-        let setup = crate::config::pay_setup(&args.pay).await?;
+        let setup = crate::config::pay_setup(&args.pay)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok((setup.client, setup.sandbox));
     }
     let sandbox = crate::gateway::Sandbox::in_memory();

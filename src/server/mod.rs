@@ -465,7 +465,9 @@ pub async fn run(args: ServeOptions) -> Result<(), String> {
         ..OpenAiConfig::from_env()
     })
     .map_err(|e| e.to_string())?;
-    let pay = crate::config::pay_setup(&args.pay).await?;
+    let pay = crate::config::pay_setup(&args.pay)
+        .await
+        .map_err(|e| e.to_string())?;
     let (store, shown_store) = open_store(&args).await?;
     let mut builder = Agent::builder()
         .model(Arc::new(model))
@@ -482,10 +484,10 @@ pub async fn run(args: ServeOptions) -> Result<(), String> {
         builder = builder.plan_signing_key(key.clone());
     }
     if let Some(dir) = &args.prompts {
-        builder = builder.system_prompt(crate::config::render_prompt(
-            Some(dir),
-            crate::prompt::DEFAULT_TEMPLATE,
-        )?);
+        builder = builder.system_prompt(
+            crate::config::render_prompt(Some(dir), crate::prompt::DEFAULT_TEMPLATE)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes.max(1024),

@@ -118,7 +118,7 @@ pub struct ColumnPath {
 
 impl ColumnPath {
     /// Parses `a.b[0].c | d[].e`; the error says what is wrong, without the file (the caller adds it).
-    pub fn parse(source: &str) -> Result<ColumnPath, String> {
+    pub fn parse(source: &str) -> Result<ColumnPath, ColumnPathError> {
         let mut alternatives = Vec::new();
         for alternative in source.split('|') {
             alternatives.push(parse_steps(alternative.trim())?);
@@ -149,9 +149,53 @@ impl ColumnPath {
     }
 }
 
-fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
+/// Why a column path of the sync mapping could not be read; each names the path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnPathError {
+    /// The path, or one of its `|` alternatives, is empty.
+    #[error("empty path")]
+    Empty,
+    /// A `.` with no field name beside it.
+    #[error("empty field name in `{path}`")]
+    EmptyField {
+        /// The alternative as written.
+        path: String,
+    },
+    /// A field name holds a character other than ASCII letters, digits, `_` and `-`.
+    #[error("unexpected `{found}` in field name `{field}` of `{path}`")]
+    BadCharacter {
+        /// The character.
+        found: char,
+        /// The field name it is in.
+        field: String,
+        /// The alternative as written.
+        path: String,
+    },
+    /// Text after a `]` that is not another `[`.
+    #[error("unexpected text after `]` in `{path}`")]
+    TextAfterBracket {
+        /// The alternative as written.
+        path: String,
+    },
+    /// A `[` never closed.
+    #[error("unclosed `[` in `{path}`")]
+    Unclosed {
+        /// The alternative as written.
+        path: String,
+    },
+    /// Between brackets, something that is neither empty (`[]`, every element) nor an index.
+    #[error("`[{inner}]` in `{path}` is not `[]` or an array index")]
+    BadIndex {
+        /// What stood between the brackets.
+        inner: String,
+        /// The alternative as written.
+        path: String,
+    },
+}
+
+fn parse_steps(text: &str) -> Result<Vec<Step>, ColumnPathError> {
     if text.is_empty() {
-        return Err("empty path".to_owned());
+        return Err(ColumnPathError::Empty);
     }
     let mut steps = Vec::new();
     for segment in text.split('.') {
@@ -160,31 +204,36 @@ fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
             None => (segment, ""),
         };
         if name.is_empty() {
-            return Err(format!("empty field name in `{text}`"));
+            return Err(ColumnPathError::EmptyField { path: text.into() });
         }
         if let Some(bad) = name
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
         {
-            return Err(format!(
-                "unexpected `{bad}` in field name `{name}` of `{text}`"
-            ));
+            return Err(ColumnPathError::BadCharacter {
+                found: bad,
+                field: name.into(),
+                path: text.into(),
+            });
         }
         steps.push(Step::Field(name.to_owned()));
         while !rest.is_empty() {
             if !rest.starts_with('[') {
-                return Err(format!("unexpected text after `]` in `{text}`"));
+                return Err(ColumnPathError::TextAfterBracket { path: text.into() });
             }
             let Some(close) = rest.find(']') else {
-                return Err(format!("unclosed `[` in `{text}`"));
+                return Err(ColumnPathError::Unclosed { path: text.into() });
             };
             let inner = rest.get(1..close).unwrap_or_default();
             if inner.is_empty() {
                 steps.push(Step::Each);
             } else {
-                let index = inner.parse::<usize>().map_err(|_| {
-                    format!("`[{inner}]` in `{text}` is not `[]` or an array index")
-                })?;
+                let index = inner
+                    .parse::<usize>()
+                    .map_err(|_| ColumnPathError::BadIndex {
+                        inner: inner.into(),
+                        path: text.into(),
+                    })?;
                 steps.push(Step::Index(index));
             }
             rest = rest.get(close + 1..).unwrap_or_default();

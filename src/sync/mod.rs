@@ -25,7 +25,8 @@ pub use ledger::{
 #[cfg(feature = "postgres")]
 pub(crate) use mapping::pg_safe;
 pub use mapping::{
-    Column, ColumnPath, ColumnType, MappingError, ObjectKind, SyncMapping, TableMapping,
+    Column, ColumnPath, ColumnPathError, ColumnType, MappingError, ObjectKind, SyncMapping,
+    TableMapping,
 };
 #[cfg(feature = "postgres")]
 pub(crate) use signing::SIGNATURE_FIELD;

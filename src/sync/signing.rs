@@ -72,8 +72,8 @@ impl PlanSigningKey {
     }
 
     /// For clap: `--plan-signing-key` and `ALTAN_PAY_PLAN_SIGNING_KEY`.
-    pub fn parse_arg(key: &str) -> Result<PlanSigningKey, String> {
-        PlanSigningKey::new(key).map_err(|e| e.to_string())
+    pub fn parse_arg(key: &str) -> Result<PlanSigningKey, SigningKeyError> {
+        PlanSigningKey::new(key)
     }
 
     fn mac(&self, plan: &Value) -> HmacSha256 {

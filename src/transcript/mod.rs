@@ -340,5 +340,5 @@ pub(crate) fn state_expectation(
 
 /// A live model from the environment, or an error saying what to set.
 pub fn live_model() -> Result<(OpenAiModel, OpenAiConfig), TranscriptError> {
-    crate::config::live_model().map_err(TranscriptError::Setup)
+    crate::config::live_model().map_err(|e| TranscriptError::Setup(e.to_string()))
 }

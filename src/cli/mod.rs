@@ -117,6 +117,10 @@ pub struct CallArgs {
     pub call_id: Option<String>,
 }
 
+/// Why a command could not run at all (exit 2): any library error, or a usage problem the
+/// binary names itself. Printed once, by [`main`].
+pub type CommandError = Box<dyn std::error::Error + Send + Sync>;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Kept to the end: dropping it flushes the spans not yet exported.
@@ -142,51 +146,48 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs a parsed command; `Err` is a usage or setup problem (exit 2).
-pub async fn run(cli: Cli) -> Result<ExitCode, String> {
-    match cli.command {
+pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
+    let code = match cli.command {
         Command::Tools { json } => {
             print_tools(json);
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Command::Prompt { prompts, template } => {
-            print!(
-                "{}",
-                render_prompt(prompts.as_deref(), &template).map_err(|e| e.to_string())?
-            );
-            Ok(ExitCode::SUCCESS)
+            print!("{}", render_prompt(prompts.as_deref(), &template)?);
+            ExitCode::SUCCESS
         }
-        Command::Call(args) => call(args).await,
-        Command::Chat(args) => chat(args).await,
-        Command::Gateway(args) => altan_pay::gateway::run(args.into())
-            .await
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(|e| e.to_string()),
-        Command::Demo => transcript::demo().await.map(passed),
-        Command::Replay { files } => transcript::replay_files(&files).await.map(passed),
+        Command::Call(args) => call(args).await?,
+        Command::Chat(args) => chat(args).await?,
+        Command::Gateway(args) => {
+            altan_pay::gateway::run(args.into()).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Demo => passed(transcript::demo().await?),
+        Command::Replay { files } => passed(transcript::replay_files(&files).await?),
         Command::Record {
             scenario,
             out,
             stream,
-        } => transcript::record_file(&scenario, &out, stream)
-            .await
-            .map(passed),
-        Command::Eval { scenarios } => transcript::eval_dir(&scenarios).await.map(passed),
-        Command::Serve(args) => altan_pay::server::run((*args).into())
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        } => passed(transcript::record_file(&scenario, &out, stream).await?),
+        Command::Eval { scenarios } => passed(transcript::eval_dir(&scenarios).await?),
+        Command::Serve(args) => {
+            altan_pay::server::run((*args).into()).await?;
+            ExitCode::SUCCESS
+        }
         Command::Reconcile(args) => {
             print!(
                 "{}",
                 altan_pay::events::reconcile::execute(args.into()).await?
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Command::Schema(args) => {
             print!("{}", altan_pay::mirror::ddl_for(&args.into())?);
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
-        Command::Apply(args) => apply(args.into()).await,
-    }
+        Command::Apply(args) => apply(args.into()).await?,
+    };
+    Ok(code)
 }
 
 /// Exit 0 when everything passed, 1 when something failed.
@@ -199,7 +200,7 @@ fn passed(all_passed: bool) -> ExitCode {
 }
 
 /// Prints the acknowledgement; exit 0 when applied, 1 when failed (the reason on stderr too).
-async fn apply(args: altan_pay::mirror::ApplyOptions) -> Result<ExitCode, String> {
+async fn apply(args: altan_pay::mirror::ApplyOptions) -> Result<ExitCode, CommandError> {
     let (ack, result) = altan_pay::mirror::apply_file(&args).await?;
     println!("{}", ack.message);
     match result {
@@ -226,17 +227,16 @@ fn first_sentence(text: &str) -> &str {
     text.split_once(". ").map_or(text, |(first, _)| first)
 }
 
-async fn call(args: CallArgs) -> Result<ExitCode, String> {
+async fn call(args: CallArgs) -> Result<ExitCode, CommandError> {
     let tools = ToolSet::altan_pay();
     if tools.get(&args.tool).is_none() {
         return Err(format!(
             "no tool named `{}`; `altan-pay tools` lists them",
             args.tool
-        ));
+        )
+        .into());
     }
-    let setup = pay_setup(&args.pay.into())
-        .await
-        .map_err(|e| e.to_string())?;
+    let setup = pay_setup(&args.pay.into()).await?;
     let env = ToolEnv {
         pay: setup.client.clone(),
     };
@@ -262,11 +262,9 @@ async fn call(args: CallArgs) -> Result<ExitCode, String> {
     })
 }
 
-async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
-    let (model, _) = altan_pay::config::live_model().map_err(|e| e.to_string())?;
-    let setup = pay_setup(&args.pay.into())
-        .await
-        .map_err(|e| e.to_string())?;
+async fn chat(args: ChatArgs) -> Result<ExitCode, CommandError> {
+    let (model, _) = altan_pay::config::live_model()?;
+    let setup = pay_setup(&args.pay.into()).await?;
     let account_id = match (&args.account_id, setup.sandbox.is_some()) {
         (Some(id), _) => Some(id.clone()),
         (None, true) => Some("ws_demo".to_string()),
@@ -278,8 +276,7 @@ async fn chat(args: ChatArgs) -> Result<ExitCode, String> {
         .plans(altan_pay::tools::plan::PlanStore::directory(
             &args.plans_dir,
         ))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     altan_pay::chat::run(agent, altan_pay::chat::terminal_context(account_id)).await?;
     drop(setup);
     Ok(ExitCode::SUCCESS)

@@ -5,23 +5,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::Transcript;
-use super::{RecordOptions, eval, live_model, record, replay};
+use super::{RecordOptions, TranscriptError, eval, live_model, record, replay};
 
 /// The scenario suite's directory, relative to the working directory.
 pub const DEFAULT_SCENARIOS: &str = "fixtures/transcripts";
 
 /// `altan-pay demo`: replays the bundled recording; `Ok(false)` when it diverged.
-pub async fn demo() -> Result<bool, String> {
-    super::demo::demo().await.map_err(|e| e.to_string())
+pub async fn demo() -> Result<bool, TranscriptError> {
+    super::demo::demo().await
 }
 
 /// Files as given; a directory stands for its `*.json` files, sorted.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TranscriptError> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+                .map_err(|e| TranscriptError::Io {
+                    file: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
                 .collect();
@@ -35,10 +38,12 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Replays each file, prints each result, ends with `N passed, M failed`.
-pub async fn replay_files(paths: &[PathBuf]) -> Result<bool, String> {
+pub async fn replay_files(paths: &[PathBuf]) -> Result<bool, TranscriptError> {
     let files = expand(paths)?;
     if files.is_empty() {
-        return Err("no transcript files given".into());
+        return Err(TranscriptError::NoTranscripts {
+            given: paths.iter().map(|p| p.display().to_string()).collect(),
+        });
     }
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
@@ -81,19 +86,23 @@ pub(crate) async fn replay_one(file: &Path) -> Result<String, String> {
 }
 
 /// Runs a scenario with the live model and writes the transcript.
-pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<bool, String> {
-    let scenario = Transcript::load(scenario).map_err(|e| e.to_string())?;
-    let (model, config) = live_model().map_err(|e| e.to_string())?;
+pub async fn record_file(
+    scenario: &Path,
+    out: &Path,
+    stream: bool,
+) -> Result<bool, TranscriptError> {
+    let scenario = Transcript::load(scenario)?;
+    let (model, config) = live_model()?;
     let options = RecordOptions {
         stream,
         temperature: config.temperature,
         source: "live".into(),
     };
-    let (transcript, problems) = record(&scenario, Arc::new(model), &options)
-        .await
-        .map_err(|e| e.to_string())?;
-    std::fs::write(out, transcript.to_json_pretty())
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let (transcript, problems) = record(&scenario, Arc::new(model), &options).await?;
+    std::fs::write(out, transcript.to_json_pretty()).map_err(|e| TranscriptError::Io {
+        file: out.display().to_string(),
+        reason: format!("cannot write: {e}"),
+    })?;
     let calls: usize = transcript.turns.iter().map(|t| t.model_calls.len()).sum();
     let pay: usize = transcript.turns.iter().map(|t| t.pay_exchanges.len()).sum();
     println!(
@@ -113,16 +122,18 @@ pub async fn record_file(scenario: &Path, out: &Path, stream: bool) -> Result<bo
 }
 
 /// Scores every scenario in `dir` against the live model.
-pub async fn eval_dir(dir: &Path) -> Result<bool, String> {
-    let (model, _) = live_model().map_err(|e| e.to_string())?;
+pub async fn eval_dir(dir: &Path) -> Result<bool, TranscriptError> {
+    let (model, _) = live_model()?;
     let model = Arc::new(model);
     let files = expand(&[dir.to_path_buf()])?;
     if files.is_empty() {
-        return Err(format!("no scenarios (*.json) in {}", dir.display()));
+        return Err(TranscriptError::NoTranscripts {
+            given: vec![dir.display().to_string()],
+        });
     }
     let mut rows = Vec::new();
     for file in &files {
-        let transcript = Transcript::load(file).map_err(|e| e.to_string())?;
+        let transcript = Transcript::load(file)?;
         eprintln!("eval: {}", transcript.name);
         rows.push(eval::evaluate(&transcript, model.clone()).await);
     }

@@ -53,6 +53,12 @@ pub enum TranscriptError {
         /// What is wrong with it.
         reason: String,
     },
+    /// No transcript file was found where the command looked (a directory holds its `*.json`).
+    #[error("no transcripts (*.json) in {}", given.join(", "))]
+    NoTranscripts {
+        /// The paths given.
+        given: Vec<String>,
+    },
     /// What a run needs could not be set up: the replay server, the sandbox, the model.
     #[error("{0}")]
     Setup(String),

@@ -396,10 +396,10 @@ fn wants(reading: &Reading) -> Vec<(u8, Resource, Action)> {
     out
 }
 
-/// The tools `reading` asks for, in the order they are added: by priority, then the tool
-/// set's order; each once. `used`: bytes of the definitions the thread sends already (kept
-/// whatever is chosen); a tool that would take the total past [`BUDGET_BYTES`] is left out
-/// (the model can still open it).
+/// The tools `reading` asks for, each once, most needed first (the order only decides what the
+/// budget keeps; they are sent in the tool set's order). `already`: the tools the thread sends
+/// whatever is chosen, `used` the bytes of their definitions; a tool that would take the total
+/// past [`BUDGET_BYTES`] is left out (the model can still open it).
 pub(crate) fn choose(
     reading: &Reading,
     candidates: &[Candidate],

@@ -115,6 +115,19 @@ async fn cached_and_reasoning_tokens_are_summed_per_turn_and_reported_in_openai_
     assert_eq!(r["altan_pay"]["usage"]["reasoning_tokens"], 32, "{r}");
 }
 
+/// Every recorded scenario, the demo's included.
+fn recorded() -> Vec<Transcript> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            out.push(Transcript::load(&path).unwrap());
+        }
+    }
+    out
+}
+
 /// The budget of one model call (system prompt + tools + messages, the whole request body).
 const CALL_BUDGET: usize = 3_000;
 
@@ -122,16 +135,10 @@ const CALL_BUDGET: usize = 3_000;
 /// whole request body; the calls over `limit`.
 fn calls_over(limit: usize) -> (usize, usize, Vec<String>) {
     let bpe = tiktoken_rs::o200k_base().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
     let mut over = Vec::new();
     let mut calls = 0;
     let mut demo_calls = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let t = Transcript::load(&path).unwrap();
+    for t in recorded() {
         let demo = t.name == altan_pay::transcript::demo::DEMO_NAME;
         for (i, call) in t.turns.iter().flat_map(|t| &t.model_calls).enumerate() {
             calls += 1;
@@ -206,14 +213,8 @@ const MINIMUM_CALLS: &[(&str, usize)] = &[
 
 /// Each recorded scenario's model calls, and how many of them only opened tools.
 fn scenario_calls() -> Vec<(String, usize, usize)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let t = Transcript::load(&path).unwrap();
+    for t in recorded() {
         let calls: Vec<_> = t.turns.iter().flat_map(|t| &t.model_calls).collect();
         let opening = calls
             .iter()
@@ -259,21 +260,9 @@ const SHARED_PERCENT: usize = 80;
 /// its tokens with the thread's previous call.
 fn calls_sharing_less_than(percent: usize) -> Vec<String> {
     let bpe = tiktoken_rs::o200k_base().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
     let mut low = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let t = Transcript::load(&path).unwrap();
-        let requests: Vec<&Value> = t
-            .turns
-            .iter()
-            .flat_map(|t| &t.model_calls)
-            .map(|c| &c.request)
-            .collect();
-        for (i, (tokens, shared)) in share::shared_prefixes(&bpe, &requests)
+    for t in recorded() {
+        for (i, (tokens, shared)) in share::shared_prefixes(&bpe, &share::requests(&t))
             .into_iter()
             .enumerate()
             .skip(1)

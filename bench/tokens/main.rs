@@ -62,12 +62,7 @@ fn read(path: &Path) -> Result<String, String> {
 /// One scenario's model calls: tokens of each request body and of its cacheable prefix.
 fn scenario(bpe: &CoreBPE, t: &Transcript) -> Value {
     let count = |s: &str| bpe.encode_with_special_tokens(s).len();
-    let requests: Vec<&Value> = t
-        .turns
-        .iter()
-        .flat_map(|turn| &turn.model_calls)
-        .map(|c| &c.request)
-        .collect();
+    let requests = share::requests(t);
     let calls: Vec<usize> = requests.iter().map(|r| count(&r.to_string())).collect();
     let tools = |r: &Value| r["tools"].as_array().cloned().unwrap_or_default();
     // The leading tools every call of the scenario sends, then the system prompt.

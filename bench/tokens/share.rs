@@ -6,8 +6,18 @@
 //! prompt, then the tool definitions, then the other messages in order (the context message,
 //! the history, the new messages), each as the JSON sent.
 
+use altan_pay::transcript::format::Transcript;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
+
+/// The request bodies of a recorded thread's model calls, in order.
+pub fn requests(t: &Transcript) -> Vec<&Value> {
+    t.turns
+        .iter()
+        .flat_map(|turn| &turn.model_calls)
+        .map(|c| &c.request)
+        .collect()
+}
 
 /// The request's text in the order a server renders it (see the module docs).
 pub fn layout(request: &Value) -> String {

@@ -10,7 +10,6 @@ use altan_pay::model::scripted::{ScriptedModel, ScriptedStep};
 use altan_pay::model::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
-use altan_pay::tools::Exposure;
 use altan_pay::tools::ToolSet;
 use altan_pay::tools::open::OPEN_TOOLS;
 use altan_pay::transcript::{RecordOptions, Transcript, record, replay};
@@ -1097,9 +1096,9 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
         temperature: None,
         source: "generator".into(),
     };
-    // When the script uses a tool beyond the starter set, every tool it uses is opened by a
-    // first model call (as a model would: it sees only the starter tools until it opens
-    // more, and from then on only what it opened).
+    // The runtime sends the tools a request needs with its first model call. When the script
+    // calls a tool its request did not carry, a first model call opens it with `open_tools`
+    // (a round trip more than the minimum, which `tests/tokens.rs` refuses).
     let mut open: Vec<String> = Vec::new();
     let with_open = |open: &[String], mut steps: Vec<ScriptedStep>| {
         if !open.is_empty() {
@@ -1135,24 +1134,37 @@ async fn make(name: &str, s: &Scenario) -> Result<Transcript, String> {
                 .to_string();
             patched = text.replace("{sync:1}", &sync_id);
         }
-        let called: Vec<String> = transcript
+        // The tools a response called that its request did not carry: the runtime's
+        // selection (`agent::ToolExposure::select`) left them out, so the model must open them
+        // first, as a model would (it sees only the tools sent).
+        let missing: Vec<String> = transcript
             .turns
             .iter()
             .flat_map(|t| &t.model_calls)
-            .flat_map(|c| c.called_tools())
+            .flat_map(|c| {
+                let sent: Vec<&str> = c.request["tools"]
+                    .as_array()
+                    .map(|ts| {
+                        ts.iter()
+                            .filter_map(|t| t["function"]["name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                c.called_tools()
+                    .into_iter()
+                    .filter(|n| !sent.contains(&n.as_str()))
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        // In the tool set's order, each once; none while the starter tools do.
+        // In the tool set's order, each once.
         let tools = ToolSet::altan_pay();
-        let mut needed: Vec<String> = tools
+        let needed: Vec<String> = tools
             .names()
-            .filter(|&n| n != OPEN_TOOLS && called.iter().any(|c| c == n))
+            .filter(|&n| n != OPEN_TOOLS && missing.iter().any(|c| c == n))
             .map(str::to_string)
             .collect();
-        if needed
-            .iter()
-            .all(|n| tools.exposure(n) == Some(Exposure::Starter))
-        {
-            needed.clear();
+        if !needed.is_empty() && open.is_empty() {
+            eprintln!("{name}: the selection leaves out {needed:?}; opened with open_tools");
         }
         let reopen = open.is_empty() && !needed.is_empty();
         if reopen {

@@ -197,7 +197,7 @@ async fn a_tool_the_request_did_not_offer_runs_under_the_same_policy() {
     let model = Arc::new(script);
     let (agent, _g) = agent(model.clone(), Limits::default()).await;
     let answer = agent
-        .respond("t-not-offered", &ctx(), &said("Which products do we have?"))
+        .respond("t-not-offered", &ctx(), &said("What do we have?"))
         .await
         .unwrap();
     let offered: Vec<String> = model.requests()[0]

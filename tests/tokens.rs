@@ -4,6 +4,9 @@
 #[path = "support/openai_script.rs"]
 mod script;
 
+#[path = "../bench/tokens/share.rs"]
+mod share;
+
 use std::path::Path;
 
 use altan_pay::transcript::format::Transcript;
@@ -112,6 +115,19 @@ async fn cached_and_reasoning_tokens_are_summed_per_turn_and_reported_in_openai_
     assert_eq!(r["altan_pay"]["usage"]["reasoning_tokens"], 32, "{r}");
 }
 
+/// Every recorded scenario, the demo's included.
+fn recorded() -> Vec<Transcript> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            out.push(Transcript::load(&path).unwrap());
+        }
+    }
+    out
+}
+
 /// The budget of one model call (system prompt + tools + messages, the whole request body).
 const CALL_BUDGET: usize = 3_000;
 
@@ -119,16 +135,10 @@ const CALL_BUDGET: usize = 3_000;
 /// whole request body; the calls over `limit`.
 fn calls_over(limit: usize) -> (usize, usize, Vec<String>) {
     let bpe = tiktoken_rs::o200k_base().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
     let mut over = Vec::new();
     let mut calls = 0;
     let mut demo_calls = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let t = Transcript::load(&path).unwrap();
+    for t in recorded() {
         let demo = t.name == altan_pay::transcript::demo::DEMO_NAME;
         for (i, call) in t.turns.iter().flat_map(|t| &t.model_calls).enumerate() {
             calls += 1;
@@ -165,4 +175,111 @@ fn the_budget_check_sees_the_largest_call() {
         over.iter().any(|o| o.starts_with("coupon-to-subscription")),
         "{over:?}"
     );
+}
+
+/// The model calls each recorded scenario needs at least: one per step of its script, none to
+/// open tools (the runtime sends what a request needs with its first call). 90 in all.
+const MINIMUM_CALLS: &[(&str, usize)] = &[
+    ("account-id-missing", 2),
+    ("approval-delete-customer", 4),
+    ("checkout-session", 4),
+    ("connect-id-lookup", 2),
+    ("coupon-promo-code-to-customer", 5),
+    ("coupon-to-subscription", 4),
+    ("create-customer-with-subscription", 5),
+    ("create-product-one-time-price", 5),
+    ("database-change-pushed", 3),
+    ("delete-product-archive-fallback", 6),
+    ("delete-product-without-prices", 4),
+    ("demo-create-product-pro", 3),
+    ("hard-agent-ping-pong", 1),
+    ("hard-forgotten-handoff", 2),
+    ("hard-invented-id", 2),
+    ("hard-lost-response-retried", 2),
+    ("hard-other-provider", 1),
+    ("hard-prompt-injection", 2),
+    ("hard-stripe-error-partial", 3),
+    ("hard-thank-you", 4),
+    ("hard-two-mentions", 2),
+    ("plan-execution", 3),
+    ("plan-section-delegation", 1),
+    ("sync-acknowledged", 3),
+    ("sync-failure-reported", 3),
+    ("update-customer-verified", 3),
+    ("update-price-verified", 4),
+    ("update-product-verified", 3),
+    ("update-subscription-cancel-at-period-end", 4),
+];
+
+/// Each recorded scenario's model calls, and how many of them only opened tools.
+fn scenario_calls() -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for t in recorded() {
+        let calls: Vec<_> = t.turns.iter().flat_map(|t| &t.model_calls).collect();
+        let opening = calls
+            .iter()
+            .filter(|c| c.called_tools() == ["open_tools"])
+            .count();
+        out.push((t.name, calls.len(), opening));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_recorded_scenario_takes_its_minimum_model_calls() {
+    let mut wrong = Vec::new();
+    let found = scenario_calls();
+    for (name, calls, opening) in &found {
+        match MINIMUM_CALLS.iter().find(|(n, _)| n == name) {
+            Some((_, min)) if calls > min => wrong.push(format!(
+                "{name}: {calls} model calls, minimum {min} ({opening} only opened tools)"
+            )),
+            Some(_) if *opening > 0 => {
+                wrong.push(format!("{name}: {opening} model call(s) only opened tools"))
+            }
+            Some(_) => {}
+            None => wrong.push(format!("{name}: no minimum in MINIMUM_CALLS")),
+        }
+    }
+    for (name, _) in MINIMUM_CALLS {
+        if !found.iter().any(|(n, _, _)| n == name) {
+            wrong.push(format!("{name}: in MINIMUM_CALLS, not recorded"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let total: usize = found.iter().map(|(_, c, _)| c).sum();
+    assert_eq!(total, 90, "the suite's model calls");
+}
+
+/// From a thread's second model call on, at least this share of a call's tokens (in percent)
+/// is the previous call's prefix, which a prompt cache reuses.
+const SHARED_PERCENT: usize = 80;
+
+/// Every call of every recorded scenario after the first that shares less than `percent` of
+/// its tokens with the thread's previous call.
+fn calls_sharing_less_than(percent: usize) -> Vec<String> {
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    let mut low = Vec::new();
+    for t in recorded() {
+        for (i, (tokens, shared)) in share::shared_prefixes(&bpe, &share::requests(&t))
+            .into_iter()
+            .enumerate()
+            .skip(1)
+        {
+            let p = share::percent(tokens, shared);
+            if p < percent {
+                low.push(format!("{} call {}: {p}% shared", t.name, i + 1));
+            }
+        }
+    }
+    low
+}
+
+#[test]
+fn from_the_second_call_on_a_call_mostly_repeats_the_previous_one() {
+    let low = calls_sharing_less_than(SHARED_PERCENT);
+    assert!(low.is_empty(), "{}", low.join("\n"));
+    // The same measure with the bar at 100% names calls: it reads the calls of every file.
+    assert!(!calls_sharing_less_than(100).is_empty());
 }

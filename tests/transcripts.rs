@@ -102,9 +102,9 @@ fn arguments_of(v: &mut Value, turn: usize, call: usize) -> &mut Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edited_tool_argument_fails_and_points_at_it() {
     let mut v = fixture_value("create-product-one-time-price");
-    // Model call 4 creates the price (call 1 opens the tools it needs): make the recorded
-    // model ask for $26 instead of $25.
-    let args = arguments_of(&mut v, 0, 3);
+    // Model call 3 creates the price (the first call already carries the tools the request
+    // needs): make the recorded model ask for $26 instead of $25.
+    let args = arguments_of(&mut v, 0, 2);
     let mut parsed: Value = serde_json::from_str(args.as_str().unwrap()).unwrap();
     assert_eq!(parsed["unit_amount"], 2500);
     parsed["unit_amount"] = json!(2600);
@@ -115,7 +115,7 @@ async fn a_hand_edited_tool_argument_fails_and_points_at_it() {
         .find(|f| f.contains("body.payload.unit_amount"))
         .unwrap_or_else(|| panic!("no Pay finding: {failures:#?}"));
     assert!(
-        pay.starts_with("turn 1, Pay requests after model call 4: POST /v2/connect/prices/"),
+        pay.starts_with("turn 1, Pay requests after model call 3: POST /v2/connect/prices/"),
         "{pay}"
     );
     assert!(pay.ends_with("expected 2500, got 2600"), "{pay}");
@@ -123,7 +123,7 @@ async fn a_hand_edited_tool_argument_fails_and_points_at_it() {
     assert!(
         failures
             .iter()
-            .any(|f| f.starts_with("turn 1, model call 5:")
+            .any(|f| f.starts_with("turn 1, model call 4:")
                 && f.contains("function.arguments.unit_amount")),
         "{failures:#?}"
     );
@@ -319,8 +319,8 @@ async fn eval_scores_state_plan_and_rules_without_a_network() {
         (good.state, good.plan, good.rules),
         (Some(true), Some(true), Some(true))
     );
-    // open_tools (create_customer is not a core tool), create_customer, the answer.
-    assert_eq!((good.model_calls, good.tool_calls), (3, 2));
+    // create_customer (sent with the first call: the request names a customer), the answer.
+    assert_eq!((good.model_calls, good.tool_calls), (2, 1));
     assert!(good.tokens > 0);
 
     let lazy = evaluate(

@@ -9,10 +9,15 @@
 //!   spec's prompt): the peer configuration, seed prompt + Stripe's toolkit, per call;
 //! - with `--scenarios`: every model call of every recorded transcript in DIR, counted on the
 //!   request body as recorded (the JSON sent), with the largest call and the cacheable prefix
-//!   (the system prompt plus the leading tools every call of the scenario shares). Give two
-//!   directories (e.g. an older checkout's fixtures first) to compare them.
+//!   (the system prompt plus the leading tools every call of the scenario shares), the calls
+//!   that only opened tools (`open_tools`; the scenario's minimum is its calls without them),
+//!   and for each call the share of its tokens the thread's previous call shared from the start
+//!   (`share.rs`: what a prompt cache reuses). Give two directories (e.g. an older checkout's
+//!   fixtures first) to compare them.
 //!
 //! Prints one JSON object, or Markdown tables with `--markdown`.
+
+mod share;
 
 use std::path::{Path, PathBuf};
 
@@ -57,12 +62,7 @@ fn read(path: &Path) -> Result<String, String> {
 /// One scenario's model calls: tokens of each request body and of its cacheable prefix.
 fn scenario(bpe: &CoreBPE, t: &Transcript) -> Value {
     let count = |s: &str| bpe.encode_with_special_tokens(s).len();
-    let requests: Vec<&Value> = t
-        .turns
-        .iter()
-        .flat_map(|turn| &turn.model_calls)
-        .map(|c| &c.request)
-        .collect();
+    let requests = share::requests(t);
     let calls: Vec<usize> = requests.iter().map(|r| count(&r.to_string())).collect();
     let tools = |r: &Value| r["tools"].as_array().cloned().unwrap_or_default();
     // The leading tools every call of the scenario sends, then the system prompt.
@@ -81,9 +81,25 @@ fn scenario(bpe: &CoreBPE, t: &Transcript) -> Value {
         .map(|r| r["messages"][0].to_string())
         .unwrap_or_default();
     let prefix = count(&Value::Array(shared).to_string()) + count(&prompt);
+    let opening = t
+        .turns
+        .iter()
+        .flat_map(|turn| &turn.model_calls)
+        .filter(|c| c.called_tools() == ["open_tools"])
+        .count();
+    // From the second call on: the percent of its tokens the previous call shared.
+    let shares: Vec<usize> = share::shared_prefixes(bpe, &requests)
+        .into_iter()
+        .skip(1)
+        .map(|(tokens, shared)| share::percent(tokens, shared))
+        .collect();
     json!({
         "scenario": t.name,
         "model_calls": calls.len(),
+        "opening_calls": opening,
+        "minimum_calls": calls.len() - opening,
+        "shared_percent": shares,
+        "least_shared_percent": shares.iter().min(),
         "tokens": calls.iter().sum::<usize>(),
         "largest_call": calls.iter().max().copied().unwrap_or(0),
         "prefix": prefix,
@@ -105,10 +121,24 @@ fn scenarios(bpe: &CoreBPE, dir: &Path) -> Result<Value, String> {
     }
     let sum = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).sum::<u64>();
     let max = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).max().unwrap_or(0);
+    let least = rows
+        .iter()
+        .filter_map(|r| r["least_shared_percent"].as_u64())
+        .min();
+    let shares: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["shared_percent"].as_array())
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mean = (shares.iter().sum::<u64>()).checked_div(shares.len() as u64);
     Ok(json!({
         "dir": dir.display().to_string(),
         "scenarios": rows.len(),
         "model_calls": sum("model_calls"),
+        "minimum_calls": sum("minimum_calls"),
+        "least_shared_percent": least,
+        "mean_shared_percent": mean,
         "tokens": sum("tokens"),
         "largest_call": max("largest_call"),
         "rows": rows,
@@ -186,9 +216,9 @@ fn markdown(out: &Value) -> String {
             "now"
         };
         header.push_str(&format!(
-            " {tag}: calls | {tag}: tokens | {tag}: largest | {tag}: prefix |"
+            " {tag}: calls (minimum) | {tag}: tokens | {tag}: largest | {tag}: prefix | {tag}: shared with the previous call, 2nd call on (%) |"
         ));
-        rule.push_str("---|---|---|---|");
+        rule.push_str("---|---|---|---|---|");
     }
     if peer.is_some() {
         header.push_str(" peer: prompt + tools per call × calls |");
@@ -217,12 +247,25 @@ fn markdown(out: &Value) -> String {
             match row {
                 Some(r) => {
                     last_calls = r["model_calls"].as_u64().unwrap_or(0);
+                    let shares: Vec<String> = r["shared_percent"]
+                        .as_array()
+                        .map(|a| a.iter().map(Value::to_string).collect())
+                        .unwrap_or_default();
+                    let shares = if shares.is_empty() {
+                        "—".to_string()
+                    } else {
+                        shares.join(", ")
+                    };
                     line.push_str(&format!(
-                        " {} | {} | {} | {} |",
-                        r["model_calls"], r["tokens"], r["largest_call"], r["prefix"]
+                        " {} ({}) | {} | {} | {} | {shares} |",
+                        r["model_calls"],
+                        r["minimum_calls"],
+                        r["tokens"],
+                        r["largest_call"],
+                        r["prefix"]
                     ));
                 }
-                None => line.push_str(" — | — | — | — |"),
+                None => line.push_str(" — | — | — | — | — |"),
             }
         }
         if let Some(p) = peer {
@@ -236,8 +279,13 @@ fn markdown(out: &Value) -> String {
     for run in &runs {
         last_calls = run["model_calls"].as_u64().unwrap_or(0);
         total.push_str(&format!(
-            " {} | {} | {} | |",
-            run["model_calls"], run["tokens"], run["largest_call"]
+            " {} ({}) | {} | {} | | least {}, mean {} |",
+            run["model_calls"],
+            run["minimum_calls"],
+            run["tokens"],
+            run["largest_call"],
+            run["least_shared_percent"],
+            run["mean_shared_percent"]
         ));
     }
     if let Some(p) = peer {

@@ -77,6 +77,19 @@ impl Agent {
             for message in new_messages {
                 self.take_in(&mut session, context, message);
             }
+            // The tools these messages need go with the first model call (no `open_tools`
+            // round trip); which ones is `ToolExposure::select`'s.
+            let texts: Vec<&str> = new_messages
+                .iter()
+                .filter(|m| !context.is_self(m))
+                .map(|m| m.text.as_str())
+                .collect();
+            self.inner.exposure.select(
+                &mut session.opened_tools,
+                &texts,
+                &session.history,
+                context.account_id.is_some(),
+            );
             // What a user asked for in these messages, and nothing older, lets a destructive
             // call run (see `policy::Requested`).
             let requested = Requested::of(context, new_messages);

@@ -1,16 +1,21 @@
 //! Tools sent on demand: a thread starts with `open_tools` and the tools declared
-//! [`Exposure::Starter`] (`create_product`, `create_price`: the demo's whole job, a product and
-//! its prices, needs no opening), and the model opens the tools a request needs by name with `open_tools`, so a
-//! call carries the definitions of what the conversation uses, not of all 27 tools. Once a
-//! thread has opened tools, its calls carry `open_tools` and the opened tools only: the two
-//! creating tools stay when the model names them (or the thread has already used them), and
+//! [`Exposure::Starter`] (`create_product`, `create_price`), what a request that names no
+//! resource is sent. Before a request's first model call the runtime opens the
+//! tools the request's words need (`agent::ToolExposure::select`: which Stripe resources it
+//! names and what it wants done with them, read from the tools' declarations), and the model
+//! opens more by name with `open_tools`, so a call carries the definitions of what the
+//! conversation uses, not of all 27 tools, and a request does not spend a model call opening
+//! them. Once a thread has opened tools, its calls carry `open_tools` and the opened tools only:
+//! the two creating tools stay when they are chosen (or the thread has already used them), and
 //! are not sent to a conversation about coupons. The opened tools are session state: once
 //! opened, a tool stays for the thread.
 //!
 //! Caching: `open_tools` comes first in every call and the starter set never changes, so the
 //! tools and the system prompt of a thread's first call are the prefix every conversation of
 //! a configuration shares; opened tools follow in the tool set's fixed order (not the order
-//! they were opened), so threads that opened the same tools share the longer prefix too.
+//! they were opened), so threads that opened the same tools (the same words choose the same
+//! tools) share the longer prefix too. Within a thread the tools change only when a request
+//! needs one more, so each call repeats the previous one's prompt and tools.
 
 use serde_json::{Value, json};
 
@@ -93,8 +98,7 @@ impl OpenTools {
                 parameters,
             },
             // Sent first in every call; it reaches the rest. Which tools a thread starts with
-            // is each tool's own declaration (`Exposure::Starter`: a product and its prices,
-            // the demo's whole job, need no opening).
+            // is each tool's own declaration (`Exposure::Starter`).
             declaration: Declaration::local(Action::Read, Reach::Session, Exposure::Always),
             openable,
         }

@@ -21,6 +21,8 @@ pub mod chat;
 #[cfg(feature = "sandbox")]
 pub mod config;
 pub mod engine;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "sandbox")]

@@ -21,12 +21,12 @@ pub mod chat;
 #[cfg(feature = "sandbox")]
 pub mod config;
 pub mod engine;
-#[cfg(feature = "mcp")]
-pub mod mcp;
 #[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "sandbox")]
 pub mod gateway;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod mirror;

@@ -92,10 +92,14 @@ impl Agent {
                 self.inner.store.save_queued(&session);
             }
         }
-        let output = match self.admit(&mut session, context, &call, Requested::none()).await {
+        let output = match self
+            .admit(&mut session, context, &call, Requested::none())
+            .await
+        {
             Admission::Answer(output) => {
                 let output = *output;
-                crate::metrics::global().tool_call(&call.name, output.as_ref().err().map(|e| e.code));
+                crate::metrics::global()
+                    .tool_call(&call.name, output.as_ref().err().map(|e| e.code));
                 output
             }
             Admission::Hold(hold) if !direct.confirmed => {

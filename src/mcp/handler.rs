@@ -117,7 +117,7 @@ impl McpServer {
             ));
         }
         let account = self.account(&context)?;
-        let handle = match conversation_of(&request) {
+        let handle = match conversation_of(&request, &context) {
             Ok(Some(handle)) => handle,
             Ok(None) => self.default_conversation.clone().unwrap_or_else(new_handle),
             Err(message) => return Err(ErrorData::invalid_params(message, None)),
@@ -200,7 +200,13 @@ impl McpServer {
         format!("{expires}.{mac}")
     }
 
-    fn confirmation_mac(&self, thread_id: &str, name: &str, arguments: &Value, expires: u64) -> String {
+    fn confirmation_mac(
+        &self,
+        thread_id: &str,
+        name: &str,
+        arguments: &Value,
+        expires: u64,
+    ) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.confirm_key.as_slice()) {
             Ok(mac) => mac,
             Err(_) => return String::new(),
@@ -287,7 +293,10 @@ impl ServerHandler for McpServer {
             gen_ai.tool.name = %request.name,
             altan_pay.mcp.outcome = tracing::field::Empty,
         );
-        let result = self.run_call(request, context).instrument(span.clone()).await;
+        let result = self
+            .run_call(request, context)
+            .instrument(span.clone())
+            .await;
         let outcome = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
             Ok(CallToolResponse::Complete(_)) => "ok",
@@ -300,9 +309,19 @@ impl ServerHandler for McpServer {
     }
 }
 
-/// The conversation handle a request names in its `_meta`, checked.
-fn conversation_of(request: &CallToolRequestParams) -> Result<Option<String>, String> {
-    let Some(value) = request.meta.as_ref().and_then(|m| m.0.get(CONVERSATION_META)) else {
+/// The conversation handle a request names in its `_meta`, checked. rmcp moves the request's
+/// `_meta` into the context; either may hold it.
+fn conversation_of(
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Result<Option<String>, String> {
+    let value = context.meta.0.get(CONVERSATION_META).or_else(|| {
+        request
+            .meta
+            .as_ref()
+            .and_then(|m| m.0.get(CONVERSATION_META))
+    });
+    let Some(value) = value else {
         return Ok(None);
     };
     let handle = value

@@ -378,7 +378,10 @@ struct McpTokens(Arc<Tokens>);
 #[cfg(feature = "mcp")]
 impl crate::mcp::http::McpAuth for McpTokens {
     fn account(&self, headers: &axum::http::HeaderMap) -> Result<String, Response> {
-        let access = self.0.authenticate(headers).map_err(IntoResponse::into_response)?;
+        let access = self
+            .0
+            .authenticate(headers)
+            .map_err(IntoResponse::into_response)?;
         let named = headers
             .get("x-altan-account-id")
             .and_then(|v| v.to_str().ok())
@@ -396,7 +399,9 @@ impl crate::mcp::http::McpAuth for McpTokens {
             )
             .into_response());
         };
-        access.check(Some(account)).map_err(IntoResponse::into_response)?;
+        access
+            .check(Some(account))
+            .map_err(IntoResponse::into_response)?;
         Ok(account.to_string())
     }
 }

@@ -56,7 +56,10 @@ class ScriptedModel(Model):
     def __init__(self):
         self.turn = 0
 
-    def call(self, name, arguments):
+    def call(self, tools, name, arguments):
+        # A strict model sends every property; the ones it has nothing for are null.
+        schema = next(t.params_json_schema for t in tools if t.name == name)
+        arguments = {key: arguments.get(key) for key in schema.get("required", [])} | arguments
         self.turn += 1
         return ModelResponse(
             output=[
@@ -79,11 +82,13 @@ class ScriptedModel(Model):
         assert {"create_product", "create_price"} <= names, names
         outputs = tool_outputs(input)
         if not outputs:
-            return self.call("create_product", {"name": "Agent plan"})
+            return self.call(tools, "create_product", {"name": "Agent plan"})
+        if not isinstance(outputs[0], dict) or "id" not in outputs[0]:
+            raise RuntimeError(f"create_product's output has no id: {outputs[0]!r}")
         product = outputs[0]["id"]
         if len(outputs) < 3:
             amount = 1000 if len(outputs) == 1 else 9000
-            return self.call("create_price", {"product": product, "unit_amount": amount, "currency": "usd"})
+            return self.call(tools, "create_price", {"product": product, "unit_amount": amount, "currency": "usd"})
         text = ResponseOutputText(type="output_text", text=f"Created {product} with two prices.", annotations=[])
         message = ResponseOutputMessage(
             type="message", id="msg_done", role="assistant", status="completed", content=[text]
@@ -102,6 +107,7 @@ async def main(url, token, account):
         name="altan-pay",
         use_structured_content=False,
         tool_meta_resolver=lambda context: {CONVERSATION: handle},
+        failure_error_function=None,
     )
     async with server:
         agent = Agent(

@@ -8,15 +8,18 @@
 #[path = "support/process.rs"]
 #[allow(dead_code)]
 mod process;
+#[path = "mcp/served.rs"]
+mod served;
 #[path = "support/world.rs"]
 mod world;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use altan_pay::model::scripted::Step;
 use altan_pay::tools::{Opened, ToolContext, ToolSet};
 use serde_json::{Value, json};
+use served::Served;
 use world::{World, context, user};
 
 const TOKENS: &str = "mcp-token-ws1=ws_1;mcp-token-ws2=ws_2";
@@ -34,43 +37,8 @@ fn mcp_python() -> PathBuf {
     python
 }
 
-/// `altan-pay serve` on a free port over the world's gateway; killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn serve(world: &World) -> Served {
-    let _ports = process::port_guard().await;
-    let port = process::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_altan-pay"))
-        .args(["serve", "--pay-base-url", &world.gateway.base_url, "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--db")
-        .arg(dir.path().join("s.db"))
-        .env("ALTAN_PAY_SERVER_TOKENS", TOKENS)
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9")
-        .env("OPENAI_API_KEY", "sk-unused")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the altan-pay binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    process::wait_up(&base).await;
-    Served {
-        child,
-        base,
-        _dir: dir,
-    }
+    served::serve(&["--pay-base-url", &world.gateway.base_url], TOKENS).await
 }
 
 /// Runs tests/mcp/client.py; its JSON report.

@@ -4,50 +4,19 @@
 #[path = "support/process.rs"]
 #[allow(dead_code)]
 mod process;
+#[path = "mcp/served.rs"]
+mod served;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use served::Served;
 
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mcp-token-ws1";
 
-struct Served {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn serve() -> Served {
-    let _ports = process::port_guard().await;
-    let port = process::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_altan-pay"))
-        .args(["serve", "--sandbox", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--db")
-        .arg(dir.path().join("s.db"))
-        .args(["--max-body-bytes", "65536"])
-        .env("ALTAN_PAY_SERVER_TOKENS", format!("{TOKEN}=ws_1"))
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9")
-        .env("OPENAI_API_KEY", "sk-unused")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the altan-pay binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    process::wait_up(&base).await;
-    Served {
-        child,
-        base,
-        _dir: dir,
-    }
+    served::serve(&["--sandbox"], &format!("{TOKEN}=ws_1")).await
 }
 
 /// The `_meta` a 2026-07-28 request carries.

@@ -40,7 +40,7 @@ pub enum DirectOutcome {
     /// over in this conversation, this call's included.
     Done {
         /// What the tool returned, or the model-facing error.
-        output: ToolOutput,
+        output: Box<ToolOutput>,
         /// The plan the chat path would hand over at this point, signed when the agent signs.
         sync_plan: Option<SyncPlan>,
     },
@@ -117,6 +117,24 @@ impl Agent {
             }
         };
         let receipts = self.take_pending(&mut session, context).await;
+        let plan = self.plan_unsynced(&mut session);
+        if plan.is_some() {
+            crate::metrics::global().sync_plan("emitted");
+        }
+        self.inner.store.save(&session).await?;
+        self.release_handed_over(context, &receipts).await;
+        crate::metrics::global().uncertain_writes(&session.thread_id, session.uncertain.len());
+        Ok(DirectOutcome::Done {
+            output: Box::new(output),
+            sync_plan: plan,
+        })
+    }
+}
+
+impl Agent {
+    /// The plan of the session's Stripe changes not yet handed over (taken out of it), signed
+    /// when the agent signs plans, and recorded as sent; `None` when there are none.
+    pub(super) fn plan_unsynced(&self, session: &mut super::Session) -> Option<SyncPlan> {
         let mut ledger = SyncLedger::new();
         for mutation in session.unsynced.drain(..) {
             ledger.record(mutation);
@@ -127,15 +145,8 @@ impl Agent {
         }
         if let Some(plan) = &plan {
             session.syncs.sent(plan);
-            crate::metrics::global().sync_plan("emitted");
         }
-        self.inner.store.save(&session).await?;
-        self.release_handed_over(context, &receipts).await;
-        crate::metrics::global().uncertain_writes(&session.thread_id, session.uncertain.len());
-        Ok(DirectOutcome::Done {
-            output,
-            sync_plan: plan,
-        })
+        plan
     }
 }
 

@@ -149,6 +149,7 @@ impl McpServer {
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         match outcome {
             DirectOutcome::Done { output, sync_plan } => {
+                let output = *output;
                 let content = model_content(&output);
                 let plan = sync_plan.map_or(Value::Null, |p| p.to_json());
                 let mut structured = json!({

@@ -23,7 +23,7 @@ pub const MCP_PATH: &str = "/mcp";
 /// Who may call `/mcp`, and for which account.
 pub trait McpAuth: Clone + Send + Sync + 'static {
     /// The account a request acts for, or the response refusing it (401, 403, 400).
-    fn account(&self, headers: &HeaderMap) -> Result<String, Response>;
+    fn account(&self, headers: &HeaderMap) -> Result<String, Box<Response>>;
 }
 
 /// How `/mcp` is served.
@@ -136,6 +136,6 @@ async fn authorize<A: McpAuth>(
             request.extensions_mut().insert(McpAccount(account));
             next.run(request).await
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }

@@ -377,11 +377,9 @@ struct McpTokens(Arc<Tokens>);
 
 #[cfg(feature = "mcp")]
 impl crate::mcp::http::McpAuth for McpTokens {
-    fn account(&self, headers: &axum::http::HeaderMap) -> Result<String, Response> {
-        let access = self
-            .0
-            .authenticate(headers)
-            .map_err(IntoResponse::into_response)?;
+    fn account(&self, headers: &axum::http::HeaderMap) -> Result<String, Box<Response>> {
+        let refuse = |e: ApiError| Box::new(e.into_response());
+        let access = self.0.authenticate(headers).map_err(refuse)?;
         let named = headers
             .get("x-altan-account-id")
             .and_then(|v| v.to_str().ok())
@@ -392,16 +390,13 @@ impl crate::mcp::http::McpAuth for McpTokens {
             _ => None,
         };
         let Some(account) = named.or(only.map(String::as_str)) else {
-            return Err(ApiError::new(
+            return Err(refuse(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "name the account the MCP tools act for with the X-Altan-Account-Id header",
-            )
-            .into_response());
+            )));
         };
-        access
-            .check(Some(account))
-            .map_err(IntoResponse::into_response)?;
+        access.check(Some(account)).map_err(refuse)?;
         Ok(account.to_string())
     }
 }

@@ -408,3 +408,65 @@ async fn an_openai_agents_sdk_agent_with_a_scripted_model_creates_a_product_and_
             .contains(products[0]["id"].as_str().unwrap())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_change_reaches_the_accounts_pending_syncs_even_when_the_client_drops_the_result() {
+    let world = deterministic_world().build().await;
+    let events = tempfile::tempdir().unwrap();
+    let events_db = events.path().join("events.db");
+    let served = served::serve(
+        &[
+            "--pay-base-url",
+            &world.gateway.base_url,
+            "--stripe-webhook-secret",
+            "whsec_mcp_test_secret",
+            "--stripe-fixed-account",
+            "ws_1",
+            "--events-db",
+            events_db.to_str().unwrap(),
+        ],
+        TOKENS,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let call = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientInfo": {"name": "dropper", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            },
+            "name": "create_product",
+            "arguments": {"name": "Dropped"}
+        }
+    });
+    let sent = client
+        .post(format!("{}/mcp", served.base))
+        .bearer_auth("mcp-token-ws1")
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "create_product")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    // The client drops the answer unread.
+    drop(sent);
+    let products = products_in_sandbox(&world).await;
+    assert_eq!(products.len(), 1, "{products:?}");
+    let id = products[0]["id"].as_str().unwrap();
+    let pending: Value = client
+        .get(format!("{}/v1/accounts/ws_1/pending-syncs", served.base))
+        .bearer_auth("mcp-token-ws1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(pending.to_string().contains(id), "{pending}");
+    assert!(pending.to_string().contains("products.create"), "{pending}");
+}

@@ -1,8 +1,8 @@
 //! One tool call outside a model turn (the MCP server's `tools/call`), through the same path
 //! as a call the model makes in a chat turn: the policy (ids only from Stripe results or
 //! verified reads of the same conversation, targets verified first, destructive effects held),
-//! the write-ahead, idempotency keys, the sync plan (signed when the agent signs plans) with the
-//! account's pending syncs, and the session saved before the result is handed back.
+//! the write-ahead, idempotency keys, the sync plan (signed when the agent signs plans), and the
+//! session saved before the result is handed back.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -11,7 +11,7 @@ use tracing::{Instrument, info_span};
 use crate::model::ToolCall;
 use crate::policy::{Hold, Requested};
 use crate::room::AgentContext;
-use crate::sync::{SyncLedger, SyncPlan};
+use crate::sync::{Mutation, SyncLedger, SyncPlan};
 use crate::tools::{ToolOutput, ToolSet};
 
 use super::approval::Admission;
@@ -43,6 +43,8 @@ pub enum DirectOutcome {
         output: Box<ToolOutput>,
         /// The plan the chat path would hand over at this point, signed when the agent signs.
         sync_plan: Option<SyncPlan>,
+        /// The Stripe changes in the plan, for a caller that also queues them for Altan.
+        changes: Vec<Mutation>,
     },
     /// The call would destroy something and no person confirmed it: nothing ran.
     NeedsConfirmation {
@@ -116,17 +118,17 @@ impl Agent {
                     .await
             }
         };
-        let receipts = self.take_pending(&mut session, context).await;
+        let changes = session.unsynced.clone();
         let plan = self.plan_unsynced(&mut session);
         if plan.is_some() {
             crate::metrics::global().sync_plan("emitted");
         }
         self.inner.store.save(&session).await?;
-        self.release_handed_over(context, &receipts).await;
         crate::metrics::global().uncertain_writes(&session.thread_id, session.uncertain.len());
         Ok(DirectOutcome::Done {
             output: Box::new(output),
             sync_plan: plan,
+            changes,
         })
     }
 }

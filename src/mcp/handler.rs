@@ -56,6 +56,10 @@ pub struct McpServer {
     default_conversation: Option<String>,
     /// Keys the confirmation states this process hands out.
     confirm_key: Arc<[u8; 32]>,
+    /// `serve` with Stripe events: each call's changes are also queued as the account's
+    /// pending syncs, so the next chat answer (and the pending-syncs listing) carries them even
+    /// when the MCP client drops the result.
+    pending: Option<Arc<crate::events::EventsState>>,
 }
 
 impl McpServer {
@@ -66,9 +70,12 @@ impl McpServer {
         server
     }
 
-    /// The server behind `/mcp`: the account comes with each request.
-    pub fn http(agent: Agent) -> McpServer {
-        McpServer::new(agent, AccountSource::PerRequest)
+    /// The server behind `/mcp`: the account comes with each request; with `pending`, each
+    /// call's Stripe changes are queued as the account's pending syncs too.
+    pub fn http(agent: Agent, pending: Option<Arc<crate::events::EventsState>>) -> McpServer {
+        let mut server = McpServer::new(agent, AccountSource::PerRequest);
+        server.pending = pending;
+        server
     }
 
     fn new(agent: Agent, account: AccountSource) -> McpServer {
@@ -79,6 +86,7 @@ impl McpServer {
             account,
             default_conversation: None,
             confirm_key: Arc::new(rand::random()),
+            pending: None,
         }
     }
 
@@ -148,8 +156,15 @@ impl McpServer {
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         match outcome {
-            DirectOutcome::Done { output, sync_plan } => {
+            DirectOutcome::Done {
+                output,
+                sync_plan,
+                changes,
+            } => {
                 let output = *output;
+                if let (Some(plan), Some(events)) = (&sync_plan, &self.pending) {
+                    queue_pending(events, &agent_context, plan.sync_id(), changes).await;
+                }
                 let content = model_content(&output);
                 let plan = sync_plan.map_or(Value::Null, |p| p.to_json());
                 let mut structured = json!({
@@ -307,6 +322,44 @@ impl ServerHandler for McpServer {
         };
         span.record("altan_pay.mcp.outcome", outcome);
         result
+    }
+}
+
+/// Queues a call's Stripe changes as the account's pending syncs (one record per plan, so a
+/// repeat is a duplicate), for the chat path's next answer and the pending-syncs listing. A
+/// failing store is logged: the result still carries the plan.
+async fn queue_pending(
+    events: &crate::events::EventsState,
+    context: &AgentContext,
+    sync_id: &str,
+    changes: Vec<crate::sync::Mutation>,
+) {
+    let Some(account) = context.account_id.clone() else {
+        return;
+    };
+    let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+    let record = crate::events::EventRecord {
+        id: format!("mcp_{sync_id}"),
+        event_type: "mcp.tools_call".into(),
+        account_id: account,
+        created: now,
+    };
+    let versioned: Vec<crate::events::Versioned> = changes
+        .into_iter()
+        .map(|mutation| {
+            let version = match &mutation.outcome {
+                crate::sync::Outcome::Exists { object } => object
+                    .get("updated")
+                    .or_else(|| object.get("created"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(now),
+                crate::sync::Outcome::Deleted => now,
+            };
+            crate::events::Versioned { mutation, version }
+        })
+        .collect();
+    if let Err(e) = events.store().apply(&record, &versioned).await {
+        tracing::warn!(sync_id, "MCP changes not queued as pending syncs: {e}");
     }
 }
 

@@ -36,9 +36,15 @@ pub struct HttpOptions {
     pub authenticated: bool,
 }
 
-/// The `/mcp` route, with `auth` checked first.
-pub fn router<A: McpAuth>(agent: Agent, auth: A, options: HttpOptions) -> Router {
-    let server = McpServer::http(agent);
+/// The `/mcp` route, with `auth` checked first; with `pending` (Stripe events configured), each
+/// call's changes are queued as the account's pending syncs too.
+pub fn router<A: McpAuth>(
+    agent: Agent,
+    auth: A,
+    options: HttpOptions,
+    pending: Option<Arc<crate::events::EventsState>>,
+) -> Router {
+    let server = McpServer::http(agent, pending);
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)

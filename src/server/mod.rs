@@ -278,6 +278,7 @@ pub fn router(state: ServerState) -> Router {
             max_body_bytes: state.config.max_body_bytes,
             authenticated: !state.tokens.is_empty(),
         },
+        state.events.clone(),
     ));
     let app = match &state.events {
         // The events POST is authenticated by Stripe's signature; the pending-syncs listing

@@ -469,4 +469,20 @@ async fn an_mcp_change_reaches_the_accounts_pending_syncs_even_when_the_client_d
         .unwrap();
     assert!(pending.to_string().contains(id), "{pending}");
     assert!(pending.to_string().contains("products.create"), "{pending}");
+    // Counted as the chat path counts its tool calls and plans, and as an HTTP route.
+    let metrics = client
+        .get(format!("{}/metrics", served.base))
+        .bearer_auth("mcp-token-ws1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"altan_pay_tool_calls_total{tool="create_product",outcome="ok"} 1"#,
+        r#"route="/mcp""#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }

@@ -19,30 +19,12 @@ async fn serve() -> Served {
     served::serve(&["--sandbox"], &format!("{TOKEN}=ws_1")).await
 }
 
-/// The `_meta` a 2026-07-28 request carries.
 fn meta() -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "table", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {}
-    })
+    served::modern_meta()
 }
 
-/// Posts `body` with the 2026-07-28 standard headers naming `method` (and the tool `name`).
 async fn post(served: &Served, method: &str, name: Option<&str>, body: String) -> (u16, String) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/mcp", served.base))
-        .bearer_auth(TOKEN)
-        .header("Accept", "application/json, text/event-stream")
-        .header("Content-Type", "application/json")
-        .header("MCP-Protocol-Version", "2026-07-28")
-        .header("Mcp-Method", method);
-    if let Some(name) = name {
-        request = request.header("Mcp-Name", name);
-    }
-    let response = request.body(body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    served::post_rpc(served, TOKEN, method, name, body).await
 }
 
 /// The JSON-RPC error code of an answer, read from a JSON body or the SSE `data:` line.

@@ -3,6 +3,8 @@
 
 use std::process::{Child, Command, Stdio};
 
+use serde_json::{Value, json};
+
 use super::process;
 
 /// A running `altan-pay serve`.
@@ -48,4 +50,37 @@ pub async fn serve(pay_flags: &[&str], tokens: &str) -> Served {
         base,
         _dir: dir,
     }
+}
+
+/// The `_meta` a 2026-07-28 request carries.
+pub fn modern_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "altan-pay-tests", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    })
+}
+
+/// Posts `body` to `/mcp` with `token` and the 2026-07-28 standard headers naming `method`
+/// (and the tool `name`); the status and the body.
+pub async fn post_rpc(
+    served: &Served,
+    token: &str,
+    method: &str,
+    name: Option<&str>,
+    body: String,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/mcp", served.base))
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .header("Mcp-Method", method);
+    if let Some(name) = name {
+        request = request.header("Mcp-Name", name);
+    }
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
 }

@@ -15,6 +15,8 @@ if [ -f scripts/install-peers.sh ]; then
 fi
 # The official openai Python SDK, the client of the server's OpenAI-compatible tests.
 bash scripts/install-test-python.sh
+# The official MCP Python SDK and the OpenAI Agents SDK, the clients of tests/mcp_*.rs.
+bash scripts/install-mcp-python.sh
 # llama.cpp's llama-server and a small model for the live-model tests (tests/live_llama.rs),
 # built once into a cache outside the clone (about 6 minutes on 2 cores, then only checked).
 # A failed install does not stop the run: the live tests then fail and name the reason.

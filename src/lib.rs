@@ -25,6 +25,8 @@ pub mod engine;
 pub mod events;
 #[cfg(feature = "sandbox")]
 pub mod gateway;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod mirror;

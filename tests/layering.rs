@@ -34,6 +34,8 @@ const LAYERS: &[&str] = &[
     "config",
     // Stripe's events and the reconciliation of the mirror.
     "events",
+    // The tools over the Model Context Protocol (stdio; `/mcp` is mounted by the server).
+    "mcp",
     // The chat endpoint.
     "server",
     // Recorded conversations, the terminal chat, and the command line on top.

@@ -9,8 +9,7 @@ use crate::model::ToolCall;
 use crate::model::Usage;
 use crate::room::AgentContext;
 use crate::sync::{
-    AnswerInput, Member, Mention, Room, SyncLedger, SyncPlan, compose_answer,
-    detect_agents_bouncing,
+    AnswerInput, Member, Mention, Room, SyncPlan, compose_answer, detect_agents_bouncing,
 };
 use crate::tools::{ErrorCode, ToolOutput, model_content};
 
@@ -144,17 +143,7 @@ impl Agent {
         tool_calls: Vec<ToolCallRecord>,
         approvals: Vec<PendingApproval>,
     ) -> Answer {
-        let mut ledger = SyncLedger::new();
-        for mutation in session.unsynced.drain(..) {
-            ledger.record(mutation);
-        }
-        let mut plan = ledger.plan(&self.inner.mapping, &session.provenance);
-        if let (Some(plan), Some(key)) = (&mut plan, &self.inner.plan_key) {
-            plan.sign(key);
-        }
-        if let Some(plan) = &plan {
-            session.syncs.sent(plan);
-        }
+        let plan = self.plan_unsynced(session);
         let inconsistencies = session.syncs.inconsistencies();
         session
             .syncs

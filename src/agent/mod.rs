@@ -27,6 +27,7 @@
 mod answer;
 mod approval;
 mod builder;
+mod direct;
 mod exposure;
 mod pending;
 pub mod session;
@@ -46,6 +47,7 @@ use crate::tools::{ToolEnv, ToolSet};
 
 pub use answer::{Answer, AnswerEnd, ToolCallRecord};
 pub use builder::AgentBuilder;
+pub use direct::{DirectCall, DirectOutcome};
 pub use exposure::ToolExposure;
 pub use pending::PendingSource;
 pub use session::{

@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// Run one tool exactly as a model's call would run, and print its result as JSON.
     Call(CallArgs),
+    /// Serve the tools over MCP on stdin/stdout, for one account (desktop MCP clients).
+    Mcp(McpArgs),
     /// Talk to the agent in the terminal (live model; the Altan Pay API or `--sandbox`).
     Chat(ChatArgs),
     /// Run the Altan Pay API gateway (the embedded sandbox or a Stripe upstream).
@@ -121,6 +123,30 @@ pub struct CallArgs {
 /// binary names itself. Printed once, by [`main`].
 pub type CommandError = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub pay: PayArgs,
+    /// The Altan account (workspace) id every tool call acts for.
+    #[arg(long, env = "ALTAN_PAY_ACCOUNT_ID")]
+    pub account_id: String,
+    /// The Stripe Connect id; looked up from the account when absent.
+    #[arg(long)]
+    pub stripe_connect_id: Option<String>,
+    /// SQLite file for the conversations and writes of unknown outcome (kept across
+    /// restarts); in memory when absent.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Sign every sync plan (HMAC-SHA256), as `serve --plan-signing-key` does.
+    #[arg(
+        long,
+        env = "ALTAN_PAY_PLAN_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = altan_pay::sync::PlanSigningKey::parse_arg
+    )]
+    pub plan_signing_key: Option<altan_pay::sync::PlanSigningKey>,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Kept to the end: dropping it flushes the spans not yet exported.
@@ -157,6 +183,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
             ExitCode::SUCCESS
         }
         Command::Call(args) => call(args).await?,
+        Command::Mcp(args) => {
+            altan_pay::mcp::run_stdio(altan_pay::mcp::StdioOptions {
+                pay: args.pay.into(),
+                account_id: args.account_id,
+                stripe_connect_id: args.stripe_connect_id,
+                db: args.db,
+                plan_signing_key: args.plan_signing_key,
+            })
+            .await?;
+            ExitCode::SUCCESS
+        }
         Command::Chat(args) => chat(args).await?,
         Command::Gateway(args) => {
             altan_pay::gateway::run(args.into()).await?;

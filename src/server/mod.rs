@@ -273,6 +273,17 @@ pub fn router(state: ServerState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());
+    // `/mcp`: the tools over the Model Context Protocol, behind the same tokens and scopes.
+    #[cfg(feature = "mcp")]
+    let app = app.merge(crate::mcp::http::router(
+        state.agent.clone(),
+        McpTokens(state.tokens.clone()),
+        crate::mcp::http::HttpOptions {
+            max_body_bytes: state.config.max_body_bytes,
+            authenticated: !state.tokens.is_empty(),
+        },
+        state.events.clone(),
+    ));
     let app = match &state.events {
         // The events POST is authenticated by Stripe's signature; the pending-syncs listing
         // shows customer data, so it takes a bearer token scoped to the account.
@@ -361,6 +372,38 @@ async fn authenticate(
     let access = state.tokens.authenticate(request.headers())?;
     request.extensions_mut().insert(access);
     Ok(next.run(request).await)
+}
+
+/// `/mcp` takes the server's tokens: the account `X-Altan-Account-Id` names, or the token's
+/// only one, and a token is refused for an account outside its scope.
+#[cfg(feature = "mcp")]
+#[derive(Clone)]
+struct McpTokens(Arc<Tokens>);
+
+#[cfg(feature = "mcp")]
+impl crate::mcp::http::McpAuth for McpTokens {
+    fn account(&self, headers: &axum::http::HeaderMap) -> Result<String, Box<Response>> {
+        let refuse = |e: ApiError| Box::new(e.into_response());
+        let access = self.0.authenticate(headers).map_err(refuse)?;
+        let named = headers
+            .get("x-altan-account-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        let only = match &access {
+            Access::Token(Scope::Accounts(set)) if set.len() == 1 => set.iter().next(),
+            _ => None,
+        };
+        let Some(account) = named.or(only.map(String::as_str)) else {
+            return Err(refuse(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "name the account the MCP tools act for with the X-Altan-Account-Id header",
+            )));
+        };
+        access.check(Some(account)).map_err(refuse)?;
+        Ok(account.to_string())
+    }
 }
 
 /// Serves until `shutdown` resolves, then finishes the connections and turns in flight.

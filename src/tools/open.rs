@@ -52,6 +52,7 @@ impl Opened {
         !self.every && self.words.is_empty()
     }
 
+    /// Whether the tool at this position of the tool set is opened.
     pub fn contains(&self, position: usize) -> bool {
         self.every
             || self
@@ -60,6 +61,7 @@ impl Opened {
                 .is_some_and(|w| w & (1 << (position % 64)) != 0)
     }
 
+    /// The set with the tool at this position opened too.
     pub fn with(mut self, position: usize) -> Opened {
         if !self.every {
             let word = position / 64;

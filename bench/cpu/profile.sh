@@ -18,11 +18,8 @@ py="$repo/.ci-cache/pyenv/bin/python"
 bin="$target/release/altan-pay"
 ex="$target/release/examples"
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 600); do curl -sf "$1" > /dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+WAIT_TRIES=600
+. "$repo/bench/cpu/common.sh"
 
 model_port="$(free_port)"; gw_port="$(free_port)"; port="$(free_port)"
 "$ex/scripted_openai" --addr "127.0.0.1:$model_port" 2> "$out/model.log" & pids+=($!)

@@ -48,11 +48,7 @@ bin="$target/release/altan-pay"
 ex="$target/release/examples"
 tck="$(getconf CLK_TCK)"
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" > /dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+. "$repo/bench/cpu/common.sh"
 # utime+stime of a running process, ms (every thread, as /proc/<pid>/stat counts them).
 cpu_ms() { awk -v t="$tck" '{ print ($14 + $15) * 1000 / t }' "/proc/$1/stat"; }
 

@@ -55,6 +55,8 @@ pub struct Session {
     #[serde(default)]
     pub history: Vec<ChatMessage>,
     /// Ids and objects seen in this thread: the evidence for the id rules.
+    // Absent from `state_json` too: the stores keep it as rows (store/rows.rs).
+    #[serde(default)]
     pub provenance: Provenance,
     /// Stripe changes not yet handed to Altan. Saved as soon as they happen, so a crash
     /// between a Stripe write and the answer still hands the change over next time.
@@ -104,12 +106,14 @@ impl Session {
 
     /// Everything but the history, as JSON (the stores keep the history as rows of its own):
     /// read back as a `Session` with an empty history. Nothing is cloned.
+    // The provenance is left out as well: the stores keep it one row per entry, so a save
+    // writes what a turn added (`policy::Evidence`); read back, it is empty.
     pub fn state_json(&self) -> serde_json::Result<String> {
         // Destructured without `..`: a new field fails to compile until it is stored here.
         let Session {
             thread_id,
             history: _,
-            provenance,
+            provenance: _,
             unsynced,
             trail,
             approvals,
@@ -120,7 +124,6 @@ impl Session {
         } = self;
         serde_json::to_string(&SessionState {
             thread_id,
-            provenance,
             unsynced,
             trail,
             approvals,
@@ -136,7 +139,6 @@ impl Session {
 #[derive(Serialize)]
 struct SessionState<'a> {
     thread_id: &'a str,
-    provenance: &'a Provenance,
     unsynced: &'a [Mutation],
     trail: &'a [RoomMessage],
     approvals: &'a [PendingApproval],

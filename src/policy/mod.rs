@@ -87,10 +87,8 @@ impl Provenance {
     /// Notes the words of a room message (ids and coupon codes are words).
     pub fn observe_room_text(&mut self, text: &str) {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-            if !word.is_empty() && word.len() <= 255 {
-                if !self.room_words.contains(word) {
-                    self.room_words.insert(Arc::from(word));
-                }
+            if !word.is_empty() && word.len() <= 255 && !self.room_words.contains(word) {
+                self.room_words.insert(Arc::from(word));
             }
         }
     }

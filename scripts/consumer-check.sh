@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use altan_pay::{
     Agent, AgentBuilder, AgentContext, AgentTool, Facts, MemberKind, OwnCall, PayClient,
-    PayConfig, RoomMessage, RouteTable, ScriptedModel, Step, ToolError,
+    PayConfig, RoomMessage, RouteTable, ScriptedModel, ScriptedStep, ToolError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -77,8 +77,8 @@ fn with_own_parts(builder: AgentBuilder) -> AgentBuilder {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Arc::new(ScriptedModel::new(vec![
-        Step::tool_calls([("c1", "loyalty_tier", json!({ "email": "ada@example.com" }))]),
-        Step::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
+        ScriptedStep::tool_calls([("c1", "loyalty_tier", json!({ "email": "ada@example.com" }))]),
+        ScriptedStep::text("Ada is a gold customer.").expect_tool_result_containing("gold"),
     ]));
     let pay = PayClient::new(PayConfig::new(RouteTable::embedded()))?;
     let agent: Agent = with_own_parts(Agent::builder().model(model.clone()).pay(pay)).build()?;

@@ -16,7 +16,9 @@ use crate::sync::{Mutation, PendingSyncs};
 /// A tool call held until a person approves or declines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingApproval {
+    /// The id a person approves or declines it by ([`Agent::decide_approval`](super::Agent::decide_approval)).
     pub approval_id: String,
+    /// The call exactly as the model made it; approved, it runs as it is.
     pub call: ToolCall,
 }
 
@@ -49,12 +51,15 @@ impl UncertainWrite {
 /// One thread's memory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
+    /// The thread this is the memory of.
     pub thread_id: String,
     /// The conversation as the model saw it, without the system prompt and context message.
     /// (Absent from [`Session::state_json`]: the stores keep it as rows of its own.)
     #[serde(default)]
     pub history: Vec<ChatMessage>,
     /// Ids and objects seen in this thread: the evidence for the id rules.
+    // Absent from `state_json` too: the stores keep it as rows (store/rows.rs).
+    #[serde(default)]
     pub provenance: Provenance,
     /// Stripe changes not yet handed to Altan. Saved as soon as they happen, so a crash
     /// between a Stripe write and the answer still hands the change over next time.
@@ -76,6 +81,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// An empty session for a thread that has not been answered yet.
     pub fn new(thread_id: &str) -> Session {
         Session {
             thread_id: thread_id.to_string(),
@@ -104,12 +110,14 @@ impl Session {
 
     /// Everything but the history, as JSON (the stores keep the history as rows of its own):
     /// read back as a `Session` with an empty history. Nothing is cloned.
+    // The provenance is left out as well: the stores keep it one row per entry, so a save
+    // writes what a turn added (`policy::Evidence`); read back, it is empty.
     pub fn state_json(&self) -> serde_json::Result<String> {
         // Destructured without `..`: a new field fails to compile until it is stored here.
         let Session {
             thread_id,
             history: _,
-            provenance,
+            provenance: _,
             unsynced,
             trail,
             approvals,
@@ -120,7 +128,6 @@ impl Session {
         } = self;
         serde_json::to_string(&SessionState {
             thread_id,
-            provenance,
             unsynced,
             trail,
             approvals,
@@ -136,7 +143,6 @@ impl Session {
 #[derive(Serialize)]
 struct SessionState<'a> {
     thread_id: &'a str,
-    provenance: &'a Provenance,
     unsynced: &'a [Mutation],
     trail: &'a [RoomMessage],
     approvals: &'a [PendingApproval],
@@ -158,7 +164,10 @@ pub enum StoreError {
     #[error(
         "store: thread {thread_id}: the lease was taken over by another turn; this save was refused"
     )]
-    LeaseLost { thread_id: String },
+    LeaseLost {
+        /// The thread whose save was refused.
+        thread_id: String,
+    },
 }
 
 impl StoreError {

@@ -29,25 +29,40 @@ pub(super) const TRAIL_LEN: usize = 20;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
+    /// The turn began.
     Started {
+        /// The thread being answered.
         thread_id: String,
     },
     /// Text of the model's answer as it streams (before the handoff is added).
     TextDelta {
+        /// The next piece of text.
         text: String,
     },
+    /// The model made a tool call; the policy has not judged it yet.
     ToolCallStarted {
+        /// The model's id of the call.
         id: String,
+        /// The tool.
         name: String,
+        /// The arguments as the model sent them (JSON text).
         arguments: String,
     },
+    /// A tool call has its result: it ran, failed or was refused (a call held for approval
+    /// has none yet).
     ToolCallFinished {
+        /// The model's id of the call.
         id: String,
+        /// The tool.
         name: String,
+        /// What the model reads back.
         result: Value,
+        /// Why it failed, when it did.
         error: Option<ErrorCode>,
     },
+    /// The turn is over; the answer is the same one `respond` returns.
     Completed {
+        /// The whole answer.
         answer: Box<Answer>,
     },
 }
@@ -55,7 +70,9 @@ pub enum AgentEvent {
 /// Per-turn options.
 #[derive(Default, Clone)]
 pub struct TurnOptions {
+    /// Where the turn's [`AgentEvent`]s go as they happen (none: not reported).
     pub events: Option<UnboundedSender<AgentEvent>>,
+    /// Cancelling it stops the turn at its next step, with [`StopReason::Cancelled`].
     pub cancel: Option<CancellationToken>,
 }
 

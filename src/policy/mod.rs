@@ -2,14 +2,17 @@
 //! from Stripe or the room, the account id is never invented, updates are verified, destructive calls gated.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::sync::ObjectKind;
 use crate::tools::{DestructiveEffect, ErrorCode, Tool, ToolError};
 
+mod evidence;
 mod request;
 
+pub(crate) use evidence::{Evidence, EvidenceKind, EvidenceMark};
 pub use request::Requested;
 
 /// Argument keys that hold a Stripe object id, at any depth.
@@ -71,17 +74,22 @@ pub enum Seen {
 /// the words of the room's messages. It is the evidence the id rules are checked against.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Provenance {
-    objects: HashMap<String, Value>,
-    stripe_ids: HashSet<String>,
-    room_words: HashSet<String>,
+    // Shared (`Arc`) so that a session's copy costs a reference count per entry, and so the
+    // stores can tell what a save adds by identity (`evidence.rs`); serialized as before.
+    #[serde(with = "evidence::shared_map")]
+    objects: HashMap<Arc<str>, Arc<Value>>,
+    #[serde(with = "evidence::shared_set")]
+    stripe_ids: HashSet<Arc<str>>,
+    #[serde(with = "evidence::shared_set")]
+    room_words: HashSet<Arc<str>>,
 }
 
 impl Provenance {
     /// Notes the words of a room message (ids and coupon codes are words).
     pub fn observe_room_text(&mut self, text: &str) {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-            if !word.is_empty() && word.len() <= 255 {
-                self.room_words.insert(word.to_string());
+            if !word.is_empty() && word.len() <= 255 && !self.room_words.contains(word) {
+                self.room_words.insert(Arc::from(word));
             }
         }
     }
@@ -91,18 +99,23 @@ impl Provenance {
         match value {
             Value::Object(map) => {
                 if let Some(Value::String(id)) = map.get("id") {
-                    self.stripe_ids.insert(id.clone());
-                    if map.contains_key("object") {
-                        self.objects.insert(id.clone(), value.clone());
+                    self.note_stripe_id(id);
+                    // An object seen again unchanged keeps its entry: the stores write
+                    // only entries that changed (`evidence.rs`).
+                    if map.contains_key("object")
+                        && self.objects.get(id.as_str()).is_none_or(|o| **o != *value)
+                    {
+                        self.objects
+                            .insert(Arc::from(id.as_str()), Arc::new(value.clone()));
                     }
                 }
                 for (key, v) in map {
                     match v {
                         Value::String(s) if ID_KEYS.contains(&key.as_str()) => {
-                            self.stripe_ids.insert(s.clone());
+                            self.note_stripe_id(s);
                         }
                         Value::String(s) if key == "stripe_connect_id" => {
-                            self.stripe_ids.insert(s.clone());
+                            self.note_stripe_id(s);
                         }
                         _ => self.observe_result(v),
                     }
@@ -110,6 +123,12 @@ impl Provenance {
             }
             Value::Array(items) => items.iter().for_each(|v| self.observe_result(v)),
             _ => {}
+        }
+    }
+
+    fn note_stripe_id(&mut self, id: &str) {
+        if !self.stripe_ids.contains(id) {
+            self.stripe_ids.insert(Arc::from(id));
         }
     }
 
@@ -127,7 +146,7 @@ impl Provenance {
 
     /// The latest object Stripe returned with this id.
     pub fn object(&self, id: &str) -> Option<&Value> {
-        self.objects.get(id)
+        self.objects.get(id).map(|o| &**o)
     }
 
     fn is_deleted(&self, id: &str) -> bool {
@@ -155,7 +174,7 @@ impl Provenance {
                 p.and_then(Value::as_str) == Some(parent)
                     || p.and_then(|p| p.get("id")).and_then(Value::as_str) == Some(parent)
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect();
         ids.sort();
         ids

@@ -23,6 +23,12 @@ trait Write: Send {
     fn answered_early(&self) -> bool {
         false
     }
+    /// Whether someone waits for it to be durable. A batch in which nobody does is committed
+    /// without its fsync: the writes are still atomic and visible, and the next batch that
+    /// is synced makes them durable with it (the WAL is one file, synced as a whole).
+    fn needs_sync(&self) -> bool {
+        true
+    }
 }
 
 struct Pending<F, R> {
@@ -73,6 +79,10 @@ where
     fn answered_early(&self) -> bool {
         self.answered_early
     }
+
+    fn needs_sync(&self) -> bool {
+        !self.early
+    }
 }
 
 /// A write nobody waits for: its failure is logged.
@@ -98,6 +108,10 @@ where
                 false
             }
         }
+    }
+
+    fn needs_sync(&self) -> bool {
+        false
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
@@ -244,7 +258,18 @@ fn commit_loop(
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &CommitStats) {
     let count = batch.len();
     let started = std::time::Instant::now();
+    // Nobody waits for a batch of queued saves (and claims answered early) to be durable: it
+    // is committed without its fsync (WAL, synchronous=NORMAL), and the next awaited write's
+    // commit syncs the WAL, these frames included. A crash of the process loses none of it;
+    // a crash of the machine may lose such a batch, as it may lose a queued write not yet
+    // committed, and nothing was acted upon that depended on it.
+    let sync = batch.iter().any(|w| w.needs_sync());
     let mut run = || -> Result<(), rusqlite::Error> {
+        conn.execute_batch(if sync {
+            "PRAGMA synchronous=FULL"
+        } else {
+            "PRAGMA synchronous=NORMAL"
+        })?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
             conn.execute_batch("SAVEPOINT one_write")?;
@@ -277,6 +302,39 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Write>>, stats: &Commi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `PRAGMA synchronous` as a write of the batch sees it (1: NORMAL, 2: FULL).
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_nobody_waits_for_is_committed_without_an_fsync_and_an_awaited_one_with_it() {
+        let (_dir, conn) = table();
+        conn.lock()
+            .unwrap()
+            .execute_batch("PRAGMA synchronous=FULL")
+            .unwrap();
+        let commits = GroupCommit::start(conn.clone()).unwrap();
+        let (seen, queued_level) = std::sync::mpsc::channel();
+        commits
+            .queue(
+                move |c| {
+                    let _ = seen.send(synchronous(c));
+                    Ok(())
+                },
+                Box::new(|| {}),
+            )
+            .unwrap();
+        assert_eq!(
+            queued_level.recv().unwrap(),
+            1,
+            "a queued save alone: no fsync"
+        );
+        let awaited = commits.run(|c| Ok(synchronous(c))).await.unwrap();
+        assert_eq!(awaited, 2, "an awaited save: synced");
+    }
 
     fn table() -> (tempfile::TempDir, Arc<Mutex<Connection>>) {
         let dir = tempfile::tempdir().unwrap();

@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS session_messages (
     message TEXT NOT NULL,
     PRIMARY KEY (thread_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_provenance (
+    thread_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (thread_id, kind, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -343,6 +350,9 @@ impl SessionWrite {
             conn.prepare_cached("DELETE FROM session_messages WHERE thread_id = ?1")
                 .and_then(|mut st| st.execute([thread]))
                 .map_err(&failed)?;
+            conn.prepare_cached("DELETE FROM session_provenance WHERE thread_id = ?1")
+                .and_then(|mut st| st.execute([thread]))
+                .map_err(&failed)?;
         } else {
             conn.prepare_cached(
                 "DELETE FROM session_messages WHERE thread_id = ?1 AND (seq < ?2 OR seq >= ?3)",
@@ -360,6 +370,27 @@ impl SessionWrite {
             let text = rows.message_text(index)?;
             insert
                 .execute(params![thread, plan.from + index as i64, text])
+                .map_err(&failed)?;
+        }
+        let mut remove = conn
+            .prepare_cached(
+                "DELETE FROM session_provenance WHERE thread_id = ?1 AND kind = ?2 AND key = ?3",
+            )
+            .map_err(&failed)?;
+        for (kind, key) in &plan.evidence.removed {
+            remove
+                .execute(params![thread, kind, key])
+                .map_err(&failed)?;
+        }
+        let mut evidence = conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO session_provenance (thread_id, kind, key, value)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&failed)?;
+        for (kind, key, value) in &plan.evidence.written {
+            evidence
+                .execute(params![thread, kind, key, value])
                 .map_err(&failed)?;
         }
         conn.prepare_cached(
@@ -382,12 +413,15 @@ impl SessionWrite {
         .map_err(&failed)?;
         // Should the batch's commit fail, the stored version stays the older one and the
         // thread's next save, seeing another version than this, rewrites every row.
-        self.marks.put(thread, rows.watermark(&plan));
+        self.marks
+            .remember(thread, plan.version, rows.provenance.clone());
+        self.marks.put(thread, rows.watermark(plan));
         Ok(())
     }
 }
 
-/// A session read back from its rows: the `sessions` row first (seq -1), then its messages.
+/// A session read back from its rows: the `sessions` row first (seq -2), its provenance rows
+/// (seq -1: kind in the third column, key in the sixth), then its messages.
 fn read_session(
     conn: &Connection,
     thread_id: &str,
@@ -396,17 +430,25 @@ fn read_session(
     let failed = db_err("reading a session");
     let mut statement = conn
         .prepare_cached(
-            "SELECT -1, session, version, history_from, history_len FROM sessions
+            "SELECT -2, session, version, history_from, history_len, NULL FROM sessions
              WHERE thread_id = ?1
              UNION ALL
-             SELECT m.seq, m.message, NULL, NULL, NULL
+             SELECT -1, p.value, p.kind, NULL, NULL, p.key
+             FROM session_provenance p JOIN sessions s ON s.thread_id = p.thread_id
+             WHERE p.thread_id = ?1 AND s.version IS NOT ?2
+             UNION ALL
+             SELECT m.seq, m.message, NULL, NULL, NULL, NULL
              FROM session_messages m JOIN sessions s ON s.thread_id = m.thread_id
              WHERE m.thread_id = ?1 AND m.seq >= s.history_from
                AND m.seq < s.history_from + s.history_len
              ORDER BY 1",
         )
         .map_err(&failed)?;
-    let mut found = statement.query([thread_id]).map_err(&failed)?;
+    let remembered = marks.remembered(thread_id);
+    let remembered_version = remembered.as_ref().map(|(version, _)| *version);
+    let mut found = statement
+        .query(params![thread_id, remembered_version])
+        .map_err(&failed)?;
     let Some(first) = found.next().map_err(&failed)? else {
         return Ok(None);
     };
@@ -421,8 +463,15 @@ fn read_session(
         return parse_session(thread_id, Some(text));
     };
     let mut messages = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut evidence = Vec::new();
     while let Some(row) = found.next().map_err(&failed)? {
-        messages.push(row.get::<_, String>(1).map_err(&failed)?);
+        let text = row.get::<_, String>(1).map_err(&failed)?;
+        if row.get::<_, i64>(0).map_err(&failed)? == -1 {
+            let kind = row.get::<_, i64>(2).map_err(&failed)?;
+            evidence.push((kind, row.get::<_, String>(5).map_err(&failed)?, text));
+        } else {
+            messages.push(text);
+        }
     }
     if messages.len() as i64 != len {
         return Err(StoreError::Failed(format!(
@@ -430,16 +479,14 @@ fn read_session(
             messages.len()
         )));
     }
-    let (session, fingerprints) = rows::assemble(thread_id, &text, &messages)?;
-    marks.put(
-        thread_id,
-        rows::Watermark {
-            version,
-            from,
-            fingerprints,
-        },
-    );
-    Ok(Some(session))
+    let loaded = rows::Loaded {
+        version,
+        from,
+        state: text,
+        evidence,
+        messages,
+    };
+    rows::assemble(thread_id, loaded, remembered, marks).map(Some)
 }
 
 fn reserve_key(
@@ -703,6 +750,83 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// A thread's provenance is stored one row per entry: a save after a turn inserts the
+    /// entries that turn added and rewrites none of the others; a second process reads it back
+    /// whole.
+    #[tokio::test]
+    async fn a_save_writes_only_the_provenance_its_turn_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).unwrap();
+        lock(&store.write)
+            .execute_batch(
+                "CREATE TABLE provenance_writes (n INTEGER);
+                 CREATE TRIGGER count_inserts AFTER INSERT ON session_provenance
+                 BEGIN INSERT INTO provenance_writes VALUES (1); END;",
+            )
+            .unwrap();
+        let writes = || -> i64 {
+            lock(&store.write)
+                .query_row("SELECT count(*) FROM provenance_writes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let mut session = Session::new("t");
+        for i in 0..50 {
+            session.provenance.observe_result(&serde_json::json!(
+                {"id": format!("prod_{i}"), "object": "product", "name": "Pro"}
+            ));
+        }
+        store.save(&session).await.unwrap();
+        assert_eq!(writes(), 100, "50 objects and their 50 ids");
+        session.provenance.observe_result(
+            &serde_json::json!({"id": "price_1", "object": "price", "product": "prod_3"}),
+        );
+        session.provenance.observe_room_text("thanks");
+        store.save(&session).await.unwrap();
+        assert_eq!(writes(), 103, "the new price, its id and the room word");
+        let state: String = lock(&store.read)
+            .query_row(
+                "SELECT session FROM sessions WHERE thread_id = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !state.contains("prod_3"),
+            "the state row holds no provenance: {state}"
+        );
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.load("t").await.unwrap(), Some(session));
+    }
+
+    /// The provenance a process remembers of a thread is used only while the stored version
+    /// is the one it wrote: a save by another process is read from the rows.
+    #[tokio::test]
+    async fn a_thread_saved_by_another_process_loads_with_that_processs_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (one, two) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let mut session = Session::new("t");
+        session
+            .provenance
+            .observe_result(&serde_json::json!({"id": "prod_1", "object": "product"}));
+        one.save(&session).await.unwrap();
+        let mut other = two.load("t").await.unwrap().unwrap();
+        other
+            .provenance
+            .observe_result(&serde_json::json!({"id": "prod_2", "object": "product"}));
+        two.save(&other).await.unwrap();
+        let back = one.load("t").await.unwrap().unwrap();
+        assert_eq!(back, other);
+        assert!(back.provenance.object("prod_2").is_some());
+        // And the thread's next save from the first process keeps both.
+        one.save(&back).await.unwrap();
+        assert_eq!(two.load("t").await.unwrap(), Some(other));
     }
 
     /// A turn dropped mid-way leaves its last save queued: the thread's next load waits for

@@ -164,6 +164,14 @@ async fn write_batch(
         .transaction()
         .await
         .map_err(pg_err("starting a session commit"))?;
+    // Nobody waits for a batch of queued saves to be durable: it commits without waiting
+    // for its WAL flush, and the next awaited save's commit flushes the WAL up to itself,
+    // these records included (as with SQLite, `store/commit.rs`).
+    if batch.iter().all(|save| save.reply.is_none()) {
+        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+            .await
+            .map_err(pg_err("starting a session commit"))?;
+    }
     // The threads whose lease is still this save's; the lease rows stay locked (shared) to the
     // commit, so no takeover slips in between.
     let fenced = tx
@@ -201,7 +209,10 @@ async fn write_batch(
     let mut state = StateColumns::default();
     let (mut kept, mut keep_from, mut keep_end) = (Vec::new(), Vec::new(), Vec::<i64>::new());
     let (mut written, mut seqs, mut texts) = (Vec::new(), Vec::new(), Vec::new());
-    let mut new_marks = Vec::new();
+    let mut cleared = Vec::new();
+    let mut gone = (Vec::new(), Vec::new(), Vec::new());
+    let mut evidence = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut plans = Vec::new();
     for thread in &allowed {
         let Some(save) = last.get(thread.as_str()) else {
             continue;
@@ -224,7 +235,24 @@ async fn write_batch(
             texts.push(rows.message_text(index)?);
         }
         state.push(thread, rows, &plan);
-        new_marks.push((thread.as_str(), rows.watermark(&plan)));
+        plans.push((thread.as_str(), rows, plan));
+    }
+    // The provenance rows, borrowed from the plans (kept until the commit for their marks).
+    for (thread, _, plan) in &plans {
+        if plan.full {
+            cleared.push(*thread);
+        }
+        for (kind, key) in &plan.evidence.removed {
+            gone.0.push(*thread);
+            gone.1.push(*kind);
+            gone.2.push(key.as_str());
+        }
+        for (kind, key, value) in &plan.evidence.written {
+            evidence.0.push(*thread);
+            evidence.1.push(*kind);
+            evidence.2.push(key.as_str());
+            evidence.3.push(value.as_str());
+        }
     }
     let statements = [
         "DELETE FROM altan_pay_session_messages m
@@ -242,6 +270,14 @@ async fn write_batch(
          SET session = excluded.session, updated_at = excluded.updated_at,
              version = excluded.version, history_from = excluded.history_from,
              history_len = excluded.history_len",
+        "DELETE FROM altan_pay_session_provenance p USING unnest($1::text[]) AS d(thread_id)
+         WHERE p.thread_id = d.thread_id",
+        "DELETE FROM altan_pay_session_provenance p
+         USING unnest($1::text[], $2::int2[], $3::text[]) AS d(thread_id, kind, key)
+         WHERE p.thread_id = d.thread_id AND p.kind = d.kind AND p.key = d.key",
+        "INSERT INTO altan_pay_session_provenance (thread_id, kind, key, value)
+         SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[])
+         ON CONFLICT (thread_id, kind, key) DO UPDATE SET value = excluded.value",
     ];
     let mut prepared = Vec::new();
     for sql in statements {
@@ -269,9 +305,22 @@ async fn write_batch(
     )
     .await
     .map_err(failed)?;
+    tx.execute(&prepared[3], &[&cleared])
+        .await
+        .map_err(failed)?;
+    tx.execute(&prepared[4], &[&gone.0, &gone.1, &gone.2])
+        .await
+        .map_err(failed)?;
+    tx.execute(
+        &prepared[5],
+        &[&evidence.0, &evidence.1, &evidence.2, &evidence.3],
+    )
+    .await
+    .map_err(failed)?;
     tx.commit().await.map_err(failed)?;
-    for (thread, mark) in new_marks {
-        marks.put(thread, mark);
+    for (thread, rows, plan) in plans {
+        marks.remember(thread, plan.version, rows.provenance.clone());
+        marks.put(thread, rows.watermark(plan));
     }
     Ok(allowed.into_iter().collect())
 }

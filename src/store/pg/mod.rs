@@ -208,13 +208,19 @@ impl SessionStore for PgStore {
             let marks = self.commits.marks.clone();
             run(async move {
                 let conn = PgStore::client(&pool).await?;
-                // One statement, one snapshot: the state row first (seq -1), then its messages.
+                // One statement, one snapshot: the state row first (seq -2), the provenance
+                // rows (seq -1: kind in the third column, key in the sixth), then the messages.
                 let statement = conn
                     .prepare_cached(
-                        "SELECT -1::int8, session, version, history_from, history_len
+                        "SELECT -2::int8, session, version, history_from, history_len, NULL::text
                          FROM altan_pay_session_state WHERE thread_id = $1
                          UNION ALL
-                         SELECT m.seq, m.message, NULL, NULL, NULL
+                         SELECT -1, p.value, p.kind::int8, NULL, NULL, p.key
+                         FROM altan_pay_session_provenance p
+                         JOIN altan_pay_session_state s ON s.thread_id = p.thread_id
+                         WHERE p.thread_id = $1 AND s.version IS DISTINCT FROM $2
+                         UNION ALL
+                         SELECT m.seq, m.message, NULL, NULL, NULL, NULL
                          FROM altan_pay_session_messages m
                          JOIN altan_pay_session_state s ON s.thread_id = m.thread_id
                          WHERE m.thread_id = $1 AND m.seq >= s.history_from
@@ -223,8 +229,10 @@ impl SessionStore for PgStore {
                     )
                     .await
                     .map_err(pg_err("reading a session"))?;
+                let remembered = marks.remembered(&thread);
+                let remembered_version = remembered.as_ref().map(|(version, _)| *version);
                 let found = conn
-                    .query(&statement, &[&thread])
+                    .query(&statement, &[&thread, &remembered_version])
                     .await
                     .map_err(pg_err("reading a session"))?;
                 let Some((first, messages)) = found.split_first() else {
@@ -237,6 +245,12 @@ impl SessionStore for PgStore {
                     // Written before histories were rows: the whole session in one text.
                     return parse_session(&thread, Some(text));
                 };
+                let (evidence, messages): (Vec<_>, Vec<_>) =
+                    messages.iter().partition(|r| r.get::<_, i64>(0) == -1);
+                let evidence: Vec<(i64, String, String)> = evidence
+                    .iter()
+                    .map(|r| (r.get(2), r.get(5), r.get(1)))
+                    .collect();
                 let messages: Vec<String> = messages.iter().map(|r| r.get(1)).collect();
                 if messages.len() as i64 != len {
                     return Err(StoreError::Failed(format!(
@@ -244,16 +258,14 @@ impl SessionStore for PgStore {
                         messages.len()
                     )));
                 }
-                let (session, fingerprints) = rows::assemble(&thread, &text, &messages)?;
-                marks.put(
-                    &thread,
-                    rows::Watermark {
-                        version,
-                        from,
-                        fingerprints,
-                    },
-                );
-                Ok(Some(session))
+                let loaded = rows::Loaded {
+                    version,
+                    from,
+                    state: text,
+                    evidence,
+                    messages,
+                };
+                rows::assemble(&thread, loaded, remembered, &marks).map(Some)
             })
             .await
         })

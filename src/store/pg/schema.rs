@@ -117,6 +117,44 @@ SELECT s.thread_id,
 FROM altan_pay_session_state s;
 ",
     },
+    Migration {
+        version: 3,
+        name: "provenance as rows: one row per object, Stripe id and room word of a thread",
+        // A state row written before keeps its provenance in `session` (and has no provenance
+        // rows); its next save moves it to rows. The view shows the provenance either way.
+        sql: "
+CREATE TABLE altan_pay_session_provenance (
+    thread_id TEXT NOT NULL,
+    kind SMALLINT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (thread_id, kind, key)
+);
+CREATE OR REPLACE VIEW altan_pay_sessions AS
+SELECT s.thread_id,
+       CASE WHEN s.history_len IS NULL THEN s.session
+       ELSE (jsonb_set(s.session::jsonb, '{history}', COALESCE((
+           SELECT jsonb_agg(m.message::jsonb ORDER BY m.seq)
+           FROM altan_pay_session_messages m
+           WHERE m.thread_id = s.thread_id AND m.seq >= s.history_from
+             AND m.seq < s.history_from + s.history_len), '[]'::jsonb))
+           || CASE WHEN s.session::jsonb ? 'provenance' THEN '{}'::jsonb
+              ELSE jsonb_build_object('provenance', jsonb_build_object(
+                  'objects', COALESCE((SELECT jsonb_object_agg(p.key, p.value::jsonb)
+                      FROM altan_pay_session_provenance p
+                      WHERE p.thread_id = s.thread_id AND p.kind = 0), '{}'::jsonb),
+                  'stripe_ids', COALESCE((SELECT jsonb_agg(p.key)
+                      FROM altan_pay_session_provenance p
+                      WHERE p.thread_id = s.thread_id AND p.kind = 1), '[]'::jsonb),
+                  'room_words', COALESCE((SELECT jsonb_agg(p.key)
+                      FROM altan_pay_session_provenance p
+                      WHERE p.thread_id = s.thread_id AND p.kind = 2), '[]'::jsonb)))
+              END)::text
+       END AS session,
+       s.updated_at
+FROM altan_pay_session_state s;
+",
+    },
 ];
 
 /// Applies the migrations `client`'s database lacks, each in its own transaction with its

@@ -33,5 +33,10 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The library alone, as a crate using it with `default-features = false` builds it.
+cargo clippy --lib --no-default-features --features scripted --quiet -- -D warnings
+# The public surface is documented: the library denies missing docs, and rustdoc's own
+# warnings (broken links to items) fail here.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
 # The PostgreSQL tests (reconcile, mirror, chaos) need a server: with-postgres.sh starts a throwaway one.
 bash scripts/with-postgres.sh cargo test --all-targets

@@ -16,6 +16,8 @@
 //! clients and the in-memory session store, and none of the servers, the SQLite or PostgreSQL
 //! stores, the sandbox or the OTLP exporter; `scripted` adds the scripted model for tests.
 
+#![deny(missing_docs)]
+
 pub mod agent;
 pub mod chat;
 #[cfg(feature = "sandbox")]

@@ -4,6 +4,10 @@
 //! references and keys, not copies), and an entry is unchanged when it is the very allocation
 //! the mark remembers. The rules read the same data as before; only its representation is here.
 
+// The marks and changes are read only by the SQLite and PostgreSQL stores (`store::rows`);
+// without them the provenance keeps its marks unread.
+#![cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 

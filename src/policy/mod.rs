@@ -12,6 +12,7 @@ use crate::tools::{DestructiveEffect, ErrorCode, Tool, ToolError};
 mod evidence;
 mod request;
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub(crate) use evidence::{Evidence, EvidenceKind, EvidenceMark};
 pub use request::Requested;
 

@@ -8,8 +8,13 @@
 #[path = "support/process.rs"]
 #[allow(dead_code)]
 mod process;
+#[path = "support/room.rs"]
+#[allow(dead_code)]
+mod room_api;
 #[path = "mcp/served.rs"]
 mod served;
+#[path = "support/wait.rs"]
+mod wait;
 #[path = "support/world.rs"]
 mod world;
 
@@ -473,4 +478,62 @@ async fn an_mcp_change_reaches_the_accounts_pending_syncs_even_when_the_client_d
     ] {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }
+}
+
+/// With `serve` posting to rooms, an MCP change reaches the account's room thread as one
+/// handoff to Altan, with no chat turn and whatever the client did with the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_change_is_posted_to_the_accounts_room_thread_without_a_chat_turn() {
+    let world = deterministic_world().build().await;
+    let (room_url, room_log) = room_api::room_standin().await;
+    let served = served::serve(
+        &[
+            "--pay-base-url",
+            &world.gateway.base_url,
+            "--stripe-webhook-secret",
+            "whsec_mcp_test_secret",
+            "--stripe-fixed-account",
+            "ws_1",
+            "--room-url",
+            &room_url,
+            "--room-agent-id",
+            "agent_pay",
+            "--room-thread",
+            "ws_1=thread_ws_1",
+            "--room-altan-member-id",
+            "mem_altan",
+            "--room-window-ms",
+            "200",
+        ],
+        TOKENS,
+    )
+    .await;
+    let call = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"_meta": served::modern_meta(), "name": "create_product", "arguments": {"name": "Posted"}}
+    });
+    let (status, _) = served::post_rpc(
+        &served,
+        "mcp-token-ws1",
+        "tools/call",
+        Some("create_product"),
+        call.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let products = products_in_sandbox(&world).await;
+    assert_eq!(products.len(), 1, "{products:?}");
+    let id = products[0]["id"].as_str().unwrap().to_string();
+    wait::until(std::time::Duration::from_secs(10), || {
+        !room_log.lock().unwrap().posts.is_empty()
+    })
+    .await;
+    let post = room_log.lock().unwrap().posts.first().cloned();
+    let (thread, agent, text) = post.expect("no room post within 10 s of the MCP change");
+    assert_eq!(
+        (thread.as_str(), agent.as_str()),
+        ("thread_ws_1", "agent_pay")
+    );
+    assert!(text.contains(&format!("upsert products {id}")), "{text}");
+    assert_eq!(text.matches("@Altan").count(), 1, "{text}");
 }

@@ -242,6 +242,25 @@ impl EventsState {
         &self.store
     }
 
+    /// Queues Stripe changes the runtime made outside a chat answer (an MCP tool call) as the
+    /// account's pending syncs, under `record` (its id makes a repeat a duplicate), and wakes the
+    /// room poster for the account as a Stripe event does: the database hears of them even when
+    /// no chat answer follows.
+    pub async fn queue_changes(
+        &self,
+        record: &EventRecord,
+        changes: &[Versioned],
+    ) -> Result<Applied, StoreError> {
+        let applied = self.store.apply(record, changes).await?;
+        if let Applied::Applied { queued, .. } = applied
+            && queued > 0
+            && let Some(room) = &self.room
+        {
+            room.notify(&record.account_id);
+        }
+        Ok(applied)
+    }
+
     /// Verifies, parses and applies one delivery; nothing changes unless it is `Ok`.
     pub async fn receive(
         &self,

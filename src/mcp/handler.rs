@@ -326,8 +326,9 @@ impl ServerHandler for McpServer {
 }
 
 /// Queues a call's Stripe changes as the account's pending syncs (one record per plan, so a
-/// repeat is a duplicate), for the chat path's next answer and the pending-syncs listing. A
-/// failing store is logged: the result still carries the plan.
+/// repeat is a duplicate), for the room poster (when `serve` posts to rooms), the chat path's
+/// next answer and the pending-syncs listing. A failing store is logged: the result still
+/// carries the plan.
 async fn queue_pending(
     events: &crate::events::EventsState,
     context: &AgentContext,
@@ -358,7 +359,7 @@ async fn queue_pending(
             crate::events::Versioned { mutation, version }
         })
         .collect();
-    if let Err(e) = events.store().apply(&record, &versioned).await {
+    if let Err(e) = events.queue_changes(&record, &versioned).await {
         tracing::warn!(sync_id, "MCP changes not queued as pending syncs: {e}");
     }
 }

@@ -38,5 +38,7 @@ cargo clippy --lib --no-default-features --features scripted --quiet -- -D warni
 # The public surface is documented: the library denies missing docs, and rustdoc's own
 # warnings (broken links to items) fail here.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
+# The README's Rust examples and the library's doc examples compile and run.
+cargo test --doc --quiet
 # The PostgreSQL tests (reconcile, mirror, chaos) need a server: with-postgres.sh starts a throwaway one.
 bash scripts/with-postgres.sh cargo test --all-targets

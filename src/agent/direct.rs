@@ -54,6 +54,11 @@ pub enum DirectOutcome {
 }
 
 impl Agent {
+    /// The key this agent signs sync plans with, when it has one.
+    pub(crate) fn plan_signing_key(&self) -> Option<&crate::sync::PlanSigningKey> {
+        self.inner.plan_key.as_ref()
+    }
+
     /// The agent's tools (the MCP server lists them from their typed declarations).
     pub fn tool_set(&self) -> &ToolSet {
         &self.inner.tools

@@ -28,6 +28,9 @@ pub const CONVERSATION_META: &str = "ai.altan.pay/conversation";
 /// The key of the one input request a destructive call asks for.
 pub const CONFIRM_INPUT: &str = "confirm";
 
+/// The label the confirmation key is derived under from the plan signing key.
+const CONFIRM_KEY_LABEL: &str = "altan-pay mcp confirmation state v1";
+
 /// How long a confirmation request may be answered.
 const CONFIRM_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -54,7 +57,9 @@ pub struct McpServer {
     /// The conversation of calls that send no handle: one per stdio connection; none over
     /// HTTP (each such call gets a fresh one).
     default_conversation: Option<String>,
-    /// Keys the confirmation states this process hands out.
+    /// Keys the confirmation states this server hands out: derived from the plan signing key
+    /// when there is one, so every replica holding that key accepts the others' confirmations;
+    /// else random, and a confirmation is answered on the process that asked for it.
     confirm_key: Arc<[u8; 32]>,
     /// `serve` with Stripe events: each call's changes are also queued as the account's
     /// pending syncs, so the next chat answer (and the pending-syncs listing) carries them even
@@ -80,12 +85,15 @@ impl McpServer {
 
     fn new(agent: Agent, account: AccountSource) -> McpServer {
         let tools = Arc::new(catalog::list(agent.tool_set()));
+        let confirm_key = agent
+            .plan_signing_key()
+            .map_or_else(rand::random, |key| key.derive(CONFIRM_KEY_LABEL));
         McpServer {
             agent,
             tools,
             account,
             default_conversation: None,
-            confirm_key: Arc::new(rand::random()),
+            confirm_key: Arc::new(confirm_key),
             pending: None,
         }
     }

@@ -537,3 +537,165 @@ async fn an_mcp_change_is_posted_to_the_accounts_room_thread_without_a_chat_turn
     assert!(text.contains(&format!("upsert products {id}")), "{text}");
     assert_eq!(text.matches("@Altan").count(), 1, "{text}");
 }
+
+/// A 2026-07-28 `tools/call` over `/mcp` with `token`, in the conversation `handle`; the
+/// JSON-RPC answer.
+async fn call_in(
+    served: &Served,
+    token: &str,
+    handle: &str,
+    name: &str,
+    arguments: Value,
+) -> Value {
+    let mut meta = served::modern_meta();
+    meta["ai.altan.pay/conversation"] = json!(handle);
+    let call = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"_meta": meta, "name": name, "arguments": arguments}
+    });
+    let (status, body) =
+        served::post_rpc(served, token, "tools/call", Some(name), call.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// A token of ws_2 that learned a ws_1 conversation handle names that conversation as a chat
+/// thread, in every spelling: it can neither claim it nor read anything of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_accounts_token_cannot_reach_an_mcp_conversation_through_the_chat_api() {
+    let world = deterministic_world().build().await;
+    let served = serve(&world).await;
+    let handle = "conv_00112233445566778899aabbccddeeff";
+    let created = call_in(
+        &served,
+        "mcp-token-ws1",
+        handle,
+        "create_product",
+        json!({"name": "Secret"}),
+    )
+    .await;
+    let id = created["result"]["structuredContent"]["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no product id: {created}"))
+        .to_string();
+    let client = reqwest::Client::new();
+    for thread in [
+        format!("mcp:ws_1:{handle}"),
+        format!("mcp%2Fws_1%2F{handle}"),
+    ] {
+        let mut body = json!({
+            "messages": [{"member_id": "u-2", "name": "Eve", "member_type": "user", "text": "hi"}],
+            "context": {
+                "account_id": "ws_2",
+                "agent_member_id": "pay-1",
+                "members": [
+                    {"member_id": "u-2", "name": "Eve", "kind": "user"},
+                    {"member_id": "pay-1", "name": "Altan Pay", "kind": "agent"}
+                ]
+            }
+        });
+        body["stream"] = json!(false);
+        let posted = client
+            .post(format!("{}/v1/threads/{thread}/messages", served.base))
+            .bearer_auth("mcp-token-ws2")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let posted = posted.text().await.unwrap();
+        assert!(
+            !posted.contains(&id),
+            "{thread}: the post showed ws_1's product: {posted}"
+        );
+        let read = client
+            .get(format!("{}/v1/threads/{thread}", served.base))
+            .bearer_auth("mcp-token-ws2")
+            .send()
+            .await
+            .unwrap();
+        let read = read.text().await.unwrap();
+        assert!(
+            !read.contains(&id),
+            "{thread}: ws_2 read ws_1's MCP conversation: {read}"
+        );
+    }
+}
+
+/// A change that repeats an earlier one through MCP (a product created as "A", renamed "B",
+/// renamed back to "A": the last plan is byte for byte the create's) reaches the pending syncs,
+/// not taken for a redelivery, so the database ends with "A".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_mcp_change_is_queued_again_not_dropped_as_a_duplicate() {
+    let world = deterministic_world().build().await;
+    let events = tempfile::tempdir().unwrap();
+    let events_db = events.path().join("events.db");
+    let served = served::serve(
+        &[
+            "--pay-base-url",
+            &world.gateway.base_url,
+            "--stripe-webhook-secret",
+            "whsec_mcp_test_secret",
+            "--stripe-fixed-account",
+            "ws_1",
+            "--events-db",
+            events_db.to_str().unwrap(),
+        ],
+        TOKENS,
+    )
+    .await;
+    let handle = "conv_ffeeddccbbaa99887766554433221100";
+    let created = call_in(
+        &served,
+        "mcp-token-ws1",
+        handle,
+        "create_product",
+        json!({"name": "A"}),
+    )
+    .await;
+    let id = created["result"]["structuredContent"]["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no product id: {created}"))
+        .to_string();
+    let mut plans = vec![created["result"]["structuredContent"]["sync_plan"]["sync_id"].clone()];
+    for name in ["B", "A"] {
+        let updated = call_in(
+            &served,
+            "mcp-token-ws1",
+            handle,
+            "update_product",
+            json!({
+                "id": id, "name": name, "active": null, "default_price": null,
+                "description": null, "images": null, "metadata": null, "unit_label": null,
+                "url": null
+            }),
+        )
+        .await;
+        assert_eq!(updated["result"]["isError"], false, "{updated}");
+        plans.push(updated["result"]["structuredContent"]["sync_plan"]["sync_id"].clone());
+    }
+    assert_eq!(
+        plans[0], plans[2],
+        "the test needs the last plan to repeat the create's: {plans:?}"
+    );
+    let pending: Value = reqwest::Client::new()
+        .get(format!("{}/v1/accounts/ws_1/pending-syncs", served.base))
+        .bearer_auth("mcp-token-ws1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<&Value> = pending["sync_plan"]["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pending}"))
+        .iter()
+        .filter(|op| op["key"]["id"] == id.as_str())
+        .map(|op| &op["row"])
+        .collect();
+    assert_eq!(rows.len(), 1, "{pending}");
+    assert_eq!(
+        rows[0]["name"], "A",
+        "the last change is the one pending: {pending}"
+    );
+}

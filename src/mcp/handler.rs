@@ -138,7 +138,10 @@ impl McpServer {
             Ok(None) => self.default_conversation.clone().unwrap_or_else(new_handle),
             Err(message) => return Err(ErrorData::invalid_params(message, None)),
         };
-        let thread_id = format!("mcp:{account}:{handle}");
+        // `/` keeps MCP conversations out of the chat API's threads: a thread id there is
+        // letters, digits and `- _ . :` (`server::error::check_thread_id`), so no token of any
+        // account can post to, claim or read an MCP conversation as a chat thread.
+        let thread_id = format!("mcp/{account}/{handle}");
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let confirmed = match (&request.request_state, &request.input_responses) {
             (Some(state), responses) => {
@@ -348,7 +351,10 @@ async fn queue_pending(
     };
     let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
     let record = crate::events::EventRecord {
-        id: format!("mcp_{sync_id}"),
+        // One record per call: the plan's `sync_id` hashes only its operations, which name no
+        // account, so two accounts' identical changes (or one account's change repeated) would
+        // otherwise be taken for a redelivery and dropped. A queued upsert twice is harmless.
+        id: format!("mcp_{sync_id}_{}", uuid::Uuid::new_v4().simple()),
         event_type: "mcp.tools_call".into(),
         account_id: account,
         created: now,

@@ -55,6 +55,7 @@ pub enum DirectOutcome {
 
 impl Agent {
     /// The key this agent signs sync plans with, when it has one.
+    #[cfg(feature = "mcp")]
     pub(crate) fn plan_signing_key(&self) -> Option<&crate::sync::PlanSigningKey> {
         self.inner.plan_key.as_ref()
     }

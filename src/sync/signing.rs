@@ -79,6 +79,7 @@ impl PlanSigningKey {
     /// A 32-byte key for another purpose, derived from this one under `label` (HMAC-SHA256 of
     /// the label): processes holding the same signing key derive the same key, and nothing
     /// derived under one label says anything about the signing key or another label.
+    #[cfg(feature = "mcp")]
     pub(crate) fn derive(&self, label: &str) -> [u8; 32] {
         let mut mac = HmacSha256::new_from_slice(self.0.expose_secret().as_bytes())
             .unwrap_or_else(|_| HmacSha256::new(&Default::default()));

@@ -46,6 +46,25 @@ async fn serve(world: &World) -> Served {
     served::serve(&["--pay-base-url", &world.gateway.base_url], TOKENS).await
 }
 
+/// `serve` on the world's gateway with the Stripe events part on for ws_1 (its store in the
+/// returned directory, kept while the server runs) and `extra` flags.
+async fn serve_with_events(world: &World, extra: &[&str]) -> (Served, tempfile::TempDir) {
+    let events = tempfile::tempdir().unwrap();
+    let events_db = events.path().join("events.db");
+    let mut flags = vec![
+        "--pay-base-url",
+        &world.gateway.base_url,
+        "--stripe-webhook-secret",
+        "whsec_mcp_test_secret",
+        "--stripe-fixed-account",
+        "ws_1",
+        "--events-db",
+        events_db.to_str().unwrap(),
+    ];
+    flags.extend_from_slice(extra);
+    (served::serve(&flags, TOKENS).await, events)
+}
+
 /// Runs tests/mcp/client.py; its JSON report.
 async fn client(scenario: &str, mode: &str, transport: Vec<String>) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
@@ -417,22 +436,7 @@ async fn an_openai_agents_sdk_agent_with_a_scripted_model_creates_a_product_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_change_reaches_the_accounts_pending_syncs_even_when_the_client_drops_the_result() {
     let world = deterministic_world().build().await;
-    let events = tempfile::tempdir().unwrap();
-    let events_db = events.path().join("events.db");
-    let served = served::serve(
-        &[
-            "--pay-base-url",
-            &world.gateway.base_url,
-            "--stripe-webhook-secret",
-            "whsec_mcp_test_secret",
-            "--stripe-fixed-account",
-            "ws_1",
-            "--events-db",
-            events_db.to_str().unwrap(),
-        ],
-        TOKENS,
-    )
-    .await;
+    let (served, _events) = serve_with_events(&world, &[]).await;
     let call = json!({
         "jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"_meta": served::modern_meta(), "name": "create_product", "arguments": {"name": "Dropped"}}
@@ -486,14 +490,9 @@ async fn an_mcp_change_reaches_the_accounts_pending_syncs_even_when_the_client_d
 async fn an_mcp_change_is_posted_to_the_accounts_room_thread_without_a_chat_turn() {
     let world = deterministic_world().build().await;
     let (room_url, room_log) = room_api::room_standin().await;
-    let served = served::serve(
+    let (served, _events) = serve_with_events(
+        &world,
         &[
-            "--pay-base-url",
-            &world.gateway.base_url,
-            "--stripe-webhook-secret",
-            "whsec_mcp_test_secret",
-            "--stripe-fixed-account",
-            "ws_1",
             "--room-url",
             &room_url,
             "--room-agent-id",
@@ -505,7 +504,6 @@ async fn an_mcp_change_is_posted_to_the_accounts_room_thread_without_a_chat_turn
             "--room-window-ms",
             "200",
         ],
-        TOKENS,
     )
     .await;
     let call = json!({
@@ -627,22 +625,7 @@ async fn another_accounts_token_cannot_reach_an_mcp_conversation_through_the_cha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_mcp_change_is_queued_again_not_dropped_as_a_duplicate() {
     let world = deterministic_world().build().await;
-    let events = tempfile::tempdir().unwrap();
-    let events_db = events.path().join("events.db");
-    let served = served::serve(
-        &[
-            "--pay-base-url",
-            &world.gateway.base_url,
-            "--stripe-webhook-secret",
-            "whsec_mcp_test_secret",
-            "--stripe-fixed-account",
-            "ws_1",
-            "--events-db",
-            events_db.to_str().unwrap(),
-        ],
-        TOKENS,
-    )
-    .await;
+    let (served, _events) = serve_with_events(&world, &[]).await;
     let handle = "conv_ffeeddccbbaa99887766554433221100";
     let created = call_in(
         &served,

@@ -473,18 +473,13 @@ fn read_session(
             messages.push(text);
         }
     }
-    if messages.len() as i64 != len {
-        return Err(StoreError::Failed(format!(
-            "session {thread_id}: {} of its {len} history rows are stored",
-            messages.len()
-        )));
-    }
     let loaded = rows::Loaded {
         version,
         from,
         state: text,
         evidence,
         messages,
+        history_len: len,
     };
     rows::assemble(thread_id, loaded, remembered, marks).map(Some)
 }

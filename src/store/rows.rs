@@ -278,6 +278,8 @@ pub(super) struct Loaded {
     pub state: String,
     pub evidence: Vec<(i64, String, String)>,
     pub messages: Vec<String>,
+    /// How many history rows the state says there are; fewer read is an error.
+    pub history_len: i64,
 }
 
 /// Reassembles a session stored as rows, and leaves its watermark and provenance in `marks`.
@@ -291,6 +293,13 @@ pub(super) fn assemble(
     let unreadable = |e: serde_json::Error| {
         StoreError::Failed(format!("session {thread_id} is unreadable: {e}"))
     };
+    if loaded.messages.len() as i64 != loaded.history_len {
+        return Err(StoreError::Failed(format!(
+            "session {thread_id}: {} of its {} history rows are stored",
+            loaded.messages.len(),
+            loaded.history_len
+        )));
+    }
     let mut session: Session = serde_json::from_str(&loaded.state).map_err(unreadable)?;
     // A state written before provenance rows holds the provenance itself: none of it is in
     // rows yet, so the mark is empty and the next save writes every entry.

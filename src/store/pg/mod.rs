@@ -252,18 +252,13 @@ impl SessionStore for PgStore {
                     .map(|r| (r.get(2), r.get(5), r.get(1)))
                     .collect();
                 let messages: Vec<String> = messages.iter().map(|r| r.get(1)).collect();
-                if messages.len() as i64 != len {
-                    return Err(StoreError::Failed(format!(
-                        "session {thread}: {} of its {len} history rows are stored",
-                        messages.len()
-                    )));
-                }
                 let loaded = rows::Loaded {
                     version,
                     from,
                     state: text,
                     evidence,
                     messages,
+                    history_len: len,
                 };
                 rows::assemble(&thread, loaded, remembered, &marks).map(Some)
             })

@@ -3,21 +3,4 @@
 # pinned, into <repo>/.ci-cache/mcpenv: the clients the MCP tests (tests/mcp_*.rs) drive
 # through tests/mcp/*.py, over stdio and Streamable HTTP. Idempotent.
 set -euo pipefail
-
-MCP_VERSION="2.3.0"
-OPENAI_AGENTS_VERSION="0.25.0"
-
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$repo/.ci-cache/mcpenv"
-mkdir -p "$repo/.ci-cache"
-
-if [ -x "$venv/bin/python" ] \
-    && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_VERSION' or m.version('openai-agents') != '$OPENAI_AGENTS_VERSION')" 2>/dev/null; then
-    echo "mcp $MCP_VERSION and openai-agents $OPENAI_AGENTS_VERSION already installed in $venv"
-    exit 0
-fi
-command -v python3 >/dev/null || { echo "install-mcp-python: python3 is required" >&2; exit 1; }
-echo "installing mcp $MCP_VERSION and openai-agents $OPENAI_AGENTS_VERSION into $venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mcp==$MCP_VERSION" \
-    "openai-agents==$OPENAI_AGENTS_VERSION"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/pinned-venv.sh" mcpenv "mcp==2.3.0" "openai-agents==0.25.0"
